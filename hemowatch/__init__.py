@@ -1,0 +1,3 @@
+"""HemoWatch: head CT haemorrhage triage and vitals monitoring through Telegram."""
+
+__version__ = "0.1.0"

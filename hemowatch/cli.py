@@ -1,0 +1,82 @@
+"""The `hemowatch` command: parses arguments and hands each subcommand to the module that does the work."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hemowatch import __version__
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hemowatch",
+        description="Head CT haemorrhage triage and vitals monitoring through Telegram (decision support only).",
+    )
+    parser.add_argument("--version", action="version", version=f"hemowatch {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    classify = commands.add_parser("classify", help="analyse head CT scans (PNG/JPEG, DICOM, ZIP or folder)")
+    classify.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="one study per path")
+    classify.add_argument("--json", action="store_true", help="one JSON object per line per input")
+    classify.add_argument("--overlay-dir", type=Path, help="write a heat-map overlay PNG per study here")
+    classify.add_argument("--threshold", type=float, help="decision threshold (default: the model card's)")
+    classify.add_argument("--model", type=Path, help="ONNX model (default: HEMOWATCH_MODEL or the shipped one)")
+
+    commands.add_parser("run", help="run the Telegram bot and the vitals monitor (settings from env / .env)")
+
+    simulate = commands.add_parser("simulate", help="publish simulated patient vitals over MQTT")
+    simulate.add_argument("--patients", type=int, default=3, help="number of patients (default 3)")
+    simulate.add_argument("--rate", type=float, default=1.0, help="samples per second per patient (default 1)")
+    simulate.add_argument("--broker", help="broker URL (default: MQTT_URL, else the embedded broker's address)")
+    simulate.add_argument(
+        "--scenario",
+        default="stable",
+        choices=["stable", "hypoxia", "hypertension", "deterioration", "offline"],
+        help="what happens to the patients (default stable)",
+    )
+    simulate.add_argument("--duration", type=float, help="seconds to run (default: until interrupted)")
+    simulate.add_argument("--prefix", help="patient id prefix (default 'sim-')", default="sim-")
+
+    admin = commands.add_parser("admin", help="server-side administration")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
+    invite = admin_commands.add_parser("invite", help="create a one-time invitation link")
+    invite.add_argument("role", choices=["doctor"], help="who the invitation is for")
+    add_patient = admin_commands.add_parser("add-patient", help="register a patient to monitor")
+    add_patient.add_argument("patient_id")
+    add_patient.add_argument("name", nargs="?", default="")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    from hemowatch.settings import get_settings
+
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "classify":
+        from hemowatch.classify_command import run_classify
+
+        return run_classify(args, settings)
+    if args.command == "run":
+        from hemowatch.app import run_service
+
+        return run_service(settings)
+    if args.command == "simulate":
+        from monitor.simulator import run_simulator
+
+        return run_simulator(args, settings)
+    from hemowatch.admin_command import run_admin
+
+    return run_admin(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The one place that declares HemoWatch's tables.
+
+Migrations are applied in order and recorded in SQLite's `user_version`, so opening a database is
+idempotent and upgrades an older file in place. Add a new function to `MIGRATIONS`; never edit an old one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+
+def _v1_initial(db: sqlite_utils.Database) -> None:
+    db["patients"].create(
+        {"id": str, "name": str, "neuro": int, "monitored": int, "created_at": float},
+        pk="id",
+        not_null={"name", "neuro", "monitored", "created_at"},
+        defaults={"neuro": 1, "monitored": 1},
+    )
+    db["vitals"].create(
+        {
+            "id": int, "patient_id": str, "ts": float, "received_at": float,
+            "hr": float, "spo2": float, "sbp": float, "dbp": float, "rr": float, "temp": float,
+            "gcs": int, "o2": int, "acvpu": str, "news2": int, "news2_components": str,
+        },
+        pk="id",
+        not_null={"patient_id", "ts", "received_at"},
+        foreign_keys=[("patient_id", "patients", "id")],
+    )
+    db["vitals"].create_index(["patient_id", "ts"])
+    db["vitals"].create_index(["ts"])
+    db["thresholds"].create(
+        {"patient_id": str, "vital": str, "low": float, "high": float},
+        pk=("patient_id", "vital"),
+        foreign_keys=[("patient_id", "patients", "id")],
+    )
+    db["alerts"].create(
+        {
+            "id": int, "patient_id": str, "condition": str, "severity": str, "state": str,
+            "title": str, "details": str, "news2": int,
+            "raised_at": float, "acknowledged_by": int, "acknowledged_at": float, "resolved_at": float,
+            "escalation_level": int, "last_escalated_at": float,
+        },
+        pk="id",
+        not_null={"patient_id", "condition", "severity", "state", "title", "raised_at", "escalation_level"},
+        defaults={"escalation_level": 0},
+        foreign_keys=[("patient_id", "patients", "id")],
+    )
+    db["alerts"].create_index(["patient_id", "state"])
+    db["alert_events"].create(
+        {"id": int, "alert_id": int, "at": float, "state": str, "actor": str, "note": str},
+        pk="id",
+        not_null={"alert_id", "at", "state"},
+        foreign_keys=[("alert_id", "alerts", "id")],
+    )
+    db["alert_events"].create_index(["alert_id"])
+    db["outbox"].create(
+        {
+            "id": int, "alert_id": int, "kind": str, "payload": str, "created_at": float,
+            "attempts": int, "next_attempt_at": float, "delivered_at": float, "failed_at": float,
+            "last_error": str,
+        },
+        pk="id",
+        not_null={"alert_id", "kind", "payload", "created_at", "attempts", "next_attempt_at"},
+        defaults={"attempts": 0},
+        foreign_keys=[("alert_id", "alerts", "id")],
+    )
+    db["outbox"].create_index(["delivered_at", "failed_at", "next_attempt_at"])
+    db["users"].create(
+        {
+            "telegram_id": int, "role": str, "display_name": str, "chat_id": int,
+            "joined_at": float, "revoked_at": float, "blocked_at": float,
+        },
+        pk="telegram_id",
+        not_null={"role", "chat_id", "joined_at"},
+    )
+    db["invitations"].create(
+        {
+            "code": str, "role": str, "patient_id": str, "created_by": int, "created_at": float,
+            "expires_at": float, "used_by": int, "used_at": float,
+        },
+        pk="code",
+        not_null={"role", "created_by", "created_at", "expires_at"},
+    )
+    db["patient_members"].create(
+        {"patient_id": str, "telegram_id": int, "role": str, "added_at": float},
+        pk=("patient_id", "telegram_id"),
+        not_null={"role", "added_at"},
+        foreign_keys=[("patient_id", "patients", "id")],
+    )
+    db["patient_members"].create_index(["telegram_id"])
+    db["mutes"].create(
+        {"patient_id": str, "telegram_id": int, "until": float},
+        pk=("patient_id", "telegram_id"),
+        not_null={"until"},
+    )
+    db["deliveries"].create(
+        {"outbox_id": int, "chat_id": int, "message_id": int, "sent_at": float, "status": str},
+        pk=("outbox_id", "chat_id"),
+        not_null={"sent_at", "status"},
+    )
+    db["scans"].create(
+        {
+            "id": int, "sha256": str, "verdict": str, "probability": float, "threshold": float,
+            "model_version": str, "telegram_id": int, "at": float, "n_slices": int, "n_assessable": int,
+        },
+        pk="id",
+        not_null={"sha256", "verdict", "model_version", "telegram_id", "at"},
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def open_database(path: str | Path) -> sqlite_utils.Database:
+    """Open (creating or upgrading) the SQLite file at `path` in WAL mode.
+
+    The connection may be used from one thread at a time, not necessarily the one that opened it,
+    so callers can hand it to a worker thread.
+    """
+    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+    db = sqlite_utils.Database(conn)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"{path} has schema version {version}, newer than this HemoWatch ({SCHEMA_VERSION})")
+    for number, migrate in enumerate(MIGRATIONS[version:], start=version + 1):
+        with conn:
+            migrate(db)
+            db.execute(f"PRAGMA user_version = {number}")
+    return db
