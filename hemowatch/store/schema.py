@@ -112,7 +112,12 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial]
+def _v2_delivery_text(db: sqlite_utils.Database) -> None:
+    """Keep each delivered alert message's text, so it can be edited when someone acknowledges."""
+    db["deliveries"].add_column("text", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_delivery_text]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
