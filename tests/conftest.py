@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: paths to the reference data and a real mosquitto broker."""
+"""Fixtures shared by every test: paths to the reference data, a real mosquitto broker, a local Bot API server."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from botapi import BotApiServer
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HEAD_CT = SHARED_DATA / "head-ct"
@@ -85,3 +86,10 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+async def bot_api() -> AsyncIterator[BotApiServer]:
+    """A local Telegram Bot API server (tests/botapi.py); point TELEGRAM_API_URL at `bot_api.url`."""
+    async with BotApiServer() as server:
+        yield server
