@@ -13,6 +13,9 @@ from enum import StrEnum
 import sqlite_utils
 
 
+SERVER = 0  # `created_by` of invitations made with `hemowatch admin` when no admin id is configured
+
+
 class Role(StrEnum):
     ADMIN = "admin"
     DOCTOR = "doctor"

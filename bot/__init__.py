@@ -1,0 +1,1 @@
+"""The Telegram bot: commands, roles and invitations, scan triage and alert delivery."""

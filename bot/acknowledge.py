@@ -1,0 +1,46 @@
+"""The Acknowledge button under alert messages."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.constants import ParseMode
+from telegram.error import TelegramError
+
+from bot import texts
+from bot.access import Caller, Context, authorize, may_view
+from bot.alert_text import acknowledged_text
+from bot.buttons import parse_ack
+from bot.services import services
+from hemowatch.store import alerts, deliveries
+
+log = logging.getLogger(__name__)
+
+
+@authorize()
+async def acknowledge(update: Update, context: Context, caller: Caller) -> None:
+    """Records who is dealing with an alert and shows it on everyone's copy of the message."""
+    shared = services(context)
+    query = update.callback_query
+    alert_id = parse_ack(query.data)
+    alert = alerts.get_alert(shared.db, alert_id) if alert_id is not None else None
+    if alert is None or not may_view(shared.db, caller, alert.patient_id):
+        await query.answer(texts.ALERT_GONE, show_alert=True)
+        return
+    now = shared.clock()
+    if not alerts.acknowledge_alert(shared.db, alert_id, caller.telegram_id, now):
+        await query.answer(texts.ALREADY_ACKNOWLEDGED)
+        return
+    await query.answer(texts.ACKNOWLEDGED)
+    for sent in deliveries.alert_messages(shared.db, alert_id):
+        try:
+            await context.bot.edit_message_text(
+                acknowledged_text(sent.text, caller.name, now),
+                chat_id=sent.chat_id,
+                message_id=sent.message_id,
+                parse_mode=ParseMode.HTML,
+                reply_markup=None,
+            )
+        except TelegramError as error:  # one stale copy must not stop the others
+            log.warning("could not mark alert %s acknowledged in chat %s: %s", alert_id, sent.chat_id, error)

@@ -1,0 +1,37 @@
+"""The wording of alert messages (HTML), shared by the notifier and the Acknowledge button."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from html import escape
+
+from bot import vitals_text
+from hemowatch.notifications import AlertNotice, NoticeKind, Severity
+
+SEVERITY_MARK = {Severity.WARNING: "🟡 Warning", Severity.URGENT: "🟠 Urgent", Severity.EMERGENCY: "🔴 EMERGENCY"}
+
+
+def clock_time(at: datetime | float) -> str:
+    moment = at if isinstance(at, datetime) else datetime.fromtimestamp(at, UTC)
+    return moment.astimezone(UTC).strftime("%H:%M UTC")
+
+
+def notice_text(notice: AlertNotice) -> str:
+    """One alert message: severity, patient, what happened, the values, NEWS2 and when."""
+    patient = f"{escape(notice.patient_name)} ({escape(notice.patient_id)})"
+    if notice.kind is NoticeKind.RESOLVED:
+        return f"✅ Resolved: {escape(notice.title)} – {patient}"
+    lines = [f"<b>{SEVERITY_MARK[notice.severity]}</b> – {patient}", f"<b>{escape(notice.title)}</b>"]
+    if notice.values:
+        lines.append(escape(vitals_text.vitals_line(notice.values)))
+    if notice.news2 is not None:
+        lines.append(escape(vitals_text.news2(notice.news2, notice.news2_components)))
+    lines.append(f"Raised at {clock_time(notice.raised_at)}")
+    if notice.kind is NoticeKind.ESCALATED:
+        lines.append("⏫ Nobody has acknowledged this yet, so it now goes to more people.")
+    return "\n".join(lines)
+
+
+def acknowledged_text(text: str, name: str, at: float) -> str:
+    """An alert message as it reads once someone has acknowledged it."""
+    return f"{text}\n\n✅ Acknowledged by {escape(name)} at {clock_time(at)}"

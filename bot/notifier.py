@@ -1,0 +1,109 @@
+"""Alert delivery over Telegram: the bot's implementation of the monitor's `Notifier` port.
+
+Who hears what: a new alert goes to the patient's doctors and caregivers (except those who muted the
+patient, unless it is an emergency); an escalation goes to the patient's doctors, and from the second level
+on to the admins too; a "resolved" notice goes to whoever heard the alert. With nobody linked to a patient,
+the admins are told. Each (notice, chat) is sent at most once, so outbox retries never repeat a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlite_utils
+from telegram import Bot
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
+
+from bot.alert_text import notice_text
+from bot.buttons import acknowledge_markup
+from hemowatch.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
+from hemowatch.settings import Settings
+from hemowatch.store import deliveries, people
+from hemowatch.store.deliveries import DeliveryStatus
+from hemowatch.store.people import Role
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    telegram_id: int
+    chat_id: int
+
+
+class TelegramNotifier:
+    def __init__(
+        self, bot: Bot, db: sqlite_utils.Database, settings: Settings, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._bot = bot
+        self._db = db
+        self._settings = settings
+        self._clock = clock
+
+    def recipients(self, notice: AlertNotice) -> list[Recipient]:
+        """Who should get this notice, blocked chats left out."""
+        now = self._clock()
+        members = people.members_of(self._db, notice.patient_id)
+        if notice.kind is NoticeKind.ESCALATED:
+            chosen = [m.person for m in members if m.role is Role.DOCTOR]
+            with_admins = notice.escalation_level >= 2 or not chosen
+        else:
+            chosen = [
+                m.person for m in members
+                if notice.severity is Severity.EMERGENCY
+                or people.muted_until(self._db, notice.patient_id, m.person.telegram_id, now) is None
+            ]
+            with_admins = not members or (notice.kind is NoticeKind.RESOLVED and notice.escalation_level >= 2)
+        found = {p.telegram_id: Recipient(p.telegram_id, p.chat_id) for p in chosen if not p.blocked}
+        if with_admins:
+            for admin_id in sorted(self._settings.admin_user_ids):
+                found.setdefault(admin_id, Recipient(admin_id, admin_id))
+        return list(found.values())
+
+    async def deliver(self, notice: AlertNotice) -> None:
+        """Send the notice to every recipient not yet served; raise DeliveryDeferred/-Refused per the port."""
+        settled = deliveries.settled_chats(self._db, notice.outbox_id)
+        text = notice_text(notice)
+        markup = None if notice.kind is NoticeKind.RESOLVED else acknowledge_markup(notice.alert_id)
+        deferred: DeliveryDeferred | None = None
+        for recipient in self.recipients(notice):
+            if recipient.chat_id in settled:
+                continue
+            try:
+                message = await self._bot.send_message(
+                    recipient.chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup
+                )
+            except RetryAfter as error:
+                raise DeliveryDeferred("Telegram rate limit", _seconds(error.retry_after)) from error
+            except Forbidden:
+                log.info("user %s blocked the bot; not sending there until they write again", recipient.telegram_id)
+                people.record_blocked(self._db, recipient.telegram_id, self._clock())
+                self._record(notice, recipient, DeliveryStatus.BLOCKED)
+            except BadRequest as error:  # e.g. chat not found: retrying will not help
+                log.warning("Telegram refused alert %s for chat %s: %s", notice.alert_id, recipient.chat_id, error)
+                self._record(notice, recipient, DeliveryStatus.FAILED)
+            except NetworkError as error:  # 5xx, timeouts, connection errors: the outbox retries
+                deferred = DeliveryDeferred(f"Telegram unavailable: {error}")
+            else:
+                self._record(notice, recipient, DeliveryStatus.SENT, message.message_id, text)
+        if deferred is not None:
+            raise deferred
+        if not deliveries.was_sent(self._db, notice.outbox_id):
+            raise DeliveryRefused(f"nobody can receive alert {notice.alert_id} for patient {notice.patient_id}")
+
+    def _record(
+        self, notice: AlertNotice, recipient: Recipient, status: DeliveryStatus,
+        message_id: int | None = None, text: str | None = None,
+    ) -> None:
+        deliveries.record_delivery(
+            self._db, notice.outbox_id, recipient.chat_id, status, self._clock(), message_id, text
+        )
+
+
+def _seconds(retry_after: int | timedelta) -> float:
+    return retry_after.total_seconds() if isinstance(retry_after, timedelta) else float(retry_after)

@@ -1,0 +1,159 @@
+"""Commands about patients: /patients, /addpatient, /thresholds, /status and /mute."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+
+from telegram import Update
+
+from bot import texts, vitals_text
+from bot.access import Caller, Context, authorize, may_manage, may_view, visible_patient_ids
+from bot.services import services
+from bot.trend import render_trend
+from hemowatch.store import alerts, patients, people, vitals
+from hemowatch.store.people import Role
+from hemowatch.store.vitals import THRESHOLD_VITALS
+
+PATIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # safe inside an MQTT topic
+TREND_HOURS = 6
+MAX_MUTE_MINUTES = 12 * 60
+
+
+PatientHandler = Callable[[Update, Context, Caller, str, list[str]], Awaitable[None]]
+
+
+def about_patient(usage: str) -> Callable[[PatientHandler], Callable[[Update, Context], Awaitable[None]]]:
+    """For commands whose first argument is a patient the caller must be able to see.
+
+    The handler receives the patient id and the remaining arguments; a patient the caller is not linked to
+    gets the same answer as one that does not exist.
+    """
+
+    def decorate(handler: PatientHandler) -> Callable[[Update, Context], Awaitable[None]]:
+        @authorize()
+        @functools.wraps(handler)
+        async def guarded(update: Update, context: Context, caller: Caller) -> None:
+            args = context.args or []
+            if not args:
+                await update.effective_message.reply_text(usage)
+            elif not may_view(services(context).db, caller, args[0]):
+                await update.effective_message.reply_text(texts.no_patient(args[0]))
+            else:
+                await handler(update, context, caller, args[0], args[1:])
+
+        return guarded
+
+    return decorate
+
+
+@authorize()
+async def list_patients(update: Update, context: Context, caller: Caller) -> None:
+    """Lists the patients the user follows, with who else follows them (for doctors)."""
+    shared = services(context)
+    rows = patients.list_patients(shared.db, visible_patient_ids(shared.db, caller))
+    if not rows:
+        await update.effective_message.reply_text(texts.NO_PATIENTS)
+        return
+    lines = []
+    for row in rows:
+        lines.append(f"• {row.id} – {row.name}")
+        if may_manage(shared.db, caller, row.id):
+            lines += [
+                f"    {m.person.display_name} ({m.role}, user id {m.person.telegram_id})"
+                for m in people.members_of(shared.db, row.id)
+            ]
+    await update.effective_message.reply_text("\n".join(lines))
+
+
+@authorize(Role.DOCTOR)
+async def add_patient(update: Update, context: Context, caller: Caller) -> None:
+    """Registers a patient to monitor; a doctor who adds one becomes their doctor."""
+    shared = services(context)
+    args = context.args or []
+    if not args or not PATIENT_ID.match(args[0]):
+        await update.effective_message.reply_text(texts.ADDPATIENT_USAGE)
+        return
+    patient_id, name = args[0], " ".join(args[1:]) or args[0]
+    if patients.get_patient(shared.db, patient_id) is not None:
+        await update.effective_message.reply_text(texts.patient_exists(patient_id))
+        return
+    now = shared.clock()
+    patients.add_patient(shared.db, patient_id, name, now)
+    if caller.role is Role.DOCTOR:
+        people.add_member(shared.db, patient_id, caller.telegram_id, Role.DOCTOR, now)
+    await update.effective_message.reply_text(texts.patient_added(patient_id, name))
+
+
+@about_patient(texts.THRESHOLDS_USAGE)
+async def thresholds(update: Update, context: Context, caller: Caller, patient_id: str, args: list[str]) -> None:
+    """Shows a patient's alert limits; their doctors can change one."""
+    shared = services(context)
+    if args:
+        if not may_manage(shared.db, caller, patient_id):
+            await update.effective_message.reply_text(texts.not_your_patient_to_manage(patient_id))
+            return
+        try:
+            vital, low, high = _parse_limit(args)
+            patients.set_threshold(shared.db, patient_id, vital, low, high)
+        except ValueError:
+            await update.effective_message.reply_text(texts.threshold_usage(THRESHOLD_VITALS))
+            return
+    limits = patients.get_thresholds(shared.db, patient_id).values()
+    lines = [vitals_text.limit(t.vital, t.low, t.high) for t in limits]
+    await update.effective_message.reply_text(texts.thresholds(patient_id, lines))
+
+
+def _parse_limit(args: list[str]) -> tuple[str, float | None, float | None]:
+    """`spo2 92 100` or `sbp - 150` (`-` keeps the default for that side); ValueError otherwise."""
+    if len(args) != 3:
+        raise ValueError("expected a vital and two limits")
+    vital, low, high = args
+    return vital.lower(), _bound(low), _bound(high)
+
+
+def _bound(word: str) -> float | None:
+    return None if word == "-" else float(word)
+
+
+@about_patient(texts.STATUS_USAGE)
+async def status(update: Update, context: Context, caller: Caller, patient_id: str, args: list[str]) -> None:
+    """Latest vital signs with their age, NEWS2, open alerts and a trend picture of the last hours."""
+    shared = services(context)
+    now = shared.clock()
+    patient = patients.get_patient(shared.db, patient_id)
+    lines = [texts.status_heading(patient_id, patient.name)]
+    latest = vitals.latest_vitals(shared.db, patient_id)
+    if latest is None:
+        lines.append(texts.NO_VITALS)
+    else:
+        lines.append(texts.latest_vitals(vitals_text.age(now - latest.ts), vitals_text.vitals_line(latest.values())))
+        if latest.news2 is not None:
+            lines.append(vitals_text.news2(latest.news2, latest.news2_components or {}))
+    open_now = alerts.open_alerts(shared.db, patient_id)
+    lines.append(texts.open_alerts_heading(len(open_now)))
+    lines += [texts.open_alert(a.severity, a.title, vitals_text.age(now - a.raised_at)) for a in open_now]
+    await update.effective_message.reply_text("\n".join(lines))
+    samples = [asdict(s) for s in vitals.vitals_between(shared.db, patient_id, now - TREND_HOURS * 3600, now)]
+    if samples:
+        picture = await asyncio.to_thread(render_trend, samples, now, TREND_HOURS)
+        await update.effective_message.reply_photo(picture, caption=texts.trend_caption(TREND_HOURS))
+
+
+@about_patient(texts.MUTE_USAGE)
+async def mute(update: Update, context: Context, caller: Caller, patient_id: str, args: list[str]) -> None:
+    """Pauses non-emergency alerts about one patient for this user (at night, say)."""
+    shared = services(context)
+    if len(args) != 1 or not args[0].isdigit():
+        await update.effective_message.reply_text(texts.MUTE_USAGE)
+        return
+    minutes = int(args[0])
+    if minutes > MAX_MUTE_MINUTES:
+        await update.effective_message.reply_text(texts.mute_too_long(MAX_MUTE_MINUTES))
+        return
+    people.mute(shared.db, patient_id, caller.telegram_id, shared.clock() + minutes * 60)
+    reply = texts.muted(patient_id, minutes) if minutes else texts.unmuted(patient_id)
+    await update.effective_message.reply_text(reply)

@@ -1,0 +1,165 @@
+"""Every sentence the bot says, in one place so they read consistently."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+UNKNOWN_USER = (
+    "Hello. This is a private HemoWatch service for a care team, and I don't know you yet.\n"
+    "If you should have access, ask the doctor or administrator for an invitation link and open it."
+)
+
+DISCLAIMER = "Decision support only: it never replaces a clinician's judgement."
+
+
+def only_for(roles: Iterable[str]) -> str:
+    names = " and ".join(f"{role}s" for role in roles)
+    return f"Sorry, that is only for {names}."
+
+
+def welcome(name: str, role: str) -> str:
+    return f"Welcome, {name}. You are signed in as {role}.\nSend /help to see what you can do."
+
+
+def joined(name: str, role: str, patient_id: str | None) -> str:
+    where = f" for patient {patient_id}" if patient_id else ""
+    return f"Welcome, {name}. You have joined as {role}{where}.\nSend /help to see what you can do."
+
+
+def someone_joined(name: str, telegram_id: int, role: str, patient_id: str | None) -> str:
+    where = f" for patient {patient_id}" if patient_id else ""
+    return f"{name} (user id {telegram_id}) joined as {role}{where} with your invitation."
+
+
+HELP_ALL = (
+    "HemoWatch watches your patients' vital signs and tells you when something needs attention.\n\n"
+    "/patients – the patients you follow\n"
+    "/status <patient> – latest vital signs, the NEWS2 score, open alerts and a trend picture\n"
+    "/thresholds <patient> – the alert limits for a patient\n"
+    "/mute <patient> <minutes> – pause non-emergency alerts about a patient (0 ends it); "
+    "emergencies always come through\n"
+    "/help – this message\n\n"
+    "When an alert arrives, press Acknowledge to tell the others you are dealing with it."
+)
+
+HELP_DOCTOR = (
+    "\n\nFor doctors:\n"
+    "Send a head CT (a photo, a PNG or JPEG export, a DICOM file or a ZIP of a series) to get a haemorrhage "
+    "triage. Do not send images that show the patient's name or other identifying details.\n"
+    "/addpatient <id> [name] – register a patient; you become their doctor\n"
+    "/thresholds <patient> <vital> <low> <high> – change an alert limit\n"
+    "/invite caregiver <patient> – a one-time link for a relative or nurse to follow that patient\n"
+    "/revoke <user id> – remove a caregiver of your patients"
+)
+
+HELP_ADMIN = (
+    "\n\nFor administrators:\n"
+    "/invite doctor [patient] – a one-time link for a doctor (optionally linked to a patient)\n"
+    "/revoke <user id> – remove anyone's access\n"
+    "You can see and manage every patient."
+)
+
+
+def invitation(role: str, patient_id: str | None, link: str, hours: float) -> str:
+    what = f"a {role}" + (f" for patient {patient_id}" if patient_id else "")
+    return (
+        f"Invitation for {what}. Send this link to that person only; it works once and expires in "
+        f"{hours:g} hours:\n{link}"
+    )
+
+
+INVITE_USAGE = "Use /invite doctor [patient] or /invite caregiver <patient>."
+REVOKE_USAGE = "Use /revoke <user id>. You see user ids in /patients and when someone joins."
+ADDPATIENT_USAGE = "Use /addpatient <id> [name], for example /addpatient bed-12 Ann Smith."
+THRESHOLDS_USAGE = "Use /thresholds <patient> to see the limits, or /thresholds <patient> <vital> <low> <high>."
+
+
+def threshold_usage(vitals: Iterable[str]) -> str:
+    return (
+        "Use /thresholds <patient> <vital> <low> <high>, for example /thresholds bed-12 spo2 92 100.\n"
+        f"Vitals: {', '.join(vitals)}. The low limit must be below the high one; "
+        "write - to keep the standard limit on one side."
+    )
+
+
+def thresholds(patient_id: str, lines: list[str]) -> str:
+    body = "\n".join(lines) if lines else "No limits set; the standard rules apply."
+    return f"Alert limits for patient {patient_id}:\n{body}"
+
+
+def status_heading(patient_id: str, name: str) -> str:
+    return f"Patient {patient_id} ({name})"
+
+
+NO_VITALS = "No vital signs received yet."
+
+
+def latest_vitals(age: str, values: str) -> str:
+    return f"Latest vital signs ({age}): {values}"
+
+
+def open_alerts_heading(count: int) -> str:
+    return "No open alerts." if count == 0 else f"Open alerts ({count}):"
+
+
+def open_alert(severity: str, title: str, age: str) -> str:
+    return f"• {severity}: {title}, raised {age}"
+
+
+def trend_caption(hours: int) -> str:
+    return f"The last {hours} hours: heart rate, SpO2 and blood pressure."
+STATUS_USAGE = "Use /status <patient>. Send /patients to see the ids."
+MUTE_USAGE = "Use /mute <patient> <minutes>, for example /mute bed-12 60. /mute bed-12 0 ends it."
+
+
+def no_patient(patient_id: str) -> str:
+    return f"I can't find patient {patient_id} among yours. Send /patients to see the ids."
+
+
+def not_your_patient_to_manage(patient_id: str) -> str:
+    return f"Only patient {patient_id}'s doctors can do that."
+
+
+def patient_exists(patient_id: str) -> str:
+    return f"The id {patient_id} is already taken. Choose another one."
+
+
+def patient_added(patient_id: str, name: str) -> str:
+    return (
+        f"Patient {patient_id} ({name}) is registered and you are their doctor. Their devices publish to "
+        f"the topic …/patients/{patient_id}/vitals. Invite family or nurses with /invite caregiver {patient_id}."
+    )
+
+
+def revoked(telegram_id: int) -> str:
+    return f"User {telegram_id} no longer has access."
+
+
+def not_revocable(telegram_id: int) -> str:
+    return f"User {telegram_id} is not someone you can remove."
+
+
+NO_PATIENTS = "You are not following any patient yet."
+
+
+def muted(patient_id: str, minutes: int) -> str:
+    return (
+        f"Alerts about patient {patient_id} are paused for {minutes} minutes. "
+        "Emergencies and escalations still come through."
+    )
+
+
+def unmuted(patient_id: str) -> str:
+    return f"Alerts about patient {patient_id} are on again."
+
+
+def mute_too_long(limit: int) -> str:
+    return f"You can pause alerts for at most {limit} minutes."
+
+ALREADY_ACKNOWLEDGED = "Already acknowledged."
+ACKNOWLEDGED = "Thank you. The others can see you are on it."
+ALERT_GONE = "This alert is no longer available to you."
+
+ERROR = "Sorry, something went wrong on my side. Please try again in a moment."
+
+NOT_UNDERSTOOD = "I did not understand that. Send /help to see what I can do."
