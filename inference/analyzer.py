@@ -1,0 +1,161 @@
+"""The Analyzer: a scan in (bytes or a path), one verdict per series out. The bot and the CLI know only this."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from inference.archive import is_zip, read_folder, read_zip
+from inference.dicom import is_dicom, read_series
+from inference.errors import InputError
+from inference.gate import assess_slice
+from inference.images import picture_format, read_picture
+from inference.limits import Limits
+from inference.model import HaemorrhageModel
+from inference.overlay import render_overlay
+from inference.preprocess import prepare_batch
+from inference.result import ModelInfo, StudyResult
+from inference.scan import Series, Window
+from inference.study import study_verdict
+
+if TYPE_CHECKING:
+    from hemowatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+BATCH_SIZE = 32  # slices per model call: large enough to amortise the call, small enough to report progress
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+class Analyzer:
+    """Reads a scan, gates its slices, runs the model once per batch and aggregates a verdict per series.
+
+    Build one per process: it holds the single onnxruntime session. Synchronous and thread-safe, so the bot
+    can run several analyses in worker threads at once.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        threads: int = 2,
+        limits: Limits = Limits(),
+        window: Window = Window(),
+        threshold: float | None = None,
+    ) -> None:
+        self._model = HaemorrhageModel(model_path, threads)
+        self._limits = limits
+        self._window = window
+        card = self._model.card
+        self._info = ModelInfo(card.name, card.version, card.sha256, card.threshold)
+        self._threshold = card.threshold if threshold is None else threshold
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, model_path: Path | None = None, threshold: float | None = None
+    ) -> Analyzer:
+        return cls(
+            model_path or settings.hemowatch_model,
+            threads=settings.inference_threads,
+            limits=Limits.from_settings(settings),
+            window=Window(settings.window_center, settings.window_width),
+            threshold=threshold,
+        )
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return self._info
+
+    def analyze_path(self, path: Path, progress: Progress | None = None) -> list[StudyResult]:
+        """A picture, DICOM file, ZIP or folder of DICOM files on disk."""
+        started = time.perf_counter()
+        if path.is_dir():
+            series = read_series(read_folder(path, self._limits), self._limits, strict=False)
+            return self._analyze_all(series, started, progress or _silent)
+        if not path.is_file():
+            raise InputError("No such file or folder.")
+        self._check_size(path.stat().st_size)
+        return self.analyze_bytes(path.read_bytes(), path.name, progress)
+
+    def analyze_bytes(self, data: bytes, filename: str, progress: Progress | None = None) -> list[StudyResult]:
+        """An uploaded file; `filename` only helps recognise a DICOM file that lacks its preamble."""
+        started = time.perf_counter()
+        self._check_size(len(data))
+        return self._analyze_all(self._read(data, filename), started, progress or _silent)
+
+    def _check_size(self, size: int) -> None:
+        if size == 0:
+            raise InputError("The file is empty.")
+        if size > self._limits.max_upload_bytes:
+            raise InputError(
+                f"The file is {size / 2**20:.0f} MB; at most {self._limits.max_upload_bytes / 2**20:.0f} MB "
+                "can be analysed."
+            )
+
+    def _read(self, data: bytes, filename: str) -> list[Series]:
+        if is_zip(data):
+            return read_series(read_zip(data, self._limits), self._limits, strict=False)
+        if picture_format(data):
+            return [read_picture(data, self._limits)]
+        if is_dicom(data) or filename.lower().endswith((".dcm", ".dicom")):
+            return read_series([data], self._limits, strict=True)
+        raise InputError("HemoWatch reads PNG, JPEG, DICOM, or a ZIP of DICOM files; this file is none of these.")
+
+    def _analyze_all(self, series: list[Series], started: float, progress: Progress) -> list[StudyResult]:
+        progress(f"Read {sum(len(item.slices) for item in series)} slices")
+        read_ms = (time.perf_counter() - started) * 1000
+        return [self._analyze(item, read_ms, progress) for item in series]
+
+    def _analyze(self, series: Series, read_ms: float, progress: Progress) -> StudyResult:
+        started = time.perf_counter()
+        assessments = [assess_slice(item, series.is_ct) for item in series.slices]
+        assessable = [index for index, assessment in enumerate(assessments) if assessment.assessable]
+        if len(series.slices) > 1:
+            progress(f"{len(assessable)} of {len(series.slices)} slices show enough brain to assess")
+        probabilities: list[float | None] = [None] * len(series.slices)
+        looked_at = {}  # slice index -> (class-activation map, box it covers); the maps are tiny
+        for start in range(0, len(assessable), BATCH_SIZE):
+            chunk = assessable[start : start + BATCH_SIZE]
+            batch, prepared = prepare_batch([series.slices[index].grey(self._window) for index in chunk])
+            chunk_probabilities, cams = self._model.predict(batch)
+            for index, probability, cam, item in zip(chunk, chunk_probabilities, cams, prepared):
+                probabilities[index] = float(probability)
+                looked_at[index] = (cam, item.box)
+            progress(f"Analysed {start + len(chunk)}/{len(assessable)} slices")
+        outcome = study_verdict(probabilities, self._threshold)
+        overlay = None
+        if outcome.top_slice is not None:
+            top = outcome.top_slice[0]
+            overlay = render_overlay(series.slices[top].grey(self._window), *looked_at[top])
+        reasons = Counter(assessment.reason for assessment in assessments if assessment.reason)
+        result = StudyResult(
+            verdict=outcome.verdict,
+            probability=outcome.probability,
+            threshold=self._threshold,
+            n_slices=len(series.slices),
+            n_assessable=len(assessable),
+            top_slice=None if outcome.top_slice is None else (outcome.top_slice[0] + 1, outcome.top_slice[1]),
+            reason=None if assessable else _unassessable_reason(len(series.slices), reasons),
+            series_label=series.label,
+            model=self._info,
+            elapsed_ms=read_ms + (time.perf_counter() - started) * 1000,
+            warnings=list(series.warnings),
+            overlay_png=overlay,
+        )
+        log.info("analysed %s: %s (%d of %d slices assessable)", series.label, result.verdict,
+                 result.n_assessable, result.n_slices)
+        return result
+
+
+def _unassessable_reason(n_slices: int, reasons: Counter[str | None]) -> str:
+    common = reasons.most_common(1)[0][0] if reasons else "No slice could be assessed."
+    if n_slices == 1:
+        return str(common)
+    return f"None of the {n_slices} slices can be assessed. Most of them: {common}"

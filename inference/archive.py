@@ -1,0 +1,73 @@
+"""The files of a ZIP or a folder, read into memory; archives are never extracted to disk."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+from inference.errors import InputError
+from inference.limits import Limits
+
+
+
+def is_zip(data: bytes) -> bool:
+    return data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06")
+
+
+def read_zip(data: bytes, limits: Limits) -> list[bytes]:
+    """The contents of every file in a ZIP, in name order, within the size and compression-ratio caps.
+
+    The sizes in the ZIP's directory can lie, so each member is read with a hard cap on what it may inflate to.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = sorted(
+            (info for info in archive.infolist() if not info.is_dir() and not _skipped(info.filename)),
+            key=lambda info: info.filename,
+        )
+        if len(members) > limits.max_files:
+            raise InputError(f"The ZIP holds {len(members)} files; at most {limits.max_files} are read.")
+        if any(info.flag_bits & 0x1 for info in members):
+            raise InputError("The ZIP is password-protected. Send it without a password.")
+        contents: list[bytes] = []
+        budget = limits.max_uncompressed_bytes
+        for info in members:
+            ratio_cap = int(max(info.compress_size, 1) * limits.max_compression_ratio)
+            cap = min(budget, ratio_cap)
+            with archive.open(info) as member:
+                content = member.read(cap + 1)
+            if len(content) > cap:
+                raise InputError(_bomb_message(limits))
+            budget -= len(content)
+            contents.append(content)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, ValueError) as error:
+        raise InputError("The ZIP file is damaged or uses an unsupported compression.") from error
+    return contents
+
+
+def read_folder(folder: Path, limits: Limits) -> list[bytes]:
+    """The contents of every file below a folder, in path order, within the same caps as a ZIP."""
+    paths = sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+    if len(paths) > limits.max_files:
+        raise InputError(f"The folder holds {len(paths)} files; at most {limits.max_files} are read.")
+    if sum(path.stat().st_size for path in paths) > limits.max_uncompressed_bytes:
+        raise InputError(f"The folder holds more than {limits.max_uncompressed_bytes // 2**20} MB of files.")
+    return [path.read_bytes() for path in paths]
+
+
+def _skipped(name: str) -> bool:
+    """macOS resource forks and hidden files are not part of the scan."""
+    return name.startswith("__MACOSX/") or name.rsplit("/", 1)[-1].startswith(".")
+
+
+def _bomb_message(limits: Limits) -> str:
+    return (
+        "The ZIP expands far more than a scan would (over "
+        f"{limits.max_uncompressed_bytes // 2**20} MB or {limits.max_compression_ratio:.0f}× its size). "
+        "It was not opened."
+    )

@@ -1,0 +1,57 @@
+"""PNG and JPEG pictures of a slice: decoded in memory within Pillow's decompression-bomb limit."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from inference.errors import InputError
+from inference.limits import Limits
+from inference.preprocess import grey_from_image
+from inference.scan import Series, Slice
+
+_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
+_COLOURED = 0.2  # a pixel whose channels differ by more than this (of full scale) is clearly coloured
+_COLOUR_SAMPLE_SIDE = 128
+
+
+def picture_format(data: bytes) -> str | None:
+    """"PNG" or "JPEG" when the bytes start like one, else None."""
+    return next((name for magic, name in _SIGNATURES.items() if data.startswith(magic)), None)
+
+
+def read_picture(data: bytes, limits: Limits) -> Series:
+    """One PNG or JPEG as a one-slice series."""
+    kind = picture_format(data) or "image"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])
+            width, height = image.size
+            if width * height > limits.max_image_pixels:
+                raise InputError(
+                    f"The picture claims {width}×{height} pixels, more than the {limits.max_image_pixels:,} "
+                    "HemoWatch accepts. Send a smaller export."
+                )
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InputError("The picture is too large to open safely. Send a smaller export.") from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise InputError(f"The {kind} file is damaged or incomplete.") from error
+    grey = grey_from_image(image)
+    return Series(
+        label=f"picture ({kind})",
+        slices=[Slice(picture=grey, colour_share=_colour_share(image))],
+        is_ct=True,
+    )
+
+
+def _colour_share(image: Image.Image) -> float:
+    """Share of pixels that are clearly coloured, measured on a small copy."""
+    sample = image.convert("RGB")
+    sample.thumbnail((_COLOUR_SAMPLE_SIDE, _COLOUR_SAMPLE_SIDE))
+    rgb = np.asarray(sample, dtype=np.float32) / 255.0
+    return float(((rgb.max(axis=2) - rgb.min(axis=2)) > _COLOURED).mean())

@@ -1,0 +1,53 @@
+"""What one analysed study gives back: derived values only, nothing that identifies the person scanned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from inference.study import Verdict
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    sha256: str
+    threshold: float  # the model card's operating point
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """The verdict on one series (or one picture)."""
+
+    verdict: Verdict
+    probability: float | None  # None when not assessable
+    threshold: float
+    n_slices: int
+    n_assessable: int
+    top_slice: tuple[int, float] | None  # (slice number counted from 1 at the lowest slice, its probability)
+    reason: str | None  # why the study is not assessable
+    series_label: str  # e.g. "series 2 (CT, 28 slices)"
+    model: ModelInfo
+    elapsed_ms: float
+    warnings: list[str] = field(default_factory=list)
+    overlay_png: bytes | None = field(default=None, repr=False)  # heat-map on the top slice
+
+    def to_json_dict(self, input_name: str) -> dict[str, Any]:
+        """The `hemowatch classify --json` object for this study."""
+        return {
+            "input": input_name,
+            "series": self.series_label,
+            "verdict": self.verdict,
+            "probability": None if self.probability is None else round(self.probability, 4),
+            "threshold": self.threshold,
+            "n_slices": self.n_slices,
+            "n_assessable": self.n_assessable,
+            "top_slice": None
+            if self.top_slice is None
+            else {"index": self.top_slice[0], "probability": round(self.top_slice[1], 4)},
+            "reason": self.reason,
+            "warnings": self.warnings,
+            "model": {"name": self.model.name, "version": self.model.version, "sha256": self.model.sha256},
+            "elapsed_ms": round(self.elapsed_ms, 1),
+        }

@@ -1,0 +1,44 @@
+"""What the readers hand to the analysis: slices grouped into series, carrying only derived pixel values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inference.preprocess import window_hu
+
+
+@dataclass(frozen=True)
+class Window:
+    """The display window that maps Hounsfield units to the grey levels the model sees."""
+
+    center: float = 40.0
+    width: float = 80.0
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One axial image: Hounsfield units when it came from DICOM, otherwise the grey levels of a picture."""
+
+    hu: np.ndarray | None = None  # int16, rounded Hounsfield units
+    picture: np.ndarray | None = None  # float32 grey levels in [0, 1], already windowed by whoever exported it
+    spacing_mm: float | None = None  # pixel side, when the scan says
+    colour_share: float = 0.0  # share of clearly coloured pixels: a CT picture has none
+
+    def grey(self, window: Window) -> np.ndarray:
+        """Grey levels in [0, 1] as the model takes them."""
+        if self.hu is not None:
+            return window_hu(self.hu, window.center, window.width)
+        assert self.picture is not None
+        return self.picture
+
+
+@dataclass(frozen=True)
+class Series:
+    """Slices of one acquisition, ordered from the lowest to the highest along the body axis."""
+
+    label: str  # non-identifying, e.g. "series 2 (CT, 28 slices)"
+    slices: list[Slice]
+    is_ct: bool = True
+    warnings: list[str] = field(default_factory=list)
