@@ -1,0 +1,56 @@
+"""Scoring out-of-fold predictions: calibration, the triage operating point and the usual metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+
+@dataclass(frozen=True)
+class PlattScaling:
+    """Calibrated probability = sigmoid(slope * logit + intercept)."""
+
+    slope: float
+    intercept: float
+
+    def probability(self, logits: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(self.slope * np.asarray(logits, dtype=np.float64) + self.intercept)))
+
+
+def fit_platt(logits: np.ndarray, labels: np.ndarray) -> PlattScaling:
+    """Platt scaling fitted by (practically unregularised) logistic regression on held-out logits."""
+    model = LogisticRegression(C=1e6).fit(np.asarray(logits, dtype=np.float64).reshape(-1, 1), labels)
+    return PlattScaling(slope=float(model.coef_[0, 0]), intercept=float(model.intercept_[0]))
+
+
+def triage_threshold(probabilities: np.ndarray, labels: np.ndarray, min_sensitivity: float = 0.95) -> float:
+    """The highest threshold that still flags `min_sensitivity` of the haemorrhages (so the fewest false
+    alarms), placed halfway to the next lower score to leave a margin."""
+    positives = np.sort(probabilities[labels == 1])[::-1]
+    needed = int(np.ceil(min_sensitivity * len(positives)))
+    cut = positives[needed - 1]
+    below = probabilities[probabilities < cut]
+    return float((cut + below.max()) / 2) if below.size else float(cut)
+
+
+def binary_metrics(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """AUC, and accuracy, sensitivity and specificity when `probability >= threshold` means haemorrhage."""
+    flagged = probabilities >= threshold
+    positive = labels == 1
+    return {
+        "auc": float(roc_auc_score(labels, probabilities)) if len(set(labels.tolist())) == 2 else float("nan"),
+        "accuracy": float(np.mean(flagged == positive)),
+        "sensitivity": float(np.mean(flagged[positive])) if positive.any() else float("nan"),
+        "specificity": float(np.mean(~flagged[~positive])) if (~positive).any() else float("nan"),
+    }
+
+
+def summarise(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation of each metric over folds."""
+    return {
+        key: {"mean": float(np.mean([fold[key] for fold in per_fold])), "std": float(np.std([fold[key] for fold in per_fold]))}
+        for key in per_fold[0]
+    }
