@@ -1,0 +1,99 @@
+"""The real bot (`bot.app.build_application`) polling the local Bot API server, with a real SQLite file and a
+controllable clock; tests play admins, doctors and caregivers through it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+from botapi import JSON, BotApiServer
+from telegram.ext import Application
+
+from bot.app import build_application
+from hemowatch.settings import Settings
+from hemowatch.store import open_database, patients, people
+from hemowatch.store.people import Role
+
+ADMIN = 1
+START = 1_800_000_000.0
+
+
+class FakeClock:
+    """Seconds since the epoch that move only when a test says so."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_settings(bot_api: BotApiServer, db_path: Path, **overrides: object) -> Settings:
+    return Settings(
+        _env_file=None,
+        telegram_bot_token=bot_api.token,
+        telegram_api_url=bot_api.url,
+        admin_user_ids=frozenset({ADMIN}),
+        hemowatch_db=db_path,
+        **overrides,
+    )
+
+
+@dataclass
+class BotWorld:
+    api: BotApiServer
+    application: Application
+    clock: FakeClock
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        return self.application.bot_data["services"].db
+
+    async def say(self, user_id: int, text: str) -> JSON:
+        """User `user_id` writes `text`; returns the bot's first reply."""
+        sent = self.api.send_text(user_id, text)
+        return await self.api.wait_for_message(user_id, after=sent)
+
+    async def press(self, user_id: int, message: JSON, data: str) -> JSON:
+        """User `user_id` presses a button with `data` under `message`; returns the callback answer."""
+        query = self.api.press_button(user_id, message, data)
+        for _ in range(1000):
+            if query["id"] in self.api.callback_answers:
+                return self.api.callback_answers[query["id"]]
+            await asyncio.sleep(0.01)
+        raise TimeoutError(f"no answer to button {data!r} of user {user_id}")
+
+    def add_patient(self, patient_id: str, doctor: int | None = None) -> None:
+        patients.add_patient(self.db, patient_id, f"Patient {patient_id}", self.clock())
+        if doctor is not None:
+            people.add_member(self.db, patient_id, doctor, Role.DOCTOR, self.clock())
+
+    def add_person(self, telegram_id: int, role: Role, patient_id: str | None = None) -> None:
+        """A person who joined through an invitation (made and redeemed in the store)."""
+        invitation = people.create_invitation(self.db, role, patient_id, ADMIN, self.clock(), 3600)
+        people.redeem_invitation(self.db, invitation.code, telegram_id, f"User {telegram_id}", telegram_id,
+                                 self.clock())
+
+
+@asynccontextmanager
+async def running_bot(bot_api: BotApiServer, tmp_path: Path, **overrides: object) -> AsyncIterator[BotWorld]:
+    clock = FakeClock()
+    settings = test_settings(bot_api, tmp_path / "hemowatch.db", **overrides)
+    db = open_database(settings.hemowatch_db)
+    application = build_application(settings, None, db, clock)
+    async with application:
+        await application.updater.start_polling(poll_interval=0, timeout=5)
+        await application.start()
+        try:
+            yield BotWorld(bot_api, application, clock)
+        finally:
+            await application.updater.stop()
+            await application.stop()
+    db.close()
