@@ -149,7 +149,7 @@ class Analyzer:
             warnings=list(series.warnings),
             overlay_png=overlay,
         )
-        log.info("analysed %s: %s (%d of %d slices assessable)", series.label, result.verdict,
+        log.debug("analysed %s: %s (%d of %d slices assessable)", series.label, result.verdict,
                  result.n_assessable, result.n_slices)
         return result
 
