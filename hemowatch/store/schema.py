@@ -7,7 +7,8 @@ idempotent and upgrades an older file in place. Add a new function to `MIGRATION
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -140,3 +141,19 @@ def open_database(path: str | Path) -> sqlite_utils.Database:
             migrate(db)
             db.execute(f"PRAGMA user_version = {number}")
     return db
+
+
+@contextmanager
+def atomic(db: sqlite_utils.Database) -> Iterator[None]:
+    """One transaction around the block; nested blocks join the outer one, so store functions compose."""
+    conn = db.conn
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()

@@ -1,0 +1,256 @@
+"""Alerts, their lifecycle and the notification outbox.
+
+Lifecycle: raised -> notified (the RAISED notice was delivered) -> acknowledged -> resolved; an alert may also
+resolve straight from raised or notified. Every transition, and each escalation, is an `alert_events` row.
+Every notice the monitor wants delivered is an `outbox` row written in the same transaction as the change
+that caused it, so a crash never loses one: the dispatcher resumes pending rows on start-up.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlite_utils
+
+from hemowatch.notifications import AlertNotice, NoticeKind, Severity
+from hemowatch.store.schema import atomic
+
+
+class AlertState(StrEnum):
+    RAISED = "raised"
+    NOTIFIED = "notified"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+OPEN_STATES = (AlertState.RAISED, AlertState.NOTIFIED, AlertState.ACKNOWLEDGED)
+_OPEN = "state in ('raised', 'notified', 'acknowledged')"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: int
+    patient_id: str
+    condition: str  # e.g. "spo2_low", "news2", "gcs_drop", "sbp_ceiling", "sensor_offline"
+    severity: Severity
+    state: AlertState
+    title: str
+    values: dict[str, Any]  # the vitals that triggered it
+    news2: int | None
+    news2_components: dict[str, int]
+    raised_at: float
+    acknowledged_by: int | None
+    acknowledged_at: float | None
+    resolved_at: float | None
+    escalation_level: int
+    last_escalated_at: float | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is not AlertState.RESOLVED
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """One stored step of an alert's history: a state change or an escalation."""
+
+    alert_id: int
+    at: float
+    state: str  # an AlertState value, or "escalated"
+    actor: str | None  # who acknowledged (Telegram id), else None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingNotice:
+    notice: AlertNotice
+    attempts: int  # failed deliveries so far
+    due_at: float  # not to be tried before this time
+
+
+def _alert(row: dict) -> Alert:
+    details = json.loads(row["details"] or "{}")
+    return Alert(
+        id=row["id"], patient_id=row["patient_id"], condition=row["condition"], severity=Severity(row["severity"]),
+        state=AlertState(row["state"]), title=row["title"], values=details.get("values", {}), news2=row["news2"],
+        news2_components=details.get("news2_components", {}), raised_at=row["raised_at"],
+        acknowledged_by=row["acknowledged_by"], acknowledged_at=row["acknowledged_at"],
+        resolved_at=row["resolved_at"], escalation_level=row["escalation_level"],
+        last_escalated_at=row["last_escalated_at"],
+    )
+
+
+def _record(db: sqlite_utils.Database, alert_id: int, at: float, state: str, actor: str | None = None,
+            note: str | None = None) -> None:
+    db.execute(
+        "insert into alert_events (alert_id, at, state, actor, note) values (?, ?, ?, ?, ?)",
+        [alert_id, at, state, actor, note],
+    )
+
+
+def _enqueue(db: sqlite_utils.Database, alert: Alert, kind: NoticeKind, now: float) -> None:
+    name = db.execute("select name from patients where id = ?", [alert.patient_id]).fetchone()[0]
+    payload = {
+        "patient_name": name, "condition": alert.condition, "title": alert.title, "severity": alert.severity.value,
+        "raised_at": alert.raised_at, "values": alert.values, "news2": alert.news2,
+        "news2_components": alert.news2_components, "escalation_level": alert.escalation_level,
+    }
+    db.execute(
+        "insert into outbox (alert_id, kind, payload, created_at, attempts, next_attempt_at) values (?, ?, ?, ?, 0, ?)",
+        [alert.id, kind.value, json.dumps(payload), now, now],
+    )
+
+
+def raise_alert(
+    db: sqlite_utils.Database,
+    patient_id: str,
+    condition: str,
+    severity: Severity,
+    title: str,
+    now: float,
+    values: dict[str, Any] | None = None,
+    news2: int | None = None,
+    news2_components: dict[str, int] | None = None,
+) -> int:
+    """Open an alert and queue its RAISED notice; returns the alert id."""
+    details = json.dumps({"values": values or {}, "news2_components": news2_components or {}})
+    with atomic(db):
+        alert_id = db.execute(
+            "insert into alerts (patient_id, condition, severity, state, title, details, news2, raised_at, "
+            "escalation_level) values (?, ?, ?, 'raised', ?, ?, ?, ?, 0)",
+            [patient_id, condition, severity.value, title, details, news2, now],
+        ).lastrowid
+        _record(db, alert_id, now, AlertState.RAISED)
+        _enqueue(db, get_alert(db, alert_id), NoticeKind.RAISED, now)
+    return alert_id
+
+
+def resolve_alert(db: sqlite_utils.Database, alert_id: int, now: float, note: str | None = None) -> bool:
+    """Close an open alert and queue its RESOLVED notice; False when it was already resolved."""
+    with atomic(db):
+        changed = db.execute(
+            f"update alerts set state = 'resolved', resolved_at = ? where id = ? and {_OPEN}", [now, alert_id]
+        ).rowcount
+        if changed:
+            _record(db, alert_id, now, AlertState.RESOLVED, note=note)
+            _enqueue(db, get_alert(db, alert_id), NoticeKind.RESOLVED, now)
+    return bool(changed)
+
+
+def acknowledge_alert(db: sqlite_utils.Database, alert_id: int, telegram_id: int, now: float) -> bool:
+    """Record that someone took charge; False when the alert is unknown, already acknowledged or resolved."""
+    with atomic(db):
+        changed = db.execute(
+            "update alerts set state = 'acknowledged', acknowledged_by = ?, acknowledged_at = ? "
+            "where id = ? and state in ('raised', 'notified')",
+            [telegram_id, now, alert_id],
+        ).rowcount
+        if changed:
+            _record(db, alert_id, now, AlertState.ACKNOWLEDGED, actor=str(telegram_id))
+    return bool(changed)
+
+
+def escalate_overdue(db: sqlite_utils.Database, now: float, after_s: float) -> list[int]:
+    """Escalate urgent and emergency alerts left unacknowledged `after_s` since raised or last escalated:
+    one level up and an ESCALATED notice each. Returns the escalated alert ids."""
+    with atomic(db):
+        rows = db.execute(
+            "select id from alerts where state in ('raised', 'notified') and severity in ('urgent', 'emergency') "
+            "and coalesce(last_escalated_at, raised_at) + ? <= ?",
+            [after_s, now],
+        ).fetchall()
+        for (alert_id,) in rows:
+            db.execute(
+                "update alerts set escalation_level = escalation_level + 1, last_escalated_at = ? where id = ?",
+                [now, alert_id],
+            )
+            alert = get_alert(db, alert_id)
+            _record(db, alert_id, now, "escalated", note=f"level {alert.escalation_level}")
+            _enqueue(db, alert, NoticeKind.ESCALATED, now)
+    return [alert_id for (alert_id,) in rows]
+
+
+def get_alert(db: sqlite_utils.Database, alert_id: int) -> Alert | None:
+    rows = list(db.query("select * from alerts where id = ?", [alert_id]))
+    return _alert(rows[0]) if rows else None
+
+
+def open_alerts(db: sqlite_utils.Database, patient_id: str | None = None) -> list[Alert]:
+    """Alerts not yet resolved, for one patient or all, oldest first."""
+    if patient_id is None:
+        rows = db.query(f"select * from alerts where {_OPEN} order by id")
+    else:
+        rows = db.query(f"select * from alerts where patient_id = ? and {_OPEN} order by id", [patient_id])
+    return [_alert(row) for row in rows]
+
+
+def find_open_alert(db: sqlite_utils.Database, patient_id: str, condition: str) -> int | None:
+    """The id of the patient's open alert for this condition, if any."""
+    row = db.execute(
+        f"select id from alerts where patient_id = ? and condition = ? and {_OPEN} order by id desc limit 1",
+        [patient_id, condition],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def alert_events(db: sqlite_utils.Database, alert_id: int) -> list[AlertEvent]:
+    """The alert's history, oldest first."""
+    rows = db.query("select * from alert_events where alert_id = ? order by id", [alert_id])
+    return [AlertEvent(row["alert_id"], row["at"], row["state"], row["actor"], row["note"]) for row in rows]
+
+
+# --- outbox -------------------------------------------------------------------------------------
+
+
+def _notice(row: dict) -> AlertNotice:
+    payload = json.loads(row["payload"])
+    return AlertNotice(
+        outbox_id=row["id"], alert_id=row["alert_id"], kind=NoticeKind(row["kind"]), patient_id=row["patient_id"],
+        patient_name=payload["patient_name"], condition=payload["condition"], title=payload["title"],
+        severity=Severity(payload["severity"]), raised_at=datetime.fromtimestamp(payload["raised_at"], UTC),
+        values=payload["values"], news2=payload["news2"], news2_components=payload["news2_components"],
+        escalation_level=payload["escalation_level"],
+    )
+
+
+def pending_notices(db: sqlite_utils.Database, limit: int = 100) -> list[PendingNotice]:
+    """Undelivered, unfailed notices in the order they were queued (due or not: order is kept)."""
+    rows = db.query(
+        "select o.*, a.patient_id from outbox o join alerts a on a.id = o.alert_id "
+        "where o.delivered_at is null and o.failed_at is null order by o.id limit ?",
+        [limit],
+    )
+    return [PendingNotice(_notice(row), row["attempts"], row["next_attempt_at"]) for row in rows]
+
+
+def mark_delivered(db: sqlite_utils.Database, outbox_id: int, now: float) -> None:
+    """The notifier took the notice; a delivered RAISED notice moves its alert to `notified`."""
+    with atomic(db):
+        alert_id, kind = db.execute(
+            "update outbox set delivered_at = ? where id = ? returning alert_id, kind", [now, outbox_id]
+        ).fetchone()
+        if kind == NoticeKind.RAISED and db.execute(
+            "update alerts set state = 'notified' where id = ? and state = 'raised'", [alert_id]
+        ).rowcount:
+            _record(db, alert_id, now, AlertState.NOTIFIED)
+
+
+def defer_notice(db: sqlite_utils.Database, outbox_id: int, reason: str, retry_at: float) -> None:
+    with atomic(db):
+        db.execute(
+            "update outbox set attempts = attempts + 1, next_attempt_at = ?, last_error = ? where id = ?",
+            [retry_at, reason, outbox_id],
+        )
+
+
+def fail_notice(db: sqlite_utils.Database, outbox_id: int, reason: str, now: float) -> None:
+    """The notice can never be delivered: keep it, with the reason, out of the queue."""
+    with atomic(db):
+        db.execute(
+            "update outbox set attempts = attempts + 1, failed_at = ?, last_error = ? where id = ?",
+            [now, reason, outbox_id],
+        )

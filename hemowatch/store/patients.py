@@ -1,0 +1,100 @@
+"""Monitored patients and their per-vital alert thresholds.
+
+A threshold row overrides the monitor's adult default for one vital; a missing side (None) keeps the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from hemowatch.store.schema import atomic
+from hemowatch.store.vitals import THRESHOLD_VITALS
+
+
+@dataclass(frozen=True, slots=True)
+class Patient:
+    id: str
+    name: str
+    neuro: bool  # haemorrhage patient: the GCS-drop and systolic-ceiling rules apply
+    monitored: bool  # vitals expected: the "sensor offline" rule applies
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """A patient's own limits for one vital; None keeps the default for that side."""
+
+    vital: str
+    low: float | None
+    high: float | None
+
+
+def _patient(row: dict) -> Patient:
+    return Patient(row["id"], row["name"], bool(row["neuro"]), bool(row["monitored"]), row["created_at"])
+
+
+def add_patient(
+    db: sqlite_utils.Database, patient_id: str, name: str, now: float, neuro: bool = True
+) -> Patient:
+    """Register a patient so the monitor accepts their vitals; ValueError when the id is taken or empty."""
+    if not patient_id or "/" in patient_id or "+" in patient_id or "#" in patient_id:
+        raise ValueError(f"{patient_id!r} cannot be a patient id (it is part of an MQTT topic)")
+    if get_patient(db, patient_id) is not None:
+        raise ValueError(f"patient {patient_id} already exists")
+    with atomic(db):
+        db.execute(
+            "insert into patients (id, name, neuro, monitored, created_at) values (?, ?, ?, 1, ?)",
+            [patient_id, name or patient_id, int(neuro), now],
+        )
+    return Patient(patient_id, name or patient_id, neuro, True, now)
+
+
+def get_patient(db: sqlite_utils.Database, patient_id: str) -> Patient | None:
+    rows = list(db.query("select * from patients where id = ?", [patient_id]))
+    return _patient(rows[0]) if rows else None
+
+
+def list_patients(db: sqlite_utils.Database, ids: list[str] | None = None) -> list[Patient]:
+    """Every patient, or those with the given ids, ordered by id."""
+    if ids is None:
+        rows = db.query("select * from patients order by id")
+    else:
+        marks = ",".join("?" * len(ids))
+        rows = db.query(f"select * from patients where id in ({marks}) order by id", list(ids))
+    return [_patient(row) for row in rows]
+
+
+def set_threshold(
+    db: sqlite_utils.Database, patient_id: str, vital: str, low: float | None, high: float | None
+) -> Threshold:
+    """Override a patient's limits for one vital (both None: back to the defaults). The monitor picks it up
+    within seconds."""
+    if vital not in THRESHOLD_VITALS:
+        raise ValueError(f"unknown vital {vital!r}; one of {', '.join(THRESHOLD_VITALS)}")
+    if low is not None and high is not None and low >= high:
+        raise ValueError(f"the low limit ({low:g}) must be below the high limit ({high:g})")
+    with atomic(db):
+        if low is None and high is None:
+            db.execute("delete from thresholds where patient_id = ? and vital = ?", [patient_id, vital])
+        else:
+            db.execute(
+                "insert or replace into thresholds (patient_id, vital, low, high) values (?, ?, ?, ?)",
+                [patient_id, vital, low, high],
+            )
+    return Threshold(vital, low, high)
+
+
+def get_thresholds(db: sqlite_utils.Database, patient_id: str) -> dict[str, Threshold]:
+    """The patient's overrides by vital (vitals without a row use the defaults)."""
+    rows = db.query("select * from thresholds where patient_id = ?", [patient_id])
+    return {row["vital"]: Threshold(row["vital"], row["low"], row["high"]) for row in rows}
+
+
+def thresholds_by_patient(db: sqlite_utils.Database) -> dict[str, dict[str, Threshold]]:
+    """Every override in one read, for the monitor's periodic refresh."""
+    overrides: dict[str, dict[str, Threshold]] = {}
+    for row in db.query("select * from thresholds"):
+        overrides.setdefault(row["patient_id"], {})[row["vital"]] = Threshold(row["vital"], row["low"], row["high"])
+    return overrides

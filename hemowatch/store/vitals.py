@@ -1,0 +1,94 @@
+"""Raw vitals samples: batched writes from the monitor, reads for the bot's status and trend charts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from hemowatch.store.schema import atomic
+
+# Vitals with numeric alert thresholds, and their units (for texts).
+VITAL_UNITS: dict[str, str] = {
+    "hr": "/min", "spo2": "%", "sbp": "mmHg", "dbp": "mmHg", "rr": "/min", "temp": "°C",
+}
+THRESHOLD_VITALS = tuple(VITAL_UNITS)
+VITAL_FIELDS = (*THRESHOLD_VITALS, "gcs", "o2", "acvpu")
+
+
+@dataclass(frozen=True, slots=True)
+class VitalSample:
+    """One set of measurements from a patient's device; any vital may be missing."""
+
+    patient_id: str
+    ts: float  # when measured (epoch seconds)
+    received_at: float  # when the monitor got it
+    hr: float | None = None  # beats/min
+    spo2: float | None = None  # %
+    sbp: float | None = None  # mmHg
+    dbp: float | None = None  # mmHg
+    rr: float | None = None  # breaths/min
+    temp: float | None = None  # °C
+    gcs: int | None = None  # 3-15
+    o2: bool | None = None  # on supplemental oxygen
+    acvpu: str | None = None  # A, C, V, P or U
+    news2: int | None = None  # when the sample completed a set of vitals
+    news2_components: dict[str, int] | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The vitals present in this sample, by name."""
+        return {name: value for name in VITAL_FIELDS if (value := getattr(self, name)) is not None}
+
+
+_INSERT = (
+    "insert into vitals (patient_id, ts, received_at, hr, spo2, sbp, dbp, rr, temp, gcs, o2, acvpu, news2, "
+    "news2_components) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def insert_vitals(db: sqlite_utils.Database, samples: Iterable[VitalSample]) -> None:
+    """Store samples (the caller commits, so a batch lands in one transaction)."""
+    db.conn.executemany(
+        _INSERT,
+        [
+            (
+                s.patient_id, s.ts, s.received_at, s.hr, s.spo2, s.sbp, s.dbp, s.rr, s.temp, s.gcs,
+                None if s.o2 is None else int(s.o2), s.acvpu, s.news2,
+                None if s.news2_components is None else json.dumps(s.news2_components),
+            )
+            for s in samples
+        ],
+    )
+
+
+def _sample(row: dict) -> VitalSample:
+    return VitalSample(
+        patient_id=row["patient_id"], ts=row["ts"], received_at=row["received_at"], hr=row["hr"],
+        spo2=row["spo2"], sbp=row["sbp"], dbp=row["dbp"], rr=row["rr"], temp=row["temp"], gcs=row["gcs"],
+        o2=None if row["o2"] is None else bool(row["o2"]), acvpu=row["acvpu"], news2=row["news2"],
+        news2_components=None if row["news2_components"] is None else json.loads(row["news2_components"]),
+    )
+
+
+def latest_vitals(db: sqlite_utils.Database, patient_id: str) -> VitalSample | None:
+    """The patient's most recent sample by measurement time."""
+    rows = list(db.query("select * from vitals where patient_id = ? order by ts desc, id desc limit 1", [patient_id]))
+    return _sample(rows[0]) if rows else None
+
+
+def vitals_between(db: sqlite_utils.Database, patient_id: str, start_ts: float, end_ts: float) -> list[VitalSample]:
+    """The patient's samples measured in [start_ts, end_ts], oldest first (for trend charts)."""
+    rows = db.query(
+        "select * from vitals where patient_id = ? and ts >= ? and ts <= ? order by ts, id",
+        [patient_id, start_ts, end_ts],
+    )
+    return [_sample(row) for row in rows]
+
+
+def prune_vitals(db: sqlite_utils.Database, before_ts: float) -> int:
+    """Delete samples measured before `before_ts`; returns how many went."""
+    with atomic(db):
+        return db.execute("delete from vitals where ts < ?", [before_ts]).rowcount
