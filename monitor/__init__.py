@@ -1,0 +1,5 @@
+"""The vitals monitor: MQTT ingest, alert engine with NEWS2, notification outbox and simulator.
+
+Public pieces for the composition root: `monitor.service.Monitor` (runs everything against a `Notifier`)
+and `monitor.broker.EmbeddedBroker` (an in-process MQTT broker when no external one is configured).
+"""

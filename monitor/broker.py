@@ -1,0 +1,42 @@
+"""An MQTT broker inside the service process (amqtt), so one machine works without installing one.
+
+For production point `MQTT_URL` at mosquitto or a cluster instead: the embedded broker keeps sessions in
+memory only, so messages queued for an absent client do not survive a restart of the service.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from amqtt.broker import Broker
+
+
+class EmbeddedBroker:
+    """`async with EmbeddedBroker(host, port) as broker:` serves MQTT 3.1.1 at `broker.url` meanwhile."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 1883) -> None:
+        self.host = host
+        self.port = port
+        self._broker: Broker | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    async def __aenter__(self) -> Self:
+        self._broker = Broker(  # needs the running loop, so it is made here
+            {
+                "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+                "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            }
+        )
+        await self._broker.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._broker is not None:
+            await self._broker.shutdown()
+            self._broker = None

@@ -1,0 +1,192 @@
+"""The alert engine: one patient's state plus one sample in, new state and alert events out.
+
+Pure: no I/O, no clock. Rule durations are measured on the samples' own timestamps, so vitals replayed
+after an outage are judged as they happened. Conditions (one alert each while they persist):
+
+- `<vital>_low` / `<vital>_high`: threshold rules (see `monitor.rules`), held for `hold_s`, with hysteresis.
+- `news2` (urgent: aggregate 5-6 or one parameter scoring 3) and `news2_high` (emergency: 7 or more),
+  from the latest observation of each parameter within `news2_window_s`.
+- Haemorrhage patients: `gcs_drop` (emergency: 2 or more points below the recent baseline, the best GCS in
+  the last `gcs_baseline_s`) and `sbp_ceiling` (urgent: systolic above the ceiling for `hold_s`).
+- `sensor_offline` (warning): no sample received for `stale_after_s`; see `check_stale`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from hemowatch.notifications import Severity
+from hemowatch.store.vitals import VitalSample
+from monitor.news2 import PARAMETER_NAMES, News2, consciousness, news2_score
+from monitor.rules import IDLE, RAISED, Condition, ThresholdRule, beyond, debounce, threshold_title
+
+SBP_CEILING_MARGIN = 5.0  # mmHg back below the ceiling before `sbp_ceiling` clears
+GCS_DROP = 2  # points below baseline that make an emergency
+_NEWS2_INPUTS = ("rr", "spo2", "sbp", "hr", "temp")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    hold_s: float = 30.0
+    sbp_ceiling: float = 160.0
+    stale_after_s: float = 300.0
+    gcs_baseline_s: float = 3600.0
+    news2_window_s: float = 900.0  # how old an observation may be and still complete a NEWS2 set
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What the engine knows about one patient."""
+
+    rules: Mapping[str, ThresholdRule]
+    neuro: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PatientState:
+    last_seen: float  # when the monitor last received a sample (or started watching)
+    last_ts: float | None = None  # newest measurement time judged so far
+    conditions: Mapping[str, Condition] = field(default_factory=dict)  # only non-idle ones
+    observations: Mapping[str, tuple[float, Any]] = field(default_factory=dict)  # vital -> (ts, value)
+    gcs_baseline: tuple[float, int] | None = None  # (ts, GCS)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRaised:
+    condition: str
+    severity: Severity
+    title: str
+    values: dict[str, Any]
+    news2: News2 | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCleared:
+    condition: str
+
+
+Event = AlertRaised | AlertCleared
+
+
+class _Step:
+    """Collects one sample's condition changes."""
+
+    def __init__(self, state: PatientState, ts: float) -> None:
+        self.conditions = dict(state.conditions)
+        self.events: list[Event] = []
+        self.ts = ts
+
+    def raised(self, condition: str) -> bool:
+        return self.conditions.get(condition, IDLE).raised
+
+    def update(
+        self, condition: str, breached: bool, hold_s: float, severity: Severity, title: str,
+        values: dict[str, Any], news2: News2 | None = None,
+    ) -> None:
+        new, change = debounce(self.conditions.get(condition, IDLE), breached, self.ts, hold_s)
+        if new == IDLE:
+            self.conditions.pop(condition, None)
+        else:
+            self.conditions[condition] = new
+        if change is True:
+            self.events.append(AlertRaised(condition, severity, title, values, news2))
+        elif change is False:
+            self.events.append(AlertCleared(condition))
+
+
+def assess(
+    state: PatientState, sample: VitalSample, profile: Profile, config: EngineConfig
+) -> tuple[PatientState, list[Event], News2 | None]:
+    """Judge one sample. Returns the new state, the alerts raised or cleared, and the NEWS2 when the
+    sample completed a set of observations."""
+    step = _Step(state, sample.ts)
+    if step.raised("sensor_offline"):
+        step.conditions.pop("sensor_offline")
+        step.events.append(AlertCleared("sensor_offline"))
+    if state.last_ts is not None and sample.ts < state.last_ts:  # arrived late: stored, not judged
+        return replace(state, last_seen=sample.received_at, conditions=step.conditions), step.events, None
+
+    values = sample.values() | {"measured_at": sample.ts}
+    for rule in profile.rules.values():
+        value = getattr(sample, rule.vital)
+        if value is None:
+            continue
+        for side, limit in (("low", rule.low), ("high", rule.high)):
+            condition = f"{rule.vital}_{side}"
+            if limit is None and not step.raised(condition):
+                continue
+            breached = beyond(value, limit, side, step.raised(condition), rule.margin)
+            step.update(condition, breached, config.hold_s, rule.severity, threshold_title(rule, side), values)
+
+    gcs_baseline = state.gcs_baseline
+    if profile.neuro:
+        if sample.sbp is not None:
+            breached = beyond(sample.sbp, config.sbp_ceiling, "high", step.raised("sbp_ceiling"), SBP_CEILING_MARGIN)
+            title = f"Systolic pressure above {config.sbp_ceiling:g} mmHg"
+            step.update("sbp_ceiling", breached, config.hold_s, Severity.URGENT, title, values)
+        if sample.gcs is not None:
+            gcs_baseline = _judge_gcs(step, gcs_baseline, sample.gcs, values, config)
+
+    observations = dict(state.observations)
+    for name, value in sample.values().items():
+        observations[name] = (sample.ts, value)
+    news2 = _news2(observations, sample.ts, config.news2_window_s)
+    if news2 is not None:
+        _judge_news2(step, news2, observations)
+    new_state = PatientState(sample.received_at, sample.ts, step.conditions, observations, gcs_baseline)
+    return new_state, step.events, news2
+
+
+def _judge_gcs(
+    step: _Step, baseline: tuple[float, int] | None, gcs: int, values: dict[str, Any], config: EngineConfig
+) -> tuple[float, int]:
+    base_ts, base = baseline or (step.ts, gcs)
+    title = f"GCS dropped {base - gcs} points (from {base} to {gcs})"
+    step.update("gcs_drop", base - gcs >= GCS_DROP, 0.0, Severity.EMERGENCY, title, values | {"gcs_baseline": base})
+    # The baseline is frozen while the drop is alerted; otherwise it follows the best recent GCS.
+    if not step.raised("gcs_drop") and (gcs >= base or step.ts - base_ts > config.gcs_baseline_s):
+        return step.ts, gcs
+    return base_ts, base
+
+
+def _news2(observations: Mapping[str, tuple[float, Any]], now: float, window_s: float) -> News2 | None:
+    fresh = {name: value for name, (ts, value) in observations.items() if now - ts <= window_s}
+    level = consciousness(fresh.get("acvpu"), fresh.get("gcs"))
+    if level is None or any(name not in fresh for name in _NEWS2_INPUTS):
+        return None
+    return news2_score(
+        rr=fresh["rr"], spo2=fresh["spo2"], on_oxygen=bool(fresh.get("o2", False)), sbp=fresh["sbp"],
+        hr=fresh["hr"], acvpu=level, temp=fresh["temp"],
+    )
+
+
+def _judge_news2(step: _Step, news2: News2, observations: Mapping[str, tuple[float, Any]]) -> None:
+    values = {name: value for name, (_, value) in observations.items()} | {"measured_at": step.ts}
+    risk = news2.risk
+    if news2.total >= 5:
+        title = f"NEWS2 {news2.total} ({'high' if risk is Severity.EMERGENCY else 'medium'} risk)"
+    else:
+        worst = max(news2.components, key=news2.components.__getitem__)
+        title = f"NEWS2 {news2.total} ({PARAMETER_NAMES[worst]} scores 3)"
+    # A patient who jumps straight to high risk gets one (emergency) alert, not two.
+    urgent = risk is Severity.URGENT or (risk is Severity.EMERGENCY and step.raised("news2"))
+    step.update("news2", urgent, 0.0, Severity.URGENT, title, values, news2)
+    step.update("news2_high", risk is Severity.EMERGENCY, 0.0, Severity.EMERGENCY, title, values, news2)
+
+
+def check_stale(state: PatientState, now: float, config: EngineConfig) -> tuple[PatientState, list[Event]]:
+    """Raise `sensor_offline` once no sample has arrived for `stale_after_s`."""
+    silent_s = now - state.last_seen
+    if silent_s < config.stale_after_s or state.conditions.get("sensor_offline", IDLE).raised:
+        return state, []
+    silence = f"{silent_s / 60:.0f} min" if silent_s >= 120 else f"{silent_s:.0f} s"
+    title = f"Sensor offline (no vitals for {silence})"
+    event = AlertRaised("sensor_offline", Severity.WARNING, title, {"last_seen": state.last_seen})
+    return replace(state, conditions={**state.conditions, "sensor_offline": RAISED}), [event]
+
+
+def seeded_state(now: float, raised: set[str]) -> PatientState:
+    """State for a patient the monitor starts watching, with the conditions of alerts still open."""
+    return PatientState(last_seen=now, conditions=dict.fromkeys(raised, RAISED))

@@ -1,0 +1,78 @@
+"""The MQTT vitals payload: validation from raw bytes to a `VitalSample`, or a rejection with its reason.
+
+Topic `{prefix}/patients/{patient_id}/vitals`, payload a JSON object such as
+`{"ts": "2026-01-02T10:00:00Z", "hr": 72, "spo2": 97, "sbp": 128, "dbp": 80, "rr": 15, "temp": 36.9,
+"gcs": 15, "o2": false, "acvpu": "A"}`; every field is optional but at least one vital must be present.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hemowatch.store.vitals import VITAL_FIELDS, VitalSample
+
+MAX_CLOCK_SKEW_S = 300.0  # a device clock this far ahead of ours is rejected as wrong
+
+
+class RejectedPayload(ValueError):
+    """A message that cannot be stored; `reason` is a short category for counting, the message the detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class VitalsPayload(BaseModel):
+    """The JSON schema; ranges outside which a reading is a device fault rather than a living patient."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False, frozen=True)
+
+    ts: datetime | float | None = None  # ISO 8601 or epoch seconds; missing: arrival time
+    hr: Annotated[float, Field(ge=20, le=300)] | None = None
+    spo2: Annotated[float, Field(ge=40, le=100)] | None = None
+    sbp: Annotated[float, Field(ge=40, le=300)] | None = None
+    dbp: Annotated[float, Field(ge=15, le=200)] | None = None
+    rr: Annotated[float, Field(ge=0, le=80)] | None = None
+    temp: Annotated[float, Field(ge=25, le=45)] | None = None
+    gcs: Annotated[int, Field(ge=3, le=15)] | None = None
+    o2: bool | None = None
+    acvpu: Literal["A", "C", "V", "P", "U"] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if all(getattr(self, name) is None for name in VITAL_FIELDS):
+            raise ValueError("no vitals in the message")
+        if self.sbp is not None and self.dbp is not None and self.dbp >= self.sbp:
+            raise ValueError(f"diastolic {self.dbp:g} is not below systolic {self.sbp:g}")
+        return self
+
+
+def parse_vitals(patient_id: str, payload: bytes, received_at: float, max_bytes: int) -> VitalSample:
+    """Validate one message; raises RejectedPayload."""
+    if len(payload) > max_bytes:
+        raise RejectedPayload("oversized", f"{len(payload)} bytes, more than {max_bytes}")
+    try:
+        vitals = VitalsPayload.model_validate_json(payload)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        reason = "malformed" if first["type"] in ("json_invalid", "model_type") else "invalid"
+        where = ".".join(str(part) for part in first["loc"])
+        raise RejectedPayload(reason, f"{where + ': ' if where else ''}{first['msg']}") from None
+    match vitals.ts:
+        case None:
+            ts = received_at
+        case datetime() as moment:
+            if moment.tzinfo is None:
+                raise RejectedPayload("invalid", "ts: an ISO 8601 time needs its UTC offset (e.g. Z)")
+            ts = moment.timestamp()
+        case seconds:
+            ts = float(seconds)
+    if ts > received_at + MAX_CLOCK_SKEW_S:
+        raise RejectedPayload("invalid", f"ts: {ts:.0f} is in the future")
+    return VitalSample(
+        patient_id=patient_id, ts=ts, received_at=received_at, hr=vitals.hr, spo2=vitals.spo2, sbp=vitals.sbp,
+        dbp=vitals.dbp, rr=vitals.rr, temp=vitals.temp, gcs=vitals.gcs, o2=vitals.o2, acvpu=vitals.acvpu,
+    )

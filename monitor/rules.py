@@ -1,0 +1,102 @@
+"""Threshold rules per vital: adult defaults, per-patient overrides, hold duration and hysteresis.
+
+Pure functions. A rule's condition must hold for `hold_s` (measured on sample timestamps) before it is
+raised, and clears only once the value is back inside the limit by the rule's margin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from hemowatch.notifications import Severity
+from hemowatch.store.patients import Threshold
+from hemowatch.store.vitals import VITAL_UNITS
+
+Side = Literal["low", "high"]
+VITAL_NAMES = {
+    "hr": "Heart rate", "spo2": "SpO2", "sbp": "Systolic pressure", "dbp": "Diastolic pressure",
+    "rr": "Respiratory rate", "temp": "Temperature",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdRule:
+    """Alert when `vital` goes below `low` or above `high` (None: that side is not watched)."""
+
+    vital: str
+    low: float | None
+    high: float | None
+    margin: float  # hysteresis: how far back inside a limit the value must come to clear
+    severity: Severity
+
+
+# Sensible adult limits, roughly where NEWS2 scores a parameter 3; a patient's thresholds override them.
+ADULT_DEFAULTS: dict[str, ThresholdRule] = {
+    rule.vital: rule
+    for rule in (
+        ThresholdRule("hr", 40, 130, 5, Severity.URGENT),
+        ThresholdRule("spo2", 90, None, 2, Severity.URGENT),
+        ThresholdRule("sbp", 90, 200, 5, Severity.URGENT),
+        ThresholdRule("dbp", 40, 120, 5, Severity.WARNING),
+        ThresholdRule("rr", 8, 24, 2, Severity.URGENT),
+        ThresholdRule("temp", 35.0, 39.0, 0.3, Severity.WARNING),
+    )
+}
+
+
+def patient_rules(overrides: Mapping[str, Threshold]) -> dict[str, ThresholdRule]:
+    """The defaults with a patient's own limits laid over them."""
+    rules = dict(ADULT_DEFAULTS)
+    for vital, threshold in overrides.items():
+        default = ADULT_DEFAULTS[vital]
+        rules[vital] = ThresholdRule(
+            vital,
+            default.low if threshold.low is None else threshold.low,
+            default.high if threshold.high is None else threshold.high,
+            default.margin,
+            default.severity,
+        )
+    return rules
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """Where one alert condition stands: raised, or out of range since `pending_since` and not yet raised."""
+
+    raised: bool = False
+    pending_since: float | None = None
+
+
+IDLE = Condition()
+RAISED = Condition(raised=True)
+
+
+def debounce(condition: Condition, breached: bool, ts: float, hold_s: float) -> tuple[Condition, bool | None]:
+    """Advance one condition by one observation. Returns the new condition and True (raise), False (clear)
+    or None (no change)."""
+    if condition.raised:
+        return (condition, None) if breached else (IDLE, False)
+    if not breached:
+        return IDLE, None
+    since = ts if condition.pending_since is None else condition.pending_since
+    if ts - since >= hold_s:
+        return RAISED, True
+    return Condition(pending_since=since), None
+
+
+def beyond(value: float, limit: float | None, side: Side, raised: bool, margin: float) -> bool:
+    """Whether `value` is past `limit` on `side`; once raised, it must come back inside by `margin` to clear."""
+    if limit is None:
+        return False
+    slack = margin if raised else 0.0
+    return value < limit + slack if side == "low" else value > limit - slack
+
+
+def threshold_title(rule: ThresholdRule, side: Side) -> str:
+    """E.g. "SpO2 low (below 90%)"."""
+    limit = rule.low if side == "low" else rule.high
+    direction = "below" if side == "low" else "above"
+    unit = VITAL_UNITS[rule.vital]
+    return f"{VITAL_NAMES[rule.vital]} {side} ({direction} {limit:g}{'' if unit in ('%', '/min') else ' '}{unit})"

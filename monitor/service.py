@@ -1,0 +1,179 @@
+"""The running monitor: MQTT ingest, the store thread, the outbox and the periodic jobs, wired together.
+
+    async with Monitor(settings, notifier):   # or: await Monitor(settings, notifier).run()
+        ...
+
+Everything that touches SQLite runs on one worker thread with the monitor's own connection, so disk
+never blocks the event loop. The composition root calls `stop()` (leaving the `async with`) on SIGTERM:
+the subscription closes, messages already received are stored, then the store is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from functools import partial
+from types import TracebackType
+from typing import Any, Self
+
+import sqlite_utils
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from hemowatch.notifications import Notifier
+from hemowatch.settings import Settings
+from hemowatch.store.alerts import escalate_overdue
+from hemowatch.store.schema import open_database
+from hemowatch.store.vitals import prune_vitals
+from monitor.engine import EngineConfig
+from monitor.ingest import Message, VitalsSubscriber, session_options
+from monitor.mqtt import broker_url, client_options, vitals_topic
+from monitor.outbox import OutboxDispatcher
+from monitor.ward import IngestStats, Ward
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 2000  # messages per store transaction
+STORE_ATTEMPTS = 3  # tries per batch before its messages are rejected as unstorable
+REFRESH_S = 10.0  # how often patients and thresholds changed by the bot are picked up
+RETENTION_EVERY_S = 3600.0
+
+
+class Monitor:
+    def __init__(self, settings: Settings, notifier: Notifier, clock: Callable[[], float] = time.time) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hemowatch-store")
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._db: sqlite_utils.Database | None = None
+        self._ward: Ward | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._scheduler = AsyncIOScheduler()
+        self.outbox = OutboxDispatcher(self._in_store, notifier, clock)
+        topic_filter = vitals_topic(settings.mqtt_topic_prefix, "+")
+        if settings.mqtt_shared_group:
+            topic_filter = f"$share/{settings.mqtt_shared_group}/{topic_filter}"
+        url = broker_url(settings.mqtt_url, settings.embedded_broker_host, settings.embedded_broker_port)
+        options = client_options(url, settings.mqtt_ca_file)
+        options |= session_options(settings.mqtt_client_id, shared=bool(settings.mqtt_shared_group))
+        self.subscriber = VitalsSubscriber(options, topic_filter, self._queue.put_nowait, clock)
+        self._source = f"{topic_filter} at {options['hostname']}:{options['port']}"
+
+    @property
+    def stats(self) -> IngestStats:
+        assert self._ward is not None, "start() the monitor first"
+        return self._ward.stats
+
+    async def start(self) -> None:
+        settings = self._settings
+        self._db = await self._on_store_thread(open_database, settings.hemowatch_db)
+        config = EngineConfig(
+            hold_s=settings.rule_hold_s, sbp_ceiling=settings.sbp_ceiling, stale_after_s=settings.stale_after_s
+        )
+        self._ward = Ward(self._db, config, settings.mqtt_topic_prefix, settings.mqtt_max_payload_bytes)
+        await self.refresh()
+        self._tasks = [
+            asyncio.create_task(self.subscriber.run(), name="mqtt-ingest"),
+            asyncio.create_task(self._store_messages(), name="store-vitals"),
+            asyncio.create_task(self.outbox.run(), name="outbox"),
+        ]
+        every = partial(self._scheduler.add_job, trigger="interval", coalesce=True, max_instances=1)
+        every(self.refresh, seconds=REFRESH_S)
+        every(self.check_stale, seconds=min(30.0, max(1.0, settings.stale_after_s / 5)))
+        every(self.escalate, seconds=min(30.0, max(1.0, settings.escalate_after_s / 5)))
+        every(self.prune, seconds=RETENTION_EVERY_S)
+        self._scheduler.start()
+        log.info("monitor started; vitals from %s", self._source)
+
+    async def stop(self) -> None:
+        """Stop receiving, store what was received, stop delivering, close the store."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        if not self._tasks:
+            return
+        ingest, storing, outbox = self._tasks
+        self._tasks = []
+        await _cancel(ingest)
+        await self._queue.join()
+        await _cancel(storing)
+        await _cancel(outbox)
+        await self._on_store_thread(self._db.close)
+        self._executor.shutdown(wait=True)
+        log.info("monitor stopped")
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        async with self:
+            await asyncio.Future()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # --- periodic jobs (public so tests can drive them with their own clock) -------------------------
+
+    async def refresh(self) -> None:
+        """Pick up patients and thresholds changed through the bot."""
+        await self._on_store_thread(self._ward.refresh, self._clock())
+
+    async def check_stale(self) -> None:
+        """Raise "sensor offline" for patients gone quiet."""
+        if await self._on_store_thread(self._ward.check_stale, self._clock()):
+            self.outbox.wake()
+
+    async def escalate(self) -> None:
+        """Escalate urgent and emergency alerts nobody acknowledged in time."""
+        if await self._in_store(escalate_overdue, self._clock(), self._settings.escalate_after_s):
+            self.outbox.wake()
+
+    async def prune(self) -> None:
+        """Drop raw samples older than the retention period (alerts stay)."""
+        pruned = await self._in_store(prune_vitals, self._clock() - self._settings.retention_days * 86400)
+        log.info("pruned %d samples older than %g days", pruned, self._settings.retention_days)
+
+    # --- internals ----------------------------------------------------------------------------------
+
+    async def _store_messages(self) -> None:
+        """Take whatever has queued up as one batch, so the batch size follows the load."""
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                if await self._store_batch(batch):
+                    self.outbox.wake()
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _store_batch(self, batch: list[Message]) -> bool:
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            try:
+                return await self._on_store_thread(self._ward.ingest, batch)
+            except Exception:
+                log.exception("storing %d messages failed (attempt %d of %d)", len(batch), attempt, STORE_ATTEMPTS)
+                await asyncio.sleep(attempt)
+        log.error("rejected %d messages: the store keeps failing", len(batch))
+        self._ward.stats.rejected["store error"] += len(batch)
+        return False
+
+    async def _on_store_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(function, *args))
+
+    async def _in_store(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run a store function `function(db, *args)` on the store thread."""
+        return await self._on_store_thread(function, self._db, *args)
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,140 @@
+"""The monitor's synchronous core shell: every watched patient's engine state, and the store writes.
+
+Runs on the store thread only (one SQLite connection, one thread), so it needs no locks. A batch of messages
+becomes one transaction: samples, alerts and their outbox rows land together or not at all, and the
+in-memory state moves on only after the commit, so a failed batch can simply be retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+import sqlite_utils
+
+from hemowatch.store.alerts import find_open_alert, open_alerts, raise_alert, resolve_alert
+from hemowatch.store.patients import Patient, get_patient, get_thresholds, list_patients, thresholds_by_patient
+from hemowatch.store.schema import atomic
+from hemowatch.store.vitals import VitalSample, insert_vitals
+from monitor.engine import AlertRaised, EngineConfig, Event, PatientState, Profile, assess, check_stale, seeded_state
+from monitor.ingest import Message
+from monitor.mqtt import patient_from_topic
+from monitor.payload import RejectedPayload, parse_vitals
+from monitor.rules import patient_rules
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestStats:
+    """Running counts since start; `rejected` is keyed by reason ("invalid", "unknown patient", ...)."""
+
+    stored: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    alerts_raised: int = 0
+    alerts_resolved: int = 0
+
+
+class Ward:
+    def __init__(
+        self, db: sqlite_utils.Database, config: EngineConfig, topic_prefix: str, max_payload_bytes: int
+    ) -> None:
+        self._db = db
+        self._config = config
+        self._prefix = topic_prefix
+        self._max_bytes = max_payload_bytes
+        self._patients: dict[str, Patient] = {}
+        self._profiles: dict[str, Profile] = {}
+        self._states: dict[str, PatientState] = {}
+        self.stats = IngestStats()
+
+    def refresh(self, now: float) -> None:
+        """Pick up patients and thresholds changed by others; a new patient starts with its open alerts."""
+        overrides = thresholds_by_patient(self._db)
+        patients = {patient.id: patient for patient in list_patients(self._db)}
+        raised: dict[str, set[str]] = {}
+        for alert in open_alerts(self._db):
+            raised.setdefault(alert.patient_id, set()).add(alert.condition)
+        self._patients = patients
+        self._profiles = {
+            patient_id: Profile(patient_rules(overrides.get(patient_id, {})), patient.neuro)
+            for patient_id, patient in patients.items()
+        }
+        self._states = {
+            patient_id: self._states.get(patient_id) or seeded_state(now, raised.get(patient_id, set()))
+            for patient_id in patients
+        }
+
+    def ingest(self, messages: Iterable[Message]) -> bool:
+        """Validate, judge and store a batch; returns whether any notice was queued."""
+        samples: list[VitalSample] = []
+        changes: list[tuple[str, Event, float]] = []
+        states: dict[str, PatientState] = {}
+        rejected: Counter[str] = Counter()
+        for message in messages:
+            try:
+                sample = self._parse(message)
+            except RejectedPayload as rejection:
+                log.warning("rejected message on %s: %s (%s)", message.topic, rejection, rejection.reason)
+                rejected[rejection.reason] += 1
+                continue
+            state = states.get(sample.patient_id) or self._states[sample.patient_id]
+            state, events, news2 = assess(state, sample, self._profiles[sample.patient_id], self._config)
+            states[sample.patient_id] = state
+            if news2 is not None:
+                sample = replace(sample, news2=news2.total, news2_components=news2.components)
+            samples.append(sample)
+            changes.extend((sample.patient_id, event, sample.received_at) for event in events)
+        with atomic(self._db):
+            insert_vitals(self._db, samples)
+            self._apply(changes)
+        self._states.update(states)
+        self.stats.stored += len(samples)
+        self.stats.rejected.update(rejected)
+        return bool(changes)
+
+    def check_stale(self, now: float) -> bool:
+        """Raise "sensor offline" for monitored patients gone quiet; returns whether any was raised."""
+        changes: list[tuple[str, Event, float]] = []
+        states: dict[str, PatientState] = {}
+        for patient_id, state in self._states.items():
+            if self._patients[patient_id].monitored:
+                states[patient_id], events = check_stale(state, now, self._config)
+                changes.extend((patient_id, event, now) for event in events)
+        with atomic(self._db):
+            self._apply(changes)
+        self._states.update(states)
+        return bool(changes)
+
+    def _parse(self, message: Message) -> VitalSample:
+        patient_id = patient_from_topic(self._prefix, message.topic)
+        if patient_id is None:
+            raise RejectedPayload("bad topic", "not a vitals topic")
+        if patient_id not in self._profiles and not self._admit(patient_id, message.received_at):
+            raise RejectedPayload("unknown patient", f"no registered patient {patient_id!r}")
+        return parse_vitals(patient_id, message.payload, message.received_at, self._max_bytes)
+
+    def _admit(self, patient_id: str, now: float) -> bool:
+        """Start watching a patient registered since the last refresh."""
+        patient = get_patient(self._db, patient_id)
+        if patient is None:
+            return False
+        self._patients[patient_id] = patient
+        self._profiles[patient_id] = Profile(patient_rules(get_thresholds(self._db, patient_id)), patient.neuro)
+        self._states[patient_id] = seeded_state(now, set())
+        return True
+
+    def _apply(self, changes: list[tuple[str, Event, float]]) -> None:
+        for patient_id, event, now in changes:
+            if isinstance(event, AlertRaised):
+                news2 = event.news2
+                raise_alert(
+                    self._db, patient_id, event.condition, event.severity, event.title, now, event.values,
+                    news2.total if news2 else None, news2.components if news2 else None,
+                )
+                self.stats.alerts_raised += 1
+            elif (alert_id := find_open_alert(self._db, patient_id, event.condition)) is not None:
+                resolve_alert(self._db, alert_id, now)
+                self.stats.alerts_resolved += 1
