@@ -4,6 +4,7 @@ controllable clock; tests play admins, doctors and caregivers through it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,14 +20,14 @@ from hemowatch.store import open_database, patients, people
 from hemowatch.store.people import Role
 
 ADMIN = 1
-START = 1_800_000_000.0
 
 
 class FakeClock:
-    """Seconds since the epoch that move only when a test says so."""
+    """Seconds since the epoch that move only when a test says so (they start at the real time, so records
+    made by tools on the real clock, like `hemowatch admin`, fit in)."""
 
-    def __init__(self, now: float = START) -> None:
-        self.now = now
+    def __init__(self) -> None:
+        self.now = time.time()
 
     def __call__(self) -> float:
         return self.now
