@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inference.result import StudyResult
 
 UNKNOWN_USER = (
     "Hello. This is a private HemoWatch service for a care team, and I don't know you yet.\n"
@@ -163,3 +167,79 @@ ALERT_GONE = "This alert is no longer available to you."
 ERROR = "Sorry, something went wrong on my side. Please try again in a moment."
 
 NOT_UNDERSTOOD = "I did not understand that. Send /help to see what I can do."
+
+
+# --- scan triage ----------------------------------------------------------------------------------
+
+ANALYSING = "Analysing…"
+WAITING_FOR_SLOT = "Analysing… waiting for another scan to finish first."
+NO_IDENTIFIABLE_IMAGES = "Please do not send images that show a patient's name or other identifying details."
+SCANS_UNAVAILABLE = "Scan triage is not available on this server."
+SCAN_FAILED = "Sorry, the analysis failed on my side. Please try again in a moment."
+SCAN_WRONG_FORMAT = (
+    "I can't analyse this kind of file. Send a head CT as a photo, a PNG or JPEG file, "
+    "a DICOM file or a ZIP of a DICOM series."
+)
+VERDICTS = {
+    "hemorrhage": "Haemorrhage suspected",
+    "no_hemorrhage": "No haemorrhage suspected",
+    "not_assessable": "Not assessable",
+}
+
+
+def analysing(step: str) -> str:
+    return f"Analysing… {step}"
+
+
+def scan_too_big(size: int, limit: int) -> str:
+    return f"This file is {size / 2**20:.0f} MB; I can analyse files of at most {limit / 2**20:.0f} MB."
+
+
+def scan_too_big_for_telegram(limit: int) -> str:
+    return (
+        f"Telegram lets bots download files of at most {limit / 2**20:.0f} MB, and this one is larger. "
+        "Send a smaller ZIP (only the slices of the head) or a single slice. "
+        "An administrator can lift this limit by running a local Telegram Bot API server."
+    )
+
+
+def scan_unreadable(reason: str) -> str:
+    return f"I could not analyse this scan. {reason}"
+
+
+def scan_rate_limited(limit: int, window_s: float, wait_s: float) -> str:
+    return (
+        f"You have sent {limit} scans in the last {window_s / 60:.0f} minutes, the most I take. "
+        f"Please send the next one in about {max(1, round(wait_s / 60))} minutes."
+    )
+
+
+def _percent(probability: float) -> str:
+    return "under 1%" if probability < 0.005 else f"{probability:.0%}"
+
+
+def scan_verdict(result: StudyResult) -> str:
+    """The verdict on one series, with the figures a clinician needs to weigh it."""
+    lines = [f"{VERDICTS[result.verdict]} ({result.series_label})"]
+    if result.reason:
+        lines.append(result.reason)
+    if result.probability is not None:
+        lines.append(f"Probability of haemorrhage {_percent(result.probability)} (threshold {_percent(result.threshold)}).")
+    if result.top_slice is not None and result.n_slices > 1:
+        number, probability = result.top_slice
+        lines.append(f"Most suspicious: slice {number} of {result.n_slices} ({_percent(probability)}).")
+    if result.n_slices > 1:
+        lines.append(f"{result.n_assessable} of {result.n_slices} slices could be assessed.")
+    lines.extend(f"Note: {warning}" for warning in result.warnings)
+    return "\n".join(lines)
+
+
+def scan_report(results: Sequence[StudyResult]) -> str:
+    model = results[0].model
+    verdicts = "\n\n".join(scan_verdict(result) for result in results)
+    return f"{verdicts}\n\nModel {model.name} {model.version}.\n{DISCLAIMER}\n{NO_IDENTIFIABLE_IMAGES}"
+
+
+def overlay_caption(result: StudyResult) -> str:
+    where = f"slice {result.top_slice[0]} of {result.n_slices}" if result.top_slice and result.n_slices > 1 else "the image"
+    return f"Heat-map on {where} ({result.series_label}): the warmer, the more the model relied on that area."

@@ -1,0 +1,33 @@
+"""The audit trail of scan triage: one row per analysed series. The scan itself is never stored."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import sqlite_utils
+
+
+@dataclass(frozen=True, slots=True)
+class ScanAudit:
+    """Who asked, when, about which file (by its SHA-256 only), and what the model answered."""
+
+    sha256: str
+    verdict: str
+    probability: float | None
+    threshold: float
+    model_version: str
+    telegram_id: int
+    at: float
+    n_slices: int
+    n_assessable: int
+
+
+def record_scan(db: sqlite_utils.Database, audit: ScanAudit) -> int:
+    """Store one audit row; returns its id."""
+    return db["scans"].insert(asdict(audit)).last_pk
+
+
+def scans_of(db: sqlite_utils.Database, telegram_id: int) -> list[ScanAudit]:
+    """The audit rows of one user, oldest first."""
+    rows = db["scans"].rows_where("telegram_id = ?", [telegram_id], order_by="id")
+    return [ScanAudit(**{key: value for key, value in row.items() if key != "id"}) for row in rows]
