@@ -220,7 +220,7 @@ def _percent(probability: float) -> str:
 
 def scan_verdict(result: StudyResult) -> str:
     """The verdict on one series, with the figures a clinician needs to weigh it."""
-    lines = [f"{VERDICTS[result.verdict]} ({result.series_label})"]
+    lines = [VERDICTS[result.verdict], f"Scan: {result.series_label}"]
     if result.reason:
         lines.append(result.reason)
     if result.probability is not None:
@@ -242,4 +242,4 @@ def scan_report(results: Sequence[StudyResult]) -> str:
 
 def overlay_caption(result: StudyResult) -> str:
     where = f"slice {result.top_slice[0]} of {result.n_slices}" if result.top_slice and result.n_slices > 1 else "the image"
-    return f"Heat-map on {where} ({result.series_label}): the warmer, the more the model relied on that area."
+    return f"Heat-map on {where}, {result.series_label}: the warmer, the more the model relied on that area."

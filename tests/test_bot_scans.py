@@ -74,7 +74,8 @@ async def test_a_png_slice_gets_verdict_heat_map_and_audit_row(world: BotWorld, 
     verdict, heat_map = await verdict_and_heat_map(world.api, sent)
     assert verdict["message_id"] == first["message_id"]  # the same message, edited
     text = verdict["text"]
-    assert text.splitlines()[0] in {f"{v} (picture (PNG))" for v in texts.VERDICTS.values()}
+    assert text.splitlines()[0] in texts.VERDICTS.values()
+    assert text.splitlines()[1] == "Scan: picture (PNG)"
     assert "(threshold 20%)" in text and "Model hemowatch-ich 1.0.0." in text
     assert texts.NO_IDENTIFIABLE_IMAGES in text
     assert "Jane" not in text and "Jane" not in heat_map.get("caption", "")
@@ -84,7 +85,7 @@ async def test_a_png_slice_gets_verdict_heat_map_and_audit_row(world: BotWorld, 
 
     [audit] = scans_of(world.db, DOCTOR)
     assert audit.sha256 == hashlib.sha256(data).hexdigest()
-    assert texts.VERDICTS[audit.verdict] == text.split(" (")[0]
+    assert texts.VERDICTS[audit.verdict] == text.splitlines()[0]
     assert round(audit.probability * 100) == shown_percent(text)
     assert (audit.model_version, audit.n_slices, audit.n_assessable) == ("1.0.0", 1, 1)
 
@@ -107,7 +108,7 @@ async def test_a_dicom_series_zip_and_a_second_scan_wait_their_turn(
     await world.api.wait_for_message(DOCTOR, lambda m: m.get("text") == texts.WAITING_FOR_SLOT, after=photo)
 
     verdict, heat_map = await verdict_and_heat_map(world.api, series)
-    assert re.search(r"\(series .*28 slices", verdict["text"])
+    assert re.search(r"Scan: series .*28 slices", verdict["text"])
     assert re.search(r"Most suspicious: slice \d+ of 28 \(\d+%\)", verdict["text"])
     assert re.search(r"\d+ of 28 slices could be assessed", verdict["text"])
     assert re.match(r"Heat-map on slice \d+ of 28", heat_map["caption"])
