@@ -26,19 +26,20 @@ def picture_format(data: bytes) -> str | None:
 def read_picture(data: bytes, limits: Limits) -> Series:
     """One PNG or JPEG as a one-slice series."""
     kind = picture_format(data) or "image"
+    too_large = InputError(
+        f"The picture is larger than HemoWatch accepts ({limits.max_image_pixels:,} pixels at most). "
+        "Send a smaller export."
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])
             width, height = image.size
             if width * height > limits.max_image_pixels:
-                raise InputError(
-                    f"The picture claims {width}×{height} pixels, more than the {limits.max_image_pixels:,} "
-                    "HemoWatch accepts. Send a smaller export."
-                )
+                raise too_large
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise InputError("The picture is too large to open safely. Send a smaller export.") from error
+        raise too_large from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InputError(f"The {kind} file is damaged or incomplete.") from error
     grey = grey_from_image(image)
