@@ -1,0 +1,84 @@
+"""Payload validation: what a device may send, and every kind of message that is rejected with a reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.mqtt import client_options, patient_from_topic
+from monitor.payload import RejectedPayload, parse_vitals
+
+NOW = 1_800_000_000.0
+
+
+def _parse(payload: bytes, max_bytes: int = 4096):
+    return parse_vitals("p1", payload, NOW, max_bytes)
+
+
+def test_full_payload_with_iso_time() -> None:
+    sample = _parse(
+        b'{"ts": "2027-01-15T08:00:00+01:00", "hr": 72, "spo2": 97.5, "sbp": 128, "dbp": 80, "rr": 15,'
+        b' "temp": 36.9, "gcs": 15, "o2": false, "acvpu": "A", "device": "ignored"}'
+    )
+    assert sample.ts == NOW - 3600  # NOW is 2027-01-15T08:00:00Z
+    assert (sample.hr, sample.spo2, sample.gcs, sample.o2, sample.acvpu) == (72, 97.5, 15, False, "A")
+
+
+def test_epoch_time_or_arrival_time() -> None:
+    assert _parse(b'{"ts": 1799999990.5, "hr": 70}').ts == 1799999990.5
+    missing = _parse(b'{"spo2": 96}')
+    assert missing.ts == missing.received_at == NOW
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "detail"),
+    [
+        (b"not json at all", "malformed", "Invalid JSON"),
+        (b"[72, 97]", "malformed", "object"),
+        (b'"hr=72"', "malformed", "object"),
+        (b"\xff\xfe\x00", "malformed", "Invalid JSON"),
+        (b'{"hr": "72"}', "invalid", "hr"),
+        (b'{"hr": NaN}', "invalid", "finite"),
+        (b'{"temp": Infinity}', "invalid", "finite"),
+        (b'{"hr": 1e400}', "invalid", "finite"),
+        (b'{"hr": 400}', "invalid", "hr"),
+        (b'{"spo2": 101}', "invalid", "spo2"),
+        (b'{"temp": 50}', "invalid", "temp"),
+        (b'{"gcs": 2}', "invalid", "gcs"),
+        (b'{"gcs": 14.5}', "invalid", "gcs"),
+        (b'{"o2": "yes"}', "invalid", "o2"),
+        (b'{"acvpu": "X"}', "invalid", "acvpu"),
+        (b'{"sbp": 80, "dbp": 95}', "invalid", "diastolic"),
+        (b'{"ts": "2027-01-15T08:00:00", "hr": 70}', "invalid", "UTC offset"),
+        (b'{"ts": 1900000000, "hr": 70}', "invalid", "future"),
+        (b'{"ts": 1799999990}', "invalid", "no vitals"),
+        (b"{}", "invalid", "no vitals"),
+    ],
+)
+def test_rejected_with_a_reason(payload: bytes, reason: str, detail: str) -> None:
+    with pytest.raises(RejectedPayload, match=detail) as rejected:
+        _parse(payload)
+    assert rejected.value.reason == reason
+
+
+def test_oversized_payload_is_rejected_before_parsing() -> None:
+    with pytest.raises(RejectedPayload, match="5000 bytes") as rejected:
+        _parse(b"{" + b" " * 4998 + b"}", max_bytes=4096)
+    assert rejected.value.reason == "oversized"
+
+
+def test_vitals_topics() -> None:
+    assert patient_from_topic("hemowatch", "hemowatch/patients/bed-7/vitals") == "bed-7"
+    assert patient_from_topic("hemowatch", "hemowatch/patients/a/b/vitals") is None
+    assert patient_from_topic("hemowatch", "hemowatch/patients//vitals") is None
+    assert patient_from_topic("hemowatch", "other/patients/bed-7/vitals") is None
+
+
+def test_broker_urls() -> None:
+    assert client_options("mqtt://broker.local") == {"hostname": "broker.local", "port": 1883}
+    secure = client_options("mqtts://mon%40ward:s3cret@broker.example:8884")
+    assert (secure["hostname"], secure["port"], secure["username"], secure["password"]) == (
+        "broker.example", 8884, "mon@ward", "s3cret"
+    )
+    assert secure["tls_context"].verify_mode.name == "CERT_REQUIRED"
+    with pytest.raises(ValueError, match="mqtt://host"):
+        client_options("http://broker")

@@ -1,0 +1,129 @@
+"""The monitor's store functions on a real SQLite file: patients, thresholds, vitals, alert lifecycle, outbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from hemowatch.notifications import NoticeKind, Severity
+from hemowatch.store.alerts import (
+    AlertState,
+    acknowledge_alert,
+    alert_events,
+    defer_notice,
+    escalate_overdue,
+    fail_notice,
+    get_alert,
+    mark_delivered,
+    open_alerts,
+    pending_notices,
+    raise_alert,
+    resolve_alert,
+)
+from hemowatch.store.patients import Threshold, add_patient, get_patient, get_thresholds, list_patients, set_threshold
+from hemowatch.store.schema import open_database
+from hemowatch.store.vitals import VitalSample, insert_vitals, latest_vitals, prune_vitals, vitals_between
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> sqlite_utils.Database:
+    database = open_database(tmp_path / "hemowatch.db")
+    add_patient(database, "p1", "Ann Smith", T0)
+    return database
+
+
+def _urgent(db: sqlite_utils.Database, now: float = T0) -> int:
+    return raise_alert(db, "p1", "spo2_low", Severity.URGENT, "SpO2 low (below 90%)", now, {"spo2": 86})
+
+
+def test_patients_are_registered_once_with_safe_ids(db: sqlite_utils.Database) -> None:
+    add_patient(db, "p2", "", T0 + 1, neuro=False)
+    assert get_patient(db, "p2").name == "p2" and not get_patient(db, "p2").neuro
+    assert [p.id for p in list_patients(db)] == ["p1", "p2"]
+    assert [p.id for p in list_patients(db, ["p2", "nobody"])] == ["p2"]
+    assert get_patient(db, "nobody") is None
+    with pytest.raises(ValueError, match="already exists"):
+        add_patient(db, "p1", "Again", T0)
+    with pytest.raises(ValueError, match="MQTT topic"):
+        add_patient(db, "ward/3", "Bad", T0)
+
+
+def test_thresholds_are_set_replaced_and_cleared(db: sqlite_utils.Database) -> None:
+    set_threshold(db, "p1", "spo2", 85, None)
+    set_threshold(db, "p1", "hr", 45, 120)
+    set_threshold(db, "p1", "hr", 50, 110)
+    assert get_thresholds(db, "p1") == {"spo2": Threshold("spo2", 85, None), "hr": Threshold("hr", 50, 110)}
+    set_threshold(db, "p1", "spo2", None, None)
+    assert set(get_thresholds(db, "p1")) == {"hr"}
+    with pytest.raises(ValueError, match="unknown vital"):
+        set_threshold(db, "p1", "mood", 1, 2)
+    with pytest.raises(ValueError, match="below the high"):
+        set_threshold(db, "p1", "hr", 120, 100)
+
+
+def test_vitals_round_trip_latest_trend_and_retention(db: sqlite_utils.Database) -> None:
+    samples = [
+        VitalSample("p1", T0 + i * 60, T0 + i * 60 + 1, hr=70 + i, spo2=97, o2=i == 2, acvpu="A") for i in range(4)
+    ]
+    scored = VitalSample("p1", T0 + 300, T0 + 301, hr=80, news2=1, news2_components={"hr": 0, "temp": 1})
+    with db.conn:
+        insert_vitals(db, [*samples, scored])
+    assert latest_vitals(db, "p1") == scored
+    trend = vitals_between(db, "p1", T0 + 60, T0 + 180)
+    assert [s.hr for s in trend] == [71, 72, 73] and trend[1].o2 is True and trend[0].o2 is False
+    assert latest_vitals(db, "nobody") is None
+    assert prune_vitals(db, T0 + 120) == 2
+    assert [s.ts for s in vitals_between(db, "p1", 0, T0 + 1000)] == [T0 + 120, T0 + 180, T0 + 300]
+
+
+def test_lifecycle_raised_notified_acknowledged_resolved_is_stored(db: sqlite_utils.Database) -> None:
+    alert_id = _urgent(db)
+    (pending,) = pending_notices(db)
+    assert pending.notice.kind is NoticeKind.RAISED and pending.notice.patient_name == "Ann Smith"
+    assert pending.notice.values == {"spo2": 86} and pending.attempts == 0
+    mark_delivered(db, pending.notice.outbox_id, T0 + 1)
+    assert get_alert(db, alert_id).state is AlertState.NOTIFIED
+    assert acknowledge_alert(db, alert_id, 4242, T0 + 2) is True
+    assert acknowledge_alert(db, alert_id, 4343, T0 + 3) is False  # already taken
+    acknowledged = get_alert(db, alert_id)
+    assert (acknowledged.state, acknowledged.acknowledged_by) == (AlertState.ACKNOWLEDGED, 4242)
+    assert [a.id for a in open_alerts(db, "p1")] == [alert_id]
+    assert resolve_alert(db, alert_id, T0 + 4) is True
+    assert resolve_alert(db, alert_id, T0 + 5) is False
+    assert acknowledge_alert(db, alert_id, 4242, T0 + 6) is False
+    assert open_alerts(db) == []
+    history = [(e.state, e.at, e.actor) for e in alert_events(db, alert_id)]
+    assert history == [
+        ("raised", T0, None), ("notified", T0 + 1, None), ("acknowledged", T0 + 2, "4242"), ("resolved", T0 + 4, None)
+    ]
+    assert [p.notice.kind for p in pending_notices(db)] == [NoticeKind.RESOLVED]
+
+
+def test_escalation_after_the_delay_from_raise_then_from_the_last_escalation(db: sqlite_utils.Database) -> None:
+    urgent = _urgent(db)
+    raise_alert(db, "p1", "temp_high", Severity.WARNING, "Temperature high", T0)
+    assert escalate_overdue(db, T0 + 299, after_s=300) == []
+    assert escalate_overdue(db, T0 + 300, after_s=300) == [urgent]  # warnings never escalate
+    assert escalate_overdue(db, T0 + 599, after_s=300) == []
+    assert escalate_overdue(db, T0 + 600, after_s=300) == [urgent]
+    assert get_alert(db, urgent).escalation_level == 2
+    escalations = [p.notice for p in pending_notices(db) if p.notice.kind is NoticeKind.ESCALATED]
+    assert [n.escalation_level for n in escalations] == [1, 2]
+    acknowledge_alert(db, urgent, 1, T0 + 601)
+    assert escalate_overdue(db, T0 + 5000, after_s=300) == []
+
+
+def test_outbox_keeps_order_and_records_retries_and_refusals(db: sqlite_utils.Database) -> None:
+    first, second = _urgent(db), raise_alert(db, "p1", "hr_high", Severity.URGENT, "Heart rate high", T0)
+    one, two = pending_notices(db)
+    assert (one.notice.alert_id, two.notice.alert_id) == (first, second)
+    defer_notice(db, one.notice.outbox_id, "429 too many requests", T0 + 30)
+    one_again = pending_notices(db)[0]
+    assert (one_again.attempts, one_again.due_at) == (1, T0 + 30)
+    fail_notice(db, two.notice.outbox_id, "everyone blocked the bot", T0 + 1)
+    assert [p.notice.outbox_id for p in pending_notices(db)] == [one.notice.outbox_id]
+    assert get_alert(db, second).state is AlertState.RAISED  # never notified
