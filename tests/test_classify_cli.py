@@ -1,0 +1,106 @@
+"""`hemowatch classify`: the JSON-lines contract, the table, overlays and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from hemowatch.cli import main
+from hemowatch.settings import DEFAULT_MODEL, PROJECT_ROOT
+
+RESULT_KEYS = {
+    "input", "series", "verdict", "probability", "threshold", "n_slices", "n_assessable", "top_slice", "reason",
+    "warnings", "model", "elapsed_ms",
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _model() -> None:
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"the model is not at {DEFAULT_MODEL} (python -m training builds it)")
+
+
+@pytest.fixture
+def blank_png(tmp_path: Path) -> Path:
+    path = tmp_path / "blank.png"
+    Image.new("L", (200, 200), 0).save(path)
+    return path
+
+
+def classify_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[dict]]:
+    code = main(["classify", "--json", *args])
+    return code, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_json_lines_one_per_input_and_exit_1_when_one_fails(
+    capsys: pytest.CaptureFixture[str], head_ct_dir: Path, blank_png: Path, tmp_path: Path
+) -> None:
+    slice_path = head_ct_dir / "images" / "000.png"
+    missing = tmp_path / "missing.zip"
+    code, lines = classify_json(capsys, str(slice_path), str(missing), str(blank_png))
+    assert code == 1
+    assert [line["input"] for line in lines] == [str(slice_path), str(missing), str(blank_png)]
+    scored, failed, blank = lines
+    assert set(scored) == RESULT_KEYS
+    assert scored["verdict"] in ("hemorrhage", "no_hemorrhage")
+    assert scored["top_slice"] == {"index": 1, "probability": scored["probability"]}
+    assert set(scored["model"]) == {"name", "version", "sha256"}
+    assert failed == {"input": str(missing), "error": "No such file or folder."}
+    assert blank["verdict"] == "not_assessable"
+    assert blank["probability"] is None and blank["top_slice"] is None
+    assert blank["reason"] == "The picture is blank."
+
+
+def test_series_folder_threshold_override_and_overlays(
+    capsys: pytest.CaptureFixture[str], ge_series_dir: Path, tmp_path: Path
+) -> None:
+    overlays = tmp_path / "overlays"
+    code, (line,) = classify_json(capsys, str(ge_series_dir), "--threshold", "0", "--overlay-dir", str(overlays))
+    assert code == 0
+    assert line["threshold"] == 0.0 and line["verdict"] == "hemorrhage"
+    assert (line["n_slices"], line["series"]) == (28, "series 2 (CT, 28 slices)")
+    assert Image.open(line["overlay"]).format == "PNG"
+    assert [path.name for path in overlays.iterdir()] == ["ge-head-ct.png"]
+
+
+def test_table_names_each_input_and_its_verdict(
+    capsys: pytest.CaptureFixture[str], head_ct_dir: Path, blank_png: Path
+) -> None:
+    assert main(["classify", str(head_ct_dir / "images" / "001.png"), str(blank_png)]) == 0
+    header, first, second = capsys.readouterr().out.splitlines()
+    assert header.split()[:3] == ["input", "series", "verdict"]
+    assert "001.png" in first and "suspected" in first
+    assert "not assessable" in second and "The picture is blank." in second
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["classify"], ["classify", "x.png", "--threshold", "1.5"], ["classify", "x.png", "--model", "/nonexistent.onnx"]],
+    ids=["no-path", "threshold-out-of-range", "missing-model"],
+)
+def test_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = main(args)
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == 2
+    assert capsys.readouterr().err
+
+
+def test_installed_command_prints_json_and_sets_the_exit_code(head_ct_dir: Path, tmp_path: Path) -> None:
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not a scan")
+    run = subprocess.run(
+        [sys.executable, "-m", "hemowatch.cli", "classify", "--json", str(head_ct_dir / "images" / "002.png"),
+         str(text_file)],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1
+    first, second = (json.loads(line) for line in run.stdout.splitlines())
+    assert first["verdict"] in ("hemorrhage", "no_hemorrhage")
+    assert "error" in second and "Traceback" not in run.stderr
