@@ -36,7 +36,7 @@ class FakeClock:
         self.now += seconds
 
 
-def test_settings(bot_api: BotApiServer, db_path: Path, **overrides: object) -> Settings:
+def settings_for(bot_api: BotApiServer, db_path: Path, **overrides: object) -> Settings:
     return Settings(
         _env_file=None,
         telegram_bot_token=bot_api.token,
@@ -86,7 +86,7 @@ class BotWorld:
 @asynccontextmanager
 async def running_bot(bot_api: BotApiServer, tmp_path: Path, **overrides: object) -> AsyncIterator[BotWorld]:
     clock = FakeClock()
-    settings = test_settings(bot_api, tmp_path / "hemowatch.db", **overrides)
+    settings = settings_for(bot_api, tmp_path / "hemowatch.db", **overrides)
     db = open_database(settings.hemowatch_db)
     application = build_application(settings, None, db, clock)
     async with application:

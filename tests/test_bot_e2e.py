@@ -1,0 +1,147 @@
+"""The whole service (`hemowatch.app.running`: bot, monitor, real mosquitto, the local Bot API server):
+a caregiver joins, a patient deteriorates, the alert arrives with its button, acknowledging stops escalation,
+and Telegram failures still end in exactly one message per person."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from botapi import JSON, BotApiServer
+from botworld import ADMIN, FakeClock, settings_for
+
+from hemowatch.app import Service, running
+from hemowatch.store import alerts, open_database, patients, people
+from hemowatch.store.people import Role
+from monitor.mqtt import vitals_topic
+
+DOCTOR, CAREGIVER = 10, 20
+PATIENT, OTHER_PATIENT = "ward-1", "ward-2"
+pytestmark = pytest.mark.timeout(120)
+
+
+def is_alert(message: JSON) -> bool:
+    return "SpO2 low" in message.get("text", "") and "edit_date" not in message
+
+
+@pytest.fixture
+async def service(bot_api: BotApiServer, mosquitto, tmp_path: Path) -> AsyncIterator[tuple[Service, FakeClock]]:
+    clock = FakeClock()
+    settings = settings_for(bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url)
+    db = open_database(settings.hemowatch_db)
+    for patient_id in (PATIENT, OTHER_PATIENT):
+        patients.add_patient(db, patient_id, f"Patient {patient_id}", clock())
+    invitation = people.create_invitation(db, Role.DOCTOR, PATIENT, ADMIN, clock(), 3600)
+    people.redeem_invitation(db, invitation.code, DOCTOR, "Dr Ada", DOCTOR, clock())
+    db.close()
+    async with running(settings, clock) as service:
+        yield service, clock
+
+
+async def say(api: BotApiServer, user_id: int, text: str) -> JSON:
+    sent = api.send_text(user_id, text)
+    return await api.wait_for_message(user_id, after=sent)
+
+
+async def caregiver_joins(api: BotApiServer) -> None:
+    await say(api, ADMIN, "/start")
+    invitation = await say(api, DOCTOR, f"/invite caregiver {PATIENT}")
+    code = re.search(r"start=(\S+)", invitation["text"]).group(1)
+    assert "joined as caregiver" in (await say(api, CAREGIVER, f"/start {code}"))["text"]
+    await api.wait_for_message(DOCTOR, lambda m: "joined as caregiver" in m.get("text", ""))
+
+
+async def deteriorate(mosquitto_url: str, clock: FakeClock, settings_hold_s: float) -> None:
+    """SpO2 falls to 85% and stays there longer than the rules' hold time."""
+    port = int(mosquitto_url.rsplit(":", 1)[1])
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        for step in range(int(settings_hold_s // 10) + 3):
+            payload = {"ts": clock(), "spo2": 85.0, "hr": 104.0}
+            await client.publish(vitals_topic("hemowatch", PATIENT), json.dumps(payload), qos=1)
+            clock.advance(10)
+
+
+async def test_caregiver_receives_acknowledges_and_escalation_stops(
+    bot_api: BotApiServer, mosquitto, service: tuple[Service, FakeClock]
+) -> None:
+    running_service, clock = service
+    settings = running_service.application.bot_data["services"].settings
+    await caregiver_joins(bot_api)
+    await deteriorate(mosquitto.url, clock, settings.rule_hold_s)
+
+    alert_message = await bot_api.wait_for_message(CAREGIVER, is_alert, timeout=30)
+    assert "SpO2 85%" in alert_message["text"]
+    await bot_api.wait_for_message(DOCTOR, is_alert)
+    (alert,) = alerts.open_alerts(running_service.db, PATIENT)
+
+    # nobody answers: the doctors are told again
+    clock.advance(settings.escalate_after_s)
+    await running_service.monitor.escalate()
+    await bot_api.wait_for_message(DOCTOR, lambda m: "now goes to more people" in m.get("text", ""))
+
+    button = alert_message["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    bot_api.press_button(CAREGIVER, alert_message, button)
+    await bot_api.wait_for_message(DOCTOR, lambda m: "Acknowledged by User 20" in m.get("text", ""))
+    assert alerts.get_alert(running_service.db, alert.id).acknowledged_by == CAREGIVER
+
+    # acknowledged: however long it stays open, it escalates no further
+    for _ in range(3):
+        clock.advance(settings.escalate_after_s)
+        await running_service.monitor.escalate()
+    assert alerts.get_alert(running_service.db, alert.id).escalation_level == 1
+    await until(lambda: not alerts.pending_notices(running_service.db), "the outbox to empty")
+    escalations = [m for m in bot_api.history(DOCTOR) if "now goes to more people" in m.get("text", "")
+                   and "edit_date" not in m]
+    assert len(escalations) == 1
+
+    status = await say(bot_api, CAREGIVER, f"/status {PATIENT}")
+    assert "SpO2 85%" in status["text"] and "SpO2 low" in status["text"]
+    trend = await bot_api.wait_for_message(CAREGIVER, lambda m: "photo" in m, after=status)
+    assert "heart rate, SpO2 and blood pressure" in trend["caption"]
+    refused = await say(bot_api, CAREGIVER, f"/status {OTHER_PATIENT}")
+    assert "can't find patient ward-2" in refused["text"]
+
+
+async def test_rate_limit_then_server_error_and_the_alert_arrives_once(
+    bot_api: BotApiServer, mosquitto, service: tuple[Service, FakeClock]
+) -> None:
+    running_service, clock = service
+    settings = running_service.application.bot_data["services"].settings
+    await caregiver_joins(bot_api)
+    bot_api.fail_next("sendMessage", 429, retry_after=5)
+    await deteriorate(mosquitto.url, clock, settings.rule_hold_s)
+    await until(lambda: attempts(running_service) == 1, "the outbox to defer the notice after 429")
+    bot_api.fail_next("sendMessage", 500)
+    clock.advance(600)  # past the retry time
+    running_service.monitor.outbox.wake()
+    await until(lambda: attempts(running_service) == 2, "the outbox to defer the notice after 500")
+    assert failed_sends(bot_api, 429) and failed_sends(bot_api, 500)
+    clock.advance(600)
+    running_service.monitor.outbox.wake()
+    for user in (DOCTOR, CAREGIVER):
+        await bot_api.wait_for_message(user, is_alert, timeout=30)
+    await until(lambda: not alerts.pending_notices(running_service.db), "the outbox to empty")
+    for user in (DOCTOR, CAREGIVER):
+        assert len([m for m in bot_api.history(user) if is_alert(m)]) == 1
+
+
+def attempts(service: Service) -> int:
+    """Failed delivery attempts of the (only) pending notice; 0 when none is pending."""
+    return sum(entry.attempts for entry in alerts.pending_notices(service.db))
+
+
+def failed_sends(api: BotApiServer, status: int) -> bool:
+    return any(call.status == status for call in api.calls_to("sendMessage"))
+
+
+async def until(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    for _ in range(int(timeout_s / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"waited in vain for {what}")
