@@ -95,6 +95,8 @@ def run_service(settings: Settings) -> int:
         print(NO_TOKEN, file=sys.stderr)
         return 2
 
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # the embedded broker's state machine chatter
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

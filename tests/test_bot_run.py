@@ -1,0 +1,50 @@
+"""`hemowatch run` as a user starts it: only a token (and here the local Bot API server's address) set."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from botapi import BotApiServer
+from conftest import free_port
+
+pytestmark = pytest.mark.timeout(120)
+RUN = [sys.executable, "-m", "hemowatch.cli", "run"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def clean_env(tmp_path: Path, **values: str) -> dict[str, str]:
+    """No HemoWatch settings but `values` (and a free port for the embedded broker, as 1883 may be taken)."""
+    return {
+        "PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(REPO),
+        "EMBEDDED_BROKER_PORT": str(free_port()), **values,
+    }
+
+
+async def test_without_a_token_it_says_how_to_get_one(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *RUN, cwd=tmp_path, env=clean_env(tmp_path), stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await process.communicate()
+    assert process.returncode == 2
+    assert "@BotFather" in stderr.decode() and ".env" in stderr.decode()
+
+
+async def test_runs_with_only_a_token_and_stops_cleanly_on_sigterm(bot_api: BotApiServer, tmp_path: Path) -> None:
+    env = clean_env(tmp_path, TELEGRAM_BOT_TOKEN=bot_api.token, TELEGRAM_API_URL=bot_api.url)
+    process = await asyncio.create_subprocess_exec(*RUN, cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE)
+    try:
+        sent = bot_api.send_text(77, "/start")
+        reply = await bot_api.wait_for_message(77, after=sent, timeout=60)
+        assert "I don't know you yet" in reply["text"]
+        assert {command["command"] for command in bot_api.commands} >= {"status", "help"}
+        assert (tmp_path / "hemowatch.db").is_file()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert "HemoWatch is stopping" in stderr.decode()
