@@ -35,14 +35,13 @@ def record_delivery(
     message_id: int | None = None,
     text: str | None = None,
 ) -> None:
-    with db.conn:
-        db["deliveries"].upsert(
-            {
-                "outbox_id": outbox_id, "chat_id": chat_id, "message_id": message_id, "sent_at": now,
-                "status": status.value, "text": text,
-            },
-            pk=("outbox_id", "chat_id"),
-        )
+    db["deliveries"].upsert(
+        {
+            "outbox_id": outbox_id, "chat_id": chat_id, "message_id": message_id, "sent_at": now,
+            "status": status.value, "text": text,
+        },
+        pk=("outbox_id", "chat_id"),
+    )
 
 
 def was_sent(db: sqlite_utils.Database, outbox_id: int) -> bool:

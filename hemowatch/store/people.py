@@ -12,6 +12,8 @@ from enum import StrEnum
 
 import sqlite_utils
 
+from hemowatch.store.schema import atomic
+
 
 SERVER = 0  # `created_by` of invitations made with `hemowatch admin` when no admin id is configured
 
@@ -92,7 +94,7 @@ def redeem_invitation(
     A doctor who redeems a caregiver invitation stays a doctor. Raises InvitationError when the code is
     unknown, used or expired; the claim is a single conditional UPDATE, so two people cannot both use it.
     """
-    with db.conn:
+    with atomic(db):
         rows = list(db.query("select * from invitations where code = ?", [code]))
         if not rows:
             raise InvitationError("This invitation link is not valid.")
@@ -113,12 +115,11 @@ def redeem_invitation(
             role_kept = Role.DOCTOR
         else:
             role_kept = role
-        db["users"].upsert(
-            {
-                "telegram_id": telegram_id, "role": role_kept.value, "display_name": display_name,
-                "chat_id": chat_id, "joined_at": now, "revoked_at": None, "blocked_at": None,
-            },
-            pk="telegram_id",
+        db.execute(
+            "insert into users (telegram_id, role, display_name, chat_id, joined_at) values (?, ?, ?, ?, ?) "
+            "on conflict (telegram_id) do update set role = excluded.role, display_name = excluded.display_name, "
+            "chat_id = excluded.chat_id, joined_at = excluded.joined_at, revoked_at = null, blocked_at = null",
+            [telegram_id, role_kept.value, display_name, chat_id, now],
         )
         if row["patient_id"] is not None:
             _link(db, row["patient_id"], telegram_id, role, now)
@@ -127,7 +128,7 @@ def redeem_invitation(
 
 def revoke_user(db: sqlite_utils.Database, telegram_id: int, now: float) -> bool:
     """Revoke an active user and drop their patient links and mutes; False when there was nobody to revoke."""
-    with db.conn:
+    with atomic(db):
         revoked = db.execute(
             "update users set revoked_at = ? where telegram_id = ? and revoked_at is null", [now, telegram_id]
         ).rowcount
@@ -138,13 +139,13 @@ def revoke_user(db: sqlite_utils.Database, telegram_id: int, now: float) -> bool
 
 def record_blocked(db: sqlite_utils.Database, telegram_id: int, now: float) -> None:
     """The user blocked the bot: stop trying their chat until they write again."""
-    with db.conn:
+    with atomic(db):
         db.execute("update users set blocked_at = ? where telegram_id = ?", [now, telegram_id])
 
 
 def record_seen(db: sqlite_utils.Database, telegram_id: int, chat_id: int) -> None:
     """The user wrote to the bot, so their chat works (again)."""
-    with db.conn:
+    with atomic(db):
         db.execute(
             "update users set blocked_at = null, chat_id = ? where telegram_id = ? and revoked_at is null",
             [chat_id, telegram_id],
@@ -153,7 +154,7 @@ def record_seen(db: sqlite_utils.Database, telegram_id: int, chat_id: int) -> No
 
 def add_member(db: sqlite_utils.Database, patient_id: str, telegram_id: int, role: Role, now: float) -> None:
     """Link a person to a patient; a doctor link is never downgraded to a caregiver one."""
-    with db.conn:
+    with atomic(db):
         _link(db, patient_id, telegram_id, role, now)
 
 
@@ -200,9 +201,8 @@ def members_of(db: sqlite_utils.Database, patient_id: str) -> list[Member]:
 
 def mute(db: sqlite_utils.Database, patient_id: str, telegram_id: int, until: float) -> None:
     """Silence non-emergency alerts about this patient for this person until `until`."""
-    with db.conn:
-        db["mutes"].upsert({"patient_id": patient_id, "telegram_id": telegram_id, "until": until},
-                           pk=("patient_id", "telegram_id"))
+    db["mutes"].upsert({"patient_id": patient_id, "telegram_id": telegram_id, "until": until},
+                       pk=("patient_id", "telegram_id"))
 
 
 def muted_until(db: sqlite_utils.Database, patient_id: str, telegram_id: int, now: float) -> float | None:
