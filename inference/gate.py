@@ -8,6 +8,7 @@ CT slice looks like: shades of grey, a dark background and a bright head in the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,10 +57,8 @@ def assess_slice(scan_slice: Slice, is_ct: bool = True) -> Assessment:
 def brain_share(hu: np.ndarray, spacing_mm: float | None = None) -> float:
     """Share of the head's cross-section that is brain-density tissue enclosed by the skull."""
     step = max(1, round(_BLOCK_MM / (spacing_mm or _DEFAULT_SPACING_MM)))
-    height, width = (hu.shape[0] // step) * step, (hu.shape[1] // step) * step
-    blocks = hu[:height, :width].reshape(height // step, step, width // step, step)
-    mean = blocks.mean(axis=(1, 3), dtype=np.float32)
-    bone = blocks.max(axis=(1, 3)) > BONE_HU  # any bone in a block keeps the skull ring closed
+    mean = _block_reduce(hu, step, np.sum) / step**2
+    bone = _block_reduce(hu > BONE_HU, step, np.any)  # any bone in a block keeps the skull ring closed
     head = _largest(ndimage.binary_fill_holes(mean > AIR_HU))
     area = int(head.sum())
     if area < _MIN_HEAD_BLOCKS:
@@ -92,6 +91,13 @@ def assess_picture(grey: np.ndarray, colour_share: float = 0.0) -> Assessment:
     if head.mean() < _MIN_HEAD_SHARE:
         return Assessment(False, "No head can be seen in the picture.")
     return ASSESSABLE
+
+
+def _block_reduce(values: np.ndarray, step: int, reduce: Callable[..., np.ndarray]) -> np.ndarray:
+    """`reduce` over step × step blocks, one axis at a time (several times faster than both axes at once)."""
+    height, width = (values.shape[0] // step) * step, (values.shape[1] // step) * step
+    rows = reduce(values[:height, :width].reshape(height // step, step, width), axis=1)
+    return reduce(rows.reshape(height // step, width // step, step), axis=2)
 
 
 def _shrunk(grey: np.ndarray) -> np.ndarray:
