@@ -46,6 +46,7 @@ def build_application(
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
+        .local_mode(settings.telegram_local_mode)
         .concurrent_updates(True)  # a long scan analysis must not hold up alerts and other users
         .build()
     )

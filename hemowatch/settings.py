@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     # --- Telegram -------------------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"
+    telegram_local_mode: bool = False  # a telegram-bot-api server started with --local on this machine
     admin_user_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     webhook_url: str = ""  # empty: long polling
     webhook_listen: str = "0.0.0.0"
