@@ -30,7 +30,8 @@ async def acknowledge(update: Update, context: Context, caller: Caller) -> None:
         return
     now = shared.clock()
     if not alerts.acknowledge_alert(shared.db, alert_id, caller.telegram_id, now):
-        await query.answer(texts.ALREADY_ACKNOWLEDGED)
+        current = alerts.get_alert(shared.db, alert_id)
+        await query.answer(texts.ALREADY_ACKNOWLEDGED if current.is_open else texts.ALREADY_RESOLVED)
         return
     await query.answer(texts.ACKNOWLEDGED)
     for sent in deliveries.alert_messages(shared.db, alert_id):

@@ -161,6 +161,7 @@ def mute_too_long(limit: int) -> str:
     return f"You can pause alerts for at most {limit} minutes."
 
 ALREADY_ACKNOWLEDGED = "Already acknowledged."
+ALREADY_RESOLVED = "This alert has already been resolved."
 ACKNOWLEDGED = "Thank you. The others can see you are on it."
 ALERT_GONE = "This alert is no longer available to you."
 

@@ -78,8 +78,11 @@ async def test_acknowledging_records_who_and_edits_everyone_s_message(
     for user in (DOCTOR, CAREGIVER, OTHER_CAREGIVER):
         edited = await world.api.wait_for_message(user, lambda m: "Acknowledged by User 20" in m.get("text", ""))
         assert "SpO2 low" in edited["text"] and "reply_markup" not in edited
-    again = await world.press(DOCTOR, message | {"chat": {"id": DOCTOR}}, button)
+    doctor_message = await world.api.wait_for_message(DOCTOR, lambda m: "SpO2 low" in m.get("text", ""))
+    again = await world.press(DOCTOR, doctor_message, button)
     assert again["text"] == "Already acknowledged."
+    alerts.resolve_alert(world.db, notice.alert_id, world.clock())
+    assert (await world.press(DOCTOR, doctor_message, button))["text"] == "This alert has already been resolved."
 
 
 async def test_rate_limit_then_server_error_still_delivers_exactly_once(
