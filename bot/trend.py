@@ -78,7 +78,8 @@ def render_trend(
     rows = sorted((row for row in samples if start <= row["ts"] <= now), key=lambda row: row["ts"])
     image = Image.new("RGB", (WIDTH, HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(image)
-    draw.text((LEFT, 24), f"Last {hours:g} hours, up to {_clock(now, tz)}", font=_font(38), fill=INK)
+    zone = datetime.fromtimestamp(now, tz).astimezone(tz).tzname()
+    draw.text((LEFT, 24), f"Last {hours:g} hours, up to {_clock(now, tz)} {zone}", font=_font(38), fill=INK)
     panel_height = (HEIGHT - TOP - PANEL_GAP * (len(PANELS) - 1)) // len(PANELS)
     for number, panel in enumerate(PANELS):
         top = TOP + number * (panel_height + PANEL_GAP)
