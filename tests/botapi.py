@@ -212,7 +212,7 @@ class BotApiServer:
         self._poll = _Poll()
         self._closing = False
         self._runner: web.AppRunner | None = None
-        self._methods: dict[str, Callable[[JSON, JSON], Any]] = {
+        self._methods: dict[str, Callable[[JSON, dict[str, bytes]], Any]] = {
             "getme": lambda params, files: self.bot_user,
             "getupdates": self._get_updates,
             "deletewebhook": self._delete_webhook,
