@@ -72,8 +72,9 @@ def prepare_store(settings: Settings, alert_patients: list[str]) -> None:
     db.close()
 
 
-async def photo_latencies(api: BotApiServer, pictures: list[bytes], per_doctor: int) -> list[float]:
-    """Each doctor sends `per_doctor` photos one after another; the four doctors at the same time."""
+async def photo_latencies(api: BotApiServer, pictures: list[bytes], per_doctor: int, doctors: tuple[int, ...]
+                          ) -> list[float]:
+    """Each doctor sends `per_doctor` photos one after another; all `doctors` at the same time."""
 
     async def doctor_sends(doctor: int) -> list[float]:
         seconds = []
@@ -84,7 +85,7 @@ async def photo_latencies(api: BotApiServer, pictures: list[bytes], per_doctor: 
             seconds.append(time.perf_counter() - started)
         return seconds
 
-    per_doctor_seconds = await asyncio.gather(*(doctor_sends(doctor) for doctor in DOCTORS))
+    per_doctor_seconds = await asyncio.gather(*(doctor_sends(doctor) for doctor in doctors))
     return [value for values in per_doctor_seconds for value in values]
 
 
@@ -155,7 +156,8 @@ async def measure(args: argparse.Namespace, workdir: Path) -> None:
                 for user in (*DOCTORS, ON_CALL):  # users write first, as in Telegram; the reply shows the bot is up
                     await api.wait_for_message(user, after=api.send_text(user, "/help"), timeout=60)
                 await _warm_up(api, broker.port)
-                photos = await photo_latencies(api, pictures, args.photos)
+                alone = await photo_latencies(api, pictures, args.photos, DOCTORS[:1])
+                photos = await photo_latencies(api, pictures, args.photos, DOCTORS)
                 alerts, published = await alert_latencies(api, broker.port, alert_patients, args.seconds)
             finally:
                 stop.set()
@@ -165,9 +167,11 @@ async def measure(args: argparse.Namespace, workdir: Path) -> None:
     db = open_database(settings.hemowatch_db)
     stored = db["vitals"].count_where("patient_id like 'bed-%'")
     db.close()
-    photo = percentiles(photos)
+    single, photo = percentiles(alone), percentiles(photos)
     alert = {key: value * 1000 for key, value in percentiles(alerts).items()}
     print(f"machine: {machine()}")
+    print(f"photo update -> verdict, one doctor alone, {len(alone)} photos: p50 {single['p50']:.2f} s, "
+          f"max {single['max']:.2f} s")
     print(f"photo update -> verdict, {len(DOCTORS)} doctors at once, {len(photos)} photos: "
           f"p50 {photo['p50']:.2f} s, p95 {photo['p95']:.2f} s, max {photo['max']:.2f} s (target p95 <= 1.5 s)")
     print(f"MQTT publish -> alert sendMessage, {len(alerts)} alerts during {args.seconds:g} s of "
