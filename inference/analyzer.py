@@ -155,7 +155,7 @@ class Analyzer:
 
 
 def _unassessable_reason(n_slices: int, reasons: Counter[str | None]) -> str:
-    common = reasons.most_common(1)[0][0] if reasons else "No slice could be assessed."
+    common = str(reasons.most_common(1)[0][0]) if reasons else "No slice could be assessed."
     if n_slices == 1:
-        return str(common)
-    return f"None of the {n_slices} slices can be assessed. Most of them: {common}"
+        return common
+    return f"None of the {n_slices} slices can be assessed: {common[0].lower()}{common[1:]}"

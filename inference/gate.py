@@ -47,7 +47,7 @@ ASSESSABLE = Assessment(True)
 
 def assess_slice(scan_slice: Slice, is_ct: bool = True) -> Assessment:
     if not is_ct:
-        return Assessment(False, "The image is not a CT image.")
+        return Assessment(False, "Not a CT image.")
     if scan_slice.hu is not None:
         return assess_hu(scan_slice.hu, scan_slice.spacing_mm)
     assert scan_slice.picture is not None
@@ -74,7 +74,7 @@ def brain_share(hu: np.ndarray, spacing_mm: float | None = None) -> float:
 
 def assess_hu(hu: np.ndarray, spacing_mm: float | None = None) -> Assessment:
     if brain_share(hu, spacing_mm) < MIN_BRAIN_SHARE:
-        return Assessment(False, "The slice shows mostly bone or no brain (skull base, top of the skull, or no head in view).")
+        return Assessment(False, "Mostly bone or no brain in view (skull base, top of the skull, or no head).")
     return ASSESSABLE
 
 

@@ -211,3 +211,22 @@ def test_results_and_logs_carry_nothing_that_identifies_the_patient(
         for part in value.split("^"):
             assert part not in text
     assert "19610203" not in text and "1961" not in text
+
+
+def test_a_series_without_brain_is_not_assessable_with_a_reason(analyzer: Analyzer) -> None:
+    air = np.full((64, 64), -1000.0)
+    files = [dicom_bytes(air, z=z, instance=n) for n, z in enumerate((0.0, 5.0, 10.0), start=1)]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for n, data in enumerate(files):
+            archive.writestr(f"{n}.dcm", data)
+    (result,) = analyzer.analyze_bytes(buffer.getvalue(), "empty-field.zip")
+    assert (result.verdict, result.n_assessable, result.overlay_png) == ("not_assessable", 0, None)
+    assert result.reason.startswith("None of the 3 slices can be assessed: mostly bone or no brain")
+
+
+def test_an_mr_image_is_warned_about_and_not_assessed(analyzer: Analyzer) -> None:
+    (result,) = analyzer.analyze_bytes(dicom_bytes(head_phantom(), modality="MR"), "brain.dcm")
+    assert result.verdict == "not_assessable"
+    assert result.reason == "Not a CT image."
+    assert result.warnings == ["Modality is MR, not CT"]
