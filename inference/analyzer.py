@@ -85,7 +85,7 @@ class Analyzer:
         return self.analyze_bytes(path.read_bytes(), path.name, progress)
 
     def analyze_bytes(self, data: bytes, filename: str, progress: Progress | None = None) -> list[StudyResult]:
-        """An uploaded file; `filename` only helps recognise a DICOM file that lacks its preamble."""
+        """An uploaded file, recognised by its content; a `.dcm` name that is not DICOM gets a DICOM message."""
         started = time.perf_counter()
         self._check_size(len(data))
         return self._analyze_all(self._read(data, filename), started, progress or _silent)
