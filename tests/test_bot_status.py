@@ -1,0 +1,75 @@
+"""`/status`, `/thresholds` and `/mute` answers, through the real bot stack with a controllable clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from botapi import BotApiServer
+from botworld import BotWorld, running_bot
+
+from hemowatch.notifications import Severity
+from hemowatch.store import alerts, patients
+from hemowatch.store.people import Role
+from hemowatch.store.schema import atomic
+from hemowatch.store.vitals import VitalSample, insert_vitals
+
+DOCTOR = 10
+PATIENT = "ward-1"
+
+
+@pytest.fixture
+async def world(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld]:
+    async with running_bot(bot_api, tmp_path) as world:
+        world.add_person(DOCTOR, Role.DOCTOR)
+        world.add_patient(PATIENT, doctor=DOCTOR)
+        yield world
+
+
+async def test_status_shows_latest_vitals_with_age_news2_alerts_and_a_trend(world: BotWorld) -> None:
+    now = world.clock()
+    samples = [
+        VitalSample(PATIENT, now - 3600 + minute * 60, now, hr=80.0 + minute / 2, spo2=96.0, sbp=130.0, dbp=80.0)
+        for minute in range(57)
+    ]
+    samples.append(VitalSample(PATIENT, now - 180, now, hr=118.0, spo2=91.0, sbp=150.0, dbp=90.0, rr=23.0,
+                               temp=37.9, o2=False, acvpu="A", news2=5,
+                               news2_components={"rr": 2, "spo2": 2, "hr": 1, "temp": 0}))
+    with atomic(world.db):
+        insert_vitals(world.db, samples)
+    alerts.raise_alert(world.db, PATIENT, "news2", Severity.URGENT, "NEWS2 5 (medium risk)", now - 120)
+
+    reply = await world.say(DOCTOR, f"/status {PATIENT}")
+    assert "Latest vital signs (3 min ago)" in reply["text"]
+    assert "Heart rate 118 /min · SpO2 91%" in reply["text"]
+    assert "NEWS2 5 (breathing 2, SpO2 2, pulse 1)" in reply["text"]
+    assert "Open alerts (1):\n• urgent: NEWS2 5 (medium risk), raised 2 min ago" in reply["text"]
+    trend = await world.api.wait_for_message(DOCTOR, lambda m: "photo" in m, after=reply)
+    assert trend["caption"].startswith("The last 6 hours")
+
+
+async def test_status_without_vitals_sends_no_picture(world: BotWorld) -> None:
+    reply = await world.say(DOCTOR, f"/status {PATIENT}")
+    assert "No vital signs received yet." in reply["text"] and "No open alerts." in reply["text"]
+    await world.say(DOCTOR, "/help")  # a later round trip, so a picture would have arrived by now
+    assert not any("photo" in m for m in world.api.history(DOCTOR))
+
+
+@pytest.mark.parametrize("arguments", ["spo2 95 90", "pulse 40 120", "hr low 120", "hr 40"])
+async def test_bad_threshold_changes_are_explained_and_not_stored(world: BotWorld, arguments: str) -> None:
+    reply = await world.say(DOCTOR, f"/thresholds {PATIENT} {arguments}")
+    assert "Vitals: hr, spo2, sbp, dbp, rr, temp" in reply["text"]
+    assert patients.get_thresholds(world.db, PATIENT) == {}
+
+
+async def test_one_sided_threshold(world: BotWorld) -> None:
+    reply = await world.say(DOCTOR, f"/thresholds {PATIENT} sbp - 150")
+    assert "Systolic BP: standard to 150 mmHg" in reply["text"]
+    assert patients.get_thresholds(world.db, PATIENT)["sbp"].high == 150
+
+
+@pytest.mark.parametrize(("minutes", "answer"), [("721", "at most 720 minutes"), ("soon", "Use /mute"),
+                                                 ("0", "are on again")])
+async def test_mute_answers(world: BotWorld, minutes: str, answer: str) -> None:
+    assert answer in (await world.say(DOCTOR, f"/mute {PATIENT} {minutes}"))["text"]
