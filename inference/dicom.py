@@ -127,7 +127,8 @@ def _slice(frame: _Frame) -> Slice:
         raise InputError("A DICOM file is damaged or incomplete: its image could not be decoded.") from error
     if hu.ndim != 2:
         raise InputError("A DICOM image has an unexpected shape and could not be read.")
-    return Slice(hu=np.clip(np.rint(hu), *_HU_RANGE).astype(np.int16), spacing_mm=_spacing(ds, frame.index))
+    hu = np.clip(np.asarray(hu, dtype=np.float32), *_HU_RANGE)
+    return Slice(hu=np.rint(hu, out=hu).astype(np.int16), spacing_mm=_spacing(ds, frame.index))
 
 
 def _check_transfer_syntax(ds: Dataset) -> None:
