@@ -20,6 +20,8 @@ from hemowatch.store import open_database, patients, people
 from hemowatch.store.people import Role
 
 ADMIN = 1
+DOCTOR = 10
+PATIENT = "ward-1"
 
 
 class FakeClock:
@@ -98,3 +100,12 @@ async def running_bot(bot_api: BotApiServer, tmp_path: Path, **overrides: object
             await application.updater.stop()
             await application.stop()
     db.close()
+
+
+@asynccontextmanager
+async def running_ward(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld]:
+    """The running bot with one patient, PATIENT, whose doctor is DOCTOR."""
+    async with running_bot(bot_api, tmp_path) as world:
+        world.add_person(DOCTOR, Role.DOCTOR)
+        world.add_patient(PATIENT, doctor=DOCTOR)
+        yield world

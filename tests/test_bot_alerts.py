@@ -7,22 +7,19 @@ from pathlib import Path
 
 import pytest
 from botapi import BotApiServer
-from botworld import ADMIN, BotWorld, running_bot
+from botworld import ADMIN, DOCTOR, PATIENT, BotWorld, running_ward
 
 from bot.notifier import TelegramNotifier
 from hemowatch.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
 from hemowatch.store import alerts, people
 from hemowatch.store.people import Role
 
-DOCTOR, CAREGIVER, OTHER_CAREGIVER = 10, 20, 21
-PATIENT = "ward-1"
+CAREGIVER, OTHER_CAREGIVER = 20, 21
 
 
 @pytest.fixture
 async def world(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld]:
-    async with running_bot(bot_api, tmp_path) as world:
-        world.add_person(DOCTOR, Role.DOCTOR)
-        world.add_patient(PATIENT, doctor=DOCTOR)
+    async with running_ward(bot_api, tmp_path) as world:
         world.add_person(CAREGIVER, Role.CAREGIVER, PATIENT)
         world.add_person(OTHER_CAREGIVER, Role.CAREGIVER, PATIENT)
         for user in (ADMIN, DOCTOR, CAREGIVER, OTHER_CAREGIVER):  # Telegram bots cannot write first

@@ -10,22 +10,21 @@ from pathlib import Path
 
 import pytest
 from botapi import BotApiServer
-from botworld import ADMIN, BotWorld, running_bot
+from botworld import ADMIN, DOCTOR, PATIENT, BotWorld, running_ward
 
+from bot.app import register_menu
 from hemowatch.admin_command import run_admin
-from hemowatch.store import patients, people
+from hemowatch.settings import Settings
+from hemowatch.store import open_database, patients, people
 from hemowatch.store.people import Role
 
-DOCTOR, NEWCOMER, STRANGER = 10, 50, 60
-PATIENT = "ward-1"
+NEWCOMER, STRANGER = 50, 60
 LINK = re.compile(r"https://t\.me/hemowatch_test_bot\?start=([A-Za-z0-9_-]+)")
 
 
 @pytest.fixture
 async def world(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld]:
-    async with running_bot(bot_api, tmp_path) as world:
-        world.add_person(DOCTOR, Role.DOCTOR)
-        world.add_patient(PATIENT, doctor=DOCTOR)
+    async with running_ward(bot_api, tmp_path) as world:
         yield world
 
 
@@ -80,8 +79,6 @@ async def test_unknown_users_get_one_explanation_and_nothing_else(world: BotWorl
 
 
 async def test_the_command_menu_is_registered(bot_api: BotApiServer, world: BotWorld) -> None:
-    from bot.app import register_menu
-
     await register_menu(world.application.bot)
     assert {"status", "patients", "mute", "help"} <= {c["command"] for c in bot_api.commands}
 
@@ -98,13 +95,9 @@ async def test_admin_command_invites_a_doctor(world: BotWorld, capsys: pytest.Ca
 
 
 def test_admin_command_adds_a_patient_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from hemowatch.settings import Settings
-
     settings = Settings(_env_file=None, hemowatch_db=tmp_path / "admin.db")
     args = argparse.Namespace(admin_command="add-patient", patient_id="bed-7", name="Ann Smith")
     assert run_admin(args, settings) == 0
     assert run_admin(args, settings) == 1
     assert "already exists" in capsys.readouterr().err
-    from hemowatch.store import open_database
-
     assert patients.get_patient(open_database(settings.hemowatch_db), "bed-7").name == "Ann Smith"

@@ -7,23 +7,18 @@ from pathlib import Path
 
 import pytest
 from botapi import BotApiServer
-from botworld import BotWorld, running_bot
+from botworld import DOCTOR, PATIENT, BotWorld, running_ward
 
 from hemowatch.notifications import Severity
 from hemowatch.store import alerts, patients
-from hemowatch.store.people import Role
 from hemowatch.store.schema import atomic
 from hemowatch.store.vitals import VitalSample, insert_vitals
 
-DOCTOR = 10
-PATIENT = "ward-1"
 
 
 @pytest.fixture
 async def world(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld]:
-    async with running_bot(bot_api, tmp_path) as world:
-        world.add_person(DOCTOR, Role.DOCTOR)
-        world.add_patient(PATIENT, doctor=DOCTOR)
+    async with running_ward(bot_api, tmp_path) as world:
         yield world
 
 
