@@ -9,6 +9,7 @@ import time
 
 import sqlite_utils
 from telegram import Bot
+from telegram.error import TelegramError
 from telegram.helpers import create_deep_linked_url
 
 from hemowatch.settings import Settings
@@ -30,7 +31,12 @@ def _invite_doctor(db: sqlite_utils.Database, settings: Settings) -> int:
         print("Set TELEGRAM_BOT_TOKEN first: the link names the bot, which HemoWatch asks Telegram for.",
               file=sys.stderr)
         return 2
-    username = asyncio.run(_bot_username(settings))
+    try:
+        username = asyncio.run(_bot_username(settings))
+    except TelegramError as error:
+        print(f"Could not ask Telegram for the bot's name ({error}). Check TELEGRAM_BOT_TOKEN and the network.",
+              file=sys.stderr)
+        return 1
     inviter = min(settings.admin_user_ids, default=people.SERVER)  # told when the doctor joins
     invitation = people.create_invitation(
         db, Role.DOCTOR, None, inviter, time.time(), settings.invite_ttl_hours * 3600
