@@ -12,7 +12,6 @@ from typing import Any, TextIO
 from hemowatch.settings import Settings
 from inference.analyzer import Analyzer
 from inference.errors import InputError
-from inference.result import StudyResult
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +46,10 @@ def run_classify(args: argparse.Namespace, settings: Settings) -> int:
         except InputError as error:
             failed = True
             rows.append({"input": str(path), "error": str(error)})
+        except Exception:  # a fault on one input must not stop the others
+            log.exception("analysis of input %d failed", len(rows) + 1)
+            failed = True
+            rows.append({"input": str(path), "error": "Unexpected error while analysing this input."})
         else:
             for number, result in enumerate(results, start=1):
                 row = result.to_json_dict(str(path))
