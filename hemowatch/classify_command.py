@@ -38,7 +38,7 @@ def run_classify(args: argparse.Namespace, settings: Settings) -> int:
     progress = _ProgressBar(len(args.paths)) if len(args.paths) > 1 and sys.stderr.isatty() else None
     rows: list[dict[str, Any]] = []
     failed = False
-    for path in args.paths:
+    for position, path in enumerate(args.paths, start=1):
         if progress:
             progress.show(path)
         try:
@@ -47,7 +47,7 @@ def run_classify(args: argparse.Namespace, settings: Settings) -> int:
             failed = True
             rows.append({"input": str(path), "error": str(error)})
         except Exception:  # a fault on one input must not stop the others
-            log.exception("analysis of input %d failed", len(rows) + 1)
+            log.exception("analysis of input %d failed", position)
             failed = True
             rows.append({"input": str(path), "error": "Unexpected error while analysing this input."})
         else:
