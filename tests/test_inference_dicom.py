@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MPEG2MPML, generate_uid
@@ -230,3 +230,30 @@ def test_an_mr_image_is_warned_about_and_not_assessed(analyzer: Analyzer) -> Non
     assert result.verdict == "not_assessable"
     assert result.reason == "Not a CT image."
     assert result.warnings == ["Modality is MR, not CT"]
+
+
+def test_enhanced_multi_frame_uses_functional_groups_for_units_and_order() -> None:
+    frames = np.stack([head_phantom(64, brain_hu=value) for value in (10.0, 20.0, 30.0)])
+    ds = dcmread(io.BytesIO(dicom_bytes(frames, slope=2.0, intercept=-1000.0, identity=False)))
+    for keyword in ("RescaleSlope", "RescaleIntercept", "ImagePositionPatient", "ImageOrientationPatient"):
+        delattr(ds, keyword)
+    rescale = Dataset()
+    rescale.RescaleSlope, rescale.RescaleIntercept = 2.0, -1000.0
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = list(AXIAL)
+    shared = Dataset()
+    shared.PixelValueTransformationSequence = [rescale]
+    shared.PlaneOrientationSequence = [orientation]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    per_frame = []
+    for z in (30.0, 20.0, 10.0):  # stored from the top down
+        position = Dataset()
+        position.ImagePositionPatient = [0.0, 0.0, z]
+        group = Dataset()
+        group.PlanePositionSequence = [position]
+        per_frame.append(group)
+    ds.PerFrameFunctionalGroupsSequence = per_frame
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    series = read_one(buffer.getvalue())
+    assert [int(item.hu[32, 32]) for item in series.slices] == [30, 20, 10]
