@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -55,6 +56,9 @@ class Mosquitto:
         config.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {self.workdir}/\nmax_queued_messages 0\n"
+            # Started as root, mosquitto would switch to its own user and could not save its persistence
+            # file in our private temporary folder; keep the current user.
+            f"user {getpass.getuser()}\n"
         )
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.process = subprocess.Popen([binary, "-c", str(config)], stderr=subprocess.DEVNULL)
