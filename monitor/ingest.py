@@ -1,7 +1,7 @@
 """The MQTT side of the monitor: subscribe, hand each message on, reconnect after outages.
 
 QoS 1 with a persistent session under a fixed client id, so the broker keeps what is published while the
-monitor is away and delivers it on return. The loop body only timestamps the message and hands it on.
+monitor is away and delivers it on return. Each message is only timestamped and handed on to a queue.
 """
 
 from __future__ import annotations
@@ -60,31 +60,36 @@ class VitalsSubscriber:
         self.subscribed = asyncio.Event()  # set while the subscription is live
 
     async def run(self) -> NoReturn:
+        queue_type = _handing_on(self._hand_on)
         backoff = Backoff()
         while True:
             try:
-                async with aiomqtt.Client(**self._options) as client:
+                async with aiomqtt.Client(**self._options, queue_type=queue_type) as client:
                     await client.subscribe(self._filter, qos=1)
                     log.info("subscribed to %s", self._filter)
                     self.subscribed.set()
                     backoff.reset()
-                    await self._receive(client)
+                    async for _ in client.messages:  # ends with MqttError when the connection drops
+                        pass
             except aiomqtt.MqttError as error:
                 self.subscribed.clear()
                 delay = backoff.next_delay()
                 log.warning("MQTT connection lost (%s); reconnecting in %.1f s", error, delay)
                 await asyncio.sleep(delay)
 
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        messages = client.messages
-        try:
-            async for message in messages:
-                self._hand_on(message)
-        except asyncio.CancelledError:
-            # Shutting down: what the client already took (and acknowledged) is still handed on.
-            while len(messages):
-                self._hand_on(await anext(messages))
-            raise
-
     def _hand_on(self, message: aiomqtt.Message) -> None:
         self._on_message(Message(message.topic.value, cast(bytes, message.payload), self._clock()))
+
+
+def _handing_on(hand_on: Callable[[aiomqtt.Message], None]) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """A queue class for aiomqtt that hands each message on the moment it arrives instead of holding it.
+
+    The client acknowledges a QoS 1 message as soon as it has queued it, and drops its queue when the
+    connection drops; handing on at once means no acknowledged message is left behind in the client.
+    """
+
+    class HandingOn(asyncio.Queue[aiomqtt.Message]):
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            hand_on(item)
+
+    return HandingOn

@@ -1,0 +1,284 @@
+"""The running monitor against a real mosquitto (and the embedded broker), a real SQLite file and a
+recording notifier: ingest, rejections, alert delivery, escalation, staleness, outages and restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+import sqlite_utils
+from conftest import Mosquitto, free_port
+
+from hemowatch.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
+from hemowatch.settings import Settings
+from hemowatch.store.alerts import AlertState, acknowledge_alert, get_alert, open_alerts
+from hemowatch.store.patients import add_patient, set_threshold
+from hemowatch.store.schema import open_database
+from hemowatch.store.vitals import latest_vitals, vitals_between
+from monitor.broker import EmbeddedBroker
+from monitor.mqtt import vitals_topic
+from monitor.service import Monitor
+
+T0 = 1_800_000_000.0
+CALM = {"hr": 72, "spo2": 97, "sbp": 125, "dbp": 80, "rr": 15, "temp": 36.8, "acvpu": "A"}
+HYPOXIC = CALM | {"spo2": 86}  # SpO2 below 90 and NEWS2 SpO2 component 3
+
+
+class ManualClock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class RecordingNotifier:
+    """Keeps every notice it is given; `script` may make a delivery fail or hang."""
+
+    def __init__(self, script: Callable[[AlertNotice], Any] | None = None) -> None:
+        self.notices: list[AlertNotice] = []
+        self.attempts: list[AlertNotice] = []
+        self._script = script
+
+    async def deliver(self, notice: AlertNotice) -> None:
+        self.attempts.append(notice)
+        if self._script is not None:
+            await self._script(notice)
+        self.notices.append(notice)
+
+    def seen(self) -> list[tuple[str, NoticeKind]]:
+        return [(n.condition, n.kind) for n in self.notices]
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Wait until `check()` holds (the monitor works in other tasks and threads)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def _settings(tmp_path: Path, url: str, **overrides: Any) -> Settings:
+    return Settings(
+        _env_file=None, mqtt_url=url, hemowatch_db=tmp_path / "hemowatch.db", rule_hold_s=0, **overrides
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> sqlite_utils.Database:
+    database = open_database(tmp_path / "hemowatch.db")
+    add_patient(database, "p1", "Ann Smith", T0 - 3600)
+    return database
+
+
+async def _publish(port: int, samples: list[tuple[str, dict | bytes]]) -> None:
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        for patient_id, payload in samples:
+            data = payload if isinstance(payload, bytes) else json.dumps(payload)
+            await client.publish(vitals_topic("hemowatch", patient_id), data, qos=1)
+
+
+async def _subscribed(monitor: Monitor) -> None:
+    await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
+
+
+async def test_vitals_are_stored_and_bad_messages_counted_without_stopping(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+) -> None:
+    monitor = Monitor(_settings(tmp_path, mosquitto.url), RecordingNotifier(), ManualClock())
+    await monitor.start()
+    try:
+        await _subscribed(monitor)
+        await _publish(mosquitto.port, [
+            ("p1", b"\x00\x01 binary noise"),
+            ("p1", b'{"hr": NaN}'),
+            ("p1", b'{"hr": "fast"}'),
+            ("p1", b'{"spo2": 140}'),
+            ("p1", b'{"hr": 70, "pad": "' + b"x" * 5000 + b'"}'),
+            ("intruder", {"ts": T0, "hr": 70}),
+            ("p1", {"ts": T0, **CALM, "gcs": 15, "o2": True}),
+        ])
+        await eventually(lambda: monitor.stats.stored == 1 and sum(monitor.stats.rejected.values()) == 6)
+        assert monitor.stats.rejected == {"malformed": 1, "invalid": 3, "oversized": 1, "unknown patient": 1}
+        stored = latest_vitals(db, "p1")
+        assert (stored.ts, stored.received_at, stored.hr, stored.o2, stored.gcs) == (T0, T0, 72, True, 15)
+        assert stored.news2 == 2 and stored.news2_components["o2"] == 2
+    finally:
+        await monitor.stop()
+
+
+async def test_alert_delivered_once_per_transition_then_resolved(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+) -> None:
+    notifier = RecordingNotifier()
+    async with Monitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
+        await _subscribed(monitor)
+        await _publish(mosquitto.port, [("p1", {"ts": T0 + i, **HYPOXIC}) for i in range(5)])
+        await eventually(lambda: monitor.stats.stored == 5 and len(notifier.notices) == 2)
+        assert notifier.seen() == [("spo2_low", NoticeKind.RAISED), ("news2", NoticeKind.RAISED)]
+        raised = notifier.notices[0]
+        assert (raised.patient_name, raised.severity, raised.title) == ("Ann Smith", Severity.URGENT, "SpO2 low (below 90%)")
+        assert raised.values["spo2"] == 86 and notifier.notices[1].news2 == 3
+        await eventually(lambda: get_alert(db, raised.alert_id).state is AlertState.NOTIFIED)
+        await _publish(mosquitto.port, [("p1", {"ts": T0 + 10, **CALM})])
+        await eventually(lambda: len(notifier.notices) == 4)
+    assert notifier.seen()[2:] == [("spo2_low", NoticeKind.RESOLVED), ("news2", NoticeKind.RESOLVED)]
+    assert open_alerts(db) == []
+
+
+async def test_threshold_changes_are_picked_up(tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database) -> None:
+    notifier = RecordingNotifier()
+    async with Monitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
+        await _subscribed(monitor)
+        set_threshold(db, "p1", "hr", None, 100)
+        await monitor.refresh()
+        await _publish(mosquitto.port, [("p1", {"ts": T0, "hr": 105})])
+        await eventually(lambda: len(notifier.notices) == 1)
+    assert notifier.notices[0].title == "Heart rate high (above 100/min)"
+
+
+async def test_unacknowledged_urgent_alert_escalates_on_time(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+) -> None:
+    clock, notifier = ManualClock(), RecordingNotifier()
+    settings = _settings(tmp_path, mosquitto.url, escalate_after_s=300)
+    async with Monitor(settings, notifier, clock) as monitor:
+        await _subscribed(monitor)
+        await _publish(mosquitto.port, [("p1", {"ts": T0, "spo2": 85})])
+        await eventually(lambda: len(notifier.notices) == 1)
+        clock.advance(299)
+        await monitor.escalate()
+        clock.advance(1)
+        await monitor.escalate()
+        await eventually(lambda: len(notifier.notices) == 2)
+        assert (notifier.notices[1].kind, notifier.notices[1].escalation_level) == (NoticeKind.ESCALATED, 1)
+        clock.advance(300)
+        await monitor.escalate()
+        await eventually(lambda: len(notifier.notices) == 3)
+        assert notifier.notices[2].escalation_level == 2
+        assert acknowledge_alert(db, notifier.notices[0].alert_id, 777, clock())
+        clock.advance(3000)
+        await monitor.escalate()
+        await monitor.outbox.deliver_due()
+    assert [n.kind for n in notifier.notices] == [NoticeKind.RAISED, NoticeKind.ESCALATED, NoticeKind.ESCALATED]
+
+
+async def test_silent_sensor_raises_offline_and_returning_data_resolves_it(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+) -> None:
+    clock, notifier = ManualClock(), RecordingNotifier()
+    async with Monitor(_settings(tmp_path, mosquitto.url, stale_after_s=120), notifier, clock) as monitor:
+        await _subscribed(monitor)
+        clock.advance(119)
+        await monitor.check_stale()
+        clock.advance(1)
+        await monitor.check_stale()
+        await eventually(lambda: len(notifier.notices) == 1)
+        assert (notifier.notices[0].condition, notifier.notices[0].severity) == ("sensor_offline", Severity.WARNING)
+        await monitor.check_stale()
+        await _publish(mosquitto.port, [("p1", {"ts": clock(), "hr": 70})])
+        await eventually(lambda: len(notifier.notices) == 2)
+    assert notifier.seen() == [("sensor_offline", NoticeKind.RAISED), ("sensor_offline", NoticeKind.RESOLVED)]
+
+
+async def test_deferred_notice_is_retried_in_order_and_refused_one_dropped(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+) -> None:
+    clock = ManualClock()
+
+    async def flaky(notice: AlertNotice) -> None:
+        if notice.condition == "news2":
+            raise DeliveryRefused("every recipient blocked the bot")
+        if len(notifier.attempts) == 1:
+            raise DeliveryDeferred("429: too many requests", retry_after=30)
+
+    notifier = RecordingNotifier(flaky)
+    async with Monitor(_settings(tmp_path, mosquitto.url), notifier, clock) as monitor:
+        await _subscribed(monitor)
+        await _publish(mosquitto.port, [("p1", {"ts": T0, **HYPOXIC}), ("p1", {"ts": T0 + 1, **CALM})])
+        await eventually(lambda: len(notifier.attempts) == 1)
+        await monitor.outbox.deliver_due()
+        assert len(notifier.attempts) == 1  # not due yet, and nothing overtakes it
+        clock.advance(30)
+        monitor.outbox.wake()
+        await eventually(lambda: len(notifier.notices) == 2)
+    assert notifier.seen() == [("spo2_low", NoticeKind.RAISED), ("spo2_low", NoticeKind.RESOLVED)]
+    assert [(n.condition, n.kind) for n in notifier.attempts].count(("news2", NoticeKind.RAISED)) == 1
+
+
+async def test_broker_restart_mid_stream_loses_no_sample(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+) -> None:
+    notifier = RecordingNotifier()
+    total = 300
+    samples = [{"ts": T0 + i, **(HYPOXIC if 50 <= i < 250 else CALM)} for i in range(total)]
+    async with Monitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
+        await _subscribed(monitor)
+        sent = 0
+        while sent < total:  # a device: resend whatever the broker did not acknowledge
+            try:
+                async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="bed-1", clean_session=False) as device:
+                    while sent < total:
+                        await device.publish(vitals_topic("hemowatch", "p1"), json.dumps(samples[sent]), qos=1)
+                        sent += 1
+                        if sent == total // 3:
+                            await asyncio.to_thread(mosquitto.restart)
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.1)
+        stored = lambda: {s.ts for s in vitals_between(db, "p1", T0, T0 + total)}  # noqa: E731
+        await eventually(lambda: len(stored()) == total, timeout=30)
+        await eventually(lambda: len(notifier.notices) == 4)
+    assert sorted(notifier.seen()) == sorted(
+        [(c, k) for c in ("spo2_low", "news2") for k in (NoticeKind.RAISED, NoticeKind.RESOLVED)]
+    )
+
+
+async def test_restart_delivers_the_pending_alert_and_what_was_published_meanwhile(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+) -> None:
+    async def hang(notice: AlertNotice) -> None:
+        await asyncio.Event().wait()  # the process dies before the notifier returns
+
+    first = RecordingNotifier(hang)
+    settings = _settings(tmp_path, mosquitto.url)
+    async with Monitor(settings, first, ManualClock()) as monitor:
+        await _subscribed(monitor)
+        await _publish(mosquitto.port, [("p1", {"ts": T0, "spo2": 85})])
+        await eventually(lambda: len(first.attempts) == 1)
+    await _publish(mosquitto.port, [("p1", {"ts": T0 + 1 + i, "spo2": 85}) for i in range(5)])
+
+    second = RecordingNotifier()
+    async with Monitor(settings, second, ManualClock(T0 + 60)) as monitor:
+        await _subscribed(monitor)
+        await eventually(lambda: monitor.stats.stored == 5)
+        await eventually(lambda: len(second.notices) == 1)
+        await monitor.outbox.deliver_due()
+    assert second.notices[0].outbox_id == first.attempts[0].outbox_id  # the same notice, offered again
+    assert second.seen() == [("spo2_low", NoticeKind.RAISED)]  # and no second alert for the same condition
+    assert len(vitals_between(db, "p1", T0, T0 + 10)) == 6
+
+
+async def test_embedded_broker_serves_the_monitor(tmp_path: Path, db: sqlite_utils.Database) -> None:
+    notifier = RecordingNotifier()
+    port = free_port()
+    settings = Settings(
+        _env_file=None, mqtt_url="", embedded_broker_port=port, hemowatch_db=tmp_path / "hemowatch.db", rule_hold_s=0
+    )
+    async with EmbeddedBroker("127.0.0.1", port) as broker:
+        assert broker.url == f"mqtt://127.0.0.1:{port}"
+        async with Monitor(settings, notifier, ManualClock()) as monitor:
+            await _subscribed(monitor)
+            await _publish(port, [("p1", {"ts": T0, **HYPOXIC}), ("p1", {"ts": T0 + 1, **CALM})])
+            await eventually(lambda: monitor.stats.stored == 2 and len(notifier.notices) == 4)
+    assert notifier.seen() == [
+        ("spo2_low", NoticeKind.RAISED), ("news2", NoticeKind.RAISED),
+        ("spo2_low", NoticeKind.RESOLVED), ("news2", NoticeKind.RESOLVED),
+    ]
