@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import aiomqtt
 import pytest
 import sqlite_utils
 from conftest import Mosquitto, free_port
+from monitor_world import T0, ManualClock, RecordingNotifier, eventually
 
 from hemowatch.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
 from hemowatch.settings import Settings
@@ -24,46 +24,8 @@ from monitor.broker import EmbeddedBroker
 from monitor.mqtt import vitals_topic
 from monitor.service import Monitor
 
-T0 = 1_800_000_000.0
 CALM = {"hr": 72, "spo2": 97, "sbp": 125, "dbp": 80, "rr": 15, "temp": 36.8, "acvpu": "A"}
 HYPOXIC = CALM | {"spo2": 86}  # SpO2 below 90 and NEWS2 SpO2 component 3
-
-
-class ManualClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class RecordingNotifier:
-    """Keeps every notice it is given; `script` may make a delivery fail or hang."""
-
-    def __init__(self, script: Callable[[AlertNotice], Any] | None = None) -> None:
-        self.notices: list[AlertNotice] = []
-        self.attempts: list[AlertNotice] = []
-        self._script = script
-
-    async def deliver(self, notice: AlertNotice) -> None:
-        self.attempts.append(notice)
-        if self._script is not None:
-            await self._script(notice)
-        self.notices.append(notice)
-
-    def seen(self) -> list[tuple[str, NoticeKind]]:
-        return [(n.condition, n.kind) for n in self.notices]
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Wait until `check()` holds (the monitor works in other tasks and threads)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 def _settings(tmp_path: Path, url: str, **overrides: Any) -> Settings:

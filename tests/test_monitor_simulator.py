@@ -1,0 +1,85 @@
+"""The simulator: each scenario raises its alerts within a minute, and `hemowatch simulate` feeds a monitor."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Mosquitto
+from monitor_world import T0, RecordingNotifier, eventually
+
+from hemowatch.settings import Settings
+from hemowatch.store.patients import list_patients
+from hemowatch.store.schema import open_database
+from hemowatch.store.vitals import VitalSample, vitals_between
+from monitor.engine import AlertRaised, EngineConfig, PatientState, Profile, assess
+from monitor.rules import patient_rules
+from monitor.service import Monitor
+from monitor.simulator import OFFLINE_AFTER_S, SimulatedPatient
+
+
+
+def _alerts_within(scenario: str, seconds: int, seed: int) -> dict[str, float]:
+    """Run one simulated patient at 1 Hz through the engine (default 30 s hold); condition -> time raised."""
+    patient = SimulatedPatient("sim-1", scenario, random.Random(seed))
+    state, profile, config = PatientState(last_seen=T0), Profile(patient_rules({}), neuro=True), EngineConfig()
+    raised: dict[str, float] = {}
+    for second in range(seconds + 1):
+        reading = patient.reading(second, T0 + second)
+        if reading is None:
+            continue
+        reading.pop("ts")
+        sample = VitalSample("sim-1", T0 + second, T0 + second, **reading)
+        state, events, _ = assess(state, sample, profile, config)
+        raised |= {e.condition: second for e in events if isinstance(e, AlertRaised) and e.condition not in raised}
+    return raised
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [
+        ("hypoxia", {"spo2_low", "news2"}),
+        ("hypertension", {"sbp_ceiling"}),
+        ("deterioration", {"gcs_drop", "sbp_ceiling", "news2"}),
+    ],
+)
+def test_each_scenario_alerts_within_a_minute(scenario: str, expected: set[str], seed: int) -> None:
+    assert expected <= set(_alerts_within(scenario, 60, seed))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_stable_patients_raise_nothing_for_ten_minutes(seed: int) -> None:
+    assert _alerts_within("stable", 600, seed) == {}
+
+
+def test_offline_sensor_stops_publishing() -> None:
+    patient = SimulatedPatient("sim-1", "offline", random.Random(0))
+    assert patient.reading(OFFLINE_AFTER_S - 1, T0) is not None
+    assert patient.reading(OFFLINE_AFTER_S, T0) is None
+
+
+async def test_simulate_command_feeds_the_monitor_until_sigterm(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    db_path = tmp_path / "hemowatch.db"
+    settings = Settings(_env_file=None, mqtt_url=mosquitto.url, hemowatch_db=db_path)
+    env = os.environ | {"HEMOWATCH_DB": str(db_path), "MQTT_URL": mosquitto.url}
+    async with Monitor(settings, RecordingNotifier()) as monitor:
+        await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
+        simulator = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hemowatch.cli", "simulate", "--patients", "2", "--rate", "20",
+            "--scenario", "hypoxia", env=env, stdout=asyncio.subprocess.PIPE, cwd=tmp_path,
+        )
+        db = open_database(db_path)
+        stored = lambda: [len(vitals_between(db, f"sim-{n}", 0, 2e9)) for n in (1, 2)]  # noqa: E731
+        await eventually(lambda: min(stored()) >= 5, timeout=30)
+        simulator.send_signal(signal.SIGTERM)
+        output, _ = await simulator.communicate()
+    assert simulator.returncode == 0
+    assert b"published" in output
+    assert [p.name for p in list_patients(db)] == ["Simulated patient 1", "Simulated patient 2"]
+    assert monitor.stats.rejected == {}
