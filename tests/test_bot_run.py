@@ -37,14 +37,31 @@ async def test_without_a_token_it_says_how_to_get_one(tmp_path: Path) -> None:
 async def test_runs_with_only_a_token_and_stops_cleanly_on_sigterm(bot_api: BotApiServer, tmp_path: Path) -> None:
     env = clean_env(tmp_path, TELEGRAM_BOT_TOKEN=bot_api.token, TELEGRAM_API_URL=bot_api.url)
     process = await asyncio.create_subprocess_exec(*RUN, cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE)
+    log: list[str] = []
+    reading = asyncio.create_task(read_lines(process.stderr, log))
     try:
         sent = bot_api.send_text(77, "/start")
         reply = await bot_api.wait_for_message(77, after=sent, timeout=60)
         assert "I don't know you yet" in reply["text"]
         assert {command["command"] for command in bot_api.commands} >= {"status", "help"}
         assert (tmp_path / "hemowatch.db").is_file()
+        await until_logged(log, "subscribed to hemowatch/patients/+/vitals")  # the embedded broker serves
     finally:
         process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0, stderr.decode()[-2000:]
-    assert "HemoWatch is stopping" in stderr.decode()
+        await asyncio.wait_for(process.wait(), 30)
+        await reading
+    assert process.returncode == 0, "".join(log[-30:])
+    assert "HemoWatch is stopping" in "".join(log)
+
+
+async def read_lines(stream: asyncio.StreamReader, into: list[str]) -> None:
+    async for line in stream:
+        into.append(line.decode(errors="replace"))
+
+
+async def until_logged(log: list[str], text: str) -> None:
+    for _ in range(3000):
+        if any(text in line for line in log):
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"{text!r} never logged; the log ends: {''.join(log[-20:])}")
