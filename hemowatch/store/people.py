@@ -144,7 +144,10 @@ def record_blocked(db: sqlite_utils.Database, telegram_id: int, now: float) -> N
 
 
 def record_seen(db: sqlite_utils.Database, telegram_id: int, chat_id: int) -> None:
-    """The user wrote to the bot, so their chat works (again)."""
+    """The user wrote to the bot, so their chat works (again). Writes only when something changed."""
+    person = get_person(db, telegram_id)
+    if person is None or (not person.blocked and person.chat_id == chat_id):
+        return
     with atomic(db):
         db.execute(
             "update users set blocked_at = null, chat_id = ? where telegram_id = ? and revoked_at is null",
