@@ -107,6 +107,10 @@ async def test_a_blocked_chat_is_recorded_and_skipped(world: BotWorld, notifier:
     sends_before = len(world.api.calls_to("sendMessage"))
     await notifier.deliver(raise_notice(world))
     assert len(world.api.calls_to("sendMessage")) == sends_before + 2  # the blocked chat is not tried again
+    world.api.blocked.discard(CAREGIVER)  # they unblock the bot and write to it: alerts reach them again
+    await world.say(CAREGIVER, "/help")
+    await notifier.deliver(raise_notice(world))
+    assert len(alert_messages(world, CAREGIVER)) == 1
 
 
 async def test_refused_when_nobody_can_receive(world: BotWorld, notifier: TelegramNotifier) -> None:
