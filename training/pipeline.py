@@ -31,7 +31,8 @@ def out_of_fold_logits(data: LabelledSlices, recipe: Recipe, folds: int, weights
         net = train(data.tensors[fit_rows], data.labels[fit_rows], recipe, weights, name=f"fold {fold + 1}/{folds}")
         result[held_rows, 0] = fold
         result[held_rows, 1] = predict_logits(net, data.tensors[held_rows])
-        log.info("fold %d/%d done in %.0f s", fold + 1, folds, time.monotonic() - started)
+        held_auc = binary_metrics(result[held_rows, 1], data.labels[held_rows], threshold=0.0)["auc"]
+        log.info("fold %d/%d: held-out AUC %.3f, %.0f s", fold + 1, folds, held_auc, time.monotonic() - started)
     return result
 
 
