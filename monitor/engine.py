@@ -81,19 +81,28 @@ class _Step:
     def raised(self, condition: str) -> bool:
         return self.conditions.get(condition, IDLE).raised
 
-    def update(
-        self, condition: str, breached: bool, hold_s: float, severity: Severity, title: str,
-        values: dict[str, Any], news2: News2 | None = None,
-    ) -> None:
-        new, change = debounce(self.conditions.get(condition, IDLE), breached, self.ts, hold_s)
-        if new == IDLE:
+    def tracks(self, conditions: tuple[str, ...]) -> bool:
+        """Whether any of these conditions is raised or pending."""
+        return any(condition in self.conditions for condition in conditions)
+
+    def judge(self, condition: str, breached: bool, hold_s: float) -> bool:
+        """Advance one condition; True when this sample raises it (the caller then describes the alert)."""
+        current = self.conditions.get(condition)
+        if current is None and not breached:  # the common case: nothing going on
+            return False
+        new, change = debounce(current or IDLE, breached, self.ts, hold_s)
+        if new is IDLE:
             self.conditions.pop(condition, None)
         else:
             self.conditions[condition] = new
-        if change is True:
-            self.events.append(AlertRaised(condition, severity, title, values, news2))
-        elif change is False:
+        if change is False:
             self.events.append(AlertCleared(condition))
+        return change is True
+
+    def alert(
+        self, condition: str, severity: Severity, title: str, values: dict[str, Any], news2: News2 | None = None
+    ) -> None:
+        self.events.append(AlertRaised(condition, severity, title, values, news2))
 
 
 def assess(
@@ -108,29 +117,28 @@ def assess(
     if state.last_ts is not None and sample.ts < state.last_ts:  # arrived late: stored, not judged
         return replace(state, last_seen=sample.received_at, conditions=step.conditions), step.events, None
 
-    values = sample.values() | {"measured_at": sample.ts}
+    present = sample.values()
     for rule in profile.rules.values():
-        value = getattr(sample, rule.vital)
-        if value is None:
-            continue
-        for side, limit in (("low", rule.low), ("high", rule.high)):
-            condition = f"{rule.vital}_{side}"
-            if limit is None and not step.raised(condition):
-                continue
+        value = present.get(rule.vital)
+        if value is None or (rule.within(value) and not (step.conditions and step.tracks(rule.conditions))):
+            continue  # the common case, kept cheap: in range and nothing pending
+        for side, limit, condition in zip(("low", "high"), (rule.low, rule.high), rule.conditions, strict=True):
             breached = beyond(value, limit, side, step.raised(condition), rule.margin)
-            step.update(condition, breached, config.hold_s, rule.severity, threshold_title(rule, side), values)
+            if step.judge(condition, breached, config.hold_s):
+                step.alert(condition, rule.severity, threshold_title(rule, side), present | {"measured_at": step.ts})
 
     gcs_baseline = state.gcs_baseline
     if profile.neuro:
         if sample.sbp is not None:
             breached = beyond(sample.sbp, config.sbp_ceiling, "high", step.raised("sbp_ceiling"), SBP_CEILING_MARGIN)
-            title = f"Systolic pressure above {config.sbp_ceiling:g} mmHg"
-            step.update("sbp_ceiling", breached, config.hold_s, Severity.URGENT, title, values)
+            if step.judge("sbp_ceiling", breached, config.hold_s):
+                title = f"Systolic pressure above {config.sbp_ceiling:g} mmHg"
+                step.alert("sbp_ceiling", Severity.URGENT, title, present | {"measured_at": step.ts})
         if sample.gcs is not None:
-            gcs_baseline = _judge_gcs(step, gcs_baseline, sample.gcs, values, config)
+            gcs_baseline = _judge_gcs(step, gcs_baseline, sample.gcs, present, config)
 
     observations = dict(state.observations)
-    for name, value in sample.values().items():
+    for name, value in present.items():
         observations[name] = (sample.ts, value)
     news2 = _news2(observations, sample.ts, config.news2_window_s)
     if news2 is not None:
@@ -140,11 +148,12 @@ def assess(
 
 
 def _judge_gcs(
-    step: _Step, baseline: tuple[float, int] | None, gcs: int, values: dict[str, Any], config: EngineConfig
+    step: _Step, baseline: tuple[float, int] | None, gcs: int, present: dict[str, Any], config: EngineConfig
 ) -> tuple[float, int]:
     base_ts, base = baseline or (step.ts, gcs)
-    title = f"GCS dropped {base - gcs} points (from {base} to {gcs})"
-    step.update("gcs_drop", base - gcs >= GCS_DROP, 0.0, Severity.EMERGENCY, title, values | {"gcs_baseline": base})
+    if step.judge("gcs_drop", base - gcs >= GCS_DROP, 0.0):
+        title = f"GCS dropped {base - gcs} points (from {base} to {gcs})"
+        step.alert("gcs_drop", Severity.EMERGENCY, title, present | {"measured_at": step.ts, "gcs_baseline": base})
     # The baseline is frozen while the drop is alerted; otherwise it follows the best recent GCS.
     if not step.raised("gcs_drop") and (gcs >= base or step.ts - base_ts > config.gcs_baseline_s):
         return step.ts, gcs
@@ -163,17 +172,22 @@ def _news2(observations: Mapping[str, tuple[float, Any]], now: float, window_s: 
 
 
 def _judge_news2(step: _Step, news2: News2, observations: Mapping[str, tuple[float, Any]]) -> None:
-    values = {name: value for name, (_, value) in observations.items()} | {"measured_at": step.ts}
     risk = news2.risk
-    if news2.total >= 5:
-        title = f"NEWS2 {news2.total} ({'high' if risk is Severity.EMERGENCY else 'medium'} risk)"
-    else:
-        worst = max(news2.components, key=news2.components.__getitem__)
-        title = f"NEWS2 {news2.total} ({PARAMETER_NAMES[worst]} scores 3)"
     # A patient who jumps straight to high risk gets one (emergency) alert, not two.
     urgent = risk is Severity.URGENT or (risk is Severity.EMERGENCY and step.raised("news2"))
-    step.update("news2", urgent, 0.0, Severity.URGENT, title, values, news2)
-    step.update("news2_high", risk is Severity.EMERGENCY, 0.0, Severity.EMERGENCY, title, values, news2)
+    for condition, breached, severity in (
+        ("news2", urgent, Severity.URGENT), ("news2_high", risk is Severity.EMERGENCY, Severity.EMERGENCY)
+    ):
+        if step.judge(condition, breached, 0.0):
+            values = {name: value for name, (_, value) in observations.items()} | {"measured_at": step.ts}
+            step.alert(condition, severity, _news2_title(news2), values, news2)
+
+
+def _news2_title(news2: News2) -> str:
+    if news2.total >= 5:
+        return f"NEWS2 {news2.total} ({'high' if news2.total >= 7 else 'medium'} risk)"
+    worst = max(news2.components, key=news2.components.__getitem__)
+    return f"NEWS2 {news2.total} ({PARAMETER_NAMES[worst]} scores 3)"
 
 
 def check_stale(state: PatientState, now: float, config: EngineConfig) -> tuple[PatientState, list[Event]]:

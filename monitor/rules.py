@@ -20,6 +20,8 @@ VITAL_NAMES = {
     "rr": "Respiratory rate", "temp": "Temperature",
 }
 
+_CONDITIONS = {vital: (f"{vital}_low", f"{vital}_high") for vital in VITAL_NAMES}
+
 
 @dataclass(frozen=True, slots=True)
 class ThresholdRule:
@@ -30,6 +32,14 @@ class ThresholdRule:
     high: float | None
     margin: float  # hysteresis: how far back inside a limit the value must come to clear
     severity: Severity
+
+    @property
+    def conditions(self) -> tuple[str, str]:
+        return _CONDITIONS[self.vital]
+
+    def within(self, value: float) -> bool:
+        """Inside both limits (no hysteresis)."""
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
 
 # Sensible adult limits, roughly where NEWS2 scores a parameter 3; a patient's thresholds override them.

@@ -37,6 +37,7 @@ from monitor.ward import IngestStats, Ward
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000  # messages per store transaction
+BATCH_LINGER_S = 0.005  # after the first message, wait this long for more: fewer hand-offs to the store thread
 STORE_ATTEMPTS = 3  # tries per batch before its messages are rejected as unstorable
 REFRESH_S = 10.0  # how often patients and thresholds changed by the bot are picked up
 RETENTION_EVERY_S = 3600.0
@@ -145,6 +146,7 @@ class Monitor:
         """Take whatever has queued up as one batch, so the batch size follows the load."""
         while True:
             batch = [await self._queue.get()]
+            await asyncio.sleep(BATCH_LINGER_S)
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:

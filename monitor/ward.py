@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import sqlite_utils
 
@@ -84,7 +84,7 @@ class Ward:
             state, events, news2 = assess(state, sample, self._profiles[sample.patient_id], self._config)
             states[sample.patient_id] = state
             if news2 is not None:
-                sample = replace(sample, news2=news2.total, news2_components=news2.components)
+                sample.news2, sample.news2_components = news2.total, news2.components
             samples.append(sample)
             changes.extend((sample.patient_id, event, sample.received_at) for event in events)
         with atomic(self._db):

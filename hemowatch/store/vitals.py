@@ -19,7 +19,7 @@ THRESHOLD_VITALS = tuple(VITAL_UNITS)
 VITAL_FIELDS = (*THRESHOLD_VITALS, "gcs", "o2", "acvpu")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VitalSample:
     """One set of measurements from a patient's device; any vital may be missing."""
 
