@@ -1,7 +1,9 @@
 """Delivers the outbox to the notifier: in order, with retries, and across restarts.
 
 A notice is marked delivered only after the notifier returns, so a crash in between means it is offered
-again after restart; the notifier deduplicates by `outbox_id`, so people see it once. A deferred notice
+again after restart (once its claim of CLAIM_S has run out); the notifier deduplicates by `outbox_id`, so
+people see it once. The claim also keeps several monitor processes on one database from offering the same
+notice twice. A deferred notice
 holds back the ones queued after it, so nobody reads "resolved" before "raised".
 """
 
@@ -14,11 +16,19 @@ from contextlib import suppress
 from typing import Any, NoReturn
 
 from hemowatch.notifications import DeliveryDeferred, DeliveryRefused, Notifier
-from hemowatch.store.alerts import PendingNotice, defer_notice, fail_notice, mark_delivered, pending_notices
+from hemowatch.store.alerts import (
+    PendingNotice,
+    claim_notice,
+    defer_notice,
+    fail_notice,
+    mark_delivered,
+    pending_notices,
+)
 
 log = logging.getLogger(__name__)
 
 StoreCall = Callable[..., Awaitable[Any]]  # runs `function(db, *args)` on the store thread
+CLAIM_S = 30.0  # a notice being delivered is held this long against other processes (and a crash)
 
 
 class OutboxDispatcher:
@@ -57,10 +67,12 @@ class OutboxDispatcher:
         """Offer every due notice in order; returns how long to wait before looking again."""
         entries: list[PendingNotice] = await self._store(pending_notices, self._batch)
         for entry in entries:
-            wait_s = entry.due_at - self._clock()
-            if wait_s > 0:
-                return min(wait_s, self._poll_s)
+            now = self._clock()
             outbox_id = entry.notice.outbox_id
+            if entry.due_at > now:
+                return min(entry.due_at - now, self._poll_s)
+            if not await self._store(claim_notice, outbox_id, now, now + CLAIM_S):
+                return self._poll_s  # another monitor process is delivering it
             try:
                 await self._notifier.deliver(entry.notice)
             except DeliveryRefused as refusal:

@@ -74,7 +74,10 @@ class Monitor:
         config = EngineConfig(
             hold_s=settings.rule_hold_s, sbp_ceiling=settings.sbp_ceiling, stale_after_s=settings.stale_after_s
         )
-        self._ward = Ward(self._db, config, settings.mqtt_topic_prefix, settings.mqtt_max_payload_bytes)
+        self._ward = Ward(
+            self._db, config, settings.mqtt_topic_prefix, settings.mqtt_max_payload_bytes,
+            shared=bool(settings.mqtt_shared_group),
+        )
         await self.refresh()
         self._tasks = [
             asyncio.create_task(self.subscriber.run(), name="mqtt-ingest"),

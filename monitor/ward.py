@@ -39,9 +39,17 @@ class IngestStats:
 
 class Ward:
     def __init__(
-        self, db: sqlite_utils.Database, config: EngineConfig, topic_prefix: str, max_payload_bytes: int
+        self,
+        db: sqlite_utils.Database,
+        config: EngineConfig,
+        topic_prefix: str,
+        max_payload_bytes: int,
+        shared: bool = False,
     ) -> None:
+        """`shared`: this process receives only some patients (a shared subscription), so it judges the
+        silence only of patients it has heard from, leaving the others to the process that gets them."""
         self._db = db
+        self._shared = shared
         self._config = config
         self._prefix = topic_prefix
         self._max_bytes = max_payload_bytes
@@ -100,7 +108,7 @@ class Ward:
         changes: list[tuple[str, Event, float]] = []
         states: dict[str, PatientState] = {}
         for patient_id, state in self._states.items():
-            if self._patients[patient_id].monitored:
+            if self._patients[patient_id].monitored and not (self._shared and state.last_ts is None):
                 states[patient_id], events = check_stale(state, now, self._config)
                 changes.extend((patient_id, event, now) for event in events)
         with atomic(self._db):

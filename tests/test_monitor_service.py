@@ -244,3 +244,29 @@ async def test_embedded_broker_serves_the_monitor(tmp_path: Path, db: sqlite_uti
         ("spo2_low", NoticeKind.RAISED), ("news2", NoticeKind.RAISED),
         ("spo2_low", NoticeKind.RESOLVED), ("news2", NoticeKind.RESOLVED),
     ]
+
+
+async def test_shared_subscription_splits_the_load_between_monitors(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+) -> None:
+    add_patient(db, "p2", "Ben Jones", T0 - 3600)
+    clock, notifiers = ManualClock(), [RecordingNotifier(), RecordingNotifier()]
+    workers = [
+        Monitor(_settings(tmp_path, mosquitto.url, mqtt_shared_group="monitors", mqtt_client_id=f"monitor-{n}",
+                          stale_after_s=60), notifier, clock)
+        for n, notifier in enumerate(notifiers)
+    ]
+    async with workers[0], workers[1]:
+        for worker in workers:
+            await _subscribed(worker)
+        await _publish(mosquitto.port, [("p1", {"ts": T0 + i, **CALM}) for i in range(50)])
+        await eventually(lambda: sum(w.stats.stored for w in workers) == 50)
+        assert all(w.stats.stored > 0 for w in workers)
+        clock.advance(60)
+        for worker in workers:
+            await worker.check_stale()
+            await worker.outbox.deliver_due()
+    assert len(vitals_between(db, "p1", T0, T0 + 50)) == 50  # each sample stored once
+    delivered = [n for notifier in notifiers for n in notifier.notices]
+    assert {n.patient_id for n in delivered} == {"p1"}  # p2 never sent: no worker claims it went quiet
+    assert sorted(n.outbox_id for n in delivered) == sorted({n.outbox_id for n in delivered})  # each once

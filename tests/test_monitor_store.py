@@ -12,6 +12,7 @@ from hemowatch.store.alerts import (
     AlertState,
     acknowledge_alert,
     alert_events,
+    claim_notice,
     defer_notice,
     escalate_overdue,
     fail_notice,
@@ -124,6 +125,9 @@ def test_outbox_keeps_order_and_records_retries_and_refusals(db: sqlite_utils.Da
     defer_notice(db, one.notice.outbox_id, "429 too many requests", T0 + 30)
     one_again = pending_notices(db)[0]
     assert (one_again.attempts, one_again.due_at) == (1, T0 + 30)
+    assert claim_notice(db, one.notice.outbox_id, T0 + 29, T0 + 59) is False  # not due yet
+    assert claim_notice(db, one.notice.outbox_id, T0 + 30, T0 + 60) is True
+    assert claim_notice(db, one.notice.outbox_id, T0 + 31, T0 + 61) is False  # held by the first claim
     fail_notice(db, two.notice.outbox_id, "everyone blocked the bot", T0 + 1)
     assert [p.notice.outbox_id for p in pending_notices(db)] == [one.notice.outbox_id]
     assert get_alert(db, second).state is AlertState.RAISED  # never notified

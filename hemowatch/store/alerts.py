@@ -227,6 +227,17 @@ def pending_notices(db: sqlite_utils.Database, limit: int = 100) -> list[Pending
     return [PendingNotice(_notice(row), row["attempts"], row["next_attempt_at"]) for row in rows]
 
 
+def claim_notice(db: sqlite_utils.Database, outbox_id: int, now: float, until: float) -> bool:
+    """Take a due notice for delivery until `until`, so no other monitor process offers it meanwhile (and a
+    process that dies holding it only delays it); False when it is not due or not pending."""
+    with atomic(db):
+        return bool(db.execute(
+            "update outbox set next_attempt_at = ? where id = ? and next_attempt_at <= ? "
+            "and delivered_at is null and failed_at is null",
+            [until, outbox_id, now],
+        ).rowcount)
+
+
 def mark_delivered(db: sqlite_utils.Database, outbox_id: int, now: float) -> None:
     """The notifier took the notice; a delivered RAISED notice moves its alert to `notified`."""
     with atomic(db):
