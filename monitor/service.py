@@ -3,9 +3,10 @@
     async with Monitor(settings, notifier):   # or: await Monitor(settings, notifier).run()
         ...
 
-Everything that touches SQLite runs on one worker thread with the monitor's own connection, so disk
-never blocks the event loop. The composition root calls `stop()` (leaving the `async with`) on SIGTERM:
-the subscription closes, messages already received are stored, then the store is closed.
+Everything that touches SQLite runs on worker threads with the monitor's own connections, so disk never
+blocks the event loop: one thread stores vitals and alerts, another serves the outbox, so notices do not
+wait behind a large batch of samples. The composition root calls `stop()` (leaving the `async with`) on
+SIGTERM: the subscription closes, messages already received are stored, then the store is closed.
 """
 
 from __future__ import annotations
@@ -14,24 +15,22 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
-import sqlite_utils
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from hemowatch.notifications import Notifier
 from hemowatch.settings import Settings
 from hemowatch.store.alerts import escalate_overdue
-from hemowatch.store.schema import open_database
 from hemowatch.store.vitals import prune_vitals
 from monitor.engine import EngineConfig
 from monitor.ingest import Message, VitalsSubscriber, session_options
 from monitor.mqtt import broker_url, client_options, vitals_topic
 from monitor.outbox import OutboxDispatcher
+from monitor.store_thread import StoreThread
 from monitor.ward import IngestStats, Ward
 
 log = logging.getLogger(__name__)
@@ -47,13 +46,13 @@ class Monitor:
     def __init__(self, settings: Settings, notifier: Notifier, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
         self._clock = clock
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hemowatch-store")
+        self._store = StoreThread("hemowatch-store")
+        self._outbox_store = StoreThread("hemowatch-outbox")
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
-        self._db: sqlite_utils.Database | None = None
         self._ward: Ward | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._scheduler = AsyncIOScheduler()
-        self.outbox = OutboxDispatcher(self._in_store, notifier, clock)
+        self.outbox = OutboxDispatcher(self._outbox_store.call, notifier, clock)
         topic_filter = vitals_topic(settings.mqtt_topic_prefix, "+")
         if settings.mqtt_shared_group:
             topic_filter = f"$share/{settings.mqtt_shared_group}/{topic_filter}"
@@ -70,12 +69,13 @@ class Monitor:
 
     async def start(self) -> None:
         settings = self._settings
-        self._db = await self._on_store_thread(open_database, settings.hemowatch_db)
+        db = await self._store.open(settings.hemowatch_db)
+        await self._outbox_store.open(settings.hemowatch_db)
         config = EngineConfig(
             hold_s=settings.rule_hold_s, sbp_ceiling=settings.sbp_ceiling, stale_after_s=settings.stale_after_s
         )
         self._ward = Ward(
-            self._db, config, settings.mqtt_topic_prefix, settings.mqtt_max_payload_bytes,
+            db, config, settings.mqtt_topic_prefix, settings.mqtt_max_payload_bytes,
             shared=bool(settings.mqtt_shared_group),
         )
         await self.refresh()
@@ -104,8 +104,8 @@ class Monitor:
         await self._queue.join()
         await _cancel(storing)
         await _cancel(outbox)
-        await self._on_store_thread(self._db.close)
-        self._executor.shutdown(wait=True)
+        await self._store.close()
+        await self._outbox_store.close()
         log.info("monitor stopped")
 
     async def run(self) -> None:
@@ -126,21 +126,21 @@ class Monitor:
 
     async def refresh(self) -> None:
         """Pick up patients and thresholds changed through the bot."""
-        await self._on_store_thread(self._ward.refresh, self._clock())
+        await self._store.run(self._ward.refresh, self._clock())
 
     async def check_stale(self) -> None:
         """Raise "sensor offline" for patients gone quiet."""
-        if await self._on_store_thread(self._ward.check_stale, self._clock()):
+        if await self._store.run(self._ward.check_stale, self._clock()):
             self.outbox.wake()
 
     async def escalate(self) -> None:
         """Escalate urgent and emergency alerts nobody acknowledged in time."""
-        if await self._in_store(escalate_overdue, self._clock(), self._settings.escalate_after_s):
+        if await self._store.call(escalate_overdue, self._clock(), self._settings.escalate_after_s):
             self.outbox.wake()
 
     async def prune(self) -> None:
         """Drop raw samples older than the retention period (alerts stay)."""
-        pruned = await self._in_store(prune_vitals, self._clock() - self._settings.retention_days * 86400)
+        pruned = await self._store.call(prune_vitals, self._clock() - self._settings.retention_days * 86400)
         log.info("pruned %d samples older than %g days", pruned, self._settings.retention_days)
 
     # --- internals ----------------------------------------------------------------------------------
@@ -162,20 +162,13 @@ class Monitor:
     async def _store_batch(self, batch: list[Message]) -> bool:
         for attempt in range(1, STORE_ATTEMPTS + 1):
             try:
-                return await self._on_store_thread(self._ward.ingest, batch)
+                return await self._store.run(self._ward.ingest, batch)
             except Exception:
                 log.exception("storing %d messages failed (attempt %d of %d)", len(batch), attempt, STORE_ATTEMPTS)
                 await asyncio.sleep(attempt)
         log.error("rejected %d messages: the store keeps failing", len(batch))
         self._ward.stats.rejected["store error"] += len(batch)
         return False
-
-    async def _on_store_thread(self, function: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(function, *args))
-
-    async def _in_store(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Run a store function `function(db, *args)` on the store thread."""
-        return await self._on_store_thread(function, self._db, *args)
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

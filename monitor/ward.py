@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 import sqlite_utils
 
 from hemowatch.store.alerts import find_open_alert, open_alerts, raise_alert, resolve_alert
-from hemowatch.store.patients import Patient, get_patient, get_thresholds, list_patients, thresholds_by_patient
+from hemowatch.store.patients import (
+    Patient,
+    Threshold,
+    get_patient,
+    get_thresholds,
+    list_patients,
+    patients_version,
+    thresholds_by_patient,
+)
 from hemowatch.store.schema import atomic
 from hemowatch.store.vitals import VitalSample, insert_vitals
 from monitor.engine import AlertRaised, EngineConfig, Event, PatientState, Profile, assess, check_stale, seeded_state
@@ -54,26 +62,34 @@ class Ward:
         self._prefix = topic_prefix
         self._max_bytes = max_payload_bytes
         self._patients: dict[str, Patient] = {}
+        self._overrides: dict[str, dict[str, Threshold]] = {}
+        self._version: tuple[object, ...] = ()
         self._profiles: dict[str, Profile] = {}
         self._states: dict[str, PatientState] = {}
         self.stats = IngestStats()
 
     def refresh(self, now: float) -> None:
-        """Pick up patients and thresholds changed by others; a new patient starts with its open alerts."""
-        overrides = thresholds_by_patient(self._db)
+        """Pick up patients and thresholds changed by others; a new patient starts with its open alerts.
+        Runs every few seconds, so only what changed is rebuilt."""
+        version, overrides = patients_version(self._db), thresholds_by_patient(self._db)
+        if version == self._version and overrides == self._overrides:
+            return
         patients = {patient.id: patient for patient in list_patients(self._db)}
+        changed = [
+            patient_id for patient_id, patient in patients.items()
+            if self._patients.get(patient_id) != patient or self._overrides.get(patient_id) != overrides.get(patient_id)
+        ]
         raised: dict[str, set[str]] = {}
-        for alert in open_alerts(self._db):
-            raised.setdefault(alert.patient_id, set()).add(alert.condition)
-        self._patients = patients
-        self._profiles = {
-            patient_id: Profile(patient_rules(overrides.get(patient_id, {})), patient.neuro)
-            for patient_id, patient in patients.items()
-        }
-        self._states = {
-            patient_id: self._states.get(patient_id) or seeded_state(now, raised.get(patient_id, set()))
-            for patient_id in patients
-        }
+        if any(patient_id not in self._states for patient_id in changed):
+            for alert in open_alerts(self._db):
+                raised.setdefault(alert.patient_id, set()).add(alert.condition)
+        for patient_id in self._patients.keys() - patients.keys():
+            del self._profiles[patient_id], self._states[patient_id]
+        for patient_id in changed:
+            self._profiles[patient_id] = Profile(patient_rules(overrides.get(patient_id, {})), patients[patient_id].neuro)
+            if patient_id not in self._states:
+                self._states[patient_id] = seeded_state(now, raised.get(patient_id, set()))
+        self._patients, self._overrides, self._version = patients, overrides, version
 
     def ingest(self, messages: Iterable[Message]) -> bool:
         """Validate, judge and store a batch; returns whether any notice was queued."""
@@ -130,7 +146,10 @@ class Ward:
         if patient is None:
             return False
         self._patients[patient_id] = patient
-        self._profiles[patient_id] = Profile(patient_rules(get_thresholds(self._db, patient_id)), patient.neuro)
+        overrides = get_thresholds(self._db, patient_id)
+        if overrides:
+            self._overrides[patient_id] = overrides
+        self._profiles[patient_id] = Profile(patient_rules(overrides), patient.neuro)
         self._states[patient_id] = seeded_state(now, set())
         return True
 

@@ -58,12 +58,21 @@ def get_patient(db: sqlite_utils.Database, patient_id: str) -> Patient | None:
 
 def list_patients(db: sqlite_utils.Database, ids: list[str] | None = None) -> list[Patient]:
     """Every patient, or those with the given ids, ordered by id."""
+    columns = "select id, name, neuro, monitored, created_at from patients"
     if ids is None:
-        rows = db.query("select * from patients order by id")
+        rows = db.execute(f"{columns} order by id").fetchall()
     else:
         marks = ",".join("?" * len(ids))
-        rows = db.query(f"select * from patients where id in ({marks}) order by id", list(ids))
-    return [_patient(row) for row in rows]
+        rows = db.execute(f"{columns} where id in ({marks}) order by id", list(ids)).fetchall()
+    return [Patient(id_, name, bool(neuro), bool(monitored), created_at) for id_, name, neuro, monitored, created_at in rows]
+
+
+def patients_version(db: sqlite_utils.Database) -> tuple[object, ...]:
+    """A cheap value that changes when a patient is added or removed or their flags change, so a reader
+    can skip reloading every patient when nothing did."""
+    return tuple(db.execute(
+        "select count(*), max(created_at), group_concat(id || neuro || monitored, ',') from patients"
+    ).fetchone())
 
 
 def set_threshold(
