@@ -270,3 +270,16 @@ async def test_shared_subscription_splits_the_load_between_monitors(
     delivered = [n for notifier in notifiers for n in notifier.notices]
     assert {n.patient_id for n in delivered} == {"p1"}  # p2 never sent: no worker claims it went quiet
     assert sorted(n.outbox_id for n in delivered) == sorted({n.outbox_id for n in delivered})  # each once
+
+
+async def test_retention_prunes_old_samples_and_keeps_alerts(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+) -> None:
+    clock, notifier = ManualClock(), RecordingNotifier()
+    async with Monitor(_settings(tmp_path, mosquitto.url, retention_days=1), notifier, clock) as monitor:
+        await _subscribed(monitor)
+        await _publish(mosquitto.port, [("p1", {"ts": T0 - 2 * 86400, "spo2": 85}), ("p1", {"ts": T0, "hr": 70})])
+        await eventually(lambda: monitor.stats.stored == 2 and len(notifier.notices) == 1)
+        await monitor.prune()
+    assert [s.ts for s in vitals_between(db, "p1", 0, T0)] == [T0]
+    assert [a.condition for a in open_alerts(db, "p1")] == ["spo2_low"]
