@@ -43,6 +43,8 @@ RETENTION_EVERY_S = 3600.0
 
 
 class Monitor:
+    """Receives vitals, judges and stores them, and hands alerts to `notifier` through the outbox."""
+
     def __init__(self, settings: Settings, notifier: Notifier, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
         self._clock = clock
@@ -86,8 +88,8 @@ class Monitor:
         ]
         every = partial(self._scheduler.add_job, trigger="interval", coalesce=True, max_instances=1)
         every(self.refresh, seconds=REFRESH_S)
-        every(self.check_stale, seconds=min(30.0, max(1.0, settings.stale_after_s / 5)))
-        every(self.escalate, seconds=min(30.0, max(1.0, settings.escalate_after_s / 5)))
+        every(self.check_stale, seconds=min(10.0, max(1.0, settings.stale_after_s / 5)))
+        every(self.escalate, seconds=min(10.0, max(1.0, settings.escalate_after_s / 5)))
         every(self.prune, seconds=RETENTION_EVERY_S)
         self._scheduler.start()
         log.info("monitor started; vitals from %s", self._source)
