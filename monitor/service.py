@@ -15,7 +15,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from functools import partial
 from types import TracebackType
 from typing import Any, Self
@@ -174,6 +173,13 @@ class Monitor:
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with suppress(asyncio.CancelledError):
-        await task
+    """Cancel `task` and wait for it to end.
+
+    The request is repeated because a cancellation can be swallowed when it lands while aiomqtt is
+    connecting (`asyncio.wait_for` on Python 3.11), which would otherwise leave shutdown waiting forever.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("%s ended with an error", task.get_name(), exc_info=error)

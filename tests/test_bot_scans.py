@@ -66,7 +66,10 @@ def shown_percent(text: str) -> int:
     return int(re.search(r"Probability of haemorrhage (\d+)%", text).group(1))
 
 
-async def test_a_png_slice_gets_verdict_heat_map_and_audit_row(world: BotWorld, head_ct_dir: Path) -> None:
+async def test_a_png_slice_gets_verdict_heat_map_and_audit_row(
+    world: BotWorld, head_ct_dir: Path, analyzer: Analyzer
+) -> None:
+    model = analyzer.model_info
     data = (head_ct_dir / "images" / SLICE).read_bytes()
     sent = world.api.send_document(DOCTOR, data, "Jane Doe 1970-01-01.png", "image/png")
     first = await world.api.wait_for_message(DOCTOR, after=sent)
@@ -76,7 +79,7 @@ async def test_a_png_slice_gets_verdict_heat_map_and_audit_row(world: BotWorld, 
     text = verdict["text"]
     assert text.splitlines()[0] in texts.VERDICTS.values()
     assert text.splitlines()[1] == "Scan: picture (PNG)"
-    assert "(threshold 20%)" in text and "Model hemowatch-ich 1.0.0." in text
+    assert f"(threshold {model.threshold:.0%})" in text and f"Model {model.name} {model.version}." in text
     assert texts.NO_IDENTIFIABLE_IMAGES in text
     assert "Jane" not in text and "Jane" not in heat_map.get("caption", "")
     assert heat_map["caption"].startswith("Heat-map on the image")
