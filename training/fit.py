@@ -24,10 +24,12 @@ THREADS = 2
 class Recipe:
     """How one model is trained. The first `warmup_epochs` train only the late blocks and the classifier."""
 
-    epochs: int = 18
-    warmup_epochs: int = 4
+    epochs: int = 16
+    warmup_epochs: int = 3
     frozen_blocks_warmup: int = 8  # MBConv blocks left as pretrained during warm-up
-    frozen_blocks: int = 3  # and afterwards: the early edge and texture detectors stay ImageNet's
+    # and afterwards: the high-resolution early blocks stay ImageNet's edge and texture detectors, which is
+    # cheaper and did better in cross-validation (pooled AUC 0.980) than also tuning blocks 3-4 (0.953)
+    frozen_blocks: int = 5
     batch_size: int = 16
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
