@@ -24,8 +24,15 @@ from hemowatch.store.alerts import (
     resolve_alert,
 )
 from hemowatch.store.patients import Threshold, add_patient, get_patient, get_thresholds, list_patients, set_threshold
-from hemowatch.store.schema import open_database
-from hemowatch.store.vitals import VitalSample, insert_vitals, latest_vitals, prune_vitals, vitals_between
+from hemowatch.store.schema import MIGRATIONS, open_database
+from hemowatch.store.vitals import (
+    VitalSample,
+    insert_vitals,
+    latest_vitals,
+    prune_vitals,
+    stored_samples,
+    vitals_between,
+)
 
 T0 = 1_700_000_000.0
 
@@ -79,6 +86,26 @@ def test_vitals_round_trip_latest_trend_and_retention(db: sqlite_utils.Database)
     assert latest_vitals(db, "nobody") is None
     assert prune_vitals(db, T0 + 120) == 2
     assert [s.ts for s in vitals_between(db, "p1", 0, T0 + 1000)] == [T0 + 120, T0 + 180, T0 + 300]
+
+
+def test_a_sample_is_stored_once_and_an_older_file_loses_its_twins_on_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "older.db"
+    older = sqlite_utils.Database(path)
+    for number, migrate in enumerate(MIGRATIONS[:2], start=1):  # a file written before samples were unique
+        migrate(older)
+        older.execute(f"PRAGMA user_version = {number}")
+    add_patient(older, "p1", "Ann Smith", T0)
+    with older.conn:
+        insert_vitals(older, [VitalSample("p1", T0, T0 + 1, hr=70), VitalSample("p1", T0, T0 + 2, hr=70)])
+    assert older.execute("select count(*) from vitals").fetchone()[0] == 2
+    older.close()
+
+    db = open_database(path)
+    assert [(s.ts, s.received_at) for s in vitals_between(db, "p1", 0, T0 + 60)] == [(T0, T0 + 1)]
+    assert stored_samples(db, [("p1", T0), ("p1", T0 + 60), ("p2", T0)]) == {("p1", T0)}
+    with db.conn:
+        insert_vitals(db, [VitalSample("p1", T0, T0 + 3, hr=99), VitalSample("p1", T0 + 60, T0 + 61, hr=71)])
+    assert [(s.ts, s.hr) for s in vitals_between(db, "p1", 0, T0 + 60)] == [(T0, 70), (T0 + 60, 71)]
 
 
 def test_lifecycle_raised_notified_acknowledged_resolved_is_stored(db: sqlite_utils.Database) -> None:

@@ -118,7 +118,15 @@ def _v2_delivery_text(db: sqlite_utils.Database) -> None:
     db["deliveries"].add_column("text", str)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_delivery_text]
+def _v3_unique_samples(db: sqlite_utils.Database) -> None:
+    """One row per patient and measurement time, so a message delivered twice is stored once; older files
+    may hold such twins, of which the first stored stays."""
+    db.execute("delete from vitals where id not in (select min(id) from vitals group by patient_id, ts)")
+    db.execute("drop index idx_vitals_patient_id_ts")
+    db["vitals"].create_index(["patient_id", "ts"], unique=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_delivery_text, _v3_unique_samples]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -44,13 +44,14 @@ class VitalSample:
 
 
 _INSERT = (
-    "insert into vitals (patient_id, ts, received_at, hr, spo2, sbp, dbp, rr, temp, gcs, o2, acvpu, news2, "
-    "news2_components) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "insert or ignore into vitals (patient_id, ts, received_at, hr, spo2, sbp, dbp, rr, temp, gcs, o2, acvpu, "
+    "news2, news2_components) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
 def insert_vitals(db: sqlite_utils.Database, samples: Iterable[VitalSample]) -> None:
-    """Store samples (the caller commits, so a batch lands in one transaction)."""
+    """Store samples (the caller commits, so a batch lands in one transaction). A sample with the patient and
+    measurement time of one already stored is the same sample delivered again, and is skipped."""
     db.conn.executemany(
         _INSERT,
         [
@@ -62,6 +63,12 @@ def insert_vitals(db: sqlite_utils.Database, samples: Iterable[VitalSample]) -> 
             for s in samples
         ],
     )
+
+
+def stored_samples(db: sqlite_utils.Database, keys: Iterable[tuple[str, float]]) -> set[tuple[str, float]]:
+    """Which of these (patient_id, ts) samples are already stored (a look-up in the unique index each)."""
+    query = "select 1 from vitals where patient_id = ? and ts = ?"
+    return {key for key in keys if db.conn.execute(query, key).fetchone()}
 
 
 def _sample(row: dict) -> VitalSample:
