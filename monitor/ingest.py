@@ -1,18 +1,21 @@
-"""The MQTT side of the monitor: subscribe, hand each message on, reconnect after outages.
+"""The MQTT side of the monitor: subscribe, hand each message on, acknowledge it once stored, reconnect.
 
 QoS 1 with a persistent session under a fixed client id, so the broker keeps what is published while the
-monitor is away and delivers it on return. Each message is only timestamped and handed on to a queue.
+monitor is away and delivers it on return. Each message is only timestamped and handed on to a queue; the
+broker gets its acknowledgement (PUBACK) only after the store has committed or rejected it. Until then the
+message stays in the broker's session, so a monitor killed at any moment is sent it again on return.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
 import aiomqtt
+from paho.mqtt import client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -28,6 +31,9 @@ class Message:
     topic: str
     payload: bytes
     received_at: float
+    mid: int  # the broker's message id, unique only within one connection
+    qos: int
+    connection: int  # which connection of the subscriber brought it
 
 
 def session_options(client_id: str, shared: bool) -> dict[str, Any]:
@@ -44,7 +50,7 @@ def session_options(client_id: str, shared: bool) -> dict[str, Any]:
 
 
 class VitalsSubscriber:
-    """Keeps one subscription alive and passes every message to `on_message`."""
+    """Keeps one subscription alive, passes every message to `on_message` and acknowledges it on request."""
 
     def __init__(
         self,
@@ -57,36 +63,71 @@ class VitalsSubscriber:
         self._filter = topic_filter
         self._on_message = on_message
         self._clock = clock
+        self._client: mqtt.Client | None = None  # the connection's paho client, while connected
+        self._connection = 0
+        self._taking = True
+        self._queue_type = _handing_on(self._hand_on)
         self.subscribed = asyncio.Event()  # set while the subscription is live
 
     async def run(self) -> NoReturn:
-        queue_type = _handing_on(self._hand_on)
+        self._taking = True
         backoff = Backoff()
         while True:
             try:
-                async with aiomqtt.Client(**self._options, queue_type=queue_type) as client:
-                    await client.subscribe(self._filter, qos=1)
-                    log.info("subscribed to %s", self._filter)
-                    self.subscribed.set()
-                    backoff.reset()
-                    async for _ in client.messages:  # ends with MqttError when the connection drops
-                        pass
+                await self._receive(backoff)
             except aiomqtt.MqttError as error:
                 self.subscribed.clear()
                 delay = backoff.next_delay()
                 log.warning("MQTT connection lost (%s); reconnecting in %.1f s", error, delay)
                 await asyncio.sleep(delay)
 
+    async def _receive(self, backoff: Backoff) -> None:
+        """One connection: subscribe, then receive until it drops (with MqttError)."""
+        client = aiomqtt.Client(**self._options, queue_type=self._queue_type)
+        paho = client._client  # noqa: SLF001 - aiomqtt has no manual acknowledgement; its paho client does
+        paho.manual_ack_set(True)
+        self._connection += 1
+        self._client = paho
+        try:
+            async with client:
+                await client.subscribe(self._filter, qos=1)
+                log.info("subscribed to %s", self._filter)
+                self.subscribed.set()
+                backoff.reset()
+                async for _ in client.messages:
+                    pass
+        finally:
+            self._client = None
+
+    def acknowledge(self, messages: Iterable[Message]) -> None:
+        """Tell the broker these messages are dealt with. Call on the event loop, which drives the paho client.
+
+        Message ids belong to the connection that brought them: messages from an earlier connection are not
+        acknowledged on this one, and the broker sends them again from the session (they are then skipped as
+        already stored).
+        """
+        client, connection = self._client, self._connection
+        if client is None:
+            return
+        for message in messages:
+            if message.qos and message.connection == connection:
+                client.ack(message.mid, message.qos)
+
+    def stop_taking(self) -> None:
+        """Leave further messages unacknowledged in the broker's session, for the next start to receive."""
+        self._taking = False
+
     def _hand_on(self, message: aiomqtt.Message) -> None:
-        self._on_message(Message(message.topic.value, cast(bytes, message.payload), self._clock()))
+        if self._taking:
+            payload = cast(bytes, message.payload)
+            self._on_message(
+                Message(message.topic.value, payload, self._clock(), message.mid, message.qos, self._connection)
+            )
 
 
 def _handing_on(hand_on: Callable[[aiomqtt.Message], None]) -> type[asyncio.Queue[aiomqtt.Message]]:
-    """A queue class for aiomqtt that hands each message on the moment it arrives instead of holding it.
-
-    The client acknowledges a QoS 1 message as soon as it has queued it, and drops its queue when the
-    connection drops; handing on at once means no acknowledged message is left behind in the client.
-    """
+    """A queue class for aiomqtt that hands each message on the moment it arrives instead of holding it,
+    so the client's network loop does no more per message than build it."""
 
     class HandingOn(asyncio.Queue[aiomqtt.Message]):
         def put_nowait(self, item: aiomqtt.Message) -> None:

@@ -5,8 +5,11 @@
 
 Everything that touches SQLite runs on worker threads with the monitor's own connections, so disk never
 blocks the event loop: one thread stores vitals and alerts, another serves the outbox, so notices do not
-wait behind a large batch of samples. The composition root calls `stop()` (leaving the `async with`) on
-SIGTERM: the subscription closes, messages already received are stored, then the store is closed.
+wait behind a large batch of samples. A message is acknowledged to the broker only once its batch is
+committed (or it is rejected), so a process killed at any moment loses nothing: the broker sends what was
+not acknowledged again, and the store skips what it already has. The composition root calls `stop()`
+(leaving the `async with`) on SIGTERM: messages already received are stored and acknowledged, then the
+subscription closes and the store is closed.
 """
 
 from __future__ import annotations
@@ -94,15 +97,17 @@ class Monitor:
         log.info("monitor started; vitals from %s", self._source)
 
     async def stop(self) -> None:
-        """Stop receiving, store what was received, stop delivering, close the store."""
+        """Stop taking messages, store and acknowledge what was taken, disconnect, stop delivering, close the
+        store. Messages arriving meanwhile stay unacknowledged in the broker's session for the next start."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         if not self._tasks:
             return
         ingest, storing, outbox = self._tasks
         self._tasks = []
-        await _cancel(ingest)
+        self.subscriber.stop_taking()
         await self._queue.join()
+        await _cancel(ingest)
         await _cancel(storing)
         await _cancel(outbox)
         await self._store.close()
@@ -156,6 +161,7 @@ class Monitor:
             try:
                 if await self._store_batch(batch):
                     self.outbox.wake()
+                self.subscriber.acknowledge(batch)  # stored or rejected for good: the broker may forget them
             finally:
                 for _ in batch:
                     self._queue.task_done()

@@ -25,7 +25,7 @@ from hemowatch.store.patients import (
     thresholds_by_patient,
 )
 from hemowatch.store.schema import atomic
-from hemowatch.store.vitals import VitalSample, insert_vitals
+from hemowatch.store.vitals import VitalSample, insert_vitals, stored_samples
 from monitor.engine import AlertRaised, EngineConfig, Event, PatientState, Profile, assess, check_stale, seeded_state
 from monitor.ingest import Message
 from monitor.mqtt import patient_from_topic
@@ -40,6 +40,7 @@ class IngestStats:
     """Running counts since start; `rejected` is keyed by reason ("invalid", "unknown patient", ...)."""
 
     stored: int = 0
+    duplicates: int = 0  # samples delivered again and skipped
     rejected: Counter[str] = field(default_factory=Counter)
     alerts_raised: int = 0
     alerts_resolved: int = 0
@@ -92,11 +93,17 @@ class Ward:
         self._patients, self._overrides, self._version = patients, overrides, version
 
     def ingest(self, messages: Iterable[Message]) -> bool:
-        """Validate, judge and store a batch; returns whether any notice was queued."""
-        samples: list[VitalSample] = []
-        changes: list[tuple[str, Event, float]] = []
-        states: dict[str, PatientState] = {}
+        """Validate, judge and store a batch; returns whether any notice was queued.
+
+        A sample whose patient and measurement time are already stored, or earlier in the batch, is the same
+        message delivered again (a broker resend, a device retry): it is skipped before judging, so the engine
+        sees each stored sample once and nothing else. The look-up runs before the write transaction, so the
+        lock is held only for the writes; if two processes under a shared subscription both got the same
+        sample, each judges it, and the store still keeps one row.
+        """
+        fresh: dict[tuple[str, float], VitalSample] = {}
         rejected: Counter[str] = Counter()
+        valid = 0
         for message in messages:
             try:
                 sample = self._parse(message)
@@ -104,6 +111,14 @@ class Ward:
                 log.warning("rejected message on %s: %s (%s)", message.topic, rejection, rejection.reason)
                 rejected[rejection.reason] += 1
                 continue
+            valid += 1
+            fresh.setdefault((sample.patient_id, sample.ts), sample)
+        for key in stored_samples(self._db, fresh.keys()):
+            del fresh[key]
+        samples: list[VitalSample] = []
+        changes: list[tuple[str, Event, float]] = []
+        states: dict[str, PatientState] = {}
+        for sample in fresh.values():
             state = states.get(sample.patient_id) or self._states[sample.patient_id]
             state, events, news2 = assess(state, sample, self._profiles[sample.patient_id], self._config)
             states[sample.patient_id] = state
@@ -115,7 +130,10 @@ class Ward:
             insert_vitals(self._db, samples)
             self._apply(changes)
         self._states.update(states)
+        if duplicates := valid - len(samples):
+            log.info("skipped %d samples already stored (delivered again)", duplicates)
         self.stats.stored += len(samples)
+        self.stats.duplicates += duplicates
         self.stats.rejected.update(rejected)
         return bool(changes)
 

@@ -1,0 +1,27 @@
+"""A monitor in a process of its own, for tests that kill it. Prints "subscribed" once the subscription is live.
+
+    python tests/monitor_process.py DATABASE MQTT_URL
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from monitor_world import RecordingNotifier
+
+from hemowatch.settings import Settings
+from monitor.service import Monitor
+
+
+async def main(database: str, mqtt_url: str) -> None:
+    settings = Settings(_env_file=None, mqtt_url=mqtt_url, hemowatch_db=Path(database))
+    async with Monitor(settings, RecordingNotifier()) as monitor:
+        await monitor.subscriber.subscribed.wait()
+        print("subscribed", flush=True)
+        await asyncio.Future()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:]))

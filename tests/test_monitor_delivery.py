@@ -1,0 +1,108 @@
+"""Delivery guarantees against a real mosquitto and a real SQLite file: a monitor killed with SIGKILL loses
+no sample the broker handed it, and a message delivered twice is stored and judged once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiomqtt
+import pytest
+import sqlite_utils
+from conftest import Mosquitto
+from monitor_world import T0, ManualClock, RecordingNotifier, eventually
+
+from hemowatch.notifications import NoticeKind
+from hemowatch.settings import Settings
+from hemowatch.store.alerts import open_alerts
+from hemowatch.store.patients import add_patient
+from hemowatch.store.schema import open_database
+from hemowatch.store.vitals import vitals_between
+from monitor.mqtt import vitals_topic
+from monitor.service import Monitor
+
+MONITOR_PROCESS = Path(__file__).with_name("monitor_process.py")
+CALM = {"hr": 72, "spo2": 97, "sbp": 125, "dbp": 80, "rr": 15, "temp": 36.8, "acvpu": "A"}
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> sqlite_utils.Database:
+    database = open_database(tmp_path / "hemowatch.db")
+    add_patient(database, "p1", "Ann Smith", T0 - 3600)
+    return database
+
+
+@asynccontextmanager
+async def _monitor_process(database: Path, mqtt_url: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A monitor in a child process, once it is subscribed; killed (SIGKILL) on leaving at the latest."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(MONITOR_PROCESS), str(database), mqtt_url, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert await asyncio.wait_for(process.stdout.readline(), 30) == b"subscribed\n"
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def _device(port: int, payloads: list[dict]) -> None:
+    """A bedside device publishing one message after another, each acknowledged by the broker (QoS 1)."""
+    async with aiomqtt.Client("127.0.0.1", port, identifier="bed-1") as device:
+        for payload in payloads:
+            await device.publish(vitals_topic("hemowatch", "p1"), json.dumps(payload), qos=1)
+
+
+def _stored(db: sqlite_utils.Database) -> Callable[[], int]:
+    return lambda: db.execute("select count(*) from vitals").fetchone()[0]
+
+
+async def test_monitor_killed_mid_stream_stores_every_sample_exactly_once_after_restart(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+) -> None:
+    total, start = 3000, time.time() - 3600  # the child runs on the real clock: samples from the last hour
+    payloads = [{"ts": start + i, **CALM, "hr": 60 + i % 40} for i in range(total)]
+    stored = _stored(db)
+    database = tmp_path / "hemowatch.db"
+    async with _monitor_process(database, mosquitto.url) as first:
+        device = asyncio.create_task(_device(mosquitto.port, payloads))
+        await eventually(lambda: stored() >= total // 4, timeout=60)
+        first.kill()  # SIGKILL: no chance to store or acknowledge what it holds
+        await first.wait()
+    async with _monitor_process(database, mosquitto.url):  # the same client id, so the same session
+        await device
+        await eventually(lambda: stored() == total, timeout=60)
+    rows = db.execute("select ts, hr from vitals order by ts").fetchall()
+    assert rows == [(p["ts"], p["hr"]) for p in payloads]
+
+
+async def test_a_message_delivered_twice_is_stored_and_judged_once(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+) -> None:
+    clock, notifier = ManualClock(), RecordingNotifier()
+    settings = Settings(
+        _env_file=None, mqtt_url=mosquitto.url, hemowatch_db=tmp_path / "hemowatch.db", stale_after_s=120
+    )
+    first, second = {"ts": T0, **CALM}, {"ts": T0 + 200, **CALM}
+    async with Monitor(settings, notifier, clock) as monitor:
+        await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
+        await _device(mosquitto.port, [first, first])
+        await eventually(lambda: monitor.stats.stored + monitor.stats.duplicates == 2)
+        clock.advance(120)
+        await monitor.check_stale()
+        await eventually(lambda: len(notifier.notices) == 1)
+        # The same sample again: not new data, so the sensor is still offline.
+        await _device(mosquitto.port, [first])
+        await eventually(lambda: monitor.stats.duplicates == 2)
+        assert [alert.condition for alert in open_alerts(db, "p1")] == ["sensor_offline"]
+        await _device(mosquitto.port, [second])
+        await eventually(lambda: len(notifier.notices) == 2)
+        assert (monitor.stats.stored, monitor.stats.duplicates) == (2, 2)
+    assert notifier.seen() == [("sensor_offline", NoticeKind.RAISED), ("sensor_offline", NoticeKind.RESOLVED)]
+    assert [s.ts for s in vitals_between(db, "p1", T0, T0 + 200)] == [T0, T0 + 200]
