@@ -50,17 +50,18 @@ class _PaddedConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
         super().__init__()
-        before = (kernel - 2) // 2 if stride == 2 else kernel // 2
-        after = kernel - 2 - before if stride == 2 else kernel // 2
-        self.padding = (before, after, before, after)
+        before = (kernel - 2) // 2
+        self.same_padding = (before, kernel - 2 - before, before, kernel - 2 - before) if stride == 2 else None
+        self.padding = kernel // 2 if stride == 1 else 0
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kernel, kernel))
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
         self.stride = stride
         self.groups = groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = nn.functional.pad(x, self.padding)
-        return nn.functional.conv2d(x, self.weight, stride=self.stride, groups=self.groups)
+        if self.same_padding is not None:
+            x = nn.functional.pad(x, self.same_padding)
+        return nn.functional.conv2d(x, self.weight, stride=self.stride, padding=self.padding, groups=self.groups)
 
 
 class MBConv(nn.Module):
