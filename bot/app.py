@@ -81,7 +81,8 @@ async def fallback(update: Update, context: Context, caller: Caller) -> None:
 
 
 async def on_error(update: object, context: Context) -> None:
-    """Log every failure and tell the user something useful."""
-    log.error("error while handling %s", update, exc_info=context.error)
+    """Log every failure (by update id only: an update can carry an identifying file name) and tell the user."""
+    update_id = update.update_id if isinstance(update, Update) else None
+    log.error("error while handling update %s", update_id, exc_info=context.error)
     if isinstance(update, Update) and update.effective_message is not None:
         await update.effective_message.reply_text(texts.ERROR)
