@@ -52,7 +52,7 @@ def _start_mosquitto(workdir: Path, port: int) -> subprocess.Popen[bytes]:
     config = workdir / "mosquitto.conf"
     config.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\n"
-        f"user {psutil.Process().username()}\n"
+        f"set_tcp_nodelay true\nuser {psutil.Process().username()}\n"
     )
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     broker = subprocess.Popen([binary, "-c", str(config)], stderr=subprocess.DEVNULL)
