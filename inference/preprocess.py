@@ -54,7 +54,7 @@ def grey_from_image(image: Image.Image) -> np.ndarray:
 
 
 def window_hu(hu: np.ndarray, center: float = 40, width: float = 80) -> np.ndarray:
-    """Map Hounsfield units through a display window: `center - width/2` and below is 0, `center + width/2` is 1."""
+    """Hounsfield units through a display window: `center - width/2` and below is 0, `center + width/2` up is 1."""
     low = center - width / 2
     return np.clip((np.asarray(hu, dtype=np.float32) - low) / width, 0.0, 1.0).astype(np.float32)
 

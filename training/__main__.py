@@ -18,7 +18,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="folder with labels.csv and images/")
     parser.add_argument("--out", type=Path, required=True, help="where to write the ONNX model and its card")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"epochs per model (default {defaults.epochs})")
+    parser.add_argument(
+        "--epochs", type=int, default=defaults.epochs, help=f"epochs per model (default {defaults.epochs})"
+    )
     parser.add_argument(
         "--warmup-epochs", type=int, default=defaults.warmup_epochs,
         help=f"epochs training only the late layers (default {defaults.warmup_epochs})",
@@ -28,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     recipe = Recipe(epochs=args.epochs, warmup_epochs=min(args.warmup_epochs, args.epochs), seed=args.seed)
     card = reproduce(args.data, args.out, recipe, folds=args.folds)
-    print(f"wrote {args.out / card['file']} (AUC {card['cross_validation']['oof_auc']:.3f}, threshold {card['threshold']:.3f})")
+    auc = card["cross_validation"]["oof_auc"]
+    print(f"wrote {args.out / card['file']} (cross-validated AUC {auc:.3f}, threshold {card['threshold']:.3f})")
     return 0
 
 

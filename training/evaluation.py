@@ -50,7 +50,5 @@ def binary_metrics(probabilities: np.ndarray, labels: np.ndarray, threshold: flo
 
 def summarise(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """Mean and standard deviation of each metric over folds."""
-    return {
-        key: {"mean": float(np.mean([fold[key] for fold in per_fold])), "std": float(np.std([fold[key] for fold in per_fold]))}
-        for key in per_fold[0]
-    }
+    values = {key: [fold[key] for fold in per_fold] for key in per_fold[0]}
+    return {key: {"mean": float(np.mean(runs)), "std": float(np.std(runs))} for key, runs in values.items()}

@@ -38,7 +38,8 @@ class CalibratedNet(nn.Module):
 def export_onnx(net: HaemorrhageNet, calibration: PlattScaling, path: Path) -> float:
     """Write the ONNX model and return the largest difference between onnxruntime's and torch's outputs."""
     model = CalibratedNet(net, calibration).eval()
-    example = torch.from_numpy(np.linspace(-1, 1, 2 * 3 * INPUT_SIZE**2, dtype=np.float32).reshape(2, 3, INPUT_SIZE, INPUT_SIZE))
+    shape = (2, 3, INPUT_SIZE, INPUT_SIZE)
+    example = torch.from_numpy(np.linspace(-1, 1, int(np.prod(shape)), dtype=np.float32).reshape(shape))
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(
         model,

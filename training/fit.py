@@ -73,7 +73,9 @@ def _batches(count: int, size: int, generator: torch.Generator) -> Iterator[torc
         yield order[start:end]
 
 
-def train(tensors: np.ndarray, labels: np.ndarray, recipe: Recipe, weights: Path, name: str = "model") -> HaemorrhageNet:
+def train(
+    tensors: np.ndarray, labels: np.ndarray, recipe: Recipe, weights: Path, name: str = "model"
+) -> HaemorrhageNet:
     """A network fine-tuned from the ImageNet `weights` on (tensors, labels) with `recipe`."""
     make_deterministic(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
@@ -106,4 +108,5 @@ def predict_logits(net: HaemorrhageNet, tensors: np.ndarray, batch_size: int = 3
     """Haemorrhage logits of prepared slices, in evaluation mode."""
     net.eval()
     images = torch.from_numpy(tensors)
-    return torch.cat([net(images[start : start + batch_size]) for start in range(0, len(images), batch_size)]).numpy()
+    batches = [net(images[start : start + batch_size]) for start in range(0, len(images), batch_size)]
+    return torch.cat(batches).numpy()

@@ -12,7 +12,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from training.card import NAME, build_card, write_card
 from training.data import LabelledSlices, load_slices
-from training.evaluation import binary_metrics, fit_platt, summarise, triage_threshold
+from training.evaluation import PlattScaling, binary_metrics, fit_platt, summarise, triage_threshold
 from training.export import export_onnx
 from training.fit import Recipe, predict_logits, train
 from training.network import checkpoint_path
@@ -28,7 +28,8 @@ def out_of_fold_logits(data: LabelledSlices, recipe: Recipe, folds: int, weights
     result = np.zeros((len(data.labels), 2))
     for fold, (fit_rows, held_rows) in enumerate(splitter.split(data.tensors, data.labels)):
         started = time.monotonic()
-        net = train(data.tensors[fit_rows], data.labels[fit_rows], recipe, weights, name=f"fold {fold + 1}/{folds}")
+        name = f"fold {fold + 1}/{folds}"
+        net = train(data.tensors[fit_rows], data.labels[fit_rows], recipe, weights, name=name)
         result[held_rows, 0] = fold
         result[held_rows, 1] = predict_logits(net, data.tensors[held_rows])
         held_auc = binary_metrics(result[held_rows, 1], data.labels[held_rows], threshold=0.0)["auc"]
@@ -36,7 +37,9 @@ def out_of_fold_logits(data: LabelledSlices, recipe: Recipe, folds: int, weights
     return result
 
 
-def cross_validation_report(folds_and_logits: np.ndarray, labels: np.ndarray) -> tuple[dict[str, Any], Any, float]:
+def cross_validation_report(
+    folds_and_logits: np.ndarray, labels: np.ndarray
+) -> tuple[dict[str, Any], PlattScaling, float]:
     """Metrics from out-of-fold predictions, the Platt calibration and the triage threshold they give."""
     fold_of, logits = folds_and_logits[:, 0].astype(int), folds_and_logits[:, 1]
     calibration = fit_platt(logits, labels)
@@ -54,7 +57,8 @@ def cross_validation_report(folds_and_logits: np.ndarray, labels: np.ndarray) ->
         "oof": pooled,
         "metrics": summarise(per_fold),
         "per_fold": per_fold,
-        "note": "accuracy, sensitivity and specificity at the shipped threshold, on calibrated out-of-fold probabilities",
+        "note": "accuracy, sensitivity and specificity at the shipped threshold, "
+        "on calibrated out-of-fold probabilities",
     }
     return report, calibration, threshold
 
@@ -68,10 +72,10 @@ def reproduce(data_dir: Path, out_dir: Path, recipe: Recipe, folds: int = 5) -> 
     report, calibration, threshold = cross_validation_report(
         out_of_fold_logits(data, recipe, folds, weights), data.labels
     )
+    pooled = report["oof"]
     log.info(
         "cross-validation: AUC %.3f, accuracy %.3f, sensitivity %.3f, specificity %.3f at threshold %.3f",
-        report["oof"]["auc"], report["oof"]["accuracy"], report["oof"]["sensitivity"], report["oof"]["specificity"],
-        threshold,
+        pooled["auc"], pooled["accuracy"], pooled["sensitivity"], pooled["specificity"], threshold,
     )
     net = train(data.tensors, data.labels, recipe, weights, name="final")
     onnx_path = out_dir / f"{NAME}.onnx"
