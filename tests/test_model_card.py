@@ -8,8 +8,8 @@ from pathlib import Path
 import onnxruntime
 import pytest
 
+from inference.model import file_sha256
 from inference.preprocess import INPUT_SIZE
-from training.card import sha256_of
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
@@ -21,7 +21,7 @@ def card() -> dict:
 
 def test_card_names_the_shipped_file_by_its_checksum(card: dict) -> None:
     assert card["name"] == "hemowatch-ich"
-    assert card["sha256"] == sha256_of(MODELS / card["file"])
+    assert card["sha256"] == file_sha256(MODELS / card["file"])
 
 
 def test_declared_input_and_outputs_match_the_graph(card: dict) -> None:

@@ -11,9 +11,9 @@ import onnxruntime
 import pytest
 from PIL import Image
 
+from inference.model import file_sha256
 from inference.preprocess import INPUT_SIZE, grey_from_image, prepare_batch
 from training.__main__ import main
-from training.card import sha256_of
 from training.data import read_labels
 
 PER_CLASS = 4
@@ -38,7 +38,7 @@ def test_training_exports_a_model_that_serves(few_slices: Path, tmp_path: Path) 
 
     card = json.loads((out / "hemowatch-ich.json").read_text())
     onnx_path = out / card["file"]
-    assert card["sha256"] == sha256_of(onnx_path)
+    assert card["sha256"] == file_sha256(onnx_path)
     assert card["input"]["size"] == INPUT_SIZE and card["input"]["window"] == {"center": 40, "width": 80}
     assert 0.0 < card["threshold"] < 1.0
     assert card["calibration"]["method"] == "platt"

