@@ -31,7 +31,7 @@ from inference.result import StudyResult
 log = logging.getLogger(__name__)
 
 EDIT_INTERVAL_S = 1.0  # Telegram throttles bots that edit one message much more often than once a second
-_DESK_KEY = "scan_desk"
+DESK_KEY = "scan_desk"  # where the ScanDesk lives in bot_data
 
 
 def scan_handlers() -> list[BaseHandler]:
@@ -48,12 +48,12 @@ class ScanDesk:
 
 
 def _desk(context: Context) -> ScanDesk:
-    desk = context.bot_data.get(_DESK_KEY)
+    desk = context.bot_data.get(DESK_KEY)
     if desk is None:
         settings = services(context).settings
         desk = ScanDesk(asyncio.Semaphore(settings.scan_concurrency),
                         RateLimit(settings.scan_rate_limit, settings.scan_rate_window_s))
-        context.bot_data[_DESK_KEY] = desk
+        context.bot_data[DESK_KEY] = desk
     return desk
 
 
