@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 import sqlite_utils
 from telegram import Bot, BotCommand, Update
@@ -19,6 +18,7 @@ from bot.patient_commands import add_patient, list_patients, mute, status, thres
 from bot.scans import scan_handlers
 from bot.services import Services, install
 from hemowatch.settings import Settings
+from inference.analyzer import Analyzer
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ MENU = [
 
 
 def build_application(
-    settings: Settings, analyzer: Any, db: sqlite_utils.Database, clock: Callable[[], float] = time.time
+    settings: Settings, analyzer: Analyzer | None, db: sqlite_utils.Database, clock: Callable[[], float] = time.time
 ) -> Application:
     """The bot, talking to `settings.telegram_api_url`, with every handler registered."""
     if settings.telegram_bot_token is None:

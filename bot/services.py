@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import sqlite_utils
 from telegram.ext import ContextTypes
 
 from hemowatch.settings import Settings
+from inference.analyzer import Analyzer
 
 _KEY = "services"
 
@@ -19,7 +19,7 @@ class Services:
     settings: Settings
     db: sqlite_utils.Database
     clock: Callable[[], float]  # seconds since the epoch; tests pass a controllable one
-    analyzer: Any  # inference.analyzer.Analyzer; None when the bot runs without scan triage
+    analyzer: Analyzer | None  # None when the bot runs without scan triage
 
 
 def install(bot_data: dict, services: Services) -> None:
