@@ -51,8 +51,16 @@ def read_picture(data: bytes, limits: Limits) -> Series:
 
 
 def _colour_share(image: Image.Image) -> float:
-    """Share of pixels that are clearly coloured, measured on a small copy."""
+    """Share of pixels that are clearly coloured, measured on a small copy.
+
+    A colour cast over the whole picture (a phone photo of a screen, a tinted export) is not colour: each
+    channel is first fitted as a fixed multiple of the pixel's brightness (one gain per channel), and only
+    what that single tint cannot explain counts.
+    """
     sample = image.convert("RGB")
     sample.thumbnail((_COLOUR_SAMPLE_SIDE, _COLOUR_SAMPLE_SIDE))
-    rgb = np.asarray(sample, dtype=np.float32) / 255.0
-    return float(((rgb.max(axis=2) - rgb.min(axis=2)) > _COLOURED).mean())
+    channels = np.asarray(sample, dtype=np.float32).reshape(-1, 3) / 255.0
+    brightness = channels.mean(axis=1, keepdims=True)
+    gains = (channels * brightness).sum(axis=0) / max(float((brightness**2).sum()), 1e-6)
+    residual = channels - brightness * gains
+    return float(((residual.max(axis=1) - residual.min(axis=1)) > _COLOURED).mean())

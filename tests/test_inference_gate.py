@@ -55,6 +55,13 @@ def test_a_colour_photo_is_refused() -> None:
     assert "colour" in assessment.reason
 
 
+def test_a_phone_photo_with_a_colour_cast_still_passes(head_ct_dir: Path) -> None:
+    grey = np.asarray(Image.open(head_ct_dir / "images" / "010.png").convert("L"), dtype=np.float32)
+    for cast in [(0.85, 0.95, 1.15), (1.1, 1.0, 0.85)]:  # a bluish screen, a warm white balance
+        tinted = np.clip(grey[..., None] * np.array(cast) + 10, 0, 255).astype(np.uint8)
+        assert gate_picture(Image.fromarray(tinted)).assessable, cast
+
+
 def test_a_document_is_refused() -> None:
     page = Image.new("L", (600, 800), 250)
     draw = ImageDraw.Draw(page)
