@@ -3,7 +3,6 @@ controllable clock; tests play admins, doctors and caregivers through it."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import sqlite_utils
 from botapi import JSON, BotApiServer
+from conftest import eventually
 from telegram.ext import Application
 
 from bot.app import build_application
@@ -67,11 +67,9 @@ class BotWorld:
     async def press(self, user_id: int, message: JSON, data: str) -> JSON:
         """User `user_id` presses a button with `data` under `message`; returns the callback answer."""
         query = self.api.press_button(user_id, message, data)
-        for _ in range(1000):
-            if query["id"] in self.api.callback_answers:
-                return self.api.callback_answers[query["id"]]
-            await asyncio.sleep(0.01)
-        raise TimeoutError(f"no answer to button {data!r} of user {user_id}")
+        answers = self.api.callback_answers
+        await eventually(lambda: query["id"] in answers, 10, f"an answer to button {data!r} of user {user_id}")
+        return answers[query["id"]]
 
     def add_patient(self, patient_id: str, doctor: int | None = None) -> None:
         patients.add_patient(self.db, patient_id, f"Patient {patient_id}", self.clock())

@@ -1,13 +1,15 @@
-"""Fixtures shared by every test: paths to the reference data, a real mosquitto broker, a local Bot API server."""
+"""Fixtures shared by every test: paths to the reference data, a real mosquitto broker, a local Bot API server;
+and `eventually`, the wait for work done in other tasks, threads or processes."""
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,15 @@ from botapi import BotApiServer
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HEAD_CT = SHARED_DATA / "head-ct"
 GE_SERIES = SHARED_DATA / "dicom" / "ge-head-ct"
+
+
+async def eventually(check: Callable[[], object], timeout: float = 15.0, what: str = "the condition") -> None:
+    """Wait until `check()` is true; TimeoutError naming `what` after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"waited {timeout:g} s in vain for {what}")
+        await asyncio.sleep(0.01)
 
 
 def free_port() -> int:

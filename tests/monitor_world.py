@@ -1,9 +1,8 @@
-"""Test doubles for the monitor that are real code, not mocks: a clock tests move by hand, a notifier that
-records what it is given, and a wait for work done in other tasks and threads."""
+"""Test doubles for the monitor that are real code, not mocks: a clock tests move by hand and a notifier that
+records what it is given."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from hemowatch.notifications import AlertNotice, NoticeKind
@@ -39,10 +38,3 @@ class RecordingNotifier:
     def seen(self) -> list[tuple[str, NoticeKind]]:
         return [(n.condition, n.kind) for n in self.notices]
 
-
-async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Wait until `check()` holds (the monitor works in other tasks and threads)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)

@@ -4,16 +4,16 @@ and Telegram failures still end in exactly one message per person."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
 import pytest
 from botapi import JSON, BotApiServer
 from botworld import ADMIN, FakeClock, settings_for
+from conftest import eventually
 
 from hemowatch.app import Service, running
 from hemowatch.store import alerts, open_database, patients, people
@@ -94,7 +94,7 @@ async def test_caregiver_receives_acknowledges_and_escalation_stops(
         clock.advance(settings.escalate_after_s)
         await running_service.monitor.escalate()
     assert alerts.get_alert(running_service.db, alert.id).escalation_level == 1
-    await until(lambda: not alerts.pending_notices(running_service.db), "the outbox to empty")
+    await eventually(lambda: not alerts.pending_notices(running_service.db), 30, "the outbox to empty")
     escalations = [m for m in bot_api.history(DOCTOR) if "now goes to more people" in m.get("text", "")
                    and "edit_date" not in m]
     assert len(escalations) == 1
@@ -115,17 +115,17 @@ async def test_rate_limit_then_server_error_and_the_alert_arrives_once(
     await caregiver_joins(bot_api)
     bot_api.fail_next("sendMessage", 429, retry_after=5)
     await deteriorate(mosquitto.url, clock, settings.rule_hold_s)
-    await until(lambda: attempts(running_service) == 1, "the outbox to defer the notice after 429")
+    await eventually(lambda: attempts(running_service) == 1, 30, "the outbox to defer the notice after 429")
     bot_api.fail_next("sendMessage", 500)
     clock.advance(600)  # past the retry time
     running_service.monitor.outbox.wake()
-    await until(lambda: attempts(running_service) == 2, "the outbox to defer the notice after 500")
+    await eventually(lambda: attempts(running_service) == 2, 30, "the outbox to defer the notice after 500")
     assert failed_sends(bot_api, 429) and failed_sends(bot_api, 500)
     clock.advance(600)
     running_service.monitor.outbox.wake()
     for user in (DOCTOR, CAREGIVER):
         await bot_api.wait_for_message(user, is_alert, timeout=30)
-    await until(lambda: not alerts.pending_notices(running_service.db), "the outbox to empty")
+    await eventually(lambda: not alerts.pending_notices(running_service.db), 30, "the outbox to empty")
     for user in (DOCTOR, CAREGIVER):
         assert len([m for m in bot_api.history(user) if is_alert(m)]) == 1
 
@@ -138,10 +138,3 @@ def attempts(service: Service) -> int:
 def failed_sends(api: BotApiServer, status: int) -> bool:
     return any(call.status == status for call in api.calls_to("sendMessage"))
 
-
-async def until(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    for _ in range(int(timeout_s / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise TimeoutError(f"waited in vain for {what}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from botapi import BotApiServer
-from conftest import free_port
+from conftest import eventually, free_port
 
 pytestmark = pytest.mark.timeout(120)
 RUN = [sys.executable, "-m", "hemowatch.cli", "run"]
@@ -60,8 +60,7 @@ async def read_lines(stream: asyncio.StreamReader, into: list[str]) -> None:
 
 
 async def until_logged(log: list[str], text: str) -> None:
-    for _ in range(3000):
-        if any(text in line for line in log):
-            return
-        await asyncio.sleep(0.01)
-    raise TimeoutError(f"{text!r} never logged; the log ends: {''.join(log[-20:])}")
+    try:
+        await eventually(lambda: any(text in line for line in log), 30, f"{text!r} in the log")
+    except TimeoutError as error:
+        raise TimeoutError(f"{error}; the log ends: {''.join(log[-20:])}") from None

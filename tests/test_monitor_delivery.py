@@ -14,8 +14,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 import sqlite_utils
-from conftest import Mosquitto
-from monitor_world import T0, ManualClock, RecordingNotifier, eventually
+from conftest import Mosquitto, eventually
+from monitor_world import T0, ManualClock, RecordingNotifier
 
 from hemowatch.notifications import NoticeKind
 from hemowatch.settings import Settings

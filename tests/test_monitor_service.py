@@ -11,8 +11,8 @@ from typing import Any
 import aiomqtt
 import pytest
 import sqlite_utils
-from conftest import Mosquitto, free_port
-from monitor_world import T0, ManualClock, RecordingNotifier, eventually
+from conftest import Mosquitto, eventually, free_port
+from monitor_world import T0, ManualClock, RecordingNotifier
 
 from hemowatch.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
 from hemowatch.settings import Settings

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Mosquitto
-from monitor_world import T0, RecordingNotifier, eventually
+from conftest import Mosquitto, eventually
+from monitor_world import T0, RecordingNotifier
 
 from hemowatch.settings import Settings
 from hemowatch.store.patients import list_patients
