@@ -12,6 +12,7 @@ from pathlib import Path
 import sqlite_utils
 from botapi import JSON, BotApiServer
 from conftest import eventually
+from monitor_world import ManualClock
 from telegram.ext import Application
 
 from bot.app import build_application
@@ -22,20 +23,6 @@ from hemowatch.store.people import Role
 ADMIN = 1
 DOCTOR = 10
 PATIENT = "ward-1"
-
-
-class FakeClock:
-    """Seconds since the epoch that move only when a test says so (they start at the real time, so records
-    made by tools on the real clock, like `hemowatch admin`, fit in)."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def settings_for(bot_api: BotApiServer, db_path: Path, **overrides: object) -> Settings:
@@ -53,7 +40,7 @@ def settings_for(bot_api: BotApiServer, db_path: Path, **overrides: object) -> S
 class BotWorld:
     api: BotApiServer
     application: Application
-    clock: FakeClock
+    clock: ManualClock
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -85,7 +72,7 @@ class BotWorld:
 
 @asynccontextmanager
 async def running_bot(bot_api: BotApiServer, tmp_path: Path, **overrides: object) -> AsyncIterator[BotWorld]:
-    clock = FakeClock()
+    clock = ManualClock(time.time())  # from the real time, so records made by `hemowatch admin` fit in
     settings = settings_for(bot_api, tmp_path / "hemowatch.db", **overrides)
     db = open_database(settings.hemowatch_db)
     application = build_application(settings, None, db, clock)

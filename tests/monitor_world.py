@@ -1,5 +1,5 @@
-"""Test doubles for the monitor that are real code, not mocks: a clock tests move by hand and a notifier that
-records what it is given."""
+"""Test doubles that are real code, not mocks: a clock tests move by hand (the bot tests use it too) and a
+notifier that records what the monitor gives it."""
 
 from __future__ import annotations
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
 import pytest
 from botapi import JSON, BotApiServer
-from botworld import ADMIN, FakeClock, settings_for
+from botworld import ADMIN, settings_for
 from conftest import eventually
+from monitor_world import ManualClock
 
 from hemowatch.app import Service, running
 from hemowatch.store import alerts, open_database, patients, people
@@ -30,8 +32,8 @@ def is_alert(message: JSON) -> bool:
 
 
 @pytest.fixture
-async def service(bot_api: BotApiServer, mosquitto, tmp_path: Path) -> AsyncIterator[tuple[Service, FakeClock]]:
-    clock = FakeClock()
+async def service(bot_api: BotApiServer, mosquitto, tmp_path: Path) -> AsyncIterator[tuple[Service, ManualClock]]:
+    clock = ManualClock(time.time())
     settings = settings_for(bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url)
     db = open_database(settings.hemowatch_db)
     for patient_id in (PATIENT, OTHER_PATIENT):
@@ -56,7 +58,7 @@ async def caregiver_joins(api: BotApiServer) -> None:
     await api.wait_for_message(DOCTOR, lambda m: "joined as caregiver" in m.get("text", ""))
 
 
-async def deteriorate(mosquitto_url: str, clock: FakeClock, settings_hold_s: float) -> None:
+async def deteriorate(mosquitto_url: str, clock: ManualClock, settings_hold_s: float) -> None:
     """SpO2 falls to 85% and stays there longer than the rules' hold time."""
     port = int(mosquitto_url.rsplit(":", 1)[1])
     async with aiomqtt.Client("127.0.0.1", port) as client:
@@ -67,7 +69,7 @@ async def deteriorate(mosquitto_url: str, clock: FakeClock, settings_hold_s: flo
 
 
 async def test_caregiver_receives_acknowledges_and_escalation_stops(
-    bot_api: BotApiServer, mosquitto, service: tuple[Service, FakeClock]
+    bot_api: BotApiServer, mosquitto, service: tuple[Service, ManualClock]
 ) -> None:
     running_service, clock = service
     settings = running_service.application.bot_data["services"].settings
@@ -108,7 +110,7 @@ async def test_caregiver_receives_acknowledges_and_escalation_stops(
 
 
 async def test_rate_limit_then_server_error_and_the_alert_arrives_once(
-    bot_api: BotApiServer, mosquitto, service: tuple[Service, FakeClock]
+    bot_api: BotApiServer, mosquitto, service: tuple[Service, ManualClock]
 ) -> None:
     running_service, clock = service
     settings = running_service.application.bot_data["services"].settings
