@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -92,6 +94,21 @@ async def test_admin_command_invites_a_doctor(world: BotWorld, capsys: pytest.Ca
     assert "joined as doctor" in (await world.say(NEWCOMER, f"/start {code}"))["text"]
     await world.api.wait_for_message(ADMIN, lambda m: "joined as doctor" in m.get("text", ""))
     assert people.get_person(world.db, NEWCOMER).role is Role.DOCTOR
+
+
+async def test_admin_command_logs_no_bot_token(bot_api: BotApiServer, tmp_path: Path) -> None:
+    """As a user runs it, logging set up by the command line: request lines would name the token."""
+    env = {
+        "PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "TELEGRAM_BOT_TOKEN": bot_api.token, "TELEGRAM_API_URL": bot_api.url,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hemowatch.cli", "admin", "invite", "doctor", cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0 and invitation_code(out.decode())
+    assert bot_api.calls_to("getMe") and bot_api.token not in err.decode()
 
 
 def test_admin_command_adds_a_patient_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
