@@ -27,7 +27,6 @@ class AlertState(StrEnum):
     RESOLVED = "resolved"
 
 
-OPEN_STATES = (AlertState.RAISED, AlertState.NOTIFIED, AlertState.ACKNOWLEDGED)
 _OPEN = "state in ('raised', 'notified', 'acknowledged')"
 
 
@@ -129,14 +128,14 @@ def raise_alert(
     return alert_id
 
 
-def resolve_alert(db: sqlite_utils.Database, alert_id: int, now: float, note: str | None = None) -> bool:
+def resolve_alert(db: sqlite_utils.Database, alert_id: int, now: float) -> bool:
     """Close an open alert and queue its RESOLVED notice; False when it was already resolved."""
     with atomic(db):
         changed = db.execute(
             f"update alerts set state = 'resolved', resolved_at = ? where id = ? and {_OPEN}", [now, alert_id]
         ).rowcount
         if changed:
-            _record(db, alert_id, now, AlertState.RESOLVED, note=note)
+            _record(db, alert_id, now, AlertState.RESOLVED)
             _enqueue(db, get_alert(db, alert_id), NoticeKind.RESOLVED, now)
     return bool(changed)
 
