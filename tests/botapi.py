@@ -7,6 +7,10 @@ and mimics the behaviour a bot meets in production:
 
 - message ids count per chat; updates carry increasing `update_id`s and are confirmed by `offset`;
   `getUpdates` long-polls;
+- while a webhook is set (`setWebhook`), updates are POSTed to it as JSON one at a time, in order, with
+  the `X-Telegram-Bot-Api-Secret-Token` header when a secret was given; an update stays pending (and is
+  sent again) until the webhook answers 2xx; `getUpdates` is a 409 Conflict meanwhile. As with a
+  `telegram-bot-api --local` server, the webhook may be plain HTTP on any port;
 - commands carry a `bot_command` entity; photos arrive as a list of JPEG `PhotoSize`s no larger than
   1280 pixels (as the apps send them); documents carry file_id, file_name, mime_type and file_size;
 - `getFile` refuses files over the cloud server's 20 MB download cap ("file is too big");
@@ -28,12 +32,14 @@ import html.parser
 import io
 import itertools
 import json
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from PIL import Image
 
@@ -44,11 +50,14 @@ CLOUD_DOWNLOAD_LIMIT = 20 * 1024 * 1024  # getFile refuses larger files on api.t
 PHOTO_SIDES = (90, 320, 800, 1280)  # the PhotoSize variants Telegram keeps of a photo
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
+SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what setWebhook accepts as secret_token
+WEBHOOK_RETRY_S = 0.1  # Telegram retries a failed webhook delivery later; here soon, to keep tests quick
 HTML_TAGS = {
     "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre",
     "span", "tg-spoiler", "tg-emoji", "blockquote",
 }
-STRING_FIELDS = {"text", "caption", "parse_mode", "callback_query_id", "file_id", "action", "photo", "document"}
+STRING_FIELDS = {"text", "caption", "parse_mode", "callback_query_id", "file_id", "action", "photo", "document",
+                 "url", "secret_token"}
 STATUS_TEXT = {
     400: "Bad Request", 403: "Forbidden", 409: "Conflict", 429: "Too Many Requests",
     500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
@@ -90,6 +99,17 @@ class Failure:
     status: int
     retry_after: int | None
     remaining: int
+
+
+@dataclass
+class Webhook:
+    """The webhook set by `setWebhook`, and how its last delivery failed (for `getWebhookInfo`)."""
+
+    url: str
+    secret_token: str | None
+    max_connections: int
+    last_error_date: int | None = None
+    last_error_message: str | None = None
 
 
 @dataclass
@@ -199,6 +219,7 @@ class BotApiServer:
         self.callback_answers: dict[str, JSON] = {}
         self.files: dict[str, StoredFile] = {}
         self.blocked: set[int] = set()
+        self.webhook: Webhook | None = None
         self.url = ""
         self._updates: list[JSON] = []
         self._update_ids = itertools.count(1)
@@ -212,10 +233,13 @@ class BotApiServer:
         self._poll = _Poll()
         self._closing = False
         self._runner: web.AppRunner | None = None
+        self._webhook_delivery: asyncio.Task[None] | None = None
         self._methods: dict[str, Callable[[JSON, dict[str, bytes]], Any]] = {
             "getme": lambda params, files: self.bot_user,
             "getupdates": self._get_updates,
+            "setwebhook": self._set_webhook,
             "deletewebhook": self._delete_webhook,
+            "getwebhookinfo": self._get_webhook_info,
             "setmycommands": self._set_my_commands,
             "sendmessage": self._send_message,
             "sendphoto": self._send_photo,
@@ -237,10 +261,13 @@ class BotApiServer:
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self._webhook_delivery = asyncio.create_task(self._deliver_to_webhook())
 
     async def stop(self) -> None:
         self._closing = True
-        self._poll.notify()  # let pending long polls return at once
+        self._poll.notify()  # let pending long polls and the webhook delivery return at once
+        if self._webhook_delivery is not None:
+            await self._webhook_delivery
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -391,17 +418,45 @@ class BotApiServer:
     # --- methods --------------------------------------------------------------------------------
 
     async def _get_updates(self, params: JSON, files: dict[str, bytes]) -> list[JSON]:
+        if self.webhook is not None:
+            raise ApiError(409, "Conflict: can't use getUpdates method while webhook is active; "
+                                "use deleteWebhook to delete the webhook first")
         offset = int(params.get("offset") or 0)
         if offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
         limit = int(params.get("limit") or 100)
-        pending = await self._poll.until(lambda: self._closing or self._updates, float(params.get("timeout") or 0))
+        pending = await self._poll.until(lambda: self._closing or self.webhook or self._updates,
+                                         float(params.get("timeout") or 0))
+        if self.webhook is not None:
+            raise ApiError(409, "Conflict: terminated by setWebhook request")
         return self._updates[:limit] if pending else []
 
+    def _set_webhook(self, params: JSON, files: dict[str, bytes]) -> bool:
+        if not params.get("url"):  # an empty url removes the webhook
+            return self._delete_webhook(params, files)
+        secret = params.get("secret_token")
+        if secret is not None and not SECRET_TOKEN.fullmatch(str(secret)):
+            raise ApiError(400, "Bad Request: secret token contains unallowed characters")
+        if params.get("drop_pending_updates"):
+            self._updates.clear()
+        self.webhook = Webhook(params["url"], secret, int(params.get("max_connections") or 40))
+        self._poll.notify()
+        return True
+
     def _delete_webhook(self, params: JSON, files: dict[str, bytes]) -> bool:
+        self.webhook = None
         if params.get("drop_pending_updates"):
             self._updates.clear()
         return True
+
+    def _get_webhook_info(self, params: JSON, files: dict[str, bytes]) -> JSON:
+        info: JSON = {"url": "", "has_custom_certificate": False, "pending_update_count": len(self._updates)}
+        if self.webhook is not None:
+            info.update(url=self.webhook.url, max_connections=self.webhook.max_connections)
+            if self.webhook.last_error_date is not None:
+                info.update(last_error_date=self.webhook.last_error_date,
+                            last_error_message=self.webhook.last_error_message)
+        return info
 
     def _set_my_commands(self, params: JSON, files: dict[str, bytes]) -> bool:
         self.commands = params["commands"]
@@ -458,6 +513,37 @@ class BotApiServer:
             raise ApiError(400, "Bad Request: file is too big")
         return {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
                 "file_size": len(stored.data), "file_path": stored.file_path}
+
+    # --- webhook delivery -----------------------------------------------------------------------
+
+    async def _deliver_to_webhook(self) -> None:
+        """While a webhook is set, send it the oldest pending update until it accepts, then the next."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            while not self._closing:
+                webhook = self.webhook
+                if webhook is None or not self._updates:
+                    await self._poll.event.wait()
+                    continue
+                update = self._updates[0]
+                error = await self._post_update(session, webhook, update)
+                if error is None:
+                    if self._updates and self._updates[0] is update:  # not dropped meanwhile
+                        self._updates.pop(0)
+                else:
+                    webhook.last_error_date, webhook.last_error_message = int(time.time()), error
+                    await asyncio.sleep(WEBHOOK_RETRY_S)
+
+    @staticmethod
+    async def _post_update(session: aiohttp.ClientSession, webhook: Webhook, update: JSON) -> str | None:
+        """POST `update` to the webhook; None if it was accepted, else the error getWebhookInfo reports."""
+        headers = {} if webhook.secret_token is None else {"X-Telegram-Bot-Api-Secret-Token": webhook.secret_token}
+        try:
+            async with session.post(webhook.url, json=update, headers=headers) as response:
+                if 200 <= response.status < 300:
+                    return None
+                return f"Wrong response from the webhook: {response.status} {response.reason}"
+        except (aiohttp.ClientError, TimeoutError) as error:
+            return f"Connection failed: {error}"
 
     # --- helpers --------------------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from botapi import BotApiServer
+from conftest import free_port
 from PIL import Image
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
+from telegram.error import BadRequest, Conflict, Forbidden, NetworkError, RetryAfter
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 USER = 1001
@@ -155,3 +156,19 @@ async def test_files_over_the_cloud_download_cap_cannot_be_fetched() -> None:
             sent = server.send_document(USER, bytes(1001), "series.zip", "application/zip")
             with pytest.raises(BadRequest, match="(?i)file is too big"):
                 await small_cap_bot.get_file(sent["document"]["file_id"])
+
+
+async def test_a_webhook_replaces_get_updates_until_it_is_deleted(bot_api: BotApiServer, bot: Bot) -> None:
+    hook = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there: deliveries fail and are retried
+    with pytest.raises(BadRequest, match="(?i)secret token contains unallowed characters"):
+        await bot.set_webhook(hook, secret_token=bot_api.token)  # ":" is not allowed
+    await bot.set_webhook(hook, secret_token="s3cret_-")
+    bot_api.send_text(USER, "hi")
+    with pytest.raises(Conflict, match="can't use getUpdates method while webhook is active"):
+        await bot.get_updates()
+    info = await bot.get_webhook_info()
+    assert info.url == hook and info.pending_update_count == 1
+    await bot.delete_webhook()
+    (update,) = await bot.get_updates()
+    assert update.message.text == "hi"
+    assert (await bot.get_webhook_info()).url == ""
