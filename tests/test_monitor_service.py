@@ -118,6 +118,7 @@ async def test_unacknowledged_urgent_alert_escalates_on_time(
         await eventually(lambda: len(notifier.notices) == 1)
         clock.advance(299)
         await monitor.escalate()
+        assert [alert.escalation_level for alert in open_alerts(db)] == [0]  # not yet
         clock.advance(1)
         await monitor.escalate()
         await eventually(lambda: len(notifier.notices) == 2)
