@@ -14,7 +14,7 @@ import aiomqtt
 import pytest
 from botapi import JSON, BotApiServer
 from botworld import ADMIN, settings_for
-from conftest import eventually
+from conftest import Mosquitto, eventually
 from monitor_world import ManualClock
 
 from hemowatch.app import Service, running
@@ -32,7 +32,9 @@ def is_alert(message: JSON) -> bool:
 
 
 @pytest.fixture
-async def service(bot_api: BotApiServer, mosquitto, tmp_path: Path) -> AsyncIterator[tuple[Service, ManualClock]]:
+async def service(
+    bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path
+) -> AsyncIterator[tuple[Service, ManualClock]]:
     clock = ManualClock(time.time())
     settings = settings_for(bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url)
     db = open_database(settings.hemowatch_db)
@@ -62,14 +64,14 @@ async def deteriorate(mosquitto_url: str, clock: ManualClock, settings_hold_s: f
     """SpO2 falls to 85% and stays there longer than the rules' hold time."""
     port = int(mosquitto_url.rsplit(":", 1)[1])
     async with aiomqtt.Client("127.0.0.1", port) as client:
-        for step in range(int(settings_hold_s // 10) + 3):
+        for _ in range(int(settings_hold_s // 10) + 3):
             payload = {"ts": clock(), "spo2": 85.0, "hr": 104.0}
             await client.publish(vitals_topic("hemowatch", PATIENT), json.dumps(payload), qos=1)
             clock.advance(10)
 
 
 async def test_caregiver_receives_acknowledges_and_escalation_stops(
-    bot_api: BotApiServer, mosquitto, service: tuple[Service, ManualClock]
+    bot_api: BotApiServer, mosquitto: Mosquitto, service: tuple[Service, ManualClock]
 ) -> None:
     running_service, clock = service
     settings = running_service.application.bot_data["services"].settings
@@ -110,7 +112,7 @@ async def test_caregiver_receives_acknowledges_and_escalation_stops(
 
 
 async def test_rate_limit_then_server_error_and_the_alert_arrives_once(
-    bot_api: BotApiServer, mosquitto, service: tuple[Service, ManualClock]
+    bot_api: BotApiServer, mosquitto: Mosquitto, service: tuple[Service, ManualClock]
 ) -> None:
     running_service, clock = service
     settings = running_service.application.bot_data["services"].settings
