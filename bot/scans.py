@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 
 import sqlite_utils
-
 from telegram import Message, Update
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import BaseHandler, MessageHandler, filters

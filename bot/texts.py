@@ -112,6 +112,8 @@ def open_alert(severity: str, title: str, age: str) -> str:
 
 def trend_caption(hours: int) -> str:
     return f"The last {hours} hours: heart rate, SpO2 and blood pressure."
+
+
 STATUS_USAGE = "Use /status <patient>. Send /patients to see the ids."
 MUTE_USAGE = "Use /mute <patient> <minutes>, for example /mute bed-12 60. /mute bed-12 0 ends it."
 
@@ -159,6 +161,7 @@ def unmuted(patient_id: str) -> str:
 
 def mute_too_long(limit: int) -> str:
     return f"You can pause alerts for at most {limit} minutes."
+
 
 ALREADY_ACKNOWLEDGED = "Already acknowledged."
 ALREADY_RESOLVED = "This alert has already been resolved."

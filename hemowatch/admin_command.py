@@ -16,6 +16,7 @@ from hemowatch.settings import Settings
 from hemowatch.store import open_database, patients, people
 from hemowatch.store.people import Role
 
+
 def run_admin(args: argparse.Namespace, settings: Settings) -> int:
     db = open_database(settings.hemowatch_db)
     try:

@@ -10,7 +10,6 @@ from inference.errors import InputError
 from inference.limits import Limits
 
 
-
 def is_zip(data: bytes) -> bool:
     return data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06")
 

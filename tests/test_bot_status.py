@@ -15,7 +15,6 @@ from hemowatch.store.schema import atomic
 from hemowatch.store.vitals import VitalSample, insert_vitals
 
 
-
 @pytest.fixture
 async def world(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld]:
     async with running_ward(bot_api, tmp_path) as world:

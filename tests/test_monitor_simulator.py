@@ -23,7 +23,6 @@ from monitor.service import Monitor
 from monitor.simulator import OFFLINE_AFTER_S, SimulatedPatient
 
 
-
 def _alerts_within(scenario: str, seconds: int, seed: int) -> dict[str, float]:
     """Run one simulated patient at 1 Hz through the engine (default 30 s hold); condition -> time raised."""
     patient = SimulatedPatient("sim-1", scenario, random.Random(seed))
