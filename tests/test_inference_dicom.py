@@ -21,6 +21,7 @@ from inference.archive import read_zip
 from inference.dicom import read_series
 from inference.errors import InputError
 from inference.limits import Limits
+from inference.scan import Series
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 IDENTITY = {
@@ -86,7 +87,7 @@ def dicom_bytes(
     return buffer.getvalue()
 
 
-def read_one(data: bytes):
+def read_one(data: bytes) -> Series:
     (series,) = read_series([data], Limits(), strict=True)
     return series
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from inference.dicom import read_series
-from inference.gate import assess_hu, assess_slice
+from inference.gate import Assessment, assess_hu, assess_slice
 from inference.images import read_picture
 from inference.limits import Limits
 
@@ -21,7 +21,7 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def gate_picture(image: Image.Image):
+def gate_picture(image: Image.Image) -> Assessment:
     (scan_slice,) = read_picture(png_bytes(image), Limits()).slices
     return assess_slice(scan_slice)
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from hemowatch.store.vitals import VitalSample
 from monitor.mqtt import client_options, patient_from_topic
 from monitor.payload import RejectedPayload, parse_vitals
 
 NOW = 1_800_000_000.0
 
 
-def _parse(payload: bytes, max_bytes: int = 4096):
+def _parse(payload: bytes, max_bytes: int = 4096) -> VitalSample:
     return parse_vitals("p1", payload, NOW, max_bytes)
 
 
