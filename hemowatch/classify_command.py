@@ -71,10 +71,11 @@ def run_classify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _print_table(rows: list[dict[str, Any]], out: TextIO) -> None:
-    cells = [_cells(row) for row in rows]
-    widths = [max(len(line[column]) for line in [dict(zip(_COLUMNS, _COLUMNS)), *cells]) for column in _COLUMNS]
-    for line in [dict(zip(_COLUMNS, _COLUMNS)), *cells]:
-        print("  ".join(line[column].ljust(width) for column, width in zip(_COLUMNS, widths)).rstrip(), file=out)
+    lines = [dict(zip(_COLUMNS, _COLUMNS, strict=True)), *(_cells(row) for row in rows)]  # heading first
+    widths = [max(len(line[column]) for line in lines) for column in _COLUMNS]
+    for line in lines:
+        print("  ".join(line[column].ljust(width) for column, width in zip(_COLUMNS, widths, strict=True)).rstrip(),
+              file=out)
 
 
 def _cells(row: dict[str, Any]) -> dict[str, str]:
