@@ -59,4 +59,3 @@ class Backoff:
 
     def reset(self) -> None:
         self._attempt = 0
-

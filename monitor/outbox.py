@@ -3,8 +3,8 @@
 A notice is marked delivered only after the notifier returns, so a crash in between means it is offered
 again after restart (once its claim of CLAIM_S has run out); the notifier deduplicates by `outbox_id`, so
 people see it once. The claim also keeps several monitor processes on one database from offering the same
-notice twice. A deferred notice
-holds back the ones queued after it, so nobody reads "resolved" before "raised".
+notice twice. A deferred notice holds back the ones queued after it, so nobody reads "resolved" before
+"raised".
 """
 
 from __future__ import annotations
