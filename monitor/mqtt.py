@@ -16,7 +16,8 @@ def client_options(url: str, ca_file: Path | None = None) -> dict[str, Any]:
     verified against `ca_file` when given, else the system's CAs)."""
     parts = urlsplit(url)
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise ValueError(f"MQTT URL {url!r} should look like mqtt://host:1883 or mqtts://user:pass@host:8883")
+        # The URL is not repeated: it may carry the broker password.
+        raise ValueError("the MQTT URL should look like mqtt://host:1883 or mqtts://user:pass@host:8883")
     options: dict[str, Any] = {"hostname": parts.hostname, "port": parts.port or _DEFAULT_PORTS[parts.scheme]}
     if parts.username:
         options["username"] = unquote(parts.username)

@@ -83,3 +83,6 @@ def test_broker_urls() -> None:
     assert secure["tls_context"].verify_mode.name == "CERT_REQUIRED"
     with pytest.raises(ValueError, match="mqtt://host"):
         client_options("http://broker")
+    with pytest.raises(ValueError) as wrong_scheme:
+        client_options("tcp://mon:s3cret@broker")
+    assert "s3cret" not in str(wrong_scheme.value)
