@@ -38,7 +38,8 @@ def _patient(row: dict) -> Patient:
 def add_patient(
     db: sqlite_utils.Database, patient_id: str, name: str, now: float, neuro: bool = True
 ) -> Patient:
-    """Register a patient so the monitor accepts their vitals; ValueError when the id is taken or empty."""
+    """Register a patient so the monitor accepts their vitals; ValueError when the id is taken, empty or holds
+    a character with a meaning in MQTT topics (`/`, `+`, `#`)."""
     if not patient_id or "/" in patient_id or "+" in patient_id or "#" in patient_id:
         raise ValueError(f"{patient_id!r} cannot be a patient id (it is part of an MQTT topic)")
     if get_patient(db, patient_id) is not None:
