@@ -96,7 +96,6 @@ def run_service(settings: Settings) -> int:
         return 2
 
     logging.getLogger("transitions").setLevel(logging.WARNING)  # the embedded broker's state machine chatter
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines carry the bot token in the URL
 
     async def main() -> None:
         stop = asyncio.Event()
