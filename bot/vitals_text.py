@@ -9,9 +9,9 @@ from typing import Any
 VITALS: dict[str, tuple[str, str]] = {
     "hr": ("Heart rate", " /min"),
     "spo2": ("SpO2", "%"),
-    "sbp": ("Systolic BP", " mmHg"),
-    "dbp": ("Diastolic BP", " mmHg"),
-    "rr": ("Breathing rate", " /min"),
+    "sbp": ("Systolic pressure", " mmHg"),
+    "dbp": ("Diastolic pressure", " mmHg"),
+    "rr": ("Respiratory rate", " /min"),
     "temp": ("Temperature", " °C"),
     "gcs": ("GCS", ""),
     "o2": ("On oxygen", ""),

@@ -59,7 +59,7 @@ async def test_bad_threshold_changes_are_explained_and_not_stored(world: BotWorl
 
 async def test_one_sided_threshold(world: BotWorld) -> None:
     reply = await world.say(DOCTOR, f"/thresholds {PATIENT} sbp - 150")
-    assert "Systolic BP: standard to 150 mmHg" in reply["text"]
+    assert "Systolic pressure: standard to 150 mmHg" in reply["text"]
     assert patients.get_thresholds(world.db, PATIENT)["sbp"].high == 150
 
 
