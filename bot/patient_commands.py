@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
@@ -18,7 +17,6 @@ from hemowatch.store import alerts, patients, people, vitals
 from hemowatch.store.people import Role
 from hemowatch.store.vitals import THRESHOLD_VITALS
 
-PATIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # safe inside an MQTT topic
 TREND_HOURS = 6
 MAX_MUTE_MINUTES = 12 * 60
 
@@ -74,7 +72,7 @@ async def add_patient(update: Update, context: Context, caller: Caller) -> None:
     """Registers a patient to monitor; a doctor who adds one becomes their doctor."""
     shared = services(context)
     args = context.args or []
-    if not args or not PATIENT_ID.match(args[0]):
+    if not args or not patients.PATIENT_ID.fullmatch(args[0]):
         await update.effective_message.reply_text(texts.ADDPATIENT_USAGE)
         return
     patient_id, name = args[0], " ".join(args[1:]) or args[0]

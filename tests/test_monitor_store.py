@@ -56,8 +56,9 @@ def test_patients_are_registered_once_with_safe_ids(db: sqlite_utils.Database) -
     assert get_patient(db, "nobody") is None
     with pytest.raises(ValueError, match="already exists"):
         add_patient(db, "p1", "Again", T0)
-    with pytest.raises(ValueError, match="MQTT topic"):
-        add_patient(db, "ward/3", "Bad", T0)
+    for bad_id in ("ward/3", "bed+", "#", "", "bed 3", "x" * 33):
+        with pytest.raises(ValueError, match="MQTT topic"):
+            add_patient(db, bad_id, "Bad", T0)
 
 
 def test_thresholds_are_set_replaced_and_cleared(db: sqlite_utils.Database) -> None:

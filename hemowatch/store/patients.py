@@ -5,12 +5,15 @@ A threshold row overrides the monitor's adult default for one vital; a missing s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sqlite_utils
 
 from hemowatch.store.schema import atomic
 from hemowatch.store.vitals import THRESHOLD_VITALS
+
+PATIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # safe inside an MQTT topic and a Telegram command
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +41,12 @@ def _patient(row: dict) -> Patient:
 def add_patient(
     db: sqlite_utils.Database, patient_id: str, name: str, now: float, neuro: bool = True
 ) -> Patient:
-    """Register a patient so the monitor accepts their vitals; ValueError when the id is taken, empty or holds
-    a character with a meaning in MQTT topics (`/`, `+`, `#`)."""
-    if not patient_id or "/" in patient_id or "+" in patient_id or "#" in patient_id:
-        raise ValueError(f"{patient_id!r} cannot be a patient id (it is part of an MQTT topic)")
+    """Register a patient so the monitor accepts their vitals; ValueError when the id is taken or not a
+    valid `PATIENT_ID`."""
+    if not PATIENT_ID.fullmatch(patient_id):
+        raise ValueError(
+            f"{patient_id!r} cannot be a patient id: use 1-32 letters, digits, '-' or '_' (it is part of an MQTT topic)"
+        )
     if get_patient(db, patient_id) is not None:
         raise ValueError(f"patient {patient_id} already exists")
     with atomic(db):
