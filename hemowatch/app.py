@@ -9,11 +9,12 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import sqlite_utils
+from telegram.error import InvalidToken, NetworkError
 from telegram.ext import Application
 
 from bot.app import build_application, register_menu
@@ -22,6 +23,7 @@ from hemowatch.settings import Settings
 from hemowatch.store import open_database
 from inference.analyzer import Analyzer
 from monitor.broker import EmbeddedBroker
+from monitor.mqtt import Backoff
 from monitor.service import Monitor
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,10 @@ NO_TOKEN = (
     "2. Copy .env.example to .env and put the token after TELEGRAM_BOT_TOKEN= (or set that environment "
     "variable).\n"
     "Then start HemoWatch again."
+)
+
+INVALID_TOKEN = (
+    "Telegram refused the bot token in TELEGRAM_BOT_TOKEN. Copy it again from @BotFather (/mybots, API Token)."
 )
 
 
@@ -46,7 +52,11 @@ class Service:
 
 @asynccontextmanager
 async def running(settings: Settings, clock: Callable[[], float] = time.time) -> AsyncIterator[Service]:
-    """Start the broker (when embedded), the bot and the monitor; stop them in reverse order on exit."""
+    """Start the broker (when embedded), the monitor and the bot; stop them in reverse order on exit.
+
+    The monitor starts first, so vitals are stored and alerts queued in the outbox even while Telegram
+    cannot be reached; the bot keeps trying to connect and the outbox delivers once it can.
+    """
     db = open_database(settings.hemowatch_db)
     async with AsyncExitStack() as stack:
         stack.callback(db.close)
@@ -54,24 +64,50 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
             broker = EmbeddedBroker(settings.embedded_broker_host, settings.embedded_broker_port)
             await stack.enter_async_context(broker)
         application = build_application(settings, Analyzer.from_settings(settings), db, clock)
-        await application.initialize()
-        stack.push_async_callback(application.shutdown)
+        stack.push_async_callback(application.shutdown)  # after the monitor has stopped delivering
+        monitor = Monitor(settings, TelegramNotifier(application.bot, db, settings, clock), clock=clock)
+        await stack.enter_async_context(monitor)
+        await _connect(application)
         await register_menu(application.bot)
         await application.start()
         stack.push_async_callback(application.stop)
         await _receive_updates(application, settings)
         stack.push_async_callback(application.updater.stop)
-        monitor = Monitor(settings, TelegramNotifier(application.bot, db, settings, clock), clock=clock)
-        await stack.enter_async_context(monitor)
         log.info("HemoWatch is running as @%s", application.bot.username)
         yield Service(application, monitor, db)
         log.info("HemoWatch is stopping")
 
 
 async def serve(settings: Settings, stop: asyncio.Event, clock: Callable[[], float] = time.time) -> None:
-    """Run everything until `stop` is set."""
-    async with running(settings, clock):
-        await stop.wait()
+    """Run everything until `stop` is set, also when that comes while still waiting for Telegram."""
+    started = asyncio.Event()
+
+    async def until_stopped() -> None:
+        async with running(settings, clock):
+            started.set()
+            await stop.wait()
+
+    service = asyncio.create_task(until_stopped())
+    stop_requested = asyncio.create_task(stop.wait())
+    await asyncio.wait({service, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+    stop_requested.cancel()
+    if not started.is_set():
+        service.cancel()  # still starting: unwind what has started
+    with suppress(asyncio.CancelledError):
+        await service
+
+
+async def _connect(application: Application) -> None:
+    """Initialise the bot, trying again with backoff while Telegram cannot be reached."""
+    backoff = Backoff(first_s=1.0, max_s=60.0)
+    while True:
+        try:
+            await application.initialize()
+            return
+        except NetworkError as error:  # TimedOut included; a wrong token raises InvalidToken instead
+            delay = backoff.next_delay()
+            log.warning("cannot reach Telegram (%s); trying again in %.0f s (vitals are still stored)", error, delay)
+            await asyncio.sleep(delay)
 
 
 async def _receive_updates(application: Application, settings: Settings) -> None:
@@ -104,5 +140,9 @@ def run_service(settings: Settings) -> int:
             loop.add_signal_handler(number, stop.set)
         await serve(settings, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except InvalidToken:
+        print(INVALID_TOKEN, file=sys.stderr)
+        return 2
     return 0

@@ -4,6 +4,7 @@ and Telegram failures still end in exactly one message per person."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -17,8 +18,8 @@ from botworld import ADMIN, settings_for
 from conftest import Mosquitto, eventually
 from monitor_world import ManualClock
 
-from hemowatch.app import Service, running
-from hemowatch.store import alerts, open_database, patients, people
+from hemowatch.app import Service, running, serve
+from hemowatch.store import alerts, open_database, patients, people, vitals
 from hemowatch.store.people import Role
 from monitor.mqtt import vitals_topic
 
@@ -142,3 +143,43 @@ def attempts(service: Service) -> int:
 def failed_sends(api: BotApiServer, status: int) -> bool:
     return any(call.status == status for call in api.calls_to("sendMessage"))
 
+
+
+async def test_vitals_are_stored_while_telegram_cannot_be_reached_and_the_bot_comes_up_later(
+    bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    settings = settings_for(bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url)
+    db = open_database(settings.hemowatch_db)
+    patients.add_patient(db, PATIENT, "Patient", time.time())
+    bot_api.fail_next("getMe", 500, count=1000)  # Telegram is down when the service starts
+    stop = asyncio.Event()
+    service = asyncio.create_task(serve(settings, stop))
+
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as device:  # a device sends until the monitor listens
+        for _ in range(120):
+            sample = {"ts": time.time(), "hr": 72}
+            await device.publish(vitals_topic("hemowatch", PATIENT), json.dumps(sample), qos=1)
+            if vitals.latest_vitals(db, PATIENT) is not None:
+                break
+            await asyncio.sleep(0.25)
+    assert vitals.latest_vitals(db, PATIENT) is not None, "no sample stored while Telegram was down"
+    assert bot_api.calls_to("getMe") and all(call.status == 500 for call in bot_api.calls_to("getMe"))
+    assert not service.done()
+
+    bot_api.fail_next("getMe", 500, count=1)  # one more failure, then Telegram answers again
+    sent = bot_api.send_text(ADMIN, "/help")
+    assert "/status" in (await bot_api.wait_for_message(ADMIN, after=sent, timeout=60))["text"]
+    stop.set()
+    await asyncio.wait_for(service, 30)
+    db.close()
+
+
+async def test_a_stop_while_telegram_cannot_be_reached_ends_the_service(
+    bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    bot_api.fail_next("getMe", 500, count=1000)
+    stop = asyncio.Event()
+    service = asyncio.create_task(serve(settings_for(bot_api, tmp_path / "h.db", mqtt_url=mosquitto.url), stop))
+    await eventually(lambda: len(bot_api.calls_to("getMe")) >= 2, 30, "a second attempt to reach Telegram")
+    stop.set()
+    await asyncio.wait_for(service, 30)
