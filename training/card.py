@@ -50,11 +50,16 @@ def build_card(
             "window": {"center": 40, "width": 80},
         },
         "outputs": {
-            "probability": {"shape": ["N"], "meaning": "calibrated probability of intracranial haemorrhage"},
+            "probability": {
+                "shape": ["N"],
+                "meaning": "calibrated probability of intracranial haemorrhage, from the mean haemorrhage logit "
+                "of the slice and its left-right mirror",
+            },
             "cam": {
                 "shape": ["N", CAM_SIDE, CAM_SIDE],
                 "meaning": "class-activation map for haemorrhage: last feature map weighted by the classifier "
-                "weights, raw (not normalised); covers the prepared square (PreparedSlice.box)",
+                "weights, raw (not normalised), averaged with the mirror's map mirrored back; covers the prepared square "
+                "(PreparedSlice.box)",
             },
         },
         "threshold": threshold,

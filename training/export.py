@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 import torch
 from torch import nn
 
 from inference.preprocess import INPUT_SIZE
 from training.evaluation import PlattScaling
-from training.network import HaemorrhageNet
+from training.network import HaemorrhageNet, mirror_averaged
 
 OPSET = 17
 INPUT_NAME = "image"
@@ -20,7 +21,8 @@ CAM_SIDE = INPUT_SIZE // 32  # the network downsamples five times
 
 
 class CalibratedNet(nn.Module):
-    """`image` (N, 3, S, S) -> `probability` (N,) calibrated, `cam` (N, S/32, S/32) raw haemorrhage evidence."""
+    """`image` (N, 3, S, S) -> `probability` (N,) calibrated, `cam` (N, S/32, S/32) raw haemorrhage evidence,
+    both averaged over the slice and its left-right mirror."""
 
     def __init__(self, net: HaemorrhageNet, calibration: PlattScaling) -> None:
         super().__init__()
@@ -29,10 +31,19 @@ class CalibratedNet(nn.Module):
         self.register_buffer("intercept", torch.tensor(calibration.intercept, dtype=torch.float32))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.net.features(image)
-        logit = self.net.logits_from_features(features)[:, 0]
-        probability = torch.sigmoid(self.slope * logit + self.intercept)
-        return probability, self.net.class_activation_map(features)
+        logit, cam = mirror_averaged(self.net, image)
+        return torch.sigmoid(self.slope * logit + self.intercept), cam
+
+
+def _declare_map_size(path: Path) -> None:
+    """Write the map's fixed side into the declared `cam` shape, which the exporter leaves symbolic once the
+    graph holds two passes."""
+    model = onnx.load(str(path))
+    (cam,) = [output for output in model.graph.output if output.name == "cam"]
+    for dim in cam.type.tensor_type.shape.dim[1:]:
+        dim.dim_value = CAM_SIDE
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
 
 
 def export_onnx(net: HaemorrhageNet, calibration: PlattScaling, path: Path) -> float:
@@ -51,6 +62,7 @@ def export_onnx(net: HaemorrhageNet, calibration: PlattScaling, path: Path) -> f
         opset_version=OPSET,
         dynamo=False,
     )
+    _declare_map_size(path)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         expected = [output.numpy() for output in model(example)]

@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional
 
 from training.augment import augment
-from training.network import HaemorrhageNet, pretrained_network
+from training.network import HaemorrhageNet, mirror_averaged, pretrained_network
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,10 @@ def train(
 
 @torch.no_grad()
 def predict_logits(net: HaemorrhageNet, tensors: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Haemorrhage logits of prepared slices, in evaluation mode."""
+    """Haemorrhage logits of prepared slices in evaluation mode, averaged with their mirrors as the shipped
+    graph does."""
     net.eval()
     images = torch.from_numpy(tensors)
-    batches = [net(images[start : start + batch_size]) for start in range(0, len(images), batch_size)]
+    starts = range(0, len(images), batch_size)
+    batches = [mirror_averaged(net, images[start : start + batch_size])[0] for start in starts]
     return torch.cat(batches).numpy()

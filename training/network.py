@@ -127,6 +127,16 @@ class HaemorrhageNet(nn.Module):
         return torch.einsum("nchw,c->nhw", features, self._fc.weight[0])
 
 
+def mirror_averaged(net: HaemorrhageNet, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Haemorrhage logit (N,) and class-activation map (N, h, w), each the mean over the slice and its
+    left-right mirror (the map of the mirror mirrored back): a bleed can be on either side."""
+    count = image.shape[0]
+    features = net.features(torch.cat([image, image.flip(-1)]))
+    logits = net.logits_from_features(features)[:, 0]
+    maps = net.class_activation_map(features)
+    return (logits[:count] + logits[count:]) / 2, (maps[:count] + maps[count:].flip(-1)) / 2
+
+
 def pretrained_network(weights: Path, dropout: float = 0.2) -> HaemorrhageNet:
     """HaemorrhageNet with the ImageNet weights loaded strictly (every key must match) and a fresh head."""
     net = HaemorrhageNet(classes=IMAGENET_CLASSES, dropout=dropout)
