@@ -229,6 +229,8 @@ def scan_verdict(result: StudyResult) -> str:
         lines.append(result.reason)
     if result.probability is not None:
         lines.append(f"Probability of haemorrhage {_percent(result.probability)} (threshold {_percent(result.threshold)}).")
+    if result.suspected_type:
+        lines.append(f"Suspected type: {result.suspected_type}.")
     if result.top_slice is not None and result.n_slices > 1:
         number, probability = result.top_slice
         lines.append(f"Most suspicious: slice {number} of {result.n_slices} ({_percent(probability)}).")

@@ -86,7 +86,7 @@ def _cells(row: dict[str, Any]) -> dict[str, str]:
     return {
         "input": row["input"],
         "series": row["series"],
-        "verdict": VERDICT_WORDS[row["verdict"]],
+        "verdict": VERDICT_WORDS[row["verdict"]] + (f" ({row['suspected_type']})" if row["suspected_type"] else ""),
         "probability": "-" if row["probability"] is None else f"{row['probability']:.2f} (≥{row['threshold']:.2f})",
         "top slice": "-" if top is None else f"{top['index']} of {row['n_slices']}",
         "assessable": f"{row['n_assessable']}/{row['n_slices']}",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from inference.archive import is_zip, read_folder, read_zip
 from inference.dicom import is_dicom, read_series
@@ -20,7 +23,7 @@ from inference.overlay import render_overlay
 from inference.preprocess import prepare_batch
 from inference.result import ModelInfo, StudyResult
 from inference.scan import Series, Window
-from inference.study import study_verdict
+from inference.study import OperatingPoint, study_verdict
 
 if TYPE_CHECKING:
     from hemowatch.settings import Settings
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 BATCH_SIZE = 32  # slices per model call: large enough to amortise the call, small enough to report progress
+SHOWN_TYPE_PROBABILITY = 0.5
 
 
 def _silent(_: str) -> None:
@@ -55,7 +59,10 @@ class Analyzer:
         self._window = window
         card = self._model.card
         self._info = ModelInfo(card.name, card.version, card.sha256, card.threshold)
-        self._threshold = card.threshold if threshold is None else threshold
+        self._point = card.operating_point
+        if threshold is not None:  # one threshold for single slices and studies alike
+            study = None if card.study is None else dataclasses.replace(card.study, threshold=threshold)
+            self._point = OperatingPoint(threshold, study)
 
     @classmethod
     def from_settings(
@@ -68,6 +75,20 @@ class Analyzer:
             window=Window(settings.window_center, settings.window_width),
             threshold=threshold,
         )
+
+    def _suspected_type(self, verdict: str, type_probabilities: np.ndarray) -> str | None:
+        """The most likely haemorrhage type on the top slice of a flagged study, among the types the model card
+        says the model tells apart, when it is more likely than not."""
+        card = self._model.card
+        if verdict != "hemorrhage":
+            return None
+        candidates = [
+            (float(type_probabilities[index]), name)
+            for index, name in enumerate(card.type_names)
+            if name in card.shown_types and index < len(type_probabilities)
+        ]
+        probability, name = max(candidates, default=(0.0, None))
+        return name if probability >= SHOWN_TYPE_PROBABILITY else None
 
     @property
     def model_info(self) -> ModelInfo:
@@ -120,25 +141,25 @@ class Analyzer:
         if len(series.slices) > 1:
             progress(f"{len(assessable)} of {len(series.slices)} slices show enough brain to assess")
         probabilities: list[float | None] = [None] * len(series.slices)
-        looked_at = {}  # slice index -> (class-activation map, box it covers); the maps are tiny
+        looked_at = {}  # slice index -> (class-activation map, box it covers, type probabilities); all tiny
         for start in range(0, len(assessable), BATCH_SIZE):
             chunk = assessable[start : start + BATCH_SIZE]
             batch, prepared = prepare_batch([series.slices[index].grey(self._window) for index in chunk])
-            chunk_probabilities, cams = self._model.predict(batch)
-            for index, probability, cam, item in zip(chunk, chunk_probabilities, cams, prepared):
+            chunk_probabilities, cams, types = self._model.predict(batch)
+            for index, probability, cam, item, kinds in zip(chunk, chunk_probabilities, cams, prepared, types):
                 probabilities[index] = float(probability)
-                looked_at[index] = (cam, item.box)
+                looked_at[index] = (cam, item.box, kinds)
             progress(f"Analysed {start + len(chunk)}/{len(assessable)} slices")
-        outcome = study_verdict(probabilities, self._threshold)
+        outcome = study_verdict(probabilities, self._point)
         overlay = None
         if outcome.top_slice is not None:
             top = outcome.top_slice[0]
-            overlay = render_overlay(series.slices[top].grey(self._window), *looked_at[top])
+            overlay = render_overlay(series.slices[top].grey(self._window), *looked_at[top][:2])
         reasons = Counter(assessment.reason for assessment in assessments if assessment.reason)
         result = StudyResult(
             verdict=outcome.verdict,
             probability=outcome.probability,
-            threshold=self._threshold,
+            threshold=outcome.threshold,
             n_slices=len(series.slices),
             n_assessable=len(assessable),
             top_slice=None if outcome.top_slice is None else (outcome.top_slice[0] + 1, outcome.top_slice[1]),
@@ -148,6 +169,8 @@ class Analyzer:
             elapsed_ms=read_ms + (time.perf_counter() - started) * 1000,
             warnings=list(series.warnings),
             overlay_png=overlay,
+            suspected_type=self._suspected_type(outcome.verdict, looked_at[outcome.top_slice[0]][2])
+            if outcome.top_slice is not None else None,
         )
         log.debug("analysed %s: %s (%d of %d slices assessable)", series.label, result.verdict,
                  result.n_assessable, result.n_slices)

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
+from inference.study import OperatingPoint, StudyCalibration
+
 log = logging.getLogger(__name__)
 
 
@@ -21,20 +23,36 @@ class ModelCard:
     name: str
     version: str
     sha256: str
-    threshold: float
+    threshold: float  # for a single slice
     input_size: int
+    study: StudyCalibration | None = None  # for a series of slices
+    type_names: tuple[str, ...] = ()  # the model's `types` outputs, in order
+    shown_types: tuple[str, ...] = ()  # the types it tells apart well enough to be named
 
     @classmethod
     def beside(cls, model_path: Path) -> ModelCard:
         card_path = model_path.with_suffix(".json")
         card = json.loads(card_path.read_text(encoding="utf-8"))
+        study = card.get("study")
         return cls(
             name=str(card["name"]),
             version=str(card["version"]),
             sha256=str(card["sha256"]),
             threshold=float(card["threshold"]),
             input_size=int(card["input"]["size"]),
+            study=None if study is None else StudyCalibration(
+                aggregation=str(study["aggregation"]),
+                slope=float(study["calibration"]["slope"]),
+                intercept=float(study["calibration"]["intercept"]),
+                threshold=float(study["threshold"]),
+            ),
+            type_names=tuple(card["outputs"].get("types", {}).get("names", ())),
+            shown_types=tuple(card.get("types", {}).get("shown", ())),
         )
+
+    @property
+    def operating_point(self) -> OperatingPoint:
+        return OperatingPoint(self.threshold, self.study)
 
 
 def file_sha256(path: Path) -> str:
@@ -57,8 +75,17 @@ class HaemorrhageModel:
         self._session = onnxruntime.InferenceSession(
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
+        names = {output.name for output in self._session.get_outputs()}
+        self._outputs = [name for name in ("probability", "cam", "types") if name in names]
 
-    def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`(probability [N], cam [N, h, w])` for one `(N, 3, S, S)` float32 batch."""
-        probability, cam = self._session.run(["probability", "cam"], {"image": batch})
-        return np.asarray(probability, dtype=np.float32).reshape(-1), np.asarray(cam, dtype=np.float32)
+    def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`(probability [N], cam [N, h, w], types [N, T])` for one `(N, 3, S, S)` float32 batch (T is 0 for
+        a model without type outputs)."""
+        outputs = self._session.run(self._outputs, {"image": batch})
+        probability, cam = outputs[0], outputs[1]
+        types = outputs[2] if len(outputs) > 2 else np.zeros((len(batch), 0), dtype=np.float32)
+        return (
+            np.asarray(probability, dtype=np.float32).reshape(-1),
+            np.asarray(cam, dtype=np.float32),
+            np.asarray(types, dtype=np.float32),
+        )

@@ -22,7 +22,7 @@ class StudyResult:
 
     verdict: Verdict
     probability: float | None  # None when not assessable
-    threshold: float
+    threshold: float  # the study threshold for a series, the slice threshold for a single slice
     n_slices: int
     n_assessable: int
     top_slice: tuple[int, float] | None  # (slice number counted from 1 at the lowest slice, its probability)
@@ -32,6 +32,7 @@ class StudyResult:
     elapsed_ms: float
     warnings: list[str] = field(default_factory=list)
     overlay_png: bytes | None = field(default=None, repr=False)  # heat-map on the top slice
+    suspected_type: str | None = None  # e.g. "epidural", only on a flagged study, only types the model tells apart
 
     def to_json_dict(self, input_name: str) -> dict[str, Any]:
         """The `hemowatch classify --json` object for this study."""
@@ -46,6 +47,7 @@ class StudyResult:
             "top_slice": None
             if self.top_slice is None
             else {"index": self.top_slice[0], "probability": round(self.top_slice[1], 4)},
+            "suspected_type": self.suspected_type,
             "reason": self.reason,
             "warnings": self.warnings,
             "model": {"name": self.model.name, "version": self.model.version, "sha256": self.model.sha256},

@@ -14,8 +14,8 @@ from hemowatch.cli import main
 from hemowatch.settings import DEFAULT_MODEL, PROJECT_ROOT
 
 RESULT_KEYS = {
-    "input", "series", "verdict", "probability", "threshold", "n_slices", "n_assessable", "top_slice", "reason",
-    "warnings", "model", "elapsed_ms",
+    "input", "series", "verdict", "probability", "threshold", "n_slices", "n_assessable", "top_slice",
+    "suspected_type", "reason", "warnings", "model", "elapsed_ms",
 }  # fmt: skip
 
 
