@@ -19,6 +19,7 @@ from botapi import BotApiServer
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HEAD_CT = SHARED_DATA / "head-ct"
 GE_SERIES = SHARED_DATA / "dicom" / "ge-head-ct"
+CT_ICH = SHARED_DATA / "ct-ich"
 
 
 async def eventually(check: Callable[[], object], timeout: float = 15.0, what: str = "the condition") -> None:
@@ -41,6 +42,13 @@ def head_ct_dir() -> Path:
     if not (HEAD_CT / "labels.csv").is_file():
         pytest.skip(f"reference slices not found at {HEAD_CT} (they live in ../shared beside the checkout)")
     return HEAD_CT
+
+
+@pytest.fixture(scope="session")
+def ct_ich_dir() -> Path:
+    if not (CT_ICH / "labels.csv").is_file():
+        pytest.skip(f"CT-ICH scans not found at {CT_ICH} (they live in ../shared beside the checkout)")
+    return CT_ICH
 
 
 @pytest.fixture(scope="session")

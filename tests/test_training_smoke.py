@@ -1,7 +1,8 @@
-"""The training command end to end on a handful of real slices, with a budget of seconds."""
+"""The training command end to end on a few real patients and slices, with a budget of about a minute."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -11,20 +12,42 @@ import onnxruntime
 import pytest
 from PIL import Image
 
-from inference.model import file_sha256
+from inference.model import HaemorrhageModel, file_sha256
 from inference.preprocess import INPUT_SIZE, grey_from_image, prepare_batch
 from training.__main__ import main
-from training.data import read_labels
+from training.ct_ich import HAEMORRHAGE_TYPES
+from training.data import read_head_ct_labels
 
-PER_CLASS = 4
+pytestmark = pytest.mark.slow
+
+PATIENTS = 4  # two who bled, two who did not
+HEAD_CT_PER_CLASS = 2
+
+
+@pytest.fixture
+def few_patients(ct_ich_dir: Path, tmp_path: Path) -> Path:
+    """A CT-ICH-like folder with two bleeding and two normal patients."""
+    with (ct_ich_dir / "labels.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    bled = {row["patient"] for row in rows if row["hemorrhage"] == "1"}
+    patients = sorted(bled)[:2] + sorted({row["patient"] for row in rows} - bled)[:2]
+    folder = tmp_path / "ct-ich"
+    for window in ("brain", "bone"):
+        for patient in patients:
+            shutil.copytree(ct_ich_dir / window / f"{int(patient):03d}", folder / window / f"{int(patient):03d}")
+    chosen = [row for row in rows if row["patient"] in patients]
+    with (folder / "labels.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(chosen)
+    return folder
 
 
 @pytest.fixture
 def few_slices(head_ct_dir: Path, tmp_path: Path) -> Path:
-    """A data folder like the reference one, with four slices of each class."""
-    labels = read_labels(head_ct_dir)
-    chosen = [i for i in labels if labels[i] == 1][:PER_CLASS] + [i for i in labels if labels[i] == 0][:PER_CLASS]
-    folder = tmp_path / "data"
+    labels = read_head_ct_labels(head_ct_dir)
+    chosen = [i for i in labels if labels[i] == 1][:HEAD_CT_PER_CLASS] + [i for i in labels if labels[i] == 0][:HEAD_CT_PER_CLASS]
+    folder = tmp_path / "head-ct"
     (folder / "images").mkdir(parents=True)
     (folder / "labels.csv").write_text("id,hemorrhage\n" + "".join(f"{i},{labels[i]}\n" for i in chosen))
     for slice_id in chosen:
@@ -32,27 +55,37 @@ def few_slices(head_ct_dir: Path, tmp_path: Path) -> Path:
     return folder
 
 
-def test_training_exports_a_model_that_serves(few_slices: Path, tmp_path: Path) -> None:
+def test_training_exports_models_that_serve_and_a_card_that_describes_them(
+    few_patients: Path, few_slices: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "models"
-    assert main(["--data", str(few_slices), "--out", str(out), "--folds", "2", "--epochs", "1"]) == 0
+    args = ["--ct-ich", str(few_patients), "--head-ct", str(few_slices), "--out", str(out), "--folds", "2",
+            "--epochs", "1", "--negatives-per-epoch", "16"]
+    assert main(args) == 0
 
     card = json.loads((out / "hemowatch-ich.json").read_text())
-    onnx_path = out / card["file"]
-    assert card["sha256"] == file_sha256(onnx_path)
+    assert card["file"] == "hemowatch-ich.onnx"
+    assert card["sha256"] == file_sha256(out / card["file"])
+    assert set(card["variants"]) == {"float32", "int8"}
+    for variant in card["variants"].values():
+        assert variant["sha256"] == file_sha256(out / variant["file"])
     assert card["input"]["size"] == INPUT_SIZE and card["input"]["window"] == {"center": 40, "width": 80}
-    assert 0.0 < card["threshold"] < 1.0
-    assert card["calibration"]["method"] == "platt"
-    assert card["cross_validation"]["folds"] == 2 and len(card["cross_validation"]["per_fold"]) == 2
-    assert card["cross_validation"]["slices"] == 2 * PER_CLASS
-    for key in ("auc", "accuracy", "sensitivity", "specificity"):
-        assert set(card["cross_validation"]["metrics"][key]) == {"mean", "std"}
+    assert 0.0 < card["threshold"] < 1.0 and 0.0 < card["study"]["threshold"] < 1.0
+    validation = card["cross_validation"]
+    assert validation["folds"] == 2
+    assert validation["studies_through_dicom"]["patients"] == PATIENTS
+    assert set(validation["studies_through_dicom"]["aggregation_auc"]) >= {"max", "top2_mean", "neighbour_max"}
+    assert len(validation["slices_through_dicom"]["gated_slices"]["per_fold"]) == 2
+    assert set(validation["types"]) == set(HAEMORRHAGE_TYPES)
+    assert [source["licence"] for source in card["training_data"]][0] == "CC BY 4.0"
 
-    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    assert [node.name for node in session.get_inputs()] == ["image"]
-    assert [node.name for node in session.get_outputs()] == ["probability", "cam"]
+    model = HaemorrhageModel(out / card["file"])  # the service reads the card and the model together
+    assert model.card.study is not None and model.card.type_names == HAEMORRHAGE_TYPES
     greys = [grey_from_image(Image.open(path)) for path in sorted((few_slices / "images").glob("*.png"))[:3]]
     batch, _ = prepare_batch(greys)
-    probability, cam = session.run(None, {"image": batch})
-    assert probability.shape == (3,) and probability.dtype == np.float32
-    assert np.all((probability >= 0) & (probability <= 1))
+    probability, cam, types = model.predict(batch)
+    assert probability.shape == (3,) and np.all((probability >= 0) & (probability <= 1))
     assert cam.shape == (3, INPUT_SIZE // 32, INPUT_SIZE // 32) and np.isfinite(cam).all()
+    assert types.shape == (3, len(HAEMORRHAGE_TYPES))
+    session = onnxruntime.InferenceSession(str(out / card["file"]), providers=["CPUExecutionProvider"])
+    assert [node.name for node in session.get_outputs()] == ["probability", "cam", "types"]

@@ -1,4 +1,5 @@
-"""`python -m training --data ../shared/data/head-ct --out models/`: reproduce the shipped model."""
+"""`python -m training --ct-ich ../shared/data/ct-ich --head-ct ../shared/data/head-ct --out models/`:
+reproduce the shipped model."""
 
 from __future__ import annotations
 
@@ -15,23 +16,31 @@ from training.pipeline import reproduce
 def main(argv: Sequence[str] | None = None) -> int:
     defaults = Recipe()
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
-    parser.add_argument("--data", type=Path, required=True, help="folder with labels.csv and images/")
-    parser.add_argument("--out", type=Path, required=True, help="where to write the ONNX model and its card")
+    parser.add_argument("--ct-ich", type=Path, help="the CT-ICH folder (labels.csv, brain/, bone/)")
+    parser.add_argument("--head-ct", type=Path, help="the head-ct folder (labels.csv, images/)")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the ONNX models and their card")
+    parser.add_argument("--work", type=Path, help="where to keep out-of-fold scores and the final weights")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     parser.add_argument(
         "--epochs", type=int, default=defaults.epochs, help=f"epochs per model (default {defaults.epochs})"
     )
     parser.add_argument(
-        "--warmup-epochs", type=int, default=defaults.warmup_epochs,
-        help=f"epochs training only the late layers (default {defaults.warmup_epochs})",
+        "--negatives-per-epoch", type=int, default=defaults.negatives_per_epoch,
+        help=f"normal slices drawn per epoch (default {defaults.negatives_per_epoch})",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default {defaults.seed})")
     args = parser.parse_args(argv)
+    if args.ct_ich is None and args.head_ct is None:
+        parser.error("give --ct-ich, --head-ct or both")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    recipe = Recipe(epochs=args.epochs, warmup_epochs=min(args.warmup_epochs, args.epochs), seed=args.seed)
-    card = reproduce(args.data, args.out, recipe, folds=args.folds)
-    auc = card["cross_validation"]["oof_auc"]
-    print(f"wrote {args.out / card['file']} (cross-validated AUC {auc:.3f}, threshold {card['threshold']:.3f})")
+    recipe = Recipe(
+        epochs=args.epochs, warmup_epochs=min(defaults.warmup_epochs, args.epochs),
+        negatives_per_epoch=args.negatives_per_epoch, seed=args.seed,
+    )
+    card = reproduce(args.ct_ich, args.head_ct, args.out, recipe, folds=args.folds, work_dir=args.work)
+    studies = card["cross_validation"]["studies_through_dicom"]["pooled"]
+    print(f"wrote {args.out / card['file']} (cross-validated study AUC {studies['auc']:.3f}, "
+          f"study threshold {card['study']['threshold']:.3f})")
     return 0
 
 

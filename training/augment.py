@@ -1,7 +1,8 @@
-"""Training-time variation of prepared slices: what differs between real scans, not what changes the finding.
+"""Training-time variation of slices: what differs between real scans and exports, not what changes the finding.
 
-Left-right flips (a bleed can be on either side), small rotations, shifts and zooms (head position and crop),
-window contrast, brightness and gamma (scanners and exports differ), and a little noise.
+The display window of Hounsfield units (sites and viewers differ), left-right flips (a bleed can be on either
+side), small rotations, shifts and zooms (head position and crop), contrast, brightness and gamma (exports
+differ), and a little noise.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 import torch
 from torch.nn import functional
 
+WINDOW_CENTER = (30.0, 50.0)  # HU; the service windows at 40
+WINDOW_WIDTH = (70.0, 130.0)  # HU; the service uses 80, viewers' brain presets reach 120
 MAX_ROTATION_DEGREES = 12.0
 MAX_SHIFT = 0.06  # of the image side
 ZOOM = (0.9, 1.1)
@@ -24,10 +27,18 @@ def _uniform(count: int, low: float, high: float, generator: torch.Generator) ->
     return low + (high - low) * torch.rand(count, generator=generator)
 
 
-def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A randomly varied copy of a batch of prepared slices (N, 3, S, S) in the same [-1, 1] scale."""
-    count = batch.shape[0]
-    grey = (batch[:, :1] + 1.0) / 2.0  # the three channels are equal
+def random_window(hu: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Grey levels in [0, 1] of Hounsfield units (N, S, S), each slice through its own brain-like window."""
+    count = hu.shape[0]
+    center = _uniform(count, *WINDOW_CENTER, generator).view(count, 1, 1)
+    width = _uniform(count, *WINDOW_WIDTH, generator).view(count, 1, 1)
+    return ((hu - center + width / 2) / width).clamp(0.0, 1.0)
+
+
+def augment(grey: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Model input (N, 3, S, S) in [-1, 1]: a randomly varied copy of grey slices (N, S, S) in [0, 1]."""
+    count = grey.shape[0]
+    grey = grey[:, None]
     angle = _uniform(count, -MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES, generator) * math.pi / 180
     zoom = _uniform(count, *ZOOM, generator)
     flip = torch.where(torch.rand(count, generator=generator) < 0.5, -1.0, 1.0)

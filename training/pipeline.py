@@ -1,95 +1,77 @@
-"""The whole reproduction: stratified cross-validation, calibration, operating point, final fit, export."""
+"""The whole reproduction: patient-wise cross-validation, operating points, final fit, export, model card."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
+import torch
 
 from training.card import NAME, build_card, write_card
-from training.data import LabelledSlices, load_slices
-from training.evaluation import PlattScaling, binary_metrics, fit_platt, summarise, triage_threshold
-from training.export import export_onnx
-from training.fit import Recipe, predict_logits, train
+from training.crossval import CALIBRATION_SLICES, OutOfFold, cross_validate, serving_inputs
+from training.data import TrainingSet, load_training_set
+from training.export import export_onnx, quantize
+from training.fit import Recipe, train
 from training.network import checkpoint_path
+from training.report import operating_points_and_report
 
 log = logging.getLogger(__name__)
 
 MAX_EXPORT_DIFFERENCE = 1e-3
 
 
-def out_of_fold_logits(data: LabelledSlices, recipe: Recipe, folds: int, weights: Path) -> np.ndarray:
-    """Fold index of each slice (column 0) and the logit it got from the model that never saw it (column 1)."""
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=recipe.seed)
-    result = np.zeros((len(data.labels), 2))
-    for fold, (fit_rows, held_rows) in enumerate(splitter.split(data.tensors, data.labels)):
-        started = time.monotonic()
-        name = f"fold {fold + 1}/{folds}"
-        net = train(data.tensors[fit_rows], data.labels[fit_rows], recipe, weights, name=name)
-        result[held_rows, 0] = fold
-        result[held_rows, 1] = predict_logits(net, data.tensors[held_rows])
-        held_auc = binary_metrics(result[held_rows, 1], data.labels[held_rows], threshold=0.0)["auc"]
-        log.info("fold %d/%d: held-out AUC %.3f, %.0f s", fold + 1, folds, held_auc, time.monotonic() - started)
-    return result
+def _save_oof(oof: OutOfFold, path: Path) -> None:
+    arrays = {f"{field.name}": getattr(oof, field.name) for field in dataclasses.fields(oof)}
+    flat = {key: value for key, value in arrays.items() if not isinstance(value, dict)}
+    for name in ("picture", "dicom"):
+        flat.update({f"{name}_{variant}": scores for variant, scores in arrays[name].items()})
+    np.savez_compressed(path, **flat)
 
 
-def cross_validation_report(
-    folds_and_logits: np.ndarray, labels: np.ndarray
-) -> tuple[dict[str, Any], PlattScaling, float]:
-    """Metrics from out-of-fold predictions, the Platt calibration and the triage threshold they give."""
-    fold_of, logits = folds_and_logits[:, 0].astype(int), folds_and_logits[:, 1]
-    calibration = fit_platt(logits, labels)
-    probabilities = calibration.probability(logits)
-    threshold = triage_threshold(probabilities, labels)
-    per_fold = [
-        binary_metrics(probabilities[fold_of == fold], labels[fold_of == fold], threshold)
-        for fold in range(fold_of.max() + 1)
-    ]
-    pooled = binary_metrics(probabilities, labels, threshold)
-    report = {
-        "folds": int(fold_of.max() + 1),
-        "slices": int(len(labels)),
-        "oof_auc": pooled["auc"],
-        "oof": pooled,
-        "metrics": summarise(per_fold),
-        "per_fold": per_fold,
-        "note": "accuracy, sensitivity and specificity at the shipped threshold, "
-        "on calibrated out-of-fold probabilities",
-    }
-    return report, calibration, threshold
-
-
-def reproduce(data_dir: Path, out_dir: Path, recipe: Recipe, folds: int = 5) -> dict[str, Any]:
-    """Cross-validate the recipe, then fit it on every slice and write `<NAME>.onnx` and `<NAME>.json`."""
-    started = time.monotonic()
-    weights = checkpoint_path()
-    data = load_slices(data_dir)
-    log.info("%d slices (%d with haemorrhage) from %s", len(data.labels), int(data.labels.sum()), data_dir)
-    report, calibration, threshold = cross_validation_report(
-        out_of_fold_logits(data, recipe, folds, weights), data.labels
-    )
-    pooled = report["oof"]
-    log.info(
-        "cross-validation: AUC %.3f, accuracy %.3f, sensitivity %.3f, specificity %.3f at threshold %.3f",
-        pooled["auc"], pooled["accuracy"], pooled["sensitivity"], pooled["specificity"], threshold,
-    )
-    net = train(data.tensors, data.labels, recipe, weights, name="final")
-    onnx_path = out_dir / f"{NAME}.onnx"
-    difference = export_onnx(net, calibration, onnx_path)
-    log.info("exported %s; onnxruntime and torch differ by at most %.2g", onnx_path, difference)
+def export_shipped(
+    net: torch.nn.Module, data: TrainingSet, points: Any, out_dir: Path, seed: int
+) -> dict[str, Path]:
+    """Write both variants; the shipped one is `<NAME>.onnx`, the other keeps its variant in its name."""
+    paths = {"float32": out_dir / f"{NAME}.onnx", "int8": out_dir / f"{NAME}-int8.onnx"}
+    if points.variant == "int8":
+        paths = {"float32": out_dir / f"{NAME}-float32.onnx", "int8": out_dir / f"{NAME}.onnx"}
+    difference = export_onnx(net, points.slice_calibration, paths["float32"])
+    log.info("exported %s; onnxruntime and torch differ by at most %.2g", paths["float32"], difference)
     if difference > MAX_EXPORT_DIFFERENCE:
         raise RuntimeError(f"the exported model disagrees with torch by {difference:.3g}")
+    rows = np.random.default_rng(seed).permutation(len(data))[:CALIBRATION_SLICES]
+    quantize(paths["float32"], paths["int8"], serving_inputs(data, rows))
+    return paths
+
+
+def reproduce(
+    ct_ich: Path | None, head_ct: Path | None, out_dir: Path, recipe: Recipe, folds: int = 5,
+    work_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Cross-validate the recipe, then fit it on every slice and write the models and `<NAME>.json`."""
+    started = time.monotonic()
+    weights = checkpoint_path()
+    data = load_training_set(ct_ich, head_ct)
+    log.info("%d slices (%d with haemorrhage) from %d patients", len(data), int(data.labels[:, 0].sum()),
+             len(np.unique(data.groups)))
+    oof = cross_validate(data, recipe, folds, weights, ct_ich)
+    if work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        _save_oof(oof, work_dir / "out_of_fold.npz")
+    points, report = operating_points_and_report(data, oof)
+    studies = report["studies_through_dicom"]["pooled"]
+    log.info("cross-validation: study AUC %.3f, sensitivity %.3f, specificity %.3f (%s, %s)", studies["auc"],
+             studies["sensitivity"], studies["specificity"], points.aggregation, points.variant)
+    net = train(data, recipe, weights, name="final")
+    if work_dir is not None:
+        torch.save(net.state_dict(), work_dir / "final.pt")
+    paths = export_shipped(net, data, points, out_dir, recipe.seed)
     card = build_card(
-        onnx_path,
-        threshold=threshold,
-        calibration=calibration,
-        cross_validation=report,
-        recipe=recipe,
-        slices=len(data.labels),
+        paths, points=points, cross_validation=report, recipe=recipe, data=data,
         training_minutes=(time.monotonic() - started) / 60,
     )
     write_card(card, out_dir / f"{NAME}.json")
