@@ -30,11 +30,11 @@ class Recipe:
     Hounsfield units through a random window (`hu_share` of the time).
     """
 
-    epochs: int = 10
+    epochs: int = 8
     warmup_epochs: int = 2
     frozen_blocks_warmup: int = 8  # MBConv blocks left as pretrained during warm-up
     frozen_blocks: int = 5  # and afterwards: the high-resolution early blocks stay ImageNet's edge detectors
-    negatives_per_epoch: int = 600
+    negatives_per_epoch: int = 400
     hu_share: float = 0.5
     type_loss_weight: float = 0.5
     batch_size: int = 32
