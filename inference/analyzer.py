@@ -16,7 +16,7 @@ from inference.gate import assess_slice
 from inference.images import picture_format, read_picture
 from inference.limits import Limits
 from inference.model import HaemorrhageModel
-from inference.overlay import render_overlay
+from inference.overlay import OverlayCaption, render_overlay
 from inference.preprocess import prepare_batch
 from inference.result import ModelInfo, StudyResult
 from inference.scan import Series, Window
@@ -133,7 +133,14 @@ class Analyzer:
         overlay = None
         if outcome.top_slice is not None:
             top = outcome.top_slice[0]
-            overlay = render_overlay(series.slices[top].grey(self._window), *looked_at[top])
+            caption = OverlayCaption(
+                flagged=outcome.verdict == "hemorrhage",
+                probability=outcome.top_slice[1] if outcome.probability is None else outcome.probability,
+                threshold=self._threshold,
+                slice_number=top + 1,
+                slice_count=len(series.slices),
+            )
+            overlay = render_overlay(series.slices[top].grey(self._window), *looked_at[top], caption)
         reasons = Counter(assessment.reason for assessment in assessments if assessment.reason)
         result = StudyResult(
             verdict=outcome.verdict,
