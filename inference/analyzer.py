@@ -19,7 +19,7 @@ from inference.gate import assess_slice
 from inference.images import picture_format, read_picture
 from inference.limits import Limits
 from inference.model import HaemorrhageModel
-from inference.overlay import render_overlay
+from inference.overlay import OverlayCaption, render_overlay
 from inference.preprocess import prepare_batch
 from inference.result import ModelInfo, StudyResult
 from inference.scan import Series, Window
@@ -151,10 +151,20 @@ class Analyzer:
                 looked_at[index] = (cam, item.box, kinds)
             progress(f"Analysed {start + len(chunk)}/{len(assessable)} slices")
         outcome = study_verdict(probabilities, self._point)
-        overlay = None
+        overlay, suspected_type = None, None
         if outcome.top_slice is not None:
             top = outcome.top_slice[0]
-            overlay = render_overlay(series.slices[top].grey(self._window), *looked_at[top][:2])
+            cam, box, kinds = looked_at[top]
+            suspected_type = self._suspected_type(outcome.verdict, kinds)
+            caption = OverlayCaption(
+                flagged=outcome.verdict == "hemorrhage",
+                probability=outcome.probability,
+                threshold=outcome.threshold,
+                slice_number=top + 1,
+                slice_count=len(series.slices),
+                suspected_type=suspected_type,
+            )
+            overlay = render_overlay(series.slices[top].grey(self._window), cam, box, caption)
         reasons = Counter(assessment.reason for assessment in assessments if assessment.reason)
         result = StudyResult(
             verdict=outcome.verdict,
@@ -169,8 +179,7 @@ class Analyzer:
             elapsed_ms=read_ms + (time.perf_counter() - started) * 1000,
             warnings=list(series.warnings),
             overlay_png=overlay,
-            suspected_type=self._suspected_type(outcome.verdict, looked_at[outcome.top_slice[0]][2])
-            if outcome.top_slice is not None else None,
+            suspected_type=suspected_type,
         )
         log.debug("analysed %s: %s (%d of %d slices assessable)", series.label, result.verdict,
                  result.n_assessable, result.n_slices)

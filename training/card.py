@@ -4,6 +4,7 @@ cross-validation, and what it is not for."""
 from __future__ import annotations
 
 import json
+import math
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -155,5 +156,16 @@ def build_card(
     }
 
 
+def _without_nan(value: Any) -> Any:
+    """The card as strict JSON: a figure that cannot be computed (a type no held-out patient has) is null."""
+    if isinstance(value, dict):
+        return {key: _without_nan(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nan(item) for item in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
 def write_card(card: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(card, indent=2) + "\n")
+    path.write_text(json.dumps(_without_nan(card), indent=2, allow_nan=False) + "\n")

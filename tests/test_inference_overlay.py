@@ -1,0 +1,153 @@
+"""The heat-map picture on real slices: colour only inside the skull, smooth, and a caption band that says what was
+found, also when nothing was."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA
+from PIL import Image
+from scipy import ndimage
+
+from hemowatch.settings import DEFAULT_MODEL, Settings
+from inference.analyzer import Analyzer
+from inference.dicom import read_series
+from inference.images import read_picture
+from inference.limits import Limits
+from inference.overlay import MAX_SIDE, OverlayCaption, intracranial_mask, render_overlay
+from inference.preprocess import prepare_slice
+from inference.scan import Window
+
+CT_ICH_BLEED = SHARED_DATA / "ct-ich" / "brain" / "049" / "15.jpg"  # epidural haemorrhage and a fracture
+# Evidence strongest in the outer ring of cells, where the box holds scalp, skull and air: the case that used to
+# paint blocks of colour outside the head.
+RIM_CAM = np.array(
+    [[9, 9, 9, 9, 9], [9, 2, 1, 2, 9], [9, 1, -3, 1, 9], [9, 2, 1, 2, 9], [9, 9, 9, 9, 9]], dtype=np.float32
+)
+FLAGGED = OverlayCaption(flagged=True, probability=0.83, threshold=0.6, slice_number=14, slice_count=28)
+NOT_FLAGGED = OverlayCaption(flagged=False, probability=0.12, threshold=0.6, slice_number=14, slice_count=28)
+BONE = 0.95
+
+
+@pytest.fixture(scope="module")
+def ge_grey(ge_series_dir: Path) -> np.ndarray:
+    """Slice 14 of the GE series (mid-brain level, the skull a closed ring) in the brain window."""
+    (series,) = read_series([path.read_bytes() for path in ge_series_dir.glob("*.dcm")], Limits(), strict=False)
+    return series.slices[13].grey(Window())
+
+
+@pytest.fixture(scope="module")
+def bleed_grey() -> np.ndarray:
+    if not CT_ICH_BLEED.is_file():
+        pytest.skip(f"reference slice not found at {CT_ICH_BLEED} (it lives in ../shared beside the checkout)")
+    return read_picture(CT_ICH_BLEED.read_bytes(), Limits()).slices[0].grey(Window())
+
+
+def picture_parts(png: bytes, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(image part, caption band) of a rendered overlay as RGB arrays; `grey` is at most MAX_SIDE, so unscaled."""
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and image.mode == "RGB"
+    pixels = np.asarray(image, dtype=np.int16)
+    assert pixels.shape[1] == grey.shape[1]
+    return pixels[: grey.shape[0]], pixels[grey.shape[0] :]
+
+
+def coloured(part: np.ndarray, grey: np.ndarray) -> np.ndarray:
+    """Pixels where the picture is not the grey slice itself."""
+    base = np.round(grey * 255).astype(np.int16)
+    return (np.abs(part - base[..., None]) > 1).any(axis=2)
+
+
+def chroma(part: np.ndarray) -> np.ndarray:
+    """How coloured each pixel is: zero on the grey slice, opacity times the colour's saturation under the map."""
+    return part.max(axis=2) - part.min(axis=2)
+
+
+@pytest.mark.parametrize("slice_name", ["ge_grey", "bleed_grey"])
+def test_colour_stays_inside_the_skull(slice_name: str, request: pytest.FixtureRequest) -> None:
+    grey = request.getfixturevalue(slice_name)
+    png = render_overlay(grey, RIM_CAM, prepare_slice(grey).box, FLAGGED)
+    part, _ = picture_parts(png, grey)
+    colour = coloured(part, grey)
+    assert colour.sum() > 0.05 * grey.size, "the evidence inside the head is shown"
+    assert not (colour & ~intracranial_mask(grey)).any()
+    # Checked without the module's mask as well: never on or next to the skull, never near the outside of the head.
+    parts, _ = ndimage.label(grey >= BONE)
+    skull = parts == np.argmax(np.bincount(parts.ravel())[1:]) + 1
+    assert not (colour & ndimage.binary_dilation(skull, iterations=2)).any()
+    head = ndimage.binary_fill_holes(grey > 0.08)
+    assert not (colour & ~ndimage.binary_erosion(head, iterations=12)).any()
+    if slice_name == "ge_grey":  # a slice above the skull base: the skull is a closed ring
+        assert not (colour & ~ndimage.binary_fill_holes(skull)).any()
+
+
+@pytest.mark.parametrize("slice_name", ["ge_grey", "bleed_grey"])
+def test_heat_map_is_smooth(slice_name: str, request: pytest.FixtureRequest) -> None:
+    grey = request.getfixturevalue(slice_name)
+    cam = np.zeros((5, 5), dtype=np.float32)
+    cam[1:3, 2:4] = [[4, 10], [6, 3]]  # cells of evidence beside cells of none,
+    cam[3:, 3:] = [[5, 8], [7, 9]]  # and reaching the box's edge: hard-edged blocks when pasted crudely
+    part, _ = picture_parts(render_overlay(grey, cam, prepare_slice(grey).box, FLAGGED), grey)
+    level = chroma(part)
+    assert level.max() > 80, "the strongest evidence is clearly coloured"
+    steps = max(np.abs(np.diff(level, axis=0)).max(), np.abs(np.diff(level, axis=1)).max())
+    assert steps <= 32, f"the colour jumps by {steps} of 255 between neighbouring pixels"
+
+
+def test_a_slice_without_positive_evidence_stays_grey(ge_grey: np.ndarray) -> None:
+    cam = -np.abs(RIM_CAM) - 1
+    part, _ = picture_parts(render_overlay(ge_grey, cam, prepare_slice(ge_grey).box, FLAGGED), ge_grey)
+    assert not coloured(part, ge_grey).any()
+
+
+def test_caption_band_says_whether_haemorrhage_is_suspected(bleed_grey: np.ndarray) -> None:
+    box = prepare_slice(bleed_grey).box
+    flagged_part, flagged_band = picture_parts(render_overlay(bleed_grey, RIM_CAM, box, FLAGGED), bleed_grey)
+    quiet_part, quiet_band = picture_parts(render_overlay(bleed_grey, RIM_CAM, box, NOT_FLAGGED), bleed_grey)
+    for band in (flagged_band, quiet_band):
+        assert band.shape[0] >= 0.2 * bleed_grey.shape[0], "a band tall enough for a phone-readable caption"
+        text = band.max(axis=2) > 120
+        assert 0.02 < text.mean() < 0.4, "the band carries letters on a dark ground"
+    assert flagged_band.shape != quiet_band.shape or (flagged_band != quiet_band).any()
+    assert chroma(quiet_part).max() < chroma(flagged_part).max(), "a study not flagged is coloured faintly at most"
+
+
+def test_caption_lines() -> None:
+    assert FLAGGED.lines() == [
+        "Haemorrhage suspected",
+        "Probability 83% (threshold 60%)",
+        "Heat-map on slice 14 of 28",
+        "Decision support, not a diagnosis.",
+    ]
+    single = OverlayCaption(False, 0.001, 0.6, 1, 1, suspected_type="epidural")
+    assert single.lines() == [
+        "No haemorrhage suspected",
+        "Probability under 1% (threshold 60%)",
+        "Suspected type: epidural",
+        "Decision support, not a diagnosis.",
+    ]
+
+
+def test_large_pictures_are_reduced_and_small_ones_enlarged(bleed_grey: np.ndarray) -> None:
+    for side in (1400, 200):
+        grey = np.asarray(Image.fromarray(bleed_grey).resize((side, side), Image.Resampling.BILINEAR))
+        image = Image.open(io.BytesIO(render_overlay(grey, RIM_CAM, prepare_slice(grey).box, FLAGGED)))
+        assert 480 <= image.width <= MAX_SIDE and image.height > image.width
+
+
+def test_every_assessable_study_gets_a_captioned_picture(ge_series_dir: Path) -> None:
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"the model is not at {DEFAULT_MODEL} (python -m training builds it)")
+    bands = {}
+    for threshold in (0.0, 1.0):  # flagged and not flagged, on the same real series and the model's own map
+        analyzer = Analyzer.from_settings(Settings(inference_threads=2), threshold=threshold)
+        (result,) = analyzer.analyze_path(ge_series_dir)
+        assert result.verdict == ("hemorrhage" if threshold == 0.0 else "no_hemorrhage")
+        (series,) = read_series([path.read_bytes() for path in ge_series_dir.glob("*.dcm")], Limits(), strict=False)
+        grey = series.slices[result.top_slice[0] - 1].grey(Window(Settings().window_center, Settings().window_width))
+        part, bands[threshold] = picture_parts(result.overlay_png, grey)
+        assert not (coloured(part, grey) & ~intracranial_mask(grey)).any()
+    assert bands[0.0].shape != bands[1.0].shape or (bands[0.0] != bands[1.0]).any()
