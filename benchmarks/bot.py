@@ -30,11 +30,10 @@ sys.path.insert(0, str(ROOT / "tests"))  # the local Bot API server and the mosq
 from botapi import BotApiServer  # noqa: E402
 from conftest import Mosquitto, free_port  # noqa: E402
 
+from core.settings import Settings  # noqa: E402
 from hemowatch.app import serve  # noqa: E402
-from hemowatch.settings import Settings  # noqa: E402
-from hemowatch.store import open_database, patients, people  # noqa: E402
-from hemowatch.store.people import Role  # noqa: E402
 from monitor.mqtt import vitals_topic  # noqa: E402
+from store import open_database, patients, people  # noqa: E402
 
 DOCTORS = (101, 102, 103, 104)
 ON_CALL = 200  # the doctor of the patients whose alerts are timed

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from hemowatch.settings import DEFAULT_MODEL, PROJECT_ROOT
+from core.settings import DEFAULT_MODEL, PROJECT_ROOT
 from inference.analyzer import Analyzer
 from inference.dicom import read_series
 from inference.limits import Limits

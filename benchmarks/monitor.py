@@ -31,11 +31,11 @@ from pathlib import Path
 import aiomqtt
 import psutil
 
-from hemowatch.notifications import AlertNotice, NoticeKind
-from hemowatch.settings import PROJECT_ROOT, Settings
-from hemowatch.store.schema import atomic, open_database
+from core.notifications import AlertNotice, NoticeKind
+from core.settings import PROJECT_ROOT, Settings
 from monitor.mqtt import vitals_topic
 from monitor.service import Monitor
+from store.schema import atomic, open_database
 
 PREFIX = "hemowatch"
 CALM = {"hr": 74, "spo2": 97, "sbp": 124, "dbp": 78, "rr": 15, "temp": 36.8, "gcs": 15, "o2": False, "acvpu": "A"}

@@ -17,9 +17,9 @@ from telegram.ext import ContextTypes
 
 from bot import texts
 from bot.services import services
-from hemowatch.settings import Settings
-from hemowatch.store import patients, people
-from hemowatch.store.people import Role
+from core.roles import Role
+from core.settings import Settings
+from store import patients, people
 
 Context = ContextTypes.DEFAULT_TYPE
 

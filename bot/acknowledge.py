@@ -13,7 +13,7 @@ from bot.access import Caller, Context, authorize, may_view
 from bot.alert_text import acknowledged_text
 from bot.buttons import parse_ack
 from bot.services import services
-from hemowatch.store import alerts, deliveries
+from store import alerts, deliveries
 
 log = logging.getLogger(__name__)
 

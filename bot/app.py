@@ -17,7 +17,7 @@ from bot.membership import help_command, invite, revoke, start
 from bot.patient_commands import add_patient, list_patients, mute, status, thresholds
 from bot.scans import scan_handlers
 from bot.services import Services, install
-from hemowatch.settings import Settings
+from core.settings import Settings
 from inference.analyzer import Analyzer
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,9 @@ from telegram.helpers import create_deep_linked_url
 from bot import texts
 from bot.access import Caller, Context, authorize, may_manage, patient_role
 from bot.services import services
-from hemowatch.store import people
-from hemowatch.store.people import InvitationError, Role
+from core.roles import Role
+from store import people
+from store.people import InvitationError
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
 from bot.alert_text import notice_text
 from bot.buttons import acknowledge_markup
-from hemowatch.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
-from hemowatch.settings import Settings
-from hemowatch.store import deliveries, people
-from hemowatch.store.deliveries import DeliveryStatus
-from hemowatch.store.people import Role
+from core.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
+from core.roles import Role
+from core.settings import Settings
+from store import deliveries, people
+from store.deliveries import DeliveryStatus
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from bot import texts, vitals_text
 from bot.access import Caller, Context, authorize, may_manage, may_view, visible_patient_ids
 from bot.services import services
 from bot.trend import render_trend
-from hemowatch.store import alerts, patients, people, vitals
-from hemowatch.store.people import Role
-from hemowatch.store.vitals import THRESHOLD_VITALS
+from core.roles import Role
+from core.vitals import THRESHOLD_VITALS
+from store import alerts, patients, people, vitals
 
 TREND_HOURS = 6
 MAX_MUTE_MINUTES = 12 * 60

@@ -22,10 +22,10 @@ from bot.access import Caller, Context, authorize
 from bot.rate_limit import RateLimit
 from bot.scan_upload import CLOUD_DOWNLOAD_LIMIT, Upload, refusal
 from bot.services import services
-from hemowatch.store.people import Role
-from hemowatch.store.scans import ScanAudit, record_scan
+from core.roles import Role
 from inference.errors import InputError
 from inference.result import StudyResult
+from store.scans import ScanAudit, record_scan
 
 log = logging.getLogger(__name__)
 

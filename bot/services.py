@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import sqlite_utils
 from telegram.ext import ContextTypes
 
-from hemowatch.settings import Settings
+from core.settings import Settings
 from inference.analyzer import Analyzer
 
 _KEY = "services"

@@ -19,12 +19,12 @@ from telegram.ext import Application
 
 from bot.app import build_application, register_menu
 from bot.notifier import TelegramNotifier
-from hemowatch.settings import Settings
-from hemowatch.store import open_database
+from core.settings import Settings
 from inference.analyzer import Analyzer
 from monitor.broker import EmbeddedBroker
 from monitor.mqtt import Backoff
 from monitor.service import Monitor
+from store import open_database
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from hemowatch.settings import Settings
+from core.settings import Settings
 from inference.analyzer import Analyzer
 from inference.errors import InputError
 

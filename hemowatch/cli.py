@@ -53,7 +53,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    from hemowatch.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     logging.basicConfig(

@@ -23,7 +23,7 @@ from inference.scan import Series, Window
 from inference.study import study_verdict
 
 if TYPE_CHECKING:
-    from hemowatch.settings import Settings
+    from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

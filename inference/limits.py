@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+
 if TYPE_CHECKING:
-    from hemowatch.settings import Settings
+    from core.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any, NoReturn
 
-from hemowatch.notifications import DeliveryDeferred, DeliveryRefused, Notifier
-from hemowatch.store.alerts import (
+from core.notifications import DeliveryDeferred, DeliveryRefused, Notifier
+from store.alerts import (
     PendingNotice,
     claim_notice,
     defer_notice,

@@ -24,16 +24,16 @@ from typing import Any, Self
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from hemowatch.notifications import Notifier
-from hemowatch.settings import Settings
-from hemowatch.store.alerts import escalate_overdue
-from hemowatch.store.vitals import prune_vitals
+from core.notifications import Notifier
+from core.settings import Settings
 from monitor.engine import EngineConfig
 from monitor.ingest import Message, VitalsSubscriber, session_options
 from monitor.mqtt import broker_url, client_options, vitals_topic
 from monitor.outbox import OutboxDispatcher
-from monitor.store_thread import StoreThread
 from monitor.ward import IngestStats, Ward
+from store.alerts import escalate_overdue
+from store.thread import StoreThread
+from store.vitals import prune_vitals
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import aiomqtt
 
-from hemowatch.settings import Settings
-from hemowatch.store.patients import add_patient, get_patient
-from hemowatch.store.schema import open_database
+from core.settings import Settings
 from monitor.mqtt import Backoff, broker_url, client_options, vitals_topic
+from store.patients import add_patient, get_patient
+from store.schema import open_database
 
 log = logging.getLogger(__name__)
 

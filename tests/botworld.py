@@ -16,9 +16,9 @@ from monitor_world import ManualClock
 from telegram.ext import Application
 
 from bot.app import build_application
-from hemowatch.settings import Settings
-from hemowatch.store import open_database, patients, people
-from hemowatch.store.people import Role
+from core.roles import Role
+from core.settings import Settings
+from store import open_database, patients, people
 
 ADMIN = 1
 DOCTOR = 10

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from monitor_world import RecordingNotifier
 
-from hemowatch.settings import Settings
+from core.settings import Settings
 from monitor.service import Monitor
 
 

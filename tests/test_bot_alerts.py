@@ -10,9 +10,9 @@ from botapi import BotApiServer
 from botworld import ADMIN, DOCTOR, PATIENT, BotWorld, running_ward
 
 from bot.notifier import TelegramNotifier
-from hemowatch.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
-from hemowatch.store import alerts, people
-from hemowatch.store.people import Role
+from core.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
+from core.roles import Role
+from store import alerts, people
 
 CAREGIVER, OTHER_CAREGIVER = 20, 21
 

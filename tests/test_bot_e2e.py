@@ -18,10 +18,10 @@ from botworld import ADMIN, settings_for
 from conftest import Mosquitto, eventually
 from monitor_world import ManualClock
 
+from core.roles import Role
 from hemowatch.app import Service, running, serve
-from hemowatch.store import alerts, open_database, patients, people, vitals
-from hemowatch.store.people import Role
 from monitor.mqtt import vitals_topic
+from store import alerts, open_database, patients, people, vitals
 
 DOCTOR, CAREGIVER = 10, 20
 PATIENT, OTHER_PATIENT = "ward-1", "ward-2"

@@ -15,10 +15,10 @@ from botapi import BotApiServer
 from botworld import ADMIN, DOCTOR, PATIENT, BotWorld, running_ward
 
 from bot.app import register_menu
+from core.roles import Role
+from core.settings import Settings
 from hemowatch.admin_command import run_admin
-from hemowatch.settings import Settings
-from hemowatch.store import open_database, patients, people
-from hemowatch.store.people import Role
+from store import open_database, patients, people
 
 NEWCOMER, STRANGER = 50, 60
 LINK = re.compile(r"https://t\.me/hemowatch_test_bot\?start=([A-Za-z0-9_-]+)")

@@ -18,10 +18,10 @@ from bot import texts
 from bot.rate_limit import RateLimit
 from bot.scan_upload import CLOUD_API_URL, Upload, refusal
 from bot.scans import DESK_KEY
-from hemowatch.settings import Settings
-from hemowatch.store.people import Role
-from hemowatch.store.scans import scans_of
+from core.roles import Role
+from core.settings import Settings
 from inference.analyzer import Analyzer
+from store.scans import scans_of
 
 DOCTOR, CAREGIVER, STRANGER = 10, 20, 40
 PATIENT = "bed-1"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hemowatch.settings import DEFAULT_MODEL, Settings
+from core.settings import DEFAULT_MODEL, Settings
 from inference.analyzer import Analyzer
 from inference.errors import InputError
 from inference.limits import Limits

@@ -17,14 +17,14 @@ import sqlite_utils
 from conftest import Mosquitto, eventually
 from monitor_world import T0, ManualClock, RecordingNotifier
 
-from hemowatch.notifications import NoticeKind
-from hemowatch.settings import Settings
-from hemowatch.store.alerts import open_alerts
-from hemowatch.store.patients import add_patient
-from hemowatch.store.schema import open_database
-from hemowatch.store.vitals import vitals_between
+from core.notifications import NoticeKind
+from core.settings import Settings
 from monitor.mqtt import vitals_topic
 from monitor.service import Monitor
+from store.alerts import open_alerts
+from store.patients import add_patient
+from store.schema import open_database
+from store.vitals import vitals_between
 
 MONITOR_PROCESS = Path(__file__).with_name("monitor_process.py")
 CALM = {"hr": 72, "spo2": 97, "sbp": 125, "dbp": 80, "rr": 15, "temp": 36.8, "acvpu": "A"}

@@ -14,15 +14,15 @@ import sqlite_utils
 from conftest import Mosquitto, eventually, free_port
 from monitor_world import T0, ManualClock, RecordingNotifier
 
-from hemowatch.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
-from hemowatch.settings import Settings
-from hemowatch.store.alerts import AlertState, acknowledge_alert, get_alert, open_alerts
-from hemowatch.store.patients import add_patient, set_threshold
-from hemowatch.store.schema import open_database
-from hemowatch.store.vitals import latest_vitals, vitals_between
+from core.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
+from core.settings import Settings
 from monitor.broker import EmbeddedBroker
 from monitor.mqtt import vitals_topic
 from monitor.service import Monitor
+from store.alerts import AlertState, acknowledge_alert, get_alert, open_alerts
+from store.patients import add_patient, set_threshold
+from store.schema import open_database
+from store.vitals import latest_vitals, vitals_between
 
 CALM = {"hr": 72, "spo2": 97, "sbp": 125, "dbp": 80, "rr": 15, "temp": 36.8, "acvpu": "A"}
 HYPOXIC = CALM | {"spo2": 86}  # SpO2 below 90 and NEWS2 SpO2 component 3

@@ -13,14 +13,15 @@ import pytest
 from conftest import Mosquitto, eventually
 from monitor_world import T0, RecordingNotifier
 
-from hemowatch.settings import Settings
-from hemowatch.store.patients import list_patients
-from hemowatch.store.schema import open_database
-from hemowatch.store.vitals import VitalSample, vitals_between
+from core.settings import Settings
+from core.vitals import VitalSample
 from monitor.engine import AlertRaised, EngineConfig, PatientState, Profile, assess
 from monitor.rules import patient_rules
 from monitor.service import Monitor
 from monitor.simulator import OFFLINE_AFTER_S, SimulatedPatient
+from store.patients import list_patients
+from store.schema import open_database
+from store.vitals import vitals_between
 
 
 def _alerts_within(scenario: str, seconds: int, seed: int) -> dict[str, float]:

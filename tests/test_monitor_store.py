@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from hemowatch.notifications import NoticeKind, Severity
-from hemowatch.store.alerts import (
+from core.notifications import NoticeKind, Severity
+from core.vitals import Threshold
+from store.alerts import (
     AlertState,
     acknowledge_alert,
     alert_events,
@@ -23,9 +24,9 @@ from hemowatch.store.alerts import (
     raise_alert,
     resolve_alert,
 )
-from hemowatch.store.patients import Threshold, add_patient, get_patient, get_thresholds, list_patients, set_threshold
-from hemowatch.store.schema import MIGRATIONS, open_database
-from hemowatch.store.vitals import (
+from store.patients import add_patient, get_patient, get_thresholds, list_patients, set_threshold
+from store.schema import MIGRATIONS, open_database
+from store.vitals import (
     VitalSample,
     insert_vitals,
     latest_vitals,

@@ -16,8 +16,8 @@ from typing import Any
 
 import sqlite_utils
 
-from hemowatch.notifications import AlertNotice, NoticeKind, Severity
-from hemowatch.store.schema import atomic
+from core.notifications import AlertNotice, NoticeKind, Severity
+from store.schema import atomic
 
 
 class AlertState(StrEnum):
