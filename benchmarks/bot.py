@@ -1,7 +1,7 @@
 """How fast the bot answers: a photo update to its verdict with four doctors sending at once, and an MQTT
 publish to the alert's sendMessage while 1,000 vitals per second flow.
 
-The whole service runs through `hemowatch.app.serve`, against the local Bot API server of the tests and a
+The whole service runs through `hemowatch.wiring.serve`, against the local Bot API server of the tests and a
 mosquitto broker this script starts; the vitals load comes from a separate process, like real devices.
 
     .venv/bin/python -m benchmarks.bot [--head-ct ../shared/data/head-ct] [--photos 10] [--seconds 30]
@@ -31,7 +31,7 @@ from botapi import BotApiServer  # noqa: E402
 from conftest import Mosquitto, free_port  # noqa: E402
 
 from core.settings import Settings  # noqa: E402
-from hemowatch.app import serve  # noqa: E402
+from hemowatch.wiring import serve  # noqa: E402
 from monitor.mqtt import vitals_topic  # noqa: E402
 from store import open_database, patients, people  # noqa: E402
 

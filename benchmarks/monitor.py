@@ -34,7 +34,7 @@ import psutil
 from core.notifications import AlertNotice, NoticeKind
 from core.settings import PROJECT_ROOT, Settings
 from monitor.mqtt import vitals_topic
-from monitor.service import Monitor
+from monitor.vitals_monitor import VitalsMonitor
 from store.schema import atomic, open_database
 
 PREFIX = "hemowatch"
@@ -124,7 +124,7 @@ class LatencyNotifier:
             self.latencies_ms.append((time.time() - notice.values["measured_at"]) * 1000)
 
 
-async def _ingest_rate(monitor: Monitor, count: int) -> float:
+async def _ingest_rate(monitor: VitalsMonitor, count: int) -> float:
     """Start the monitor on a session with `count` messages waiting; messages stored per second."""
     started = time.perf_counter()
     await monitor.start()
@@ -171,11 +171,11 @@ async def main(args: argparse.Namespace) -> None:
 
         # 1. Create both persistent sessions, queue the same messages for both, then time each drain.
         await _bare_subscriber_rate(port, args.messages, connected=False)
-        monitor = Monitor(settings, notifier)
+        monitor = VitalsMonitor(settings, notifier)
         await monitor.start()
         await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
         await monitor.stop()
-        monitor = Monitor(settings, notifier)
+        monitor = VitalsMonitor(settings, notifier)
         base = time.time() - args.messages / 1000
         await _publish(port, [
             (vitals_topic(PREFIX, ids[i % len(ids)]), json.dumps(CALM | {"ts": base + i / 1000, "hr": 60 + i % 30}))

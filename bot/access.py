@@ -16,7 +16,7 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import texts
-from bot.services import services
+from bot.bot_data import bot_data
 from core.roles import Role
 from core.settings import Settings
 from store import patients, people
@@ -88,7 +88,7 @@ def authorize(*roles: Role) -> Callable[[GuardedHandler], Callable[[Update, Cont
             user = update.effective_user
             if user is None:
                 return
-            shared = services(context)
+            shared = bot_data(context)
             caller = identify(shared.db, shared.settings, user.id, user.full_name)
             if caller is None:
                 await refuse(update, texts.UNKNOWN_USER)

@@ -12,7 +12,7 @@ from bot import texts
 from bot.access import Caller, Context, authorize, may_view
 from bot.alert_text import acknowledged_text
 from bot.buttons import parse_ack
-from bot.services import services
+from bot.bot_data import bot_data
 from store import alerts, deliveries
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 @authorize()
 async def acknowledge(update: Update, context: Context, caller: Caller) -> None:
     """Records who is dealing with an alert and shows it on everyone's copy of the message."""
-    shared = services(context)
+    shared = bot_data(context)
     query = update.callback_query
     alert_id = parse_ack(query.data)
     alert = alerts.get_alert(shared.db, alert_id) if alert_id is not None else None

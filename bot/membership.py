@@ -11,7 +11,7 @@ from telegram.helpers import create_deep_linked_url
 
 from bot import texts
 from bot.access import Caller, Context, authorize, may_manage, patient_role
-from bot.services import services
+from bot.bot_data import bot_data
 from core.roles import Role
 from store import people
 from store.people import InvitationError
@@ -33,7 +33,7 @@ async def _greet(update: Update, context: Context, caller: Caller) -> None:
 
 
 async def _join(update: Update, context: Context, code: str) -> None:
-    shared = services(context)
+    shared = bot_data(context)
     user, chat = update.effective_user, update.effective_chat
     try:
         invitation = people.redeem_invitation(shared.db, code, user.id, user.full_name, chat.id, shared.clock())
@@ -66,7 +66,7 @@ async def help_command(update: Update, context: Context, caller: Caller) -> None
 @authorize(Role.DOCTOR)
 async def invite(update: Update, context: Context, caller: Caller) -> None:
     """Creates a one-time deep link: doctors (admins only) or a caregiver for one patient."""
-    shared = services(context)
+    shared = bot_data(context)
     args = context.args or []
     kind = args[0].lower() if args else ""
     patient_id = args[1] if len(args) > 1 else None
@@ -106,7 +106,7 @@ def _may_revoke(db: sqlite_utils.Database, caller: Caller, target: people.Person
 @authorize(Role.DOCTOR)
 async def revoke(update: Update, context: Context, caller: Caller) -> None:
     """Removes someone's access: their links, mutes and future alerts."""
-    shared = services(context)
+    shared = bot_data(context)
     args = context.args or []
     if len(args) != 1 or not args[0].isdigit():
         await update.effective_message.reply_text(texts.REVOKE_USAGE)

@@ -11,7 +11,7 @@ from telegram import Update
 
 from bot import texts, vitals_text
 from bot.access import Caller, Context, authorize, may_manage, may_view, visible_patient_ids
-from bot.services import services
+from bot.bot_data import bot_data
 from bot.trend import render_trend
 from core.roles import Role
 from core.vitals import THRESHOLD_VITALS
@@ -38,7 +38,7 @@ def about_patient(usage: str) -> Callable[[PatientHandler], Callable[[Update, Co
             args = context.args or []
             if not args:
                 await update.effective_message.reply_text(usage)
-            elif not may_view(services(context).db, caller, args[0]):
+            elif not may_view(bot_data(context).db, caller, args[0]):
                 await update.effective_message.reply_text(texts.no_patient(args[0]))
             else:
                 await handler(update, context, caller, args[0], args[1:])
@@ -51,7 +51,7 @@ def about_patient(usage: str) -> Callable[[PatientHandler], Callable[[Update, Co
 @authorize()
 async def list_patients(update: Update, context: Context, caller: Caller) -> None:
     """Lists the patients the user follows, with who else follows them (for doctors)."""
-    shared = services(context)
+    shared = bot_data(context)
     rows = patients.list_patients(shared.db, visible_patient_ids(shared.db, caller))
     if not rows:
         await update.effective_message.reply_text(texts.NO_PATIENTS)
@@ -70,7 +70,7 @@ async def list_patients(update: Update, context: Context, caller: Caller) -> Non
 @authorize(Role.DOCTOR)
 async def add_patient(update: Update, context: Context, caller: Caller) -> None:
     """Registers a patient to monitor; a doctor who adds one becomes their doctor."""
-    shared = services(context)
+    shared = bot_data(context)
     args = context.args or []
     if not args or not patients.PATIENT_ID.fullmatch(args[0]):
         await update.effective_message.reply_text(texts.ADDPATIENT_USAGE)
@@ -89,7 +89,7 @@ async def add_patient(update: Update, context: Context, caller: Caller) -> None:
 @about_patient(texts.THRESHOLDS_USAGE)
 async def thresholds(update: Update, context: Context, caller: Caller, patient_id: str, args: list[str]) -> None:
     """Shows a patient's alert limits; their doctors can change one."""
-    shared = services(context)
+    shared = bot_data(context)
     if args:
         if not may_manage(shared.db, caller, patient_id):
             await update.effective_message.reply_text(texts.not_your_patient_to_manage(patient_id))
@@ -120,7 +120,7 @@ def _bound(word: str) -> float | None:
 @about_patient(texts.STATUS_USAGE)
 async def status(update: Update, context: Context, caller: Caller, patient_id: str, args: list[str]) -> None:
     """Latest vital signs with their age, NEWS2, open alerts and a trend picture of the last hours."""
-    shared = services(context)
+    shared = bot_data(context)
     now = shared.clock()
     patient = patients.get_patient(shared.db, patient_id)
     lines = [texts.status_heading(patient_id, patient.name)]
@@ -144,7 +144,7 @@ async def status(update: Update, context: Context, caller: Caller, patient_id: s
 @about_patient(texts.MUTE_USAGE)
 async def mute(update: Update, context: Context, caller: Caller, patient_id: str, args: list[str]) -> None:
     """Pauses non-emergency alerts about one patient for this user (at night, say)."""
-    shared = services(context)
+    shared = bot_data(context)
     if len(args) != 1 or not args[0].isdigit():
         await update.effective_message.reply_text(texts.MUTE_USAGE)
         return

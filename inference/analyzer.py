@@ -7,7 +7,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from inference.archive import is_zip, read_folder, read_zip
 from inference.dicom import is_dicom, read_series
@@ -21,9 +20,6 @@ from inference.preprocess import prepare_batch
 from inference.result import ModelInfo, StudyResult
 from inference.scan import Series, Window
 from inference.study import study_verdict
-
-if TYPE_CHECKING:
-    from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +52,6 @@ class Analyzer:
         card = self._model.card
         self._info = ModelInfo(card.name, card.version, card.sha256, card.threshold)
         self._threshold = card.threshold if threshold is None else threshold
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, model_path: Path | None = None, threshold: float | None = None
-    ) -> Analyzer:
-        return cls(
-            model_path or settings.hemowatch_model,
-            threads=settings.inference_threads,
-            limits=Limits.from_settings(settings),
-            window=Window(settings.window_center, settings.window_width),
-            threshold=threshold,
-        )
 
     @property
     def model_info(self) -> ModelInfo:

@@ -1,4 +1,4 @@
-"""The real bot (`bot.app.build_application`) polling the local Bot API server, with a real SQLite file and a
+"""The real bot (`bot.application.build_application`) polling the local Bot API server, with a real SQLite file and a
 controllable clock; tests play admins, doctors and caregivers through it."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from conftest import eventually
 from monitor_world import ManualClock
 from telegram.ext import Application
 
-from bot.app import build_application
+from bot.application import build_application
 from core.roles import Role
 from core.settings import Settings
 from store import open_database, patients, people
@@ -44,7 +44,7 @@ class BotWorld:
 
     @property
     def db(self) -> sqlite_utils.Database:
-        return self.application.bot_data["services"].db
+        return self.application.bot_data["shared"].db
 
     async def say(self, user_id: int, text: str) -> JSON:
         """User `user_id` writes `text`; returns the bot's first reply."""

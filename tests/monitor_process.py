@@ -12,12 +12,12 @@ from pathlib import Path
 from monitor_world import RecordingNotifier
 
 from core.settings import Settings
-from monitor.service import Monitor
+from monitor.vitals_monitor import VitalsMonitor
 
 
 async def main(database: str, mqtt_url: str) -> None:
     settings = Settings(_env_file=None, mqtt_url=mqtt_url, hemowatch_db=Path(database))
-    async with Monitor(settings, RecordingNotifier()) as monitor:
+    async with VitalsMonitor(settings, RecordingNotifier()) as monitor:
         await monitor.subscriber.subscribed.wait()
         print("subscribed", flush=True)
         await asyncio.Future()

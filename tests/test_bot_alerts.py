@@ -29,7 +29,7 @@ async def world(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld
 
 @pytest.fixture
 def notifier(world: BotWorld) -> TelegramNotifier:
-    shared = world.application.bot_data["services"]
+    shared = world.application.bot_data["shared"]
     return TelegramNotifier(world.application.bot, world.db, shared.settings, world.clock)
 
 
@@ -135,7 +135,7 @@ async def test_mute_silences_warnings_but_never_emergencies(world: BotWorld, not
 
 async def test_escalation_goes_to_the_doctors_then_the_admins(world: BotWorld, notifier: TelegramNotifier) -> None:
     await notifier.deliver(raise_notice(world))
-    escalate_after = world.application.bot_data["services"].settings.escalate_after_s
+    escalate_after = world.application.bot_data["shared"].settings.escalate_after_s
     for level, admin_told in ((1, False), (2, True)):
         world.clock.advance(escalate_after)
         alerts.escalate_overdue(world.db, world.clock(), escalate_after)

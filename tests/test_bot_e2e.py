@@ -1,4 +1,4 @@
-"""The whole service (`hemowatch.app.running`: bot, monitor, real mosquitto, the local Bot API server):
+"""The whole service (`hemowatch.wiring.running`: bot, monitor, real mosquitto, the local Bot API server):
 a caregiver joins, a patient deteriorates, the alert arrives with its button, acknowledging stops escalation,
 and Telegram failures still end in exactly one message per person."""
 
@@ -19,7 +19,7 @@ from conftest import Mosquitto, eventually
 from monitor_world import ManualClock
 
 from core.roles import Role
-from hemowatch.app import Service, running, serve
+from hemowatch.wiring import RunningService, running, serve
 from monitor.mqtt import vitals_topic
 from store import alerts, open_database, patients, people, vitals
 
@@ -35,7 +35,7 @@ def is_alert(message: JSON) -> bool:
 @pytest.fixture
 async def service(
     bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path
-) -> AsyncIterator[tuple[Service, ManualClock]]:
+) -> AsyncIterator[tuple[RunningService, ManualClock]]:
     clock = ManualClock(time.time())
     settings = settings_for(bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url)
     db = open_database(settings.hemowatch_db)
@@ -72,10 +72,10 @@ async def deteriorate(mosquitto_url: str, clock: ManualClock, settings_hold_s: f
 
 
 async def test_caregiver_receives_acknowledges_and_escalation_stops(
-    bot_api: BotApiServer, mosquitto: Mosquitto, service: tuple[Service, ManualClock]
+    bot_api: BotApiServer, mosquitto: Mosquitto, service: tuple[RunningService, ManualClock]
 ) -> None:
     running_service, clock = service
-    settings = running_service.application.bot_data["services"].settings
+    settings = running_service.application.bot_data["shared"].settings
     await caregiver_joins(bot_api)
     await deteriorate(mosquitto.url, clock, settings.rule_hold_s)
 
@@ -113,10 +113,10 @@ async def test_caregiver_receives_acknowledges_and_escalation_stops(
 
 
 async def test_rate_limit_then_server_error_and_the_alert_arrives_once(
-    bot_api: BotApiServer, mosquitto: Mosquitto, service: tuple[Service, ManualClock]
+    bot_api: BotApiServer, mosquitto: Mosquitto, service: tuple[RunningService, ManualClock]
 ) -> None:
     running_service, clock = service
-    settings = running_service.application.bot_data["services"].settings
+    settings = running_service.application.bot_data["shared"].settings
     await caregiver_joins(bot_api)
     bot_api.fail_next("sendMessage", 429, retry_after=5)
     await deteriorate(mosquitto.url, clock, settings.rule_hold_s)
@@ -135,7 +135,7 @@ async def test_rate_limit_then_server_error_and_the_alert_arrives_once(
         assert len([m for m in bot_api.history(user) if is_alert(m)]) == 1
 
 
-def attempts(service: Service) -> int:
+def attempts(service: RunningService) -> int:
     """Failed delivery attempts of the (only) pending notice; 0 when none is pending."""
     return sum(entry.attempts for entry in alerts.pending_notices(service.db))
 

@@ -20,6 +20,7 @@ from bot.scan_upload import CLOUD_API_URL, Upload, refusal
 from bot.scans import DESK_KEY
 from core.roles import Role
 from core.settings import Settings
+from hemowatch.builders import analyzer_from_settings
 from inference.analyzer import Analyzer
 from store.scans import scans_of
 
@@ -31,7 +32,7 @@ TIMEOUT = 120  # a whole series on two busy cores
 
 @pytest.fixture(scope="session")
 def analyzer() -> Analyzer:
-    return Analyzer.from_settings(Settings(_env_file=None))
+    return analyzer_from_settings(Settings(_env_file=None))
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ async def world(bot_api: BotApiServer, tmp_path: Path, analyzer: Analyzer, reque
                 ) -> AsyncIterator[BotWorld]:
     overrides = getattr(request, "param", {})
     async with running_bot(bot_api, tmp_path, **overrides) as world:
-        world.application.bot_data["services"].analyzer = analyzer
+        world.application.bot_data["shared"].analyzer = analyzer
         world.add_patient(PATIENT)
         world.add_person(DOCTOR, Role.DOCTOR)
         world.add_person(CAREGIVER, Role.CAREGIVER, PATIENT)

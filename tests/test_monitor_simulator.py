@@ -17,7 +17,7 @@ from core.settings import Settings
 from core.vitals import VitalSample
 from monitor.engine import AlertRaised, EngineConfig, PatientState, Profile, assess
 from monitor.rules import patient_rules
-from monitor.service import Monitor
+from monitor.vitals_monitor import VitalsMonitor
 from monitor.simulator import OFFLINE_AFTER_S, SimulatedPatient
 from store.patients import list_patients
 from store.schema import open_database
@@ -68,7 +68,7 @@ async def test_simulate_command_feeds_the_monitor_until_sigterm(tmp_path: Path, 
     db_path = tmp_path / "hemowatch.db"
     settings = Settings(_env_file=None, mqtt_url=mosquitto.url, hemowatch_db=db_path)
     env = os.environ | {"HEMOWATCH_DB": str(db_path), "MQTT_URL": mosquitto.url}
-    async with Monitor(settings, RecordingNotifier()) as monitor:
+    async with VitalsMonitor(settings, RecordingNotifier()) as monitor:
         await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
         simulator = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hemowatch.cli", "simulate", "--patients", "2", "--rate", "20",

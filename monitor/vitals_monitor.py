@@ -1,6 +1,6 @@
 """The running monitor: MQTT ingest, the store thread, the outbox and the periodic jobs, wired together.
 
-    async with Monitor(settings, notifier):   # or: await Monitor(settings, notifier).run()
+    async with VitalsMonitor(settings, notifier):   # or: await VitalsMonitor(settings, notifier).run()
         ...
 
 Everything that touches SQLite runs on worker threads with the monitor's own connections, so disk never
@@ -44,7 +44,7 @@ REFRESH_S = 10.0  # how often patients and thresholds changed by the bot are pic
 RETENTION_EVERY_S = 3600.0
 
 
-class Monitor:
+class VitalsMonitor:
     """Receives vitals, judges and stores them, and hands alerts to `notifier` through the outbox."""
 
     def __init__(self, settings: Settings, notifier: Notifier, clock: Callable[[], float] = time.time) -> None:

@@ -1,4 +1,4 @@
-"""What every handler shares, kept in `application.bot_data` under one key."""
+"""What every handler shares (settings, the store, the clock, the analyzer), kept in `application.bot_data`."""
 
 from __future__ import annotations
 
@@ -11,21 +11,21 @@ from telegram.ext import ContextTypes
 from core.settings import Settings
 from inference.analyzer import Analyzer
 
-_KEY = "services"
+KEY = "shared"  # where the BotData lives in `application.bot_data`
 
 
 @dataclass
-class Services:
+class BotData:
     settings: Settings
     db: sqlite_utils.Database
     clock: Callable[[], float]  # seconds since the epoch; tests pass a controllable one
     analyzer: Analyzer | None  # None when the bot runs without scan triage
 
 
-def install(bot_data: dict, services: Services) -> None:
-    bot_data[_KEY] = services
+def install(application_bot_data: dict, shared: BotData) -> None:
+    application_bot_data[KEY] = shared
 
 
-def services(context: ContextTypes.DEFAULT_TYPE) -> Services:
-    """The shared services of the running bot."""
-    return context.bot_data[_KEY]
+def bot_data(context: ContextTypes.DEFAULT_TYPE) -> BotData:
+    """The shared objects of the running bot."""
+    return context.bot_data[KEY]

@@ -16,7 +16,7 @@ from bot.acknowledge import acknowledge
 from bot.membership import help_command, invite, revoke, start
 from bot.patient_commands import add_patient, list_patients, mute, status, thresholds
 from bot.scans import scan_handlers
-from bot.services import Services, install
+from bot.bot_data import BotData, install
 from core.settings import Settings
 from inference.analyzer import Analyzer
 
@@ -50,7 +50,7 @@ def build_application(
         .concurrent_updates(True)  # a long scan analysis must not hold up alerts and other users
         .build()
     )
-    install(application.bot_data, Services(settings, db, clock, analyzer))
+    install(application.bot_data, BotData(settings, db, clock, analyzer))
     application.add_handler(CommandHandler("start", start))
     application.add_handler(CommandHandler("help", help_command))
     application.add_handler(CommandHandler("invite", invite))
