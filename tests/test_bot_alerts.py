@@ -12,7 +12,7 @@ from botworld import ADMIN, DOCTOR, PATIENT, BotWorld, running_ward
 from bot.notifier import TelegramNotifier
 from core.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
 from core.roles import Role
-from store import alerts, people
+from store import alerts, outbox, people
 
 CAREGIVER, OTHER_CAREGIVER = 20, 21
 
@@ -42,7 +42,7 @@ def raise_notice(world: BotWorld, severity: Severity = Severity.URGENT) -> Alert
 
 
 def newest_notice(world: BotWorld) -> AlertNotice:
-    return alerts.pending_notices(world.db)[-1].notice
+    return outbox.pending_notices(world.db)[-1].notice
 
 
 def alert_messages(world: BotWorld, chat_id: int) -> list[dict]:

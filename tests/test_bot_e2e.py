@@ -21,7 +21,7 @@ from monitor_world import ManualClock
 from core.roles import Role
 from hemowatch.wiring import RunningService, running, serve
 from monitor.mqtt import vitals_topic
-from store import alerts, open_database, patients, people, vitals
+from store import alerts, open_database, outbox, patients, people, vitals
 
 DOCTOR, CAREGIVER = 10, 20
 PATIENT, OTHER_PATIENT = "ward-1", "ward-2"
@@ -99,7 +99,7 @@ async def test_caregiver_receives_acknowledges_and_escalation_stops(
         clock.advance(settings.escalate_after_s)
         await running_service.monitor.escalate()
     assert alerts.get_alert(running_service.db, alert.id).escalation_level == 1
-    await eventually(lambda: not alerts.pending_notices(running_service.db), 30, "the outbox to empty")
+    await eventually(lambda: not outbox.pending_notices(running_service.db), 30, "the outbox to empty")
     escalations = [m for m in bot_api.history(DOCTOR) if "now goes to more people" in m.get("text", "")
                    and "edit_date" not in m]
     assert len(escalations) == 1
@@ -130,14 +130,14 @@ async def test_rate_limit_then_server_error_and_the_alert_arrives_once(
     running_service.monitor.outbox.wake()
     for user in (DOCTOR, CAREGIVER):
         await bot_api.wait_for_message(user, is_alert, timeout=30)
-    await eventually(lambda: not alerts.pending_notices(running_service.db), 30, "the outbox to empty")
+    await eventually(lambda: not outbox.pending_notices(running_service.db), 30, "the outbox to empty")
     for user in (DOCTOR, CAREGIVER):
         assert len([m for m in bot_api.history(user) if is_alert(m)]) == 1
 
 
 def attempts(service: RunningService) -> int:
     """Failed delivery attempts of the (only) pending notice; 0 when none is pending."""
-    return sum(entry.attempts for entry in alerts.pending_notices(service.db))
+    return sum(entry.attempts for entry in outbox.pending_notices(service.db))
 
 
 def failed_sends(api: BotApiServer, status: int) -> bool:
