@@ -1,5 +1,5 @@
-"""The real bot (`bot.application.build_application`) polling the local Bot API server, with a real SQLite file and a
-controllable clock; tests play admins, doctors and caregivers through it."""
+"""The real bot (`bot.application.build_application`) polling the local Bot API server, with a real SQLite file
+and a controllable clock; tests play admins, doctors and caregivers through it."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
-from botapi import JSON, BotApiServer
-from conftest import eventually
-from monitor_world import ManualClock
 from telegram.ext import Application
 
 from bot.application import build_application
 from core.roles import Role
 from core.settings import Settings
 from store import open_database, patients, people
+from testsupport.botapi import JSON, BotApiServer
+from testsupport.doubles import ManualClock
+from testsupport.waiting import eventually
 
 ADMIN = 1
 DOCTOR = 10

@@ -9,10 +9,10 @@ import asyncio
 import sys
 from pathlib import Path
 
-from monitor_world import RecordingNotifier
 
 from core.settings import Settings
 from monitor.vitals_monitor import VitalsMonitor
+from testsupport.doubles import RecordingNotifier
 
 
 async def main(database: str, mqtt_url: str) -> None:

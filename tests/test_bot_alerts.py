@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from botapi import BotApiServer
 from botworld import ADMIN, DOCTOR, PATIENT, BotWorld, running_ward
 
 from bot.notifier import TelegramNotifier
 from core.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
 from core.roles import Role
 from store import alerts, outbox, people
+from testsupport.botapi import BotApiServer
 
 CAREGIVER, OTHER_CAREGIVER = 20, 21
 

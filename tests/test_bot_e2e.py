@@ -13,15 +13,16 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from botapi import JSON, BotApiServer
 from botworld import ADMIN, settings_for
-from conftest import Mosquitto, eventually
-from monitor_world import ManualClock
 
 from core.roles import Role
 from hemowatch.wiring import RunningService, running, serve
 from monitor.mqtt import vitals_topic
 from store import alerts, open_database, outbox, patients, people, vitals
+from testsupport.botapi import JSON, BotApiServer
+from testsupport.broker import Mosquitto
+from testsupport.doubles import ManualClock
+from testsupport.waiting import eventually
 
 DOCTOR, CAREGIVER = 10, 20
 PATIENT, OTHER_PATIENT = "ward-1", "ward-2"

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from botapi import BotApiServer
 from botworld import ADMIN, DOCTOR, PATIENT, BotWorld, running_ward
 
 from bot.application import register_menu
@@ -19,6 +18,7 @@ from core.roles import Role
 from core.settings import Settings
 from hemowatch.admin_command import run_admin
 from store import open_database, patients, people
+from testsupport.botapi import BotApiServer
 
 NEWCOMER, STRANGER = 50, 60
 LINK = re.compile(r"https://t\.me/hemowatch_test_bot\?start=([A-Za-z0-9_-]+)")

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from botapi import JSON, BotApiServer
 from botworld import BotWorld, running_bot
 
 from bot import texts
@@ -23,6 +22,7 @@ from core.settings import Settings
 from hemowatch.builders import analyzer_from_settings
 from inference.analyzer import Analyzer
 from store.scans import scans_of
+from testsupport.botapi import JSON, BotApiServer
 
 DOCTOR, CAREGIVER, STRANGER = 10, 20, 40
 PATIENT = "bed-1"

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from botapi import BotApiServer
 from botworld import DOCTOR, PATIENT, BotWorld, running_ward
 
 from core.notifications import Severity
@@ -14,6 +13,7 @@ from core.vitals import VitalSample
 from store import alerts, patients
 from store.schema import atomic
 from store.vitals import insert_vitals
+from testsupport.botapi import BotApiServer
 
 
 @pytest.fixture

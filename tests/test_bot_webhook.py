@@ -10,11 +10,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from botapi import JSON, BotApiServer
 from botworld import ADMIN, settings_for
-from conftest import free_port
 
 from hemowatch.wiring import RunningService, running
+from testsupport.botapi import JSON, BotApiServer
+from testsupport.broker import free_port
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 pytestmark = pytest.mark.timeout(120)

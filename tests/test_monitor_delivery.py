@@ -14,8 +14,6 @@ from pathlib import Path
 import aiomqtt
 import pytest
 import sqlite_utils
-from conftest import Mosquitto, eventually
-from monitor_world import T0, ManualClock, RecordingNotifier
 
 from core.notifications import NoticeKind
 from core.settings import Settings
@@ -25,6 +23,9 @@ from store.alerts import open_alerts
 from store.patients import add_patient
 from store.schema import open_database
 from store.vitals import vitals_between
+from testsupport.broker import Mosquitto
+from testsupport.doubles import T0, ManualClock, RecordingNotifier
+from testsupport.waiting import eventually
 
 MONITOR_PROCESS = Path(__file__).with_name("monitor_process.py")
 CALM = {"hr": 72, "spo2": 97, "sbp": 125, "dbp": 80, "rr": 15, "temp": 36.8, "acvpu": "A"}

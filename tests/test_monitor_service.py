@@ -11,8 +11,6 @@ from typing import Any
 import aiomqtt
 import pytest
 import sqlite_utils
-from conftest import Mosquitto, eventually, free_port
-from monitor_world import T0, ManualClock, RecordingNotifier
 
 from core.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
 from core.settings import Settings
@@ -23,6 +21,9 @@ from store.alerts import AlertState, acknowledge_alert, get_alert, open_alerts
 from store.patients import add_patient, set_threshold
 from store.schema import open_database
 from store.vitals import latest_vitals, vitals_between
+from testsupport.broker import Mosquitto, free_port
+from testsupport.doubles import T0, ManualClock, RecordingNotifier
+from testsupport.waiting import eventually
 
 CALM = {"hr": 72, "spo2": 97, "sbp": 125, "dbp": 80, "rr": 15, "temp": 36.8, "acvpu": "A"}
 HYPOXIC = CALM | {"spo2": 86}  # SpO2 below 90 and NEWS2 SpO2 component 3

@@ -10,18 +10,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Mosquitto, eventually
-from monitor_world import T0, RecordingNotifier
 
 from core.settings import Settings
 from core.vitals import VitalSample
 from monitor.engine import AlertRaised, EngineConfig, PatientState, Profile, assess
 from monitor.rules import patient_rules
-from monitor.vitals_monitor import VitalsMonitor
 from monitor.simulator import OFFLINE_AFTER_S, SimulatedPatient
+from monitor.vitals_monitor import VitalsMonitor
 from store.patients import list_patients
 from store.schema import open_database
 from store.vitals import vitals_between
+from testsupport.broker import Mosquitto
+from testsupport.doubles import T0, RecordingNotifier
+from testsupport.waiting import eventually
 
 
 def _alerts_within(scenario: str, seconds: int, seed: int) -> dict[str, float]:
