@@ -1,6 +1,6 @@
 """Vitals monitor benchmark through a real mosquitto it starts on a free port.
 
-    .venv/bin/python -m benchmarks.monitor [--messages 50000] [--patients 10000] [--latency-seconds 20]
+    .venv/bin/python -m benchmarks.bench_monitor [--messages 50000] [--patients 10000] [--latency-seconds 20]
 
 Prints the machine, then:
 1. sustained ingest: messages queued at the broker while the subscriber is away, then drained; messages per
@@ -36,16 +36,11 @@ from core.settings import PROJECT_ROOT, Settings
 from monitor.mqtt import vitals_topic
 from monitor.vitals_monitor import VitalsMonitor
 from store.schema import atomic, open_database
+from testsupport.broker import free_port
 
 PREFIX = "hemowatch"
 CALM = {"hr": 74, "spo2": 97, "sbp": 124, "dbp": 78, "rr": 15, "temp": 36.8, "gcs": 15, "o2": False, "acvpu": "A"}
 PROBE_PATIENTS = 20  # patients whose vitals alternate between normal and alarming, one alert each cycle
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _start_mosquitto(workdir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -161,7 +156,7 @@ def _publisher(port: int, rate: int, seconds: float, patients: int) -> None:
 async def main(args: argparse.Namespace) -> None:
     print(f"machine: {_machine()}")
     workdir = Path(tempfile.mkdtemp(prefix="hemowatch-bench-"))
-    port = _free_port()
+    port = free_port()
     broker = _start_mosquitto(workdir, port)
     try:
         ids = _register(workdir / "hemowatch.db", args.patients)
@@ -189,7 +184,7 @@ async def main(args: argparse.Namespace) -> None:
 
         # 2. Alert latency under a steady 1,000 messages per second from another process.
         publisher = subprocess.Popen([
-            sys.executable, "-m", "benchmarks.monitor", "--publisher", str(port), "--rate", "1000",
+            sys.executable, "-m", "benchmarks.bench_monitor", "--publisher", str(port), "--rate", "1000",
             "--latency-seconds", str(args.latency_seconds), "--patients", str(args.patients),
         ], cwd=PROJECT_ROOT)
         stored_before, started = monitor.stats.stored, time.perf_counter()
