@@ -89,7 +89,7 @@ def authorize(*roles: Role) -> Callable[[GuardedHandler], Callable[[Update, Cont
             if user is None:
                 return
             shared = bot_data(context)
-            caller = identify(shared.db, shared.settings, user.id, user.full_name)
+            caller = await shared.store.call(identify, shared.settings, user.id, user.full_name)
             if caller is None:
                 await refuse(update, texts.UNKNOWN_USER)
                 return
@@ -97,7 +97,7 @@ def authorize(*roles: Role) -> Callable[[GuardedHandler], Callable[[Update, Cont
                 await refuse(update, texts.only_for(roles))
                 return
             if update.effective_chat is not None and caller.role is not Role.ADMIN:
-                people.record_seen(shared.db, user.id, update.effective_chat.id)
+                await shared.store.call(people.record_seen, user.id, update.effective_chat.id)
             await handler(update, context, caller)
 
         return guarded

@@ -24,17 +24,17 @@ async def acknowledge(update: Update, context: Context, caller: Caller) -> None:
     shared = bot_data(context)
     query = update.callback_query
     alert_id = parse_ack(query.data)
-    alert = alerts.get_alert(shared.db, alert_id) if alert_id is not None else None
-    if alert is None or not may_view(shared.db, caller, alert.patient_id):
+    alert = await shared.store.call(alerts.get_alert, alert_id) if alert_id is not None else None
+    if alert is None or not await shared.store.call(may_view, caller, alert.patient_id):
         await query.answer(texts.ALERT_GONE, show_alert=True)
         return
     now = shared.clock()
-    if not alerts.acknowledge_alert(shared.db, alert_id, caller.telegram_id, now):
-        current = alerts.get_alert(shared.db, alert_id)
+    if not await shared.store.call(alerts.acknowledge_alert, alert_id, caller.telegram_id, now):
+        current = await shared.store.call(alerts.get_alert, alert_id)
         await query.answer(texts.ALREADY_ACKNOWLEDGED if current.is_open else texts.ALREADY_RESOLVED)
         return
     await query.answer(texts.ACKNOWLEDGED)
-    for sent in deliveries.alert_messages(shared.db, alert_id):
+    for sent in await shared.store.call(deliveries.alert_messages, alert_id):
         try:
             await context.bot.edit_message_text(
                 acknowledged_text(sent.text, caller.name, now),

@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Callable
 
-import sqlite_utils
 from telegram import Bot, BotCommand, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
@@ -19,6 +18,7 @@ from bot.scans import scan_handlers
 from bot.bot_data import BotData, install
 from core.settings import Settings
 from inference.analyzer import Analyzer
+from store.thread import StoreThread
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,10 @@ MENU = [
 
 
 def build_application(
-    settings: Settings, analyzer: Analyzer | None, db: sqlite_utils.Database, clock: Callable[[], float] = time.time
+    settings: Settings, analyzer: Analyzer | None, store: StoreThread, clock: Callable[[], float] = time.time
 ) -> Application:
-    """The bot, talking to `settings.telegram_api_url`, with every handler registered."""
+    """The bot, talking to `settings.telegram_api_url`, with every handler registered; `store` is open and
+    serves the handlers' store calls."""
     if settings.telegram_bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
     api = settings.telegram_api_url.rstrip("/")
@@ -50,7 +51,7 @@ def build_application(
         .concurrent_updates(True)  # a long scan analysis must not hold up alerts and other users
         .build()
     )
-    install(application.bot_data, BotData(settings, db, clock, analyzer))
+    install(application.bot_data, BotData(settings, store, clock, analyzer))
     application.add_handler(CommandHandler("start", start))
     application.add_handler(CommandHandler("help", help_command))
     application.add_handler(CommandHandler("invite", invite))

@@ -87,7 +87,7 @@ async def receive_scan(update: Update, context: Context, caller: Caller) -> None
         await progress.close(_explain(error))
         return
 
-    _audit(shared.db, hashlib.sha256(data).hexdigest(), results, caller.telegram_id, shared.clock())
+    await shared.store.call(_audit, hashlib.sha256(data).hexdigest(), results, caller.telegram_id, shared.clock())
     await progress.close(texts.scan_report(results))
     for result in results:
         if result.overlay_png is not None:

@@ -15,7 +15,6 @@ from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import sqlite_utils
 from telegram.error import NetworkError
 from telegram.ext import Application
 
@@ -26,7 +25,7 @@ from hemowatch.builders import analyzer_from_settings
 from monitor.broker import EmbeddedBroker
 from monitor.mqtt import Backoff
 from monitor.vitals_monitor import VitalsMonitor
-from store import open_database
+from store.thread import StoreThread
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,6 @@ class RunningService:
 
     application: Application
     monitor: VitalsMonitor
-    db: sqlite_utils.Database
 
 
 @asynccontextmanager
@@ -45,17 +43,19 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
     """Start the broker (when embedded), the monitor and the bot; stop them in reverse order on exit.
 
     The monitor starts first, so vitals are stored and alerts queued in the outbox even while Telegram
-    cannot be reached; the bot keeps trying to connect and the outbox delivers once it can.
+    cannot be reached; the bot keeps trying to connect and the outbox delivers once it can. The bot (its
+    handlers and its notifier) has a store thread of its own, like the monitor, so SQLite never runs on the loop.
     """
-    db = open_database(settings.hemowatch_db)
+    bot_store = StoreThread("hemowatch-bot")
     async with AsyncExitStack() as stack:
-        stack.callback(db.close)
+        stack.push_async_callback(bot_store.close)
+        await bot_store.open(settings.hemowatch_db)
         if not settings.mqtt_url:
             broker = EmbeddedBroker(settings.embedded_broker_host, settings.embedded_broker_port)
             await stack.enter_async_context(broker)
-        application = build_application(settings, analyzer_from_settings(settings), db, clock)
+        application = build_application(settings, analyzer_from_settings(settings), bot_store, clock)
         stack.push_async_callback(application.shutdown)  # after the monitor has stopped delivering
-        monitor = VitalsMonitor(settings, TelegramNotifier(application.bot, db, settings, clock), clock=clock)
+        monitor = VitalsMonitor(settings, TelegramNotifier(application.bot, bot_store, settings, clock), clock=clock)
         await stack.enter_async_context(monitor)
         await _connect(application)
         await register_menu(application.bot)
@@ -64,7 +64,7 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         await _receive_updates(application, settings)
         stack.push_async_callback(application.updater.stop)
         log.info("HemoWatch is running as @%s", application.bot.username)
-        yield RunningService(application, monitor, db)
+        yield RunningService(application, monitor)
         log.info("HemoWatch is stopping")
 
 

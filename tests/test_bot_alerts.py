@@ -30,7 +30,7 @@ async def world(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld
 @pytest.fixture
 def notifier(world: BotWorld) -> TelegramNotifier:
     shared = world.application.bot_data["shared"]
-    return TelegramNotifier(world.application.bot, world.db, shared.settings, world.clock)
+    return TelegramNotifier(world.application.bot, shared.store, shared.settings, world.clock)
 
 
 def raise_notice(world: BotWorld, severity: Severity = Severity.URGENT) -> AlertNotice:
