@@ -11,8 +11,8 @@ from telegram.error import TelegramError
 from bot import texts
 from bot.access import Caller, Context, authorize, may_view
 from bot.alert_text import acknowledged_text
-from bot.buttons import parse_ack
 from bot.bot_data import bot_data
+from bot.buttons import parse_ack
 from store import alerts, deliveries
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from telegram.ext import BaseHandler, MessageHandler, filters
 
 from bot import texts
 from bot.access import Caller, Context, authorize
+from bot.bot_data import bot_data
 from bot.rate_limit import RateLimit
 from bot.scan_upload import CLOUD_DOWNLOAD_LIMIT, Upload, refusal
-from bot.bot_data import bot_data
 from core.roles import Role
 from inference.errors import InputError
 from inference.result import StudyResult
