@@ -16,10 +16,10 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import texts
-from bot.services import services
-from hemowatch.settings import Settings
-from hemowatch.store import patients, people
-from hemowatch.store.people import Role
+from bot.bot_data import bot_data
+from core.roles import Role
+from core.settings import Settings
+from store import patients, people
 
 Context = ContextTypes.DEFAULT_TYPE
 
@@ -88,8 +88,8 @@ def authorize(*roles: Role) -> Callable[[GuardedHandler], Callable[[Update, Cont
             user = update.effective_user
             if user is None:
                 return
-            shared = services(context)
-            caller = identify(shared.db, shared.settings, user.id, user.full_name)
+            shared = bot_data(context)
+            caller = await shared.store.call(identify, shared.settings, user.id, user.full_name)
             if caller is None:
                 await refuse(update, texts.UNKNOWN_USER)
                 return
@@ -97,7 +97,7 @@ def authorize(*roles: Role) -> Callable[[GuardedHandler], Callable[[Update, Cont
                 await refuse(update, texts.only_for(roles))
                 return
             if update.effective_chat is not None and caller.role is not Role.ADMIN:
-                people.record_seen(shared.db, user.id, update.effective_chat.id)
+                await shared.store.call(people.record_seen, user.id, update.effective_chat.id)
             await handler(update, context, caller)
 
         return guarded

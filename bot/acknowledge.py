@@ -11,9 +11,9 @@ from telegram.error import TelegramError
 from bot import texts
 from bot.access import Caller, Context, authorize, may_view
 from bot.alert_text import acknowledged_text
+from bot.bot_data import bot_data
 from bot.buttons import parse_ack
-from bot.services import services
-from hemowatch.store import alerts, deliveries
+from store import alerts, deliveries
 
 log = logging.getLogger(__name__)
 
@@ -21,20 +21,20 @@ log = logging.getLogger(__name__)
 @authorize()
 async def acknowledge(update: Update, context: Context, caller: Caller) -> None:
     """Records who is dealing with an alert and shows it on everyone's copy of the message."""
-    shared = services(context)
+    shared = bot_data(context)
     query = update.callback_query
     alert_id = parse_ack(query.data)
-    alert = alerts.get_alert(shared.db, alert_id) if alert_id is not None else None
-    if alert is None or not may_view(shared.db, caller, alert.patient_id):
+    alert = await shared.store.call(alerts.get_alert, alert_id) if alert_id is not None else None
+    if alert is None or not await shared.store.call(may_view, caller, alert.patient_id):
         await query.answer(texts.ALERT_GONE, show_alert=True)
         return
     now = shared.clock()
-    if not alerts.acknowledge_alert(shared.db, alert_id, caller.telegram_id, now):
-        current = alerts.get_alert(shared.db, alert_id)
+    if not await shared.store.call(alerts.acknowledge_alert, alert_id, caller.telegram_id, now):
+        current = await shared.store.call(alerts.get_alert, alert_id)
         await query.answer(texts.ALREADY_ACKNOWLEDGED if current.is_open else texts.ALREADY_RESOLVED)
         return
     await query.answer(texts.ACKNOWLEDGED)
-    for sent in deliveries.alert_messages(shared.db, alert_id):
+    for sent in await shared.store.call(deliveries.alert_messages, alert_id):
         try:
             await context.bot.edit_message_text(
                 acknowledged_text(sent.text, caller.name, now),

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from html import escape
 
 from bot import vitals_text
-from hemowatch.notifications import AlertNotice, NoticeKind, Severity
+from core.notifications import AlertNotice, NoticeKind, Severity
 
 SEVERITY_MARK = {Severity.WARNING: "🟡 Warning", Severity.URGENT: "🟠 Urgent", Severity.EMERGENCY: "🔴 EMERGENCY"}
 

@@ -11,9 +11,10 @@ from telegram.helpers import create_deep_linked_url
 
 from bot import texts
 from bot.access import Caller, Context, authorize, may_manage, patient_role
-from bot.services import services
-from hemowatch.store import people
-from hemowatch.store.people import InvitationError, Role
+from bot.bot_data import bot_data
+from core.roles import Role
+from store import people
+from store.people import InvitationError
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,12 @@ async def _greet(update: Update, context: Context, caller: Caller) -> None:
 
 
 async def _join(update: Update, context: Context, code: str) -> None:
-    shared = services(context)
+    shared = bot_data(context)
     user, chat = update.effective_user, update.effective_chat
     try:
-        invitation = people.redeem_invitation(shared.db, code, user.id, user.full_name, chat.id, shared.clock())
+        invitation = await shared.store.call(
+            people.redeem_invitation, code, user.id, user.full_name, chat.id, shared.clock()
+        )
     except InvitationError as error:
         await update.effective_message.reply_text(str(error))
         return
@@ -65,7 +68,7 @@ async def help_command(update: Update, context: Context, caller: Caller) -> None
 @authorize(Role.DOCTOR)
 async def invite(update: Update, context: Context, caller: Caller) -> None:
     """Creates a one-time deep link: doctors (admins only) or a caregiver for one patient."""
-    shared = services(context)
+    shared = bot_data(context)
     args = context.args or []
     kind = args[0].lower() if args else ""
     patient_id = args[1] if len(args) > 1 else None
@@ -73,12 +76,12 @@ async def invite(update: Update, context: Context, caller: Caller) -> None:
         if caller.role is not Role.ADMIN:
             await update.effective_message.reply_text(texts.only_for([Role.ADMIN]))
             return
-        if patient_id is not None and patient_role(shared.db, caller, patient_id) is None:
+        if patient_id is not None and await shared.store.call(patient_role, caller, patient_id) is None:
             await update.effective_message.reply_text(texts.no_patient(patient_id))
             return
         role = Role.DOCTOR
     elif kind == "caregiver" and len(args) == 2:
-        if not may_manage(shared.db, caller, patient_id):
+        if not await shared.store.call(may_manage, caller, patient_id):
             await update.effective_message.reply_text(texts.no_patient(patient_id))
             return
         role = Role.CAREGIVER
@@ -86,8 +89,8 @@ async def invite(update: Update, context: Context, caller: Caller) -> None:
         await update.effective_message.reply_text(texts.INVITE_USAGE)
         return
     ttl_hours = shared.settings.invite_ttl_hours
-    invitation = people.create_invitation(
-        shared.db, role, patient_id, caller.telegram_id, shared.clock(), ttl_hours * 3600
+    invitation = await shared.store.call(
+        people.create_invitation, role, patient_id, caller.telegram_id, shared.clock(), ttl_hours * 3600
     )
     link = create_deep_linked_url(context.bot.username, invitation.code)
     await update.effective_message.reply_text(texts.invitation(role, patient_id, link, ttl_hours))
@@ -105,14 +108,14 @@ def _may_revoke(db: sqlite_utils.Database, caller: Caller, target: people.Person
 @authorize(Role.DOCTOR)
 async def revoke(update: Update, context: Context, caller: Caller) -> None:
     """Removes someone's access: their links, mutes and future alerts."""
-    shared = services(context)
+    shared = bot_data(context)
     args = context.args or []
     if len(args) != 1 or not args[0].isdigit():
         await update.effective_message.reply_text(texts.REVOKE_USAGE)
         return
-    target = people.get_person(shared.db, int(args[0]))
-    if target is None or not _may_revoke(shared.db, caller, target):
+    target = await shared.store.call(people.get_person, int(args[0]))
+    if target is None or not await shared.store.call(_may_revoke, caller, target):
         await update.effective_message.reply_text(texts.not_revocable(int(args[0])))
         return
-    people.revoke_user(shared.db, target.telegram_id, shared.clock())
+    await shared.store.call(people.revoke_user, target.telegram_id, shared.clock())
     await update.effective_message.reply_text(texts.revoked(target.telegram_id))

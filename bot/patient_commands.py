@@ -7,15 +7,16 @@ import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
+import sqlite_utils
 from telegram import Update
 
 from bot import texts, vitals_text
 from bot.access import Caller, Context, authorize, may_manage, may_view, visible_patient_ids
-from bot.services import services
+from bot.bot_data import bot_data
 from bot.trend import render_trend
-from hemowatch.store import alerts, patients, people, vitals
-from hemowatch.store.people import Role
-from hemowatch.store.vitals import THRESHOLD_VITALS
+from core.roles import Role
+from core.vitals import THRESHOLD_VITALS
+from store import alerts, patients, people, vitals
 
 TREND_HOURS = 6
 MAX_MUTE_MINUTES = 12 * 60
@@ -38,7 +39,7 @@ def about_patient(usage: str) -> Callable[[PatientHandler], Callable[[Update, Co
             args = context.args or []
             if not args:
                 await update.effective_message.reply_text(usage)
-            elif not may_view(services(context).db, caller, args[0]):
+            elif not await bot_data(context).store.call(may_view, caller, args[0]):
                 await update.effective_message.reply_text(texts.no_patient(args[0]))
             else:
                 await handler(update, context, caller, args[0], args[1:])
@@ -51,56 +52,57 @@ def about_patient(usage: str) -> Callable[[PatientHandler], Callable[[Update, Co
 @authorize()
 async def list_patients(update: Update, context: Context, caller: Caller) -> None:
     """Lists the patients the user follows, with who else follows them (for doctors)."""
-    shared = services(context)
-    rows = patients.list_patients(shared.db, visible_patient_ids(shared.db, caller))
-    if not rows:
-        await update.effective_message.reply_text(texts.NO_PATIENTS)
-        return
+    lines = await bot_data(context).store.call(_patient_lines, caller)
+    await update.effective_message.reply_text("\n".join(lines) if lines else texts.NO_PATIENTS)
+
+
+def _patient_lines(db: sqlite_utils.Database, caller: Caller) -> list[str]:
+    """One line per patient the caller may see, with who follows them where the caller manages the patient."""
     lines = []
-    for row in rows:
+    for row in patients.list_patients(db, visible_patient_ids(db, caller)):
         lines.append(f"• {row.id} – {row.name}")
-        if may_manage(shared.db, caller, row.id):
+        if may_manage(db, caller, row.id):
             lines += [
                 f"    {m.person.display_name} ({m.role}, user id {m.person.telegram_id})"
-                for m in people.members_of(shared.db, row.id)
+                for m in people.members_of(db, row.id)
             ]
-    await update.effective_message.reply_text("\n".join(lines))
+    return lines
 
 
 @authorize(Role.DOCTOR)
 async def add_patient(update: Update, context: Context, caller: Caller) -> None:
     """Registers a patient to monitor; a doctor who adds one becomes their doctor."""
-    shared = services(context)
+    shared = bot_data(context)
     args = context.args or []
     if not args or not patients.PATIENT_ID.fullmatch(args[0]):
         await update.effective_message.reply_text(texts.ADDPATIENT_USAGE)
         return
     patient_id, name = args[0], " ".join(args[1:]) or args[0]
-    if patients.get_patient(shared.db, patient_id) is not None:
+    if await shared.store.call(patients.get_patient, patient_id) is not None:
         await update.effective_message.reply_text(texts.patient_exists(patient_id))
         return
     now = shared.clock()
-    patients.add_patient(shared.db, patient_id, name, now)
+    await shared.store.call(patients.add_patient, patient_id, name, now)
     if caller.role is Role.DOCTOR:
-        people.add_member(shared.db, patient_id, caller.telegram_id, Role.DOCTOR, now)
+        await shared.store.call(people.add_member, patient_id, caller.telegram_id, Role.DOCTOR, now)
     await update.effective_message.reply_text(texts.patient_added(patient_id, name))
 
 
 @about_patient(texts.THRESHOLDS_USAGE)
 async def thresholds(update: Update, context: Context, caller: Caller, patient_id: str, args: list[str]) -> None:
     """Shows a patient's alert limits; their doctors can change one."""
-    shared = services(context)
+    shared = bot_data(context)
     if args:
-        if not may_manage(shared.db, caller, patient_id):
+        if not await shared.store.call(may_manage, caller, patient_id):
             await update.effective_message.reply_text(texts.not_your_patient_to_manage(patient_id))
             return
         try:
             vital, low, high = _parse_limit(args)
-            patients.set_threshold(shared.db, patient_id, vital, low, high)
+            await shared.store.call(patients.set_threshold, patient_id, vital, low, high)
         except ValueError:
             await update.effective_message.reply_text(texts.threshold_usage(THRESHOLD_VITALS))
             return
-    limits = patients.get_thresholds(shared.db, patient_id).values()
+    limits = (await shared.store.call(patients.get_thresholds, patient_id)).values()
     lines = [vitals_text.limit(t.vital, t.low, t.high) for t in limits]
     await update.effective_message.reply_text(texts.thresholds(patient_id, lines))
 
@@ -120,22 +122,23 @@ def _bound(word: str) -> float | None:
 @about_patient(texts.STATUS_USAGE)
 async def status(update: Update, context: Context, caller: Caller, patient_id: str, args: list[str]) -> None:
     """Latest vital signs with their age, NEWS2, open alerts and a trend picture of the last hours."""
-    shared = services(context)
+    shared = bot_data(context)
     now = shared.clock()
-    patient = patients.get_patient(shared.db, patient_id)
+    patient = await shared.store.call(patients.get_patient, patient_id)
     lines = [texts.status_heading(patient_id, patient.name)]
-    latest = vitals.latest_vitals(shared.db, patient_id)
+    latest = await shared.store.call(vitals.latest_vitals, patient_id)
     if latest is None:
         lines.append(texts.NO_VITALS)
     else:
         lines.append(texts.latest_vitals(vitals_text.age(now - latest.ts), vitals_text.vitals_line(latest.values())))
         if latest.news2 is not None:
             lines.append(vitals_text.news2(latest.news2, latest.news2_components or {}))
-    open_now = alerts.open_alerts(shared.db, patient_id)
+    open_now = await shared.store.call(alerts.open_alerts, patient_id)
     lines.append(texts.open_alerts_heading(len(open_now)))
     lines += [texts.open_alert(a.severity, a.title, vitals_text.age(now - a.raised_at)) for a in open_now]
     await update.effective_message.reply_text("\n".join(lines))
-    samples = [asdict(s) for s in vitals.vitals_between(shared.db, patient_id, now - TREND_HOURS * 3600, now)]
+    recent = await shared.store.call(vitals.vitals_between, patient_id, now - TREND_HOURS * 3600, now)
+    samples = [asdict(s) for s in recent]
     if samples:
         picture = await asyncio.to_thread(render_trend, samples, now, TREND_HOURS)
         await update.effective_message.reply_photo(picture, caption=texts.trend_caption(TREND_HOURS))
@@ -144,7 +147,7 @@ async def status(update: Update, context: Context, caller: Caller, patient_id: s
 @about_patient(texts.MUTE_USAGE)
 async def mute(update: Update, context: Context, caller: Caller, patient_id: str, args: list[str]) -> None:
     """Pauses non-emergency alerts about one patient for this user (at night, say)."""
-    shared = services(context)
+    shared = bot_data(context)
     if len(args) != 1 or not args[0].isdigit():
         await update.effective_message.reply_text(texts.MUTE_USAGE)
         return
@@ -152,6 +155,6 @@ async def mute(update: Update, context: Context, caller: Caller, patient_id: str
     if minutes > MAX_MUTE_MINUTES:
         await update.effective_message.reply_text(texts.mute_too_long(MAX_MUTE_MINUTES))
         return
-    people.mute(shared.db, patient_id, caller.telegram_id, shared.clock() + minutes * 60)
+    await shared.store.call(people.mute, patient_id, caller.telegram_id, shared.clock() + minutes * 60)
     reply = texts.muted(patient_id, minutes) if minutes else texts.unmuted(patient_id)
     await update.effective_message.reply_text(reply)

@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 from telegram import Message
 
 from bot import texts
-from hemowatch.settings import Settings
+from core.settings import Settings
 
 CLOUD_API_URL = "https://api.telegram.org"
 CLOUD_DOWNLOAD_LIMIT = 20 * 1024 * 1024  # the largest file a bot may download from Telegram's own servers

@@ -19,13 +19,13 @@ from telegram.ext import BaseHandler, MessageHandler, filters
 
 from bot import texts
 from bot.access import Caller, Context, authorize
+from bot.bot_data import bot_data
 from bot.rate_limit import RateLimit
 from bot.scan_upload import CLOUD_DOWNLOAD_LIMIT, Upload, refusal
-from bot.services import services
-from hemowatch.store.people import Role
-from hemowatch.store.scans import ScanAudit, record_scan
+from core.roles import Role
 from inference.errors import InputError
 from inference.result import StudyResult
+from store.scans import ScanAudit, record_scan
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class ScanDesk:
 def _desk(context: Context) -> ScanDesk:
     desk = context.bot_data.get(DESK_KEY)
     if desk is None:
-        settings = services(context).settings
+        settings = bot_data(context).settings
         desk = ScanDesk(asyncio.Semaphore(settings.scan_concurrency),
                         RateLimit(settings.scan_rate_limit, settings.scan_rate_window_s))
         context.bot_data[DESK_KEY] = desk
@@ -59,7 +59,7 @@ def _desk(context: Context) -> ScanDesk:
 @authorize(Role.DOCTOR)
 async def receive_scan(update: Update, context: Context, caller: Caller) -> None:
     """A head CT from a doctor: "Analysing…" at once, progress, then the verdict and the heat-map."""
-    shared = services(context)
+    shared = bot_data(context)
     message = update.effective_message
     upload = Upload.of(message)
     assert upload is not None  # the handler's filter lets only photos and documents through
@@ -87,7 +87,7 @@ async def receive_scan(update: Update, context: Context, caller: Caller) -> None
         await progress.close(_explain(error))
         return
 
-    _audit(shared.db, hashlib.sha256(data).hexdigest(), results, caller.telegram_id, shared.clock())
+    await shared.store.call(_audit, hashlib.sha256(data).hexdigest(), results, caller.telegram_id, shared.clock())
     await progress.close(texts.scan_report(results))
     for result in results:
         if result.overlay_png is not None:

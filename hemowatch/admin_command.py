@@ -12,9 +12,9 @@ from telegram import Bot
 from telegram.error import TelegramError
 from telegram.helpers import create_deep_linked_url
 
-from hemowatch.settings import Settings
-from hemowatch.store import open_database, patients, people
-from hemowatch.store.people import Role
+from core.roles import Role
+from core.settings import Settings
+from store import open_database, patients, people
 
 
 def run_admin(args: argparse.Namespace, settings: Settings) -> int:

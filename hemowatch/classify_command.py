@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from hemowatch.settings import Settings
-from inference.analyzer import Analyzer
+from core.settings import Settings
+from hemowatch.builders import analyzer_from_settings
 from inference.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def run_classify(args: argparse.Namespace, settings: Settings) -> int:
     if not model_path.is_file() or not model_path.with_suffix(".json").is_file():
         print(f"hemowatch classify: model or its card not found: {model_path}", file=sys.stderr)
         return 2
-    analyzer = Analyzer.from_settings(settings, model_path=model_path, threshold=args.threshold)
+    analyzer = analyzer_from_settings(settings, model_path=model_path, threshold=args.threshold)
     if args.overlay_dir:
         args.overlay_dir.mkdir(parents=True, exist_ok=True)
     progress = _ProgressBar(len(args.paths)) if len(args.paths) > 1 and sys.stderr.isatty() else None

@@ -53,7 +53,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    from hemowatch.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     logging.basicConfig(
@@ -67,11 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_classify(args, settings)
     if args.command == "run":
-        from hemowatch.app import run_service
+        from hemowatch.run_command import run_service
 
         return run_service(settings)
     if args.command == "simulate":
-        from monitor.simulator import run_simulator
+        from hemowatch.simulate_command import run_simulator
 
         return run_simulator(args, settings)
     from hemowatch.admin_command import run_admin

@@ -8,7 +8,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,9 +23,6 @@ from inference.preprocess import prepare_batch
 from inference.result import ModelInfo, StudyResult
 from inference.scan import Series, Window
 from inference.study import OperatingPoint, study_verdict
-
-if TYPE_CHECKING:
-    from hemowatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +59,6 @@ class Analyzer:
         if threshold is not None:  # one threshold for single slices and studies alike
             study = None if card.study is None else dataclasses.replace(card.study, threshold=threshold)
             self._point = OperatingPoint(threshold, study)
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, model_path: Path | None = None, threshold: float | None = None
-    ) -> Analyzer:
-        return cls(
-            model_path or settings.hemowatch_model,
-            threads=settings.inference_threads,
-            limits=Limits.from_settings(settings),
-            window=Window(settings.window_center, settings.window_width),
-            threshold=threshold,
-        )
 
     def _suspected_type(self, verdict: str, type_probabilities: np.ndarray) -> str | None:
         """The most likely haemorrhage type on the top slice of a flagged study, among the types the model card

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from PIL import Image
 
-if TYPE_CHECKING:
-    from hemowatch.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -21,8 +18,3 @@ class Limits:
     max_uncompressed_bytes: int = 1024 * 1024 * 1024  # all members of one ZIP together
     max_compression_ratio: float = 200.0  # DICOM compresses about 2-10x; bombs reach 1000x and more
     max_files: int = 5000  # members of a ZIP or files of a folder
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
-        """The limits the service is configured with (`max_upload_mb`, `max_slices`)."""
-        return cls(max_upload_bytes=settings.max_upload_bytes, max_slices=settings.max_slices)

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from hemowatch.notifications import Severity
-from hemowatch.store.vitals import VitalSample
+from core.notifications import Severity
+from core.vitals import VitalSample
 from monitor.news2 import PARAMETER_NAMES, News2, consciousness, news2_score
 from monitor.rules import IDLE, RAISED, Condition, ThresholdRule, beyond, debounce, threshold_title
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hemowatch.notifications import Severity
+from core.notifications import Severity
 
 # (upper bound inclusive, score) bands, lowest first; the last band has no upper bound.
 _RR = ((8, 3), (11, 1), (20, 0), (24, 2), (None, 3))

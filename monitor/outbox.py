@@ -15,15 +15,9 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any, NoReturn
 
-from hemowatch.notifications import DeliveryDeferred, DeliveryRefused, Notifier
-from hemowatch.store.alerts import (
-    PendingNotice,
-    claim_notice,
-    defer_notice,
-    fail_notice,
-    mark_delivered,
-    pending_notices,
-)
+from core.notifications import DeliveryDeferred, DeliveryRefused, Notifier
+from store.alerts import notice_delivered
+from store.outbox import PendingNotice, claim_notice, defer_notice, fail_notice, pending_notices
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +83,7 @@ class OutboxDispatcher:
                 log.exception("notifier failed on notice %d; retrying in %.1f s", outbox_id)
                 await self._store(defer_notice, outbox_id, repr(error), self._clock() + delay_s)
                 return min(delay_s, self._poll_s)
-            await self._store(mark_delivered, outbox_id, self._clock())
+            await self._store(notice_delivered, outbox_id, self._clock())
         return 0.0 if len(entries) == self._batch else self._poll_s
 
     def _retry_s(self, attempts: int) -> float:

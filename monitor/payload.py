@@ -12,7 +12,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from hemowatch.store.vitals import VITAL_FIELDS, VitalSample
+from core.vitals import VITAL_FIELDS, VitalSample
+
 
 MAX_CLOCK_SKEW_S = 300.0  # a device clock this far ahead of ours is rejected as wrong
 

@@ -10,9 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from hemowatch.notifications import Severity
-from hemowatch.store.patients import Threshold
-from hemowatch.store.vitals import VITAL_UNITS
+from core.notifications import Severity
+from core.vitals import VITAL_UNITS, Threshold
 
 Side = Literal["low", "high"]
 VITAL_NAMES = {

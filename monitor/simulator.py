@@ -1,4 +1,4 @@
-"""`hemowatch simulate`: publishes realistic, slowly varying vitals for N patients over MQTT.
+"""Simulated bedside devices: realistic, slowly varying vitals for N patients, published over MQTT.
 
 Scenarios (each happens to every simulated patient, from the start):
 - `stable`: normal adult vitals with small natural variation.
@@ -12,23 +12,17 @@ With the default rule hold (30 s) each scenario raises its alerts within a minut
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import logging
 import random
-import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import aiomqtt
 
-from hemowatch.settings import Settings
-from hemowatch.store.patients import add_patient, get_patient
-from hemowatch.store.schema import open_database
-from monitor.mqtt import Backoff, broker_url, client_options, vitals_topic
+from monitor.mqtt import Backoff, vitals_topic
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +88,6 @@ class SimulatedPatient:
         }
 
 
-def register_patients(db_path: Path, patient_ids: list[str], now: float) -> None:
-    """Register simulated patients the monitor does not know yet (it rejects unknown patients)."""
-    db = open_database(db_path)
-    try:
-        for number, patient_id in enumerate(patient_ids, start=1):
-            if get_patient(db, patient_id) is None:
-                add_patient(db, patient_id, f"Simulated patient {number}", now)
-    finally:
-        db.close()
-
-
 async def simulate(
     client_kwargs: dict[str, object],
     patients: list[SimulatedPatient],
@@ -142,26 +125,3 @@ async def simulate(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
     return published
-
-
-def run_simulator(args: argparse.Namespace, settings: Settings) -> int:
-    """Entry point of `hemowatch simulate`."""
-    url = args.broker or broker_url(settings.mqtt_url, settings.embedded_broker_host, settings.embedded_broker_port)
-    ids = [f"{args.prefix}{number}" for number in range(1, args.patients + 1)]
-    register_patients(settings.hemowatch_db, ids, time.time())
-    rng = random.Random()
-    patients = [SimulatedPatient(patient_id, args.scenario, rng) for patient_id in ids]
-
-    async def until_signalled() -> int:
-        stop = asyncio.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-        return await simulate(options, patients, args.rate, settings.mqtt_topic_prefix, stop, args.duration)
-
-    options = client_options(url, settings.mqtt_ca_file)
-    print(f"publishing '{args.scenario}' vitals for {len(ids)} patients ({', '.join(ids[:3])}"
-          f"{', ...' if len(ids) > 3 else ''}) at {args.rate:g} Hz to {options['hostname']}:{options['port']};"
-          " Ctrl+C stops")
-    published = asyncio.run(until_signalled())
-    print(f"published {published} samples")
-    return 0

@@ -14,23 +14,23 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from hemowatch.store.alerts import find_open_alert, open_alerts, raise_alert, resolve_alert
-from hemowatch.store.patients import (
+from core.vitals import Threshold, VitalSample
+from monitor.engine import AlertRaised, EngineConfig, Event, PatientState, Profile, assess, check_stale, seeded_state
+from monitor.ingest import Message
+from monitor.mqtt import patient_from_topic
+from monitor.payload import RejectedPayload, parse_vitals
+from monitor.rules import patient_rules
+from store.alerts import find_open_alert, open_alerts, raise_alert, resolve_alert
+from store.patients import (
     Patient,
-    Threshold,
     get_patient,
     get_thresholds,
     list_patients,
     patients_version,
     thresholds_by_patient,
 )
-from hemowatch.store.schema import atomic
-from hemowatch.store.vitals import VitalSample, insert_vitals, stored_samples
-from monitor.engine import AlertRaised, EngineConfig, Event, PatientState, Profile, assess, check_stale, seeded_state
-from monitor.ingest import Message
-from monitor.mqtt import patient_from_topic
-from monitor.payload import RejectedPayload, parse_vitals
-from monitor.rules import patient_rules
+from store.schema import atomic
+from store.vitals import insert_vitals, stored_samples
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""The real bot (`bot.app.build_application`) polling the local Bot API server, with a real SQLite file and a
-controllable clock; tests play admins, doctors and caregivers through it."""
+"""The real bot (`bot.application.build_application`) polling the local Bot API server, with a real SQLite file
+and a controllable clock; tests play admins, doctors and caregivers through it."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
-from botapi import JSON, BotApiServer
-from conftest import eventually
-from monitor_world import ManualClock
 from telegram.ext import Application
 
-from bot.app import build_application
-from hemowatch.settings import Settings
-from hemowatch.store import open_database, patients, people
-from hemowatch.store.people import Role
+from bot.application import build_application
+from core.roles import Role
+from core.settings import Settings
+from store import open_database, patients, people
+from store.thread import StoreThread
+from testsupport.botapi import JSON, BotApiServer
+from testsupport.doubles import ManualClock
+from testsupport.waiting import eventually
 
 ADMIN = 1
 DOCTOR = 10
@@ -41,10 +42,7 @@ class BotWorld:
     api: BotApiServer
     application: Application
     clock: ManualClock
-
-    @property
-    def db(self) -> sqlite_utils.Database:
-        return self.application.bot_data["services"].db
+    db: sqlite_utils.Database  # the tests' own connection; the bot uses its store thread
 
     async def say(self, user_id: int, text: str) -> JSON:
         """User `user_id` writes `text`; returns the bot's first reply."""
@@ -74,17 +72,20 @@ class BotWorld:
 async def running_bot(bot_api: BotApiServer, tmp_path: Path, **overrides: object) -> AsyncIterator[BotWorld]:
     clock = ManualClock(time.time())  # from the real time, so records made by `hemowatch admin` fit in
     settings = settings_for(bot_api, tmp_path / "hemowatch.db", **overrides)
+    store = StoreThread("hemowatch-bot")
+    await store.open(settings.hemowatch_db)
     db = open_database(settings.hemowatch_db)
-    application = build_application(settings, None, db, clock)
+    application = build_application(settings, None, store, clock)
     async with application:
         await application.updater.start_polling(poll_interval=0, timeout=5)
         await application.start()
         try:
-            yield BotWorld(bot_api, application, clock)
+            yield BotWorld(bot_api, application, clock, db)
         finally:
             await application.updater.stop()
             await application.stop()
     db.close()
+    await store.close()
 
 
 @asynccontextmanager

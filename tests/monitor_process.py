@@ -9,15 +9,15 @@ import asyncio
 import sys
 from pathlib import Path
 
-from monitor_world import RecordingNotifier
 
-from hemowatch.settings import Settings
-from monitor.service import Monitor
+from core.settings import Settings
+from monitor.vitals_monitor import VitalsMonitor
+from testsupport.doubles import RecordingNotifier
 
 
 async def main(database: str, mqtt_url: str) -> None:
     settings = Settings(_env_file=None, mqtt_url=mqtt_url, hemowatch_db=Path(database))
-    async with Monitor(settings, RecordingNotifier()) as monitor:
+    async with VitalsMonitor(settings, RecordingNotifier()) as monitor:
         await monitor.subscriber.subscribed.wait()
         print("subscribed", flush=True)
         await asyncio.Future()

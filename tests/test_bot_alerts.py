@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from botapi import BotApiServer
 from botworld import ADMIN, DOCTOR, PATIENT, BotWorld, running_ward
 
 from bot.notifier import TelegramNotifier
-from hemowatch.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
-from hemowatch.store import alerts, people
-from hemowatch.store.people import Role
+from core.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
+from core.roles import Role
+from store import alerts, outbox, people
+from testsupport.botapi import BotApiServer
 
 CAREGIVER, OTHER_CAREGIVER = 20, 21
 
@@ -29,8 +29,8 @@ async def world(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld
 
 @pytest.fixture
 def notifier(world: BotWorld) -> TelegramNotifier:
-    shared = world.application.bot_data["services"]
-    return TelegramNotifier(world.application.bot, world.db, shared.settings, world.clock)
+    shared = world.application.bot_data["shared"]
+    return TelegramNotifier(world.application.bot, shared.store, shared.settings, world.clock)
 
 
 def raise_notice(world: BotWorld, severity: Severity = Severity.URGENT) -> AlertNotice:
@@ -42,7 +42,7 @@ def raise_notice(world: BotWorld, severity: Severity = Severity.URGENT) -> Alert
 
 
 def newest_notice(world: BotWorld) -> AlertNotice:
-    return alerts.pending_notices(world.db)[-1].notice
+    return outbox.pending_notices(world.db)[-1].notice
 
 
 def alert_messages(world: BotWorld, chat_id: int) -> list[dict]:
@@ -135,7 +135,7 @@ async def test_mute_silences_warnings_but_never_emergencies(world: BotWorld, not
 
 async def test_escalation_goes_to_the_doctors_then_the_admins(world: BotWorld, notifier: TelegramNotifier) -> None:
     await notifier.deliver(raise_notice(world))
-    escalate_after = world.application.bot_data["services"].settings.escalate_after_s
+    escalate_after = world.application.bot_data["shared"].settings.escalate_after_s
     for level, admin_told in ((1, False), (2, True)):
         world.clock.advance(escalate_after)
         alerts.escalate_overdue(world.db, world.clock(), escalate_after)

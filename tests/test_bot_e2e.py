@@ -1,4 +1,4 @@
-"""The whole service (`hemowatch.app.running`: bot, monitor, real mosquitto, the local Bot API server):
+"""The whole service (`hemowatch.wiring.running`: bot, monitor, real mosquitto, the local Bot API server):
 a caregiver joins, a patient deteriorates, the alert arrives with its button, acknowledging stops escalation,
 and Telegram failures still end in exactly one message per person."""
 
@@ -13,19 +13,22 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from botapi import JSON, BotApiServer
+import sqlite_utils
 from botworld import ADMIN, settings_for
-from conftest import Mosquitto, eventually
-from monitor_world import ManualClock
 
-from hemowatch.app import Service, running, serve
-from hemowatch.store import alerts, open_database, patients, people, vitals
-from hemowatch.store.people import Role
+from core.roles import Role
+from hemowatch.wiring import RunningService, running, serve
 from monitor.mqtt import vitals_topic
+from store import alerts, open_database, outbox, patients, people, vitals
+from testsupport.botapi import JSON, BotApiServer
+from testsupport.broker import Mosquitto
+from testsupport.doubles import ManualClock
+from testsupport.waiting import eventually
 
 DOCTOR, CAREGIVER = 10, 20
 PATIENT, OTHER_PATIENT = "ward-1", "ward-2"
 pytestmark = pytest.mark.timeout(120)
+Served = tuple[RunningService, ManualClock, sqlite_utils.Database]  # the service, its clock, the tests' connection
 
 
 def is_alert(message: JSON) -> bool:
@@ -35,7 +38,7 @@ def is_alert(message: JSON) -> bool:
 @pytest.fixture
 async def service(
     bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path
-) -> AsyncIterator[tuple[Service, ManualClock]]:
+) -> AsyncIterator[Served]:
     clock = ManualClock(time.time())
     settings = settings_for(bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url)
     db = open_database(settings.hemowatch_db)
@@ -43,9 +46,9 @@ async def service(
         patients.add_patient(db, patient_id, f"Patient {patient_id}", clock())
     invitation = people.create_invitation(db, Role.DOCTOR, PATIENT, ADMIN, clock(), 3600)
     people.redeem_invitation(db, invitation.code, DOCTOR, "Dr Ada", DOCTOR, clock())
-    db.close()
     async with running(settings, clock) as service:
-        yield service, clock
+        yield service, clock, db  # the tests look at the store through their own connection
+    db.close()
 
 
 async def say(api: BotApiServer, user_id: int, text: str) -> JSON:
@@ -72,17 +75,17 @@ async def deteriorate(mosquitto_url: str, clock: ManualClock, settings_hold_s: f
 
 
 async def test_caregiver_receives_acknowledges_and_escalation_stops(
-    bot_api: BotApiServer, mosquitto: Mosquitto, service: tuple[Service, ManualClock]
+    bot_api: BotApiServer, mosquitto: Mosquitto, service: Served
 ) -> None:
-    running_service, clock = service
-    settings = running_service.application.bot_data["services"].settings
+    running_service, clock, db = service
+    settings = running_service.application.bot_data["shared"].settings
     await caregiver_joins(bot_api)
     await deteriorate(mosquitto.url, clock, settings.rule_hold_s)
 
     alert_message = await bot_api.wait_for_message(CAREGIVER, is_alert, timeout=30)
     assert "SpO2 85%" in alert_message["text"]
     await bot_api.wait_for_message(DOCTOR, is_alert)
-    (alert,) = alerts.open_alerts(running_service.db, PATIENT)
+    (alert,) = alerts.open_alerts(db, PATIENT)
 
     # nobody answers: the doctors are told again
     clock.advance(settings.escalate_after_s)
@@ -92,14 +95,14 @@ async def test_caregiver_receives_acknowledges_and_escalation_stops(
     button = alert_message["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
     bot_api.press_button(CAREGIVER, alert_message, button)
     await bot_api.wait_for_message(DOCTOR, lambda m: "Acknowledged by User 20" in m.get("text", ""))
-    assert alerts.get_alert(running_service.db, alert.id).acknowledged_by == CAREGIVER
+    assert alerts.get_alert(db, alert.id).acknowledged_by == CAREGIVER
 
     # acknowledged: however long it stays open, it escalates no further
     for _ in range(3):
         clock.advance(settings.escalate_after_s)
         await running_service.monitor.escalate()
-    assert alerts.get_alert(running_service.db, alert.id).escalation_level == 1
-    await eventually(lambda: not alerts.pending_notices(running_service.db), 30, "the outbox to empty")
+    assert alerts.get_alert(db, alert.id).escalation_level == 1
+    await eventually(lambda: not outbox.pending_notices(db), 30, "the outbox to empty")
     escalations = [m for m in bot_api.history(DOCTOR) if "now goes to more people" in m.get("text", "")
                    and "edit_date" not in m]
     assert len(escalations) == 1
@@ -113,31 +116,31 @@ async def test_caregiver_receives_acknowledges_and_escalation_stops(
 
 
 async def test_rate_limit_then_server_error_and_the_alert_arrives_once(
-    bot_api: BotApiServer, mosquitto: Mosquitto, service: tuple[Service, ManualClock]
+    bot_api: BotApiServer, mosquitto: Mosquitto, service: Served
 ) -> None:
-    running_service, clock = service
-    settings = running_service.application.bot_data["services"].settings
+    running_service, clock, db = service
+    settings = running_service.application.bot_data["shared"].settings
     await caregiver_joins(bot_api)
     bot_api.fail_next("sendMessage", 429, retry_after=5)
     await deteriorate(mosquitto.url, clock, settings.rule_hold_s)
-    await eventually(lambda: attempts(running_service) == 1, 30, "the outbox to defer the notice after 429")
+    await eventually(lambda: attempts(db) == 1, 30, "the outbox to defer the notice after 429")
     bot_api.fail_next("sendMessage", 500)
     clock.advance(600)  # past the retry time
     running_service.monitor.outbox.wake()
-    await eventually(lambda: attempts(running_service) == 2, 30, "the outbox to defer the notice after 500")
+    await eventually(lambda: attempts(db) == 2, 30, "the outbox to defer the notice after 500")
     assert failed_sends(bot_api, 429) and failed_sends(bot_api, 500)
     clock.advance(600)
     running_service.monitor.outbox.wake()
     for user in (DOCTOR, CAREGIVER):
         await bot_api.wait_for_message(user, is_alert, timeout=30)
-    await eventually(lambda: not alerts.pending_notices(running_service.db), 30, "the outbox to empty")
+    await eventually(lambda: not outbox.pending_notices(db), 30, "the outbox to empty")
     for user in (DOCTOR, CAREGIVER):
         assert len([m for m in bot_api.history(user) if is_alert(m)]) == 1
 
 
-def attempts(service: Service) -> int:
+def attempts(db: sqlite_utils.Database) -> int:
     """Failed delivery attempts of the (only) pending notice; 0 when none is pending."""
-    return sum(entry.attempts for entry in alerts.pending_notices(service.db))
+    return sum(entry.attempts for entry in outbox.pending_notices(db))
 
 
 def failed_sends(api: BotApiServer, status: int) -> bool:

@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from botapi import BotApiServer
 from botworld import ADMIN, DOCTOR, PATIENT, BotWorld, running_ward
 
-from bot.app import register_menu
+from bot.application import register_menu
+from core.roles import Role
+from core.settings import Settings
 from hemowatch.admin_command import run_admin
-from hemowatch.settings import Settings
-from hemowatch.store import open_database, patients, people
-from hemowatch.store.people import Role
+from store import open_database, patients, people
+from testsupport.botapi import BotApiServer
 
 NEWCOMER, STRANGER = 50, 60
 LINK = re.compile(r"https://t\.me/hemowatch_test_bot\?start=([A-Za-z0-9_-]+)")
@@ -57,7 +57,7 @@ async def test_an_invitation_works_once(world: BotWorld) -> None:
 
 async def test_an_invitation_expires(world: BotWorld) -> None:
     code = invitation_code((await world.say(ADMIN, "/invite doctor"))["text"])
-    world.clock.advance(world.application.bot_data["services"].settings.invite_ttl_hours * 3600)
+    world.clock.advance(world.application.bot_data["shared"].settings.invite_ttl_hours * 3600)
     reply = await world.say(NEWCOMER, f"/start {code}")
     assert "expired" in reply["text"]
     assert people.get_person(world.db, NEWCOMER) is None
@@ -87,7 +87,7 @@ async def test_the_command_menu_is_registered(bot_api: BotApiServer, world: BotW
 
 async def test_admin_command_invites_a_doctor(world: BotWorld, capsys: pytest.CaptureFixture[str]) -> None:
     await world.say(ADMIN, "/start")  # so the bot may tell the admin when the doctor joins
-    settings = world.application.bot_data["services"].settings
+    settings = world.application.bot_data["shared"].settings
     args = argparse.Namespace(admin_command="invite", role="doctor")
     assert await asyncio.to_thread(run_admin, args, settings) == 0
     code = invitation_code(capsys.readouterr().out)

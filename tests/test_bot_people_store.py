@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from hemowatch.store import open_database
-from hemowatch.store.people import (
+from store import open_database
+from store.people import (
     InvitationError,
     Role,
     add_member,

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from botapi import BotApiServer
 from botworld import ADMIN, BotWorld, running_bot
 
-from hemowatch.notifications import Severity
-from hemowatch.store import alerts, people
-from hemowatch.store.people import Role
+from core.notifications import Severity
+from core.roles import Role
+from store import alerts, people
+from testsupport.botapi import BotApiServer
 
 DOCTOR, OTHER_DOCTOR, CAREGIVER, OTHER_CAREGIVER, REVOKED, UNKNOWN = 10, 11, 20, 21, 30, 40
 CALLERS = {"admin": ADMIN, "doctor": DOCTOR, "caregiver": CAREGIVER, "revoked": REVOKED, "unknown": UNKNOWN}

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from botapi import BotApiServer
-from conftest import eventually, free_port
+
+from testsupport.botapi import BotApiServer
+from testsupport.broker import free_port
+from testsupport.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 RUN = [sys.executable, "-m", "hemowatch.cli", "run"]

@@ -11,17 +11,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from botapi import JSON, BotApiServer
 from botworld import BotWorld, running_bot
 
 from bot import texts
 from bot.rate_limit import RateLimit
 from bot.scan_upload import CLOUD_API_URL, Upload, refusal
 from bot.scans import DESK_KEY
-from hemowatch.settings import Settings
-from hemowatch.store.people import Role
-from hemowatch.store.scans import scans_of
+from core.roles import Role
+from core.settings import Settings
+from hemowatch.builders import analyzer_from_settings
 from inference.analyzer import Analyzer
+from store.scans import scans_of
+from testsupport.botapi import JSON, BotApiServer
 
 DOCTOR, CAREGIVER, STRANGER = 10, 20, 40
 PATIENT = "bed-1"
@@ -31,7 +32,7 @@ TIMEOUT = 120  # a whole series on two busy cores
 
 @pytest.fixture(scope="session")
 def analyzer() -> Analyzer:
-    return Analyzer.from_settings(Settings(_env_file=None))
+    return analyzer_from_settings(Settings(_env_file=None))
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ async def world(bot_api: BotApiServer, tmp_path: Path, analyzer: Analyzer, reque
                 ) -> AsyncIterator[BotWorld]:
     overrides = getattr(request, "param", {})
     async with running_bot(bot_api, tmp_path, **overrides) as world:
-        world.application.bot_data["services"].analyzer = analyzer
+        world.application.bot_data["shared"].analyzer = analyzer
         world.add_patient(PATIENT)
         world.add_person(DOCTOR, Role.DOCTOR)
         world.add_person(CAREGIVER, Role.CAREGIVER, PATIENT)

@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from botapi import BotApiServer
 from botworld import DOCTOR, PATIENT, BotWorld, running_ward
 
-from hemowatch.notifications import Severity
-from hemowatch.store import alerts, patients
-from hemowatch.store.schema import atomic
-from hemowatch.store.vitals import VitalSample, insert_vitals
+from core.notifications import Severity
+from core.vitals import VitalSample
+from store import alerts, patients
+from store.schema import atomic
+from store.vitals import insert_vitals
+from testsupport.botapi import BotApiServer
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Webhook mode of the whole service (`hemowatch.app.running` with WEBHOOK_URL set, real mosquitto, the local
+"""Webhook mode of the whole service (`hemowatch.wiring.running` with WEBHOOK_URL set, real mosquitto, the local
 Bot API server): the webhook is registered with a secret, users' updates arrive through it, and calls
 without the secret are refused."""
 
@@ -10,18 +10,18 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from botapi import JSON, BotApiServer
 from botworld import ADMIN, settings_for
-from conftest import free_port
 
-from hemowatch.app import Service, running
+from hemowatch.wiring import RunningService, running
+from testsupport.botapi import JSON, BotApiServer
+from testsupport.broker import free_port
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-async def service(bot_api: BotApiServer, mosquitto, tmp_path: Path) -> AsyncIterator[Service]:
+async def service(bot_api: BotApiServer, mosquitto, tmp_path: Path) -> AsyncIterator[RunningService]:
     port = free_port()
     settings = settings_for(
         bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url,
@@ -40,8 +40,10 @@ def forged_help(user_id: int) -> JSON:
     return {"update_id": 1_000_000, "message": message}
 
 
-async def test_updates_arrive_by_webhook_and_only_with_the_secret(bot_api: BotApiServer, service: Service) -> None:
-    webhook_url = service.application.bot_data["services"].settings.webhook_url
+async def test_updates_arrive_by_webhook_and_only_with_the_secret(
+    bot_api: BotApiServer, service: RunningService
+) -> None:
+    webhook_url = service.application.bot_data["shared"].settings.webhook_url
     (registration,) = bot_api.calls_to("setWebhook")
     assert registration.params["url"] == webhook_url
     secret = registration.params["secret_token"]

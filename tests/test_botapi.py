@@ -6,12 +6,13 @@ import io
 from collections.abc import AsyncIterator
 
 import pytest
-from botapi import BotApiServer
-from conftest import free_port
 from PIL import Image
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, Conflict, Forbidden, NetworkError, RetryAfter
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
+
+from testsupport.botapi import BotApiServer
+from testsupport.broker import free_port
 
 USER = 1001
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from core.settings import DEFAULT_MODEL, PROJECT_ROOT
 from hemowatch.cli import main
-from hemowatch.settings import DEFAULT_MODEL, PROJECT_ROOT
 
 RESULT_KEYS = {
     "input", "series", "verdict", "probability", "threshold", "n_slices", "n_assessable", "top_slice",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hemowatch.settings import DEFAULT_MODEL, Settings
+from core.settings import DEFAULT_MODEL
 from inference.analyzer import Analyzer
 from inference.errors import InputError
 from inference.limits import Limits
@@ -23,7 +23,7 @@ from inference.overlay import MAX_SIDE
 def analyzer() -> Analyzer:
     if not DEFAULT_MODEL.is_file():
         pytest.skip(f"the model is not at {DEFAULT_MODEL} (python -m training builds it)")
-    return Analyzer.from_settings(Settings(inference_threads=2))
+    return Analyzer(DEFAULT_MODEL, threads=2)
 
 
 @pytest.fixture(scope="module")

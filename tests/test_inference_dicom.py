@@ -15,7 +15,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MPEG2MPML, generate_uid
 
-from hemowatch.settings import DEFAULT_MODEL
+from core.settings import DEFAULT_MODEL
 from inference.analyzer import Analyzer
 from inference.archive import read_zip
 from inference.dicom import read_series

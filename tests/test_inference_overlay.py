@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
 from PIL import Image
 from scipy import ndimage
 
-from hemowatch.settings import DEFAULT_MODEL, Settings
-from inference.analyzer import Analyzer
+from core.settings import DEFAULT_MODEL, Settings
+from hemowatch.builders import analyzer_from_settings
 from inference.dicom import read_series
 from inference.images import read_picture
 from inference.limits import Limits
@@ -21,7 +20,7 @@ from inference.overlay import MAX_SIDE, OverlayCaption, intracranial_mask, rende
 from inference.preprocess import prepare_slice
 from inference.scan import Window
 
-CT_ICH_BLEED = SHARED_DATA / "ct-ich" / "brain" / "049" / "15.jpg"  # epidural haemorrhage and a fracture
+CT_ICH_BLEED = Path("brain") / "049" / "15.jpg"  # epidural haemorrhage and a fracture, inside the CT-ICH folder
 # Evidence strongest in the outer ring of cells, where the box holds scalp, skull and air: the case that used to
 # paint blocks of colour outside the head.
 RIM_CAM = np.array(
@@ -40,10 +39,8 @@ def ge_grey(ge_series_dir: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def bleed_grey() -> np.ndarray:
-    if not CT_ICH_BLEED.is_file():
-        pytest.skip(f"reference slice not found at {CT_ICH_BLEED} (it lives in ../shared beside the checkout)")
-    return read_picture(CT_ICH_BLEED.read_bytes(), Limits()).slices[0].grey(Window())
+def bleed_grey(ct_ich_dir: Path) -> np.ndarray:
+    return read_picture((ct_ich_dir / CT_ICH_BLEED).read_bytes(), Limits()).slices[0].grey(Window())
 
 
 def picture_parts(png: bytes, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +140,7 @@ def test_every_assessable_study_gets_a_captioned_picture(ge_series_dir: Path) ->
         pytest.skip(f"the model is not at {DEFAULT_MODEL} (python -m training builds it)")
     bands = {}
     for threshold in (0.0, 1.0):  # flagged and not flagged, on the same real series and the model's own map
-        analyzer = Analyzer.from_settings(Settings(inference_threads=2), threshold=threshold)
+        analyzer = analyzer_from_settings(Settings(inference_threads=2), threshold=threshold)
         (result,) = analyzer.analyze_path(ge_series_dir)
         assert result.verdict == ("hemorrhage" if threshold == 0.0 else "no_hemorrhage")
         (series,) = read_series([path.read_bytes() for path in ge_series_dir.glob("*.dcm")], Limits(), strict=False)

@@ -14,17 +14,18 @@ from pathlib import Path
 import aiomqtt
 import pytest
 import sqlite_utils
-from conftest import Mosquitto, eventually
-from monitor_world import T0, ManualClock, RecordingNotifier
 
-from hemowatch.notifications import NoticeKind
-from hemowatch.settings import Settings
-from hemowatch.store.alerts import open_alerts
-from hemowatch.store.patients import add_patient
-from hemowatch.store.schema import open_database
-from hemowatch.store.vitals import vitals_between
+from core.notifications import NoticeKind
+from core.settings import Settings
 from monitor.mqtt import vitals_topic
-from monitor.service import Monitor
+from monitor.vitals_monitor import VitalsMonitor
+from store.alerts import open_alerts
+from store.patients import add_patient
+from store.schema import open_database
+from store.vitals import vitals_between
+from testsupport.broker import Mosquitto
+from testsupport.doubles import T0, ManualClock, RecordingNotifier
+from testsupport.waiting import eventually
 
 MONITOR_PROCESS = Path(__file__).with_name("monitor_process.py")
 CALM = {"hr": 72, "spo2": 97, "sbp": 125, "dbp": 80, "rr": 15, "temp": 36.8, "acvpu": "A"}
@@ -90,7 +91,7 @@ async def test_a_message_delivered_twice_is_stored_and_judged_once(
         _env_file=None, mqtt_url=mosquitto.url, hemowatch_db=tmp_path / "hemowatch.db", stale_after_s=120
     )
     first, second = {"ts": T0, **CALM}, {"ts": T0 + 200, **CALM}
-    async with Monitor(settings, notifier, clock) as monitor:
+    async with VitalsMonitor(settings, notifier, clock) as monitor:
         await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
         await _device(mosquitto.port, [first, first])
         await eventually(lambda: monitor.stats.stored + monitor.stats.duplicates == 2)

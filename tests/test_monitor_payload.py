@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hemowatch.store.vitals import VitalSample
+from core.vitals import VitalSample
 from monitor.mqtt import client_options, patient_from_topic
 from monitor.payload import RejectedPayload, parse_vitals
 

@@ -11,18 +11,19 @@ from typing import Any
 import aiomqtt
 import pytest
 import sqlite_utils
-from conftest import Mosquitto, eventually, free_port
-from monitor_world import T0, ManualClock, RecordingNotifier
 
-from hemowatch.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
-from hemowatch.settings import Settings
-from hemowatch.store.alerts import AlertState, acknowledge_alert, get_alert, open_alerts
-from hemowatch.store.patients import add_patient, set_threshold
-from hemowatch.store.schema import open_database
-from hemowatch.store.vitals import latest_vitals, vitals_between
+from core.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
+from core.settings import Settings
 from monitor.broker import EmbeddedBroker
 from monitor.mqtt import vitals_topic
-from monitor.service import Monitor
+from monitor.vitals_monitor import VitalsMonitor
+from store.alerts import AlertState, acknowledge_alert, get_alert, open_alerts
+from store.patients import add_patient, set_threshold
+from store.schema import open_database
+from store.vitals import latest_vitals, vitals_between
+from testsupport.broker import Mosquitto, free_port
+from testsupport.doubles import T0, ManualClock, RecordingNotifier
+from testsupport.waiting import eventually
 
 CALM = {"hr": 72, "spo2": 97, "sbp": 125, "dbp": 80, "rr": 15, "temp": 36.8, "acvpu": "A"}
 HYPOXIC = CALM | {"spo2": 86}  # SpO2 below 90 and NEWS2 SpO2 component 3
@@ -48,14 +49,14 @@ async def _publish(port: int, samples: list[tuple[str, dict | bytes]]) -> None:
             await client.publish(vitals_topic("hemowatch", patient_id), data, qos=1)
 
 
-async def _subscribed(monitor: Monitor) -> None:
+async def _subscribed(monitor: VitalsMonitor) -> None:
     await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
 
 
 async def test_vitals_are_stored_and_bad_messages_counted_without_stopping(
     tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
 ) -> None:
-    monitor = Monitor(_settings(tmp_path, mosquitto.url), RecordingNotifier(), ManualClock())
+    monitor = VitalsMonitor(_settings(tmp_path, mosquitto.url), RecordingNotifier(), ManualClock())
     await monitor.start()
     try:
         await _subscribed(monitor)
@@ -81,7 +82,7 @@ async def test_alert_delivered_once_per_transition_then_resolved(
     tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
 ) -> None:
     notifier = RecordingNotifier()
-    async with Monitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
+    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
         await _subscribed(monitor)
         await _publish(mosquitto.port, [("p1", {"ts": T0 + i, **HYPOXIC}) for i in range(5)])
         await eventually(lambda: monitor.stats.stored == 5 and len(notifier.notices) == 2)
@@ -98,7 +99,7 @@ async def test_alert_delivered_once_per_transition_then_resolved(
 
 async def test_threshold_changes_are_picked_up(tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database) -> None:
     notifier = RecordingNotifier()
-    async with Monitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
+    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
         await _subscribed(monitor)
         set_threshold(db, "p1", "hr", None, 100)
         await monitor.refresh()
@@ -112,7 +113,7 @@ async def test_unacknowledged_urgent_alert_escalates_on_time(
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
     settings = _settings(tmp_path, mosquitto.url, escalate_after_s=300)
-    async with Monitor(settings, notifier, clock) as monitor:
+    async with VitalsMonitor(settings, notifier, clock) as monitor:
         await _subscribed(monitor)
         await _publish(mosquitto.port, [("p1", {"ts": T0, "spo2": 85})])
         await eventually(lambda: len(notifier.notices) == 1)
@@ -138,7 +139,7 @@ async def test_silent_sensor_raises_offline_and_returning_data_resolves_it(
     tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
-    async with Monitor(_settings(tmp_path, mosquitto.url, stale_after_s=120), notifier, clock) as monitor:
+    async with VitalsMonitor(_settings(tmp_path, mosquitto.url, stale_after_s=120), notifier, clock) as monitor:
         await _subscribed(monitor)
         clock.advance(119)
         await monitor.check_stale()
@@ -164,7 +165,7 @@ async def test_deferred_notice_is_retried_in_order_and_refused_one_dropped(
             raise DeliveryDeferred("429: too many requests", retry_after=30)
 
     notifier = RecordingNotifier(flaky)
-    async with Monitor(_settings(tmp_path, mosquitto.url), notifier, clock) as monitor:
+    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, clock) as monitor:
         await _subscribed(monitor)
         await _publish(mosquitto.port, [("p1", {"ts": T0, **HYPOXIC}), ("p1", {"ts": T0 + 1, **CALM})])
         await eventually(lambda: len(notifier.attempts) == 1)
@@ -183,7 +184,7 @@ async def test_broker_restart_mid_stream_loses_no_sample(
     notifier = RecordingNotifier()
     total = 300
     samples = [{"ts": T0 + i, **(HYPOXIC if 50 <= i < 250 else CALM)} for i in range(total)]
-    async with Monitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
+    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
         await _subscribed(monitor)
         sent = 0
         while sent < total:  # a device: resend whatever the broker did not acknowledge
@@ -212,14 +213,14 @@ async def test_restart_delivers_the_pending_alert_and_what_was_published_meanwhi
 
     first = RecordingNotifier(hang)
     settings = _settings(tmp_path, mosquitto.url)
-    async with Monitor(settings, first, ManualClock()) as monitor:
+    async with VitalsMonitor(settings, first, ManualClock()) as monitor:
         await _subscribed(monitor)
         await _publish(mosquitto.port, [("p1", {"ts": T0, "spo2": 85})])
         await eventually(lambda: len(first.attempts) == 1)
     await _publish(mosquitto.port, [("p1", {"ts": T0 + 1 + i, "spo2": 85}) for i in range(5)])
 
     second = RecordingNotifier()
-    async with Monitor(settings, second, ManualClock(T0 + 60)) as monitor:
+    async with VitalsMonitor(settings, second, ManualClock(T0 + 60)) as monitor:
         await _subscribed(monitor)
         await eventually(lambda: monitor.stats.stored == 5)
         await eventually(lambda: len(second.notices) == 1)
@@ -237,7 +238,7 @@ async def test_embedded_broker_serves_the_monitor(tmp_path: Path, db: sqlite_uti
     )
     async with EmbeddedBroker("127.0.0.1", port) as broker:
         assert broker.url == f"mqtt://127.0.0.1:{port}"
-        async with Monitor(settings, notifier, ManualClock()) as monitor:
+        async with VitalsMonitor(settings, notifier, ManualClock()) as monitor:
             await _subscribed(monitor)
             await _publish(port, [("p1", {"ts": T0, **HYPOXIC}), ("p1", {"ts": T0 + 1, **CALM})])
             await eventually(lambda: monitor.stats.stored == 2 and len(notifier.notices) == 4)
@@ -253,7 +254,7 @@ async def test_shared_subscription_splits_the_load_between_monitors(
     add_patient(db, "p2", "Ben Jones", T0 - 3600)
     clock, notifiers = ManualClock(), [RecordingNotifier(), RecordingNotifier()]
     workers = [
-        Monitor(_settings(tmp_path, mosquitto.url, mqtt_shared_group="monitors", mqtt_client_id=f"monitor-{n}",
+        VitalsMonitor(_settings(tmp_path, mosquitto.url, mqtt_shared_group="monitors", mqtt_client_id=f"monitor-{n}",
                           stale_after_s=60), notifier, clock)
         for n, notifier in enumerate(notifiers)
     ]
@@ -277,7 +278,7 @@ async def test_retention_prunes_old_samples_and_keeps_alerts(
     tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
-    async with Monitor(_settings(tmp_path, mosquitto.url, retention_days=1), notifier, clock) as monitor:
+    async with VitalsMonitor(_settings(tmp_path, mosquitto.url, retention_days=1), notifier, clock) as monitor:
         await _subscribed(monitor)
         await _publish(mosquitto.port, [("p1", {"ts": T0 - 2 * 86400, "spo2": 85}), ("p1", {"ts": T0, "hr": 70})])
         await eventually(lambda: monitor.stats.stored == 2 and len(notifier.notices) == 1)

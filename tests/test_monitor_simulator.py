@@ -10,17 +10,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Mosquitto, eventually
-from monitor_world import T0, RecordingNotifier
 
-from hemowatch.settings import Settings
-from hemowatch.store.patients import list_patients
-from hemowatch.store.schema import open_database
-from hemowatch.store.vitals import VitalSample, vitals_between
+from core.settings import Settings
+from core.vitals import VitalSample
 from monitor.engine import AlertRaised, EngineConfig, PatientState, Profile, assess
 from monitor.rules import patient_rules
-from monitor.service import Monitor
 from monitor.simulator import OFFLINE_AFTER_S, SimulatedPatient
+from monitor.vitals_monitor import VitalsMonitor
+from store.patients import list_patients
+from store.schema import open_database
+from store.vitals import vitals_between
+from testsupport.broker import Mosquitto
+from testsupport.doubles import T0, RecordingNotifier
+from testsupport.waiting import eventually
 
 
 def _alerts_within(scenario: str, seconds: int, seed: int) -> dict[str, float]:
@@ -67,7 +69,7 @@ async def test_simulate_command_feeds_the_monitor_until_sigterm(tmp_path: Path, 
     db_path = tmp_path / "hemowatch.db"
     settings = Settings(_env_file=None, mqtt_url=mosquitto.url, hemowatch_db=db_path)
     env = os.environ | {"HEMOWATCH_DB": str(db_path), "MQTT_URL": mosquitto.url}
-    async with Monitor(settings, RecordingNotifier()) as monitor:
+    async with VitalsMonitor(settings, RecordingNotifier()) as monitor:
         await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
         simulator = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hemowatch.cli", "simulate", "--patients", "2", "--rate", "20",

@@ -7,25 +7,23 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from hemowatch.notifications import NoticeKind, Severity
-from hemowatch.store.alerts import (
+from core.notifications import NoticeKind, Severity
+from core.vitals import Threshold
+from store.alerts import (
     AlertState,
     acknowledge_alert,
     alert_events,
-    claim_notice,
-    defer_notice,
     escalate_overdue,
-    fail_notice,
     get_alert,
-    mark_delivered,
+    notice_delivered,
     open_alerts,
-    pending_notices,
     raise_alert,
     resolve_alert,
 )
-from hemowatch.store.patients import Threshold, add_patient, get_patient, get_thresholds, list_patients, set_threshold
-from hemowatch.store.schema import MIGRATIONS, open_database
-from hemowatch.store.vitals import (
+from store.outbox import claim_notice, defer_notice, fail_notice, pending_notices
+from store.patients import add_patient, get_patient, get_thresholds, list_patients, set_threshold
+from store.schema import MIGRATIONS, open_database
+from store.vitals import (
     VitalSample,
     insert_vitals,
     latest_vitals,
@@ -114,7 +112,7 @@ def test_lifecycle_raised_notified_acknowledged_resolved_is_stored(db: sqlite_ut
     (pending,) = pending_notices(db)
     assert pending.notice.kind is NoticeKind.RAISED and pending.notice.patient_name == "Ann Smith"
     assert pending.notice.values == {"spo2": 86} and pending.attempts == 0
-    mark_delivered(db, pending.notice.outbox_id, T0 + 1)
+    notice_delivered(db, pending.notice.outbox_id, T0 + 1)
     assert get_alert(db, alert_id).state is AlertState.NOTIFIED
     assert acknowledge_alert(db, alert_id, 4242, T0 + 2) is True
     assert acknowledge_alert(db, alert_id, 4343, T0 + 3) is False  # already taken

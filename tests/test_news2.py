@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hemowatch.notifications import Severity
+from core.notifications import Severity
 from monitor.news2 import consciousness, news2_score
 
 NORMAL = {"rr": 16, "spo2": 97, "on_oxygen": False, "sbp": 120, "hr": 70, "acvpu": "A", "temp": 37.0}

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from hemowatch.notifications import Severity
-from hemowatch.store.patients import Threshold
-from hemowatch.store.vitals import VitalSample
+from core.notifications import Severity
+from core.vitals import Threshold, VitalSample
 from monitor.engine import AlertCleared, AlertRaised, EngineConfig, PatientState, Profile, assess, check_stale
 from monitor.rules import patient_rules
 

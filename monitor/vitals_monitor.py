@@ -1,6 +1,6 @@
 """The running monitor: MQTT ingest, the store thread, the outbox and the periodic jobs, wired together.
 
-    async with Monitor(settings, notifier):   # or: await Monitor(settings, notifier).run()
+    async with VitalsMonitor(settings, notifier):   # or: await VitalsMonitor(settings, notifier).run()
         ...
 
 Everything that touches SQLite runs on worker threads with the monitor's own connections, so disk never
@@ -24,16 +24,16 @@ from typing import Any, Self
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from hemowatch.notifications import Notifier
-from hemowatch.settings import Settings
-from hemowatch.store.alerts import escalate_overdue
-from hemowatch.store.vitals import prune_vitals
+from core.notifications import Notifier
+from core.settings import Settings
 from monitor.engine import EngineConfig
 from monitor.ingest import Message, VitalsSubscriber, session_options
 from monitor.mqtt import broker_url, client_options, vitals_topic
 from monitor.outbox import OutboxDispatcher
-from monitor.store_thread import StoreThread
 from monitor.ward import IngestStats, Ward
+from store.alerts import escalate_overdue
+from store.thread import StoreThread
+from store.vitals import prune_vitals
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ REFRESH_S = 10.0  # how often patients and thresholds changed by the bot are pic
 RETENTION_EVERY_S = 3600.0
 
 
-class Monitor:
+class VitalsMonitor:
     """Receives vitals, judges and stores them, and hands alerts to `notifier` through the outbox."""
 
     def __init__(self, settings: Settings, notifier: Notifier, clock: Callable[[], float] = time.time) -> None:

@@ -1,10 +1,11 @@
 """How fast the bot answers: a photo update to its verdict with four doctors sending at once, and an MQTT
 publish to the alert's sendMessage while 1,000 vitals per second flow.
 
-The whole service runs through `hemowatch.app.serve`, against the local Bot API server of the tests and a
-mosquitto broker this script starts; the vitals load comes from a separate process, like real devices.
+The whole service runs through `hemowatch.wiring.serve`, against the local Bot API server of the tests and a
+mosquitto broker this script starts (both from `testsupport`); the vitals load comes from a separate process,
+like real devices.
 
-    .venv/bin/python -m benchmarks.bot [--head-ct ../shared/data/head-ct] [--photos 10] [--seconds 30]
+    .venv/bin/python -m benchmarks.bench_bot [--head-ct ../shared/data/head-ct] [--photos 10] [--seconds 30]
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import multiprocessing
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,18 +24,15 @@ from pathlib import Path
 import aiomqtt
 import psutil
 
+from core.roles import Role
+from core.settings import Settings
+from hemowatch.wiring import serve
+from monitor.mqtt import vitals_topic
+from store import open_database, patients, people
+from testsupport.botapi import BotApiServer
+from testsupport.broker import Mosquitto, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the local Bot API server and the mosquitto helper live with the tests
-
-from botapi import BotApiServer  # noqa: E402
-from conftest import Mosquitto, free_port  # noqa: E402
-
-from hemowatch.app import serve  # noqa: E402
-from hemowatch.settings import Settings  # noqa: E402
-from hemowatch.store import open_database, patients, people  # noqa: E402
-from hemowatch.store.people import Role  # noqa: E402
-from monitor.mqtt import vitals_topic  # noqa: E402
-
 DOCTORS = (101, 102, 103, 104)
 ON_CALL = 200  # the doctor of the patients whose alerts are timed
 BEDS = 50  # patients whose normal vitals make up the load

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from hemowatch.notifications import AlertNotice, NoticeKind
+from core.notifications import AlertNotice, NoticeKind
 
 T0 = 1_800_000_000.0
 

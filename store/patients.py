@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from hemowatch.store.schema import atomic
-from hemowatch.store.vitals import THRESHOLD_VITALS
+from core.vitals import THRESHOLD_VITALS, Threshold
+from store.schema import atomic
 
 PATIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # safe inside an MQTT topic and a Telegram command
 
@@ -23,15 +23,6 @@ class Patient:
     neuro: bool  # haemorrhage patient: the GCS-drop and systolic-ceiling rules apply
     monitored: bool  # vitals expected: the "sensor offline" rule applies
     created_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Threshold:
-    """A patient's own limits for one vital; None keeps the default for that side."""
-
-    vital: str
-    low: float | None
-    high: float | None
 
 
 def _patient(row: dict) -> Patient:

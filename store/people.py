@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from enum import StrEnum
 
 import sqlite_utils
 
-from hemowatch.store.schema import atomic
+from core.roles import Role
+from store.schema import atomic
 
 
 SERVER = 0  # `created_by` of invitations made with `hemowatch admin` when no admin id is configured
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    DOCTOR = "doctor"
-    CAREGIVER = "caregiver"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Inference speed: per-slice model latency at batch 1 and 32, and a whole DICOM series end to end.
 
-    .venv/bin/python -m benchmarks.inference [--series ../shared/data/dicom/ge-head-ct] [--threads 2]
+    .venv/bin/python -m benchmarks.bench_inference [--series ../shared/data/dicom/ge-head-ct] [--threads 2]
 
 Targets on a 2-core machine: at most 10 ms per slice (median) and 1.0 s for the 28-slice GE series,
 ZIP bytes in, verdict and heat-map PNG out.
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from hemowatch.settings import DEFAULT_MODEL, PROJECT_ROOT
+from core.settings import DEFAULT_MODEL, PROJECT_ROOT
 from inference.analyzer import Analyzer
 from inference.dicom import read_series
 from inference.limits import Limits

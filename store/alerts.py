@@ -1,23 +1,23 @@
-"""Alerts, their lifecycle and the notification outbox.
+"""Alerts: their lifecycle and the escalation policy.
 
 Lifecycle: raised -> notified (the RAISED notice was delivered) -> acknowledged -> resolved; an alert may also
 resolve straight from raised or notified. Every transition, and each escalation, is an `alert_events` row.
-Every notice the monitor wants delivered is an `outbox` row written in the same transaction as the change
-that caused it, so a crash never loses one: the dispatcher resumes pending rows on start-up.
+Each change that people must hear about queues its notice in the outbox (`store.outbox`) in the same
+transaction, so a crash never loses one.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import sqlite_utils
 
-from hemowatch.notifications import AlertNotice, NoticeKind, Severity
-from hemowatch.store.schema import atomic
+from core.notifications import NoticeKind, Severity
+from store.outbox import mark_delivered, queue_notice
+from store.schema import atomic
 
 
 class AlertState(StrEnum):
@@ -64,13 +64,6 @@ class AlertEvent:
     note: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class PendingNotice:
-    notice: AlertNotice
-    attempts: int  # failed deliveries so far
-    due_at: float  # not to be tried before this time
-
-
 def _alert(row: dict) -> Alert:
     details = json.loads(row["details"] or "{}")
     return Alert(
@@ -88,19 +81,6 @@ def _record(db: sqlite_utils.Database, alert_id: int, at: float, state: str, act
     db.execute(
         "insert into alert_events (alert_id, at, state, actor, note) values (?, ?, ?, ?, ?)",
         [alert_id, at, state, actor, note],
-    )
-
-
-def _enqueue(db: sqlite_utils.Database, alert: Alert, kind: NoticeKind, now: float) -> None:
-    name = db.execute("select name from patients where id = ?", [alert.patient_id]).fetchone()[0]
-    payload = {
-        "patient_name": name, "condition": alert.condition, "title": alert.title, "severity": alert.severity.value,
-        "raised_at": alert.raised_at, "values": alert.values, "news2": alert.news2,
-        "news2_components": alert.news2_components, "escalation_level": alert.escalation_level,
-    }
-    db.execute(
-        "insert into outbox (alert_id, kind, payload, created_at, attempts, next_attempt_at) values (?, ?, ?, ?, 0, ?)",
-        [alert.id, kind.value, json.dumps(payload), now, now],
     )
 
 
@@ -124,7 +104,7 @@ def raise_alert(
             [patient_id, condition, severity.value, title, details, news2, now],
         ).lastrowid
         _record(db, alert_id, now, AlertState.RAISED)
-        _enqueue(db, get_alert(db, alert_id), NoticeKind.RAISED, now)
+        queue_notice(db, get_alert(db, alert_id), NoticeKind.RAISED, now)
     return alert_id
 
 
@@ -136,7 +116,7 @@ def resolve_alert(db: sqlite_utils.Database, alert_id: int, now: float) -> bool:
         ).rowcount
         if changed:
             _record(db, alert_id, now, AlertState.RESOLVED)
-            _enqueue(db, get_alert(db, alert_id), NoticeKind.RESOLVED, now)
+            queue_notice(db, get_alert(db, alert_id), NoticeKind.RESOLVED, now)
     return bool(changed)
 
 
@@ -169,7 +149,7 @@ def escalate_overdue(db: sqlite_utils.Database, now: float, after_s: float) -> l
             )
             alert = get_alert(db, alert_id)
             _record(db, alert_id, now, "escalated", note=f"level {alert.escalation_level}")
-            _enqueue(db, alert, NoticeKind.ESCALATED, now)
+            queue_notice(db, alert, NoticeKind.ESCALATED, now)
     return [alert_id for (alert_id,) in rows]
 
 
@@ -202,65 +182,11 @@ def alert_events(db: sqlite_utils.Database, alert_id: int) -> list[AlertEvent]:
     return [AlertEvent(row["alert_id"], row["at"], row["state"], row["actor"], row["note"]) for row in rows]
 
 
-# --- outbox -------------------------------------------------------------------------------------
-
-
-def _notice(row: dict) -> AlertNotice:
-    payload = json.loads(row["payload"])
-    return AlertNotice(
-        outbox_id=row["id"], alert_id=row["alert_id"], kind=NoticeKind(row["kind"]), patient_id=row["patient_id"],
-        patient_name=payload["patient_name"], condition=payload["condition"], title=payload["title"],
-        severity=Severity(payload["severity"]), raised_at=datetime.fromtimestamp(payload["raised_at"], UTC),
-        values=payload["values"], news2=payload["news2"], news2_components=payload["news2_components"],
-        escalation_level=payload["escalation_level"],
-    )
-
-
-def pending_notices(db: sqlite_utils.Database, limit: int = 100) -> list[PendingNotice]:
-    """Undelivered, unfailed notices in the order they were queued (due or not: order is kept)."""
-    rows = db.query(
-        "select o.*, a.patient_id from outbox o join alerts a on a.id = o.alert_id "
-        "where o.delivered_at is null and o.failed_at is null order by o.id limit ?",
-        [limit],
-    )
-    return [PendingNotice(_notice(row), row["attempts"], row["next_attempt_at"]) for row in rows]
-
-
-def claim_notice(db: sqlite_utils.Database, outbox_id: int, now: float, until: float) -> bool:
-    """Take a due notice for delivery until `until`, so no other monitor process offers it meanwhile (and a
-    process that dies holding it only delays it); False when it is not due or not pending."""
-    with atomic(db):
-        return bool(db.execute(
-            "update outbox set next_attempt_at = ? where id = ? and next_attempt_at <= ? "
-            "and delivered_at is null and failed_at is null",
-            [until, outbox_id, now],
-        ).rowcount)
-
-
-def mark_delivered(db: sqlite_utils.Database, outbox_id: int, now: float) -> None:
+def notice_delivered(db: sqlite_utils.Database, outbox_id: int, now: float) -> None:
     """The notifier took the notice; a delivered RAISED notice moves its alert to `notified`."""
     with atomic(db):
-        alert_id, kind = db.execute(
-            "update outbox set delivered_at = ? where id = ? returning alert_id, kind", [now, outbox_id]
-        ).fetchone()
-        if kind == NoticeKind.RAISED and db.execute(
+        alert_id, kind = mark_delivered(db, outbox_id, now)
+        if kind is NoticeKind.RAISED and db.execute(
             "update alerts set state = 'notified' where id = ? and state = 'raised'", [alert_id]
         ).rowcount:
             _record(db, alert_id, now, AlertState.NOTIFIED)
-
-
-def defer_notice(db: sqlite_utils.Database, outbox_id: int, reason: str, retry_at: float) -> None:
-    with atomic(db):
-        db.execute(
-            "update outbox set attempts = attempts + 1, next_attempt_at = ?, last_error = ? where id = ?",
-            [retry_at, reason, outbox_id],
-        )
-
-
-def fail_notice(db: sqlite_utils.Database, outbox_id: int, reason: str, now: float) -> None:
-    """The notice can never be delivered: keep it, with the reason, out of the queue."""
-    with atomic(db):
-        db.execute(
-            "update outbox set attempts = attempts + 1, failed_at = ?, last_error = ? where id = ?",
-            [now, reason, outbox_id],
-        )

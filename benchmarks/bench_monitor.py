@@ -1,6 +1,6 @@
 """Vitals monitor benchmark through a real mosquitto it starts on a free port.
 
-    .venv/bin/python -m benchmarks.monitor [--messages 50000] [--patients 10000] [--latency-seconds 20]
+    .venv/bin/python -m benchmarks.bench_monitor [--messages 50000] [--patients 10000] [--latency-seconds 20]
 
 Prints the machine, then:
 1. sustained ingest: messages queued at the broker while the subscriber is away, then drained; messages per
@@ -31,21 +31,16 @@ from pathlib import Path
 import aiomqtt
 import psutil
 
-from hemowatch.notifications import AlertNotice, NoticeKind
-from hemowatch.settings import PROJECT_ROOT, Settings
-from hemowatch.store.schema import atomic, open_database
+from core.notifications import AlertNotice, NoticeKind
+from core.settings import PROJECT_ROOT, Settings
 from monitor.mqtt import vitals_topic
-from monitor.service import Monitor
+from monitor.vitals_monitor import VitalsMonitor
+from store.schema import atomic, open_database
+from testsupport.broker import free_port
 
 PREFIX = "hemowatch"
 CALM = {"hr": 74, "spo2": 97, "sbp": 124, "dbp": 78, "rr": 15, "temp": 36.8, "gcs": 15, "o2": False, "acvpu": "A"}
 PROBE_PATIENTS = 20  # patients whose vitals alternate between normal and alarming, one alert each cycle
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _start_mosquitto(workdir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -124,7 +119,7 @@ class LatencyNotifier:
             self.latencies_ms.append((time.time() - notice.values["measured_at"]) * 1000)
 
 
-async def _ingest_rate(monitor: Monitor, count: int) -> float:
+async def _ingest_rate(monitor: VitalsMonitor, count: int) -> float:
     """Start the monitor on a session with `count` messages waiting; messages stored per second."""
     started = time.perf_counter()
     await monitor.start()
@@ -161,7 +156,7 @@ def _publisher(port: int, rate: int, seconds: float, patients: int) -> None:
 async def main(args: argparse.Namespace) -> None:
     print(f"machine: {_machine()}")
     workdir = Path(tempfile.mkdtemp(prefix="hemowatch-bench-"))
-    port = _free_port()
+    port = free_port()
     broker = _start_mosquitto(workdir, port)
     try:
         ids = _register(workdir / "hemowatch.db", args.patients)
@@ -171,11 +166,11 @@ async def main(args: argparse.Namespace) -> None:
 
         # 1. Create both persistent sessions, queue the same messages for both, then time each drain.
         await _bare_subscriber_rate(port, args.messages, connected=False)
-        monitor = Monitor(settings, notifier)
+        monitor = VitalsMonitor(settings, notifier)
         await monitor.start()
         await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
         await monitor.stop()
-        monitor = Monitor(settings, notifier)
+        monitor = VitalsMonitor(settings, notifier)
         base = time.time() - args.messages / 1000
         await _publish(port, [
             (vitals_topic(PREFIX, ids[i % len(ids)]), json.dumps(CALM | {"ts": base + i / 1000, "hr": 60 + i % 30}))
@@ -189,7 +184,7 @@ async def main(args: argparse.Namespace) -> None:
 
         # 2. Alert latency under a steady 1,000 messages per second from another process.
         publisher = subprocess.Popen([
-            sys.executable, "-m", "benchmarks.monitor", "--publisher", str(port), "--rate", "1000",
+            sys.executable, "-m", "benchmarks.bench_monitor", "--publisher", str(port), "--rate", "1000",
             "--latency-seconds", str(args.latency_seconds), "--patients", str(args.patients),
         ], cwd=PROJECT_ROOT)
         stored_before, started = monitor.stats.stored, time.perf_counter()

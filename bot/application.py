@@ -1,43 +1,57 @@
-"""The bot's wiring: the Application, its handler table, its command menu and its one error handler."""
+"""The bot's wiring: the Application, its one table of commands (menu and handlers), its one error handler."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-import sqlite_utils
 from telegram import Bot, BotCommand, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from bot import texts
 from bot.access import Caller, Context, authorize
 from bot.acknowledge import acknowledge
+from bot.bot_data import BotData, install
 from bot.membership import help_command, invite, revoke, start
 from bot.patient_commands import add_patient, list_patients, mute, status, thresholds
 from bot.scans import scan_handlers
-from bot.services import Services, install
-from hemowatch.settings import Settings
+from core.settings import Settings
 from inference.analyzer import Analyzer
+from store.thread import StoreThread
 
 log = logging.getLogger(__name__)
 
-MENU = [
-    BotCommand("status", "latest vitals, NEWS2, alerts and trend of a patient"),
-    BotCommand("patients", "the patients you follow"),
-    BotCommand("mute", "pause non-emergency alerts about a patient"),
-    BotCommand("thresholds", "see or change a patient's alert limits"),
-    BotCommand("addpatient", "register a patient (doctors)"),
-    BotCommand("invite", "invite a doctor or a caregiver"),
-    BotCommand("revoke", "remove someone's access"),
-    BotCommand("help", "what this bot can do"),
+Handler = Callable[[Update, Context], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    handler: Handler
+    menu: str | None  # the description in Telegram's command menu; None keeps it out of the menu
+
+
+# Every command, in the order of the menu: both the handlers and the menu are made from this table.
+COMMANDS = [
+    Command("status", status, "latest vitals, NEWS2, alerts and trend of a patient"),
+    Command("patients", list_patients, "the patients you follow"),
+    Command("mute", mute, "pause non-emergency alerts about a patient"),
+    Command("thresholds", thresholds, "see or change a patient's alert limits"),
+    Command("addpatient", add_patient, "register a patient (doctors)"),
+    Command("invite", invite, "invite a doctor or a caregiver"),
+    Command("revoke", revoke, "remove someone's access"),
+    Command("help", help_command, "what this bot can do"),
+    Command("start", start, None),  # opened from an invitation link, or by Telegram's Start button
 ]
 
 
 def build_application(
-    settings: Settings, analyzer: Analyzer | None, db: sqlite_utils.Database, clock: Callable[[], float] = time.time
+    settings: Settings, analyzer: Analyzer | None, store: StoreThread, clock: Callable[[], float] = time.time
 ) -> Application:
-    """The bot, talking to `settings.telegram_api_url`, with every handler registered."""
+    """The bot, talking to `settings.telegram_api_url`, with every handler registered; `store` is open and
+    serves the handlers' store calls."""
     if settings.telegram_bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
     api = settings.telegram_api_url.rstrip("/")
@@ -50,16 +64,9 @@ def build_application(
         .concurrent_updates(True)  # a long scan analysis must not hold up alerts and other users
         .build()
     )
-    install(application.bot_data, Services(settings, db, clock, analyzer))
-    application.add_handler(CommandHandler("start", start))
-    application.add_handler(CommandHandler("help", help_command))
-    application.add_handler(CommandHandler("invite", invite))
-    application.add_handler(CommandHandler("revoke", revoke))
-    application.add_handler(CommandHandler("patients", list_patients))
-    application.add_handler(CommandHandler("addpatient", add_patient))
-    application.add_handler(CommandHandler("thresholds", thresholds))
-    application.add_handler(CommandHandler("status", status))
-    application.add_handler(CommandHandler("mute", mute))
+    install(application.bot_data, BotData(settings, store, clock, analyzer))
+    for command in COMMANDS:
+        application.add_handler(CommandHandler(command.name, command.handler))
     application.add_handler(CallbackQueryHandler(acknowledge))
     for handler in scan_handlers():
         application.add_handler(handler)
@@ -70,7 +77,7 @@ def build_application(
 
 async def register_menu(bot: Bot) -> None:
     """The command list users see in Telegram's menu."""
-    await bot.set_my_commands(MENU)
+    await bot.set_my_commands([BotCommand(command.name, command.menu) for command in COMMANDS if command.menu])
 
 
 @authorize()

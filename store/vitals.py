@@ -4,44 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
 
 import sqlite_utils
 
-from hemowatch.store.schema import atomic
-
-# Vitals with numeric alert thresholds, and their units (for texts).
-VITAL_UNITS: dict[str, str] = {
-    "hr": "/min", "spo2": "%", "sbp": "mmHg", "dbp": "mmHg", "rr": "/min", "temp": "°C",
-}
-THRESHOLD_VITALS = tuple(VITAL_UNITS)
-VITAL_FIELDS = (*THRESHOLD_VITALS, "gcs", "o2", "acvpu")
-
-
-@dataclass(slots=True)
-class VitalSample:
-    """One set of measurements from a patient's device; any vital may be missing."""
-
-    patient_id: str
-    ts: float  # when measured (epoch seconds)
-    received_at: float  # when the monitor got it
-    hr: float | None = None  # beats/min
-    spo2: float | None = None  # %
-    sbp: float | None = None  # mmHg
-    dbp: float | None = None  # mmHg
-    rr: float | None = None  # breaths/min
-    temp: float | None = None  # °C
-    gcs: int | None = None  # 3-15
-    o2: bool | None = None  # on supplemental oxygen
-    acvpu: str | None = None  # A, C, V, P or U
-    news2: int | None = None  # when the sample completed a set of vitals
-    news2_components: dict[str, int] | None = None
-
-    def values(self) -> dict[str, Any]:
-        """The vitals present in this sample, by name."""
-        return {name: value for name in VITAL_FIELDS if (value := getattr(self, name)) is not None}
-
+from core.vitals import VitalSample
+from store.schema import atomic
 
 _INSERT = (
     "insert or ignore into vitals (patient_id, ts, received_at, hr, spo2, sbp, dbp, rr, temp, gcs, o2, acvpu, "

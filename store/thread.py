@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlite_utils
 
-from hemowatch.store.schema import open_database
+from store.schema import open_database
 
 
 class StoreThread:

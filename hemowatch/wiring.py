@@ -1,71 +1,61 @@
-"""The composition root: one process running the MQTT broker (if embedded), the monitor and the bot."""
+"""The composition root: the only place that builds the engines and receivers from settings and wires them.
+
+One process runs the MQTT broker (if embedded), the vitals monitor and the bot, each given what it needs
+from the settings here.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import logging
-import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import sqlite_utils
-from telegram.error import InvalidToken, NetworkError
+from telegram.error import NetworkError
 from telegram.ext import Application
 
-from bot.app import build_application, register_menu
+from bot.application import build_application, register_menu
 from bot.notifier import TelegramNotifier
-from hemowatch.settings import Settings
-from hemowatch.store import open_database
-from inference.analyzer import Analyzer
+from core.settings import Settings
+from hemowatch.builders import analyzer_from_settings
 from monitor.broker import EmbeddedBroker
 from monitor.mqtt import Backoff
-from monitor.service import Monitor
+from monitor.vitals_monitor import VitalsMonitor
+from store.thread import StoreThread
 
 log = logging.getLogger(__name__)
 
-NO_TOKEN = (
-    "HemoWatch needs a Telegram bot token to run.\n"
-    "1. In Telegram, open @BotFather, send /newbot and follow the steps; it answers with a token.\n"
-    "2. Copy .env.example to .env and put the token after TELEGRAM_BOT_TOKEN= (or set that environment "
-    "variable).\n"
-    "Then start HemoWatch again."
-)
-
-INVALID_TOKEN = (
-    "Telegram refused the bot token in TELEGRAM_BOT_TOKEN. Copy it again from @BotFather (/mybots, API Token)."
-)
-
 
 @dataclass
-class Service:
+class RunningService:
     """The running parts, for tests and benchmarks that drive them."""
 
     application: Application
-    monitor: Monitor
-    db: sqlite_utils.Database
+    monitor: VitalsMonitor
 
 
 @asynccontextmanager
-async def running(settings: Settings, clock: Callable[[], float] = time.time) -> AsyncIterator[Service]:
+async def running(settings: Settings, clock: Callable[[], float] = time.time) -> AsyncIterator[RunningService]:
     """Start the broker (when embedded), the monitor and the bot; stop them in reverse order on exit.
 
     The monitor starts first, so vitals are stored and alerts queued in the outbox even while Telegram
-    cannot be reached; the bot keeps trying to connect and the outbox delivers once it can.
+    cannot be reached; the bot keeps trying to connect and the outbox delivers once it can. The bot (its
+    handlers and its notifier) has a store thread of its own, like the monitor, so SQLite never runs on the loop.
     """
-    db = open_database(settings.hemowatch_db)
+    bot_store = StoreThread("hemowatch-bot")
     async with AsyncExitStack() as stack:
-        stack.callback(db.close)
+        stack.push_async_callback(bot_store.close)
+        await bot_store.open(settings.hemowatch_db)
         if not settings.mqtt_url:
             broker = EmbeddedBroker(settings.embedded_broker_host, settings.embedded_broker_port)
             await stack.enter_async_context(broker)
-        application = build_application(settings, Analyzer.from_settings(settings), db, clock)
+        application = build_application(settings, analyzer_from_settings(settings), bot_store, clock)
         stack.push_async_callback(application.shutdown)  # after the monitor has stopped delivering
-        monitor = Monitor(settings, TelegramNotifier(application.bot, db, settings, clock), clock=clock)
+        monitor = VitalsMonitor(settings, TelegramNotifier(application.bot, bot_store, settings, clock), clock=clock)
         await stack.enter_async_context(monitor)
         await _connect(application)
         await register_menu(application.bot)
@@ -74,7 +64,7 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         await _receive_updates(application, settings)
         stack.push_async_callback(application.updater.stop)
         log.info("HemoWatch is running as @%s", application.bot.username)
-        yield Service(application, monitor, db)
+        yield RunningService(application, monitor)
         log.info("HemoWatch is stopping")
 
 
@@ -123,26 +113,3 @@ async def _receive_updates(application: Application, settings: Settings) -> None
         webhook_url=settings.webhook_url,
         secret_token=hashlib.sha256(token.encode()).hexdigest(),  # Telegram echoes it; strangers cannot
     )
-
-
-def run_service(settings: Settings) -> int:
-    """`hemowatch run`: serve until SIGINT or SIGTERM."""
-    if settings.telegram_bot_token is None:
-        print(NO_TOKEN, file=sys.stderr)
-        return 2
-
-    logging.getLogger("transitions").setLevel(logging.WARNING)  # the embedded broker's state machine chatter
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for number in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(number, stop.set)
-        await serve(settings, stop)
-
-    try:
-        asyncio.run(main())
-    except InvalidToken:
-        print(INVALID_TOKEN, file=sys.stderr)
-        return 2
-    return 0

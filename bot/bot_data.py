@@ -1,0 +1,35 @@
+"""What every handler shares (settings, the store, the clock, the analyzer), kept in `application.bot_data`.
+
+Handlers reach SQLite only through `store.call(function, *args)`, which runs the store function on the bot's
+store thread, so a slow disk never stalls the event loop (updates, alert delivery, the monitor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from telegram.ext import ContextTypes
+
+from core.settings import Settings
+from inference.analyzer import Analyzer
+from store.thread import StoreThread
+
+KEY = "shared"  # where the BotData lives in `application.bot_data`
+
+
+@dataclass
+class BotData:
+    settings: Settings
+    store: StoreThread  # the bot's own connection, on a worker thread of its own
+    clock: Callable[[], float]  # seconds since the epoch; tests pass a controllable one
+    analyzer: Analyzer | None  # None when the bot runs without scan triage
+
+
+def install(application_bot_data: dict, shared: BotData) -> None:
+    application_bot_data[KEY] = shared
+
+
+def bot_data(context: ContextTypes.DEFAULT_TYPE) -> BotData:
+    """The shared objects of the running bot."""
+    return context.bot_data[KEY]

@@ -1,0 +1,48 @@
+"""`hemowatch run`: the bot and the vitals monitor until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from telegram.error import InvalidToken
+
+from core.settings import Settings
+from hemowatch.wiring import serve
+
+NO_TOKEN = (
+    "HemoWatch needs a Telegram bot token to run.\n"
+    "1. In Telegram, open @BotFather, send /newbot and follow the steps; it answers with a token.\n"
+    "2. Copy .env.example to .env and put the token after TELEGRAM_BOT_TOKEN= (or set that environment "
+    "variable).\n"
+    "Then start HemoWatch again."
+)
+
+INVALID_TOKEN = (
+    "Telegram refused the bot token in TELEGRAM_BOT_TOKEN. Copy it again from @BotFather (/mybots, API Token)."
+)
+
+
+def run_service(settings: Settings) -> int:
+    """`hemowatch run`: serve until SIGINT or SIGTERM."""
+    if settings.telegram_bot_token is None:
+        print(NO_TOKEN, file=sys.stderr)
+        return 2
+
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # the embedded broker's state machine chatter
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, stop.set)
+        await serve(settings, stop)
+
+    try:
+        asyncio.run(main())
+    except InvalidToken:
+        print(INVALID_TOKEN, file=sys.stderr)
+        return 2
+    return 0

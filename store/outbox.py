@@ -1,0 +1,100 @@
+"""The notification outbox: every notice the monitor wants delivered, as a queue of rows.
+
+A notice is queued in the same transaction as the alert change that caused it (`queue_notice`), so a crash
+never loses one; the dispatcher takes pending rows in order, claims each while delivering it, and marks it
+delivered, deferred (to retry later) or failed for good. Pending rows survive restarts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import sqlite_utils
+
+from core.notifications import AlertNotice, NoticeKind, Severity
+from store.schema import atomic
+
+if TYPE_CHECKING:
+    from store.alerts import Alert
+
+
+@dataclass(frozen=True, slots=True)
+class PendingNotice:
+    notice: AlertNotice
+    attempts: int  # failed deliveries so far
+    due_at: float  # not to be tried before this time
+
+
+def queue_notice(db: sqlite_utils.Database, alert: Alert, kind: NoticeKind, now: float) -> None:
+    """Queue a notice about `alert` (the caller holds the transaction that changed it)."""
+    name = db.execute("select name from patients where id = ?", [alert.patient_id]).fetchone()[0]
+    payload = {
+        "patient_name": name, "condition": alert.condition, "title": alert.title, "severity": alert.severity.value,
+        "raised_at": alert.raised_at, "values": alert.values, "news2": alert.news2,
+        "news2_components": alert.news2_components, "escalation_level": alert.escalation_level,
+    }
+    db.execute(
+        "insert into outbox (alert_id, kind, payload, created_at, attempts, next_attempt_at) values (?, ?, ?, ?, 0, ?)",
+        [alert.id, kind.value, json.dumps(payload), now, now],
+    )
+
+
+def _notice(row: dict) -> AlertNotice:
+    payload = json.loads(row["payload"])
+    return AlertNotice(
+        outbox_id=row["id"], alert_id=row["alert_id"], kind=NoticeKind(row["kind"]), patient_id=row["patient_id"],
+        patient_name=payload["patient_name"], condition=payload["condition"], title=payload["title"],
+        severity=Severity(payload["severity"]), raised_at=datetime.fromtimestamp(payload["raised_at"], UTC),
+        values=payload["values"], news2=payload["news2"], news2_components=payload["news2_components"],
+        escalation_level=payload["escalation_level"],
+    )
+
+
+def pending_notices(db: sqlite_utils.Database, limit: int = 100) -> list[PendingNotice]:
+    """Undelivered, unfailed notices in the order they were queued (due or not: order is kept)."""
+    rows = db.query(
+        "select o.*, a.patient_id from outbox o join alerts a on a.id = o.alert_id "
+        "where o.delivered_at is null and o.failed_at is null order by o.id limit ?",
+        [limit],
+    )
+    return [PendingNotice(_notice(row), row["attempts"], row["next_attempt_at"]) for row in rows]
+
+
+def claim_notice(db: sqlite_utils.Database, outbox_id: int, now: float, until: float) -> bool:
+    """Take a due notice for delivery until `until`, so no other monitor process offers it meanwhile (and a
+    process that dies holding it only delays it); False when it is not due or not pending."""
+    with atomic(db):
+        return bool(db.execute(
+            "update outbox set next_attempt_at = ? where id = ? and next_attempt_at <= ? "
+            "and delivered_at is null and failed_at is null",
+            [until, outbox_id, now],
+        ).rowcount)
+
+
+def mark_delivered(db: sqlite_utils.Database, outbox_id: int, now: float) -> tuple[int, NoticeKind]:
+    """Record that the notifier took the notice; returns its alert id and kind (see `alerts.notice_delivered`)."""
+    with atomic(db):
+        alert_id, kind = db.execute(
+            "update outbox set delivered_at = ? where id = ? returning alert_id, kind", [now, outbox_id]
+        ).fetchone()
+    return alert_id, NoticeKind(kind)
+
+
+def defer_notice(db: sqlite_utils.Database, outbox_id: int, reason: str, retry_at: float) -> None:
+    with atomic(db):
+        db.execute(
+            "update outbox set attempts = attempts + 1, next_attempt_at = ?, last_error = ? where id = ?",
+            [retry_at, reason, outbox_id],
+        )
+
+
+def fail_notice(db: sqlite_utils.Database, outbox_id: int, reason: str, now: float) -> None:
+    """The notice can never be delivered: keep it, with the reason, out of the queue."""
+    with atomic(db):
+        db.execute(
+            "update outbox set attempts = attempts + 1, failed_at = ?, last_error = ? where id = ?",
+            [now, reason, outbox_id],
+        )
