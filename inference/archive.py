@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from inference.errors import InputError
 from inference.limits import Limits
+
+_DAMAGED_ZIP = "The ZIP file is damaged or uses an unsupported compression."
 
 
 def is_zip(data: bytes) -> bool:
     return data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06")
 
 
-def read_zip(data: bytes, limits: Limits) -> list[bytes]:
+def read_zip(data: bytes, limits: Limits) -> Iterator[bytes]:
     """The contents of every file in a ZIP, in name order, within the size and compression-ratio caps.
 
-    The sizes in the ZIP's directory can lie, so each member is read with a hard cap on what it may inflate to.
+    The directory is checked at once; each member is inflated only when the iterator reaches it, so a reader
+    that parses one file at a time never holds them all. The sizes in the ZIP's directory can lie, so each
+    member is read with a hard cap on what it may inflate to.
     """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -25,28 +30,36 @@ def read_zip(data: bytes, limits: Limits) -> list[bytes]:
             (info for info in archive.infolist() if not info.is_dir() and not _skipped(info.filename)),
             key=lambda info: info.filename,
         )
-        if len(members) > limits.max_files:
-            raise InputError(f"The ZIP holds {len(members)} files; at most {limits.max_files} are read.")
-        if any(info.flag_bits & 0x1 for info in members):
-            raise InputError("The ZIP is password-protected. Send it without a password.")
-        contents: list[bytes] = []
-        budget = limits.max_uncompressed_bytes
-        for info in members:
-            ratio_cap = int(max(info.compress_size, 1) * limits.max_compression_ratio)
-            cap = min(budget, ratio_cap)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, ValueError) as error:
+        raise InputError(_DAMAGED_ZIP) from error
+    if len(members) > limits.max_files:
+        raise InputError(f"The ZIP holds {len(members)} files; at most {limits.max_files} are read.")
+    if any(info.flag_bits & 0x1 for info in members):
+        raise InputError("The ZIP is password-protected. Send it without a password.")
+    return _members(archive, members, limits)
+
+
+def _members(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], limits: Limits) -> Iterator[bytes]:
+    budget = limits.max_uncompressed_bytes
+    for info in members:
+        ratio_cap = int(max(info.compress_size, 1) * limits.max_compression_ratio)
+        cap = min(budget, ratio_cap)
+        try:
             with archive.open(info) as member:
                 content = member.read(cap + 1)
-            if len(content) > cap:
-                raise InputError(_bomb_message(limits))
-            budget -= len(content)
-            contents.append(content)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, ValueError) as error:
-        raise InputError("The ZIP file is damaged or uses an unsupported compression.") from error
-    return contents
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, ValueError) as error:
+            raise InputError(_DAMAGED_ZIP) from error
+        if len(content) > cap:
+            raise InputError(_bomb_message(limits))
+        budget -= len(content)
+        yield content
 
 
-def read_folder(folder: Path, limits: Limits) -> list[bytes]:
-    """The contents of every file below a folder, in path order, within the same caps as a ZIP."""
+def read_folder(folder: Path, limits: Limits) -> Iterator[bytes]:
+    """The contents of every file below a folder, in path order, within the same caps as a ZIP.
+
+    The caps are checked at once; each file is read only when the iterator reaches it.
+    """
     paths = sorted(
         path
         for path in folder.rglob("*")
@@ -56,7 +69,7 @@ def read_folder(folder: Path, limits: Limits) -> list[bytes]:
         raise InputError(f"The folder holds {len(paths)} files; at most {limits.max_files} are read.")
     if sum(path.stat().st_size for path in paths) > limits.max_uncompressed_bytes:
         raise InputError(f"The folder holds more than {limits.max_uncompressed_bytes // 2**20} MB of files.")
-    return [path.read_bytes() for path in paths]
+    return (path.read_bytes() for path in paths)
 
 
 def _skipped(name: str) -> bool:

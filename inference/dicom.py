@@ -2,19 +2,33 @@
 
 Only pixel values and geometry leave this module. Names, IDs, dates, accession numbers and institutions are
 never read out of the datasets, so nothing identifying can reach a result, a log line or an error message.
+
+Headers are read first and every cap is checked on them, before any pixel is decoded. Pixels are then decoded
+as the analysis asks for them, at most `_AHEAD` slices ahead, by `threads` threads, so the model scores one
+batch while the next slices decode. pylibjpeg's JPEG decoder holds the GIL (two threads decode JPEG Lossless
+no faster than one), but onnxruntime releases it, which is where the overlap comes from. Worker processes
+were measured too: on two cores shared with the model's threads they were slower than threads, and they
+would re-import the caller's main module and escape a per-process memory limit. Each slice is kept as int16
+Hounsfield units, and a file's pixel bytes are dropped once its frames are decoded.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+import zlib
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from pydicom import Dataset, dcmread
+from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.pixels import apply_modality_lut, get_decoder
-from pydicom.uid import UID
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from inference.errors import InputError
 from inference.limits import Limits
@@ -22,6 +36,16 @@ from inference.scan import Series, Slice
 
 _AXIAL_MIN_COSINE = 0.8  # slice normal within about 37° of the body axis (gantry tilt included) counts as axial
 _HU_RANGE = (-32768, 32767)
+_AHEAD = 64  # slices decoded ahead of the analysis: keeps the threads busy while the model runs a batch
+_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) in Explicit VR Little Endian
+_PIXEL_DATA_TRIES = 8  # look-alikes of that tag inside other values, parsed before giving up on sizing
+_INFLATE_CHUNK = 2**20
+_MAX_HEADER_BYTES = 16 * 2**20  # what a deflated file may inflate to before its Pixel Data starts
+_TRAILER_BYTES = 2**20  # what may follow the pixels (padding, signatures)
+_DAMAGED_IMAGE = "A DICOM file is damaged or incomplete: its image could not be decoded."
+_INFLATES_TOO_FAR = (
+    "The DICOM file is compressed (deflated) and would expand far more than a scan does. It was not opened."
+)
 
 
 def is_dicom(data: bytes) -> bool:
@@ -29,28 +53,49 @@ def is_dicom(data: bytes) -> bool:
     return data[128:132] == b"DICM"
 
 
-def read_series(files: Iterable[bytes], limits: Limits, *, strict: bool) -> list[Series]:
-    """Every image series among the files, ordered from the lowest slice to the highest.
+def read_series(files: Iterable[bytes], limits: Limits, *, strict: bool, threads: int = 1) -> list[Series]:
+    """Every image series among the files, decoded, ordered from the lowest slice to the highest.
 
     With `strict`, a file that is not DICOM is an error (a single upload); otherwise it is skipped (a ZIP or
     folder may hold a README or a DICOMDIR beside the images).
     """
-    datasets = [ds for ds in (_parse(data, strict=strict) for data in files) if ds is not None]
+    series = scan_series(files, limits, strict=strict, threads=threads)
+    for item in series:
+        for _ in item.stream():
+            pass
+    return series
+
+
+def scan_series(files: Iterable[bytes], limits: Limits, *, strict: bool, threads: int = 1) -> list[Series]:
+    """Every image series among the files, as `read_series`, with headers read and checked but pixels not yet
+    decoded: each series decodes its slices while `Series.stream()` is consumed.
+
+    The files are parsed one at a time, so an iterator of them is never held in memory all at once.
+    """
+    datasets = [ds for ds in (_parse(data, limits, strict=strict) for data in files) if ds is not None]
     if not datasets:
         raise InputError("No DICOM images were found. Send DICOM files, a ZIP of them, or a PNG/JPEG picture.")
     frames = sum(_frame_count(ds) for ds in datasets)
     if frames > limits.max_slices:
         raise InputError(f"The scan has {frames} slices; at most {limits.max_slices} can be analysed at once.")
+    pixels = sum(_pixel_count(ds) for ds in datasets)
+    if pixels > limits.max_scan_pixels:
+        raise InputError(
+            f"The scan has {pixels / 1e6:.0f} million pixels; at most {limits.max_scan_pixels / 1e6:.0f} million "
+            "can be analysed at once."
+        )
     groups: dict[str, list[Dataset]] = {}
     for ds in datasets:
         groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
     ordered = sorted(groups.values(), key=lambda group: _series_number(group[0]) or 0)
-    return [_series(group, ordinal) for ordinal, group in enumerate(ordered, start=1)]
+    return [_series(group, ordinal, max(1, threads)) for ordinal, group in enumerate(ordered, start=1)]
 
 
-def _parse(data: bytes, *, strict: bool) -> Dataset | None:
+def _parse(data: bytes, limits: Limits, *, strict: bool) -> Dataset | None:
     try:
-        ds = dcmread(io.BytesIO(data))
+        ds = _dataset(data, limits)
+    except InputError:
+        raise
     except InvalidDicomError as error:
         if strict:
             raise InputError("The file is not a DICOM file.") from error
@@ -63,7 +108,95 @@ def _parse(data: bytes, *, strict: bool) -> Dataset | None:
         if strict:
             raise InputError("The DICOM file holds no image.")
         return None
+    _check_image_size(ds, limits)
+    _check_decodable(ds)
     return ds
+
+
+def _dataset(data: bytes, limits: Limits) -> Dataset:
+    """The dataset of one file; a deflated one is inflated within caps (pydicom would inflate it unbounded)."""
+    if not is_dicom(data):
+        return dcmread(io.BytesIO(data))  # raises InvalidDicomError, as for any file without the preamble
+    stream = DicomBytesIO(data)
+    read_preamble(stream, force=False)
+    meta = _read_file_meta_info(stream)
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return dcmread(io.BytesIO(data))
+    ds = read_dataset(DicomBytesIO(_inflate(data[stream.tell() :], limits)), False, True)
+    ds.file_meta = FileMetaDataset(meta)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # what the dataset is once inflated
+    ds.set_original_encoding(False, True)
+    return ds
+
+
+def _inflate(deflated: bytes, limits: Limits) -> bytes:
+    """A deflated dataset inflated a megabyte at a time, stopped as soon as it outgrows what it can hold.
+
+    Until the Pixel Data element is found the cap is `_MAX_HEADER_BYTES`; from then on it is the header
+    plus the pixels its Rows, Columns, Number of Frames and Bits Allocated declare (themselves within the
+    pixel caps), plus a little trailer. Throughout, the ZIP caps apply too: `max_uncompressed_bytes` and
+    `max_compression_ratio` times the deflated size.
+    """
+    ratio_cap = min(limits.max_uncompressed_bytes, int(max(len(deflated), 1) * limits.max_compression_ratio))
+    cap, sized, searched, tries = min(ratio_cap, _MAX_HEADER_BYTES), False, 0, _PIXEL_DATA_TRIES
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    inflated = bytearray()
+    pending = deflated
+    try:
+        while True:
+            chunk = inflater.decompress(pending, _INFLATE_CHUNK)
+            pending = inflater.unconsumed_tail
+            inflated += chunk
+            while not sized and tries and (found := inflated.find(_PIXEL_DATA_TAG, searched)) >= 0:
+                searched = found + 1
+                if inflated[found + 4 : found + 8] not in (b"OB\0\0", b"OW\0\0"):
+                    continue
+                tries -= 1
+                header = _header(bytes(inflated[:found]))
+                if header is not None:
+                    _check_image_size(header, limits)
+                    cap, sized = min(ratio_cap, found + 12 + _pixel_bytes(header) + _TRAILER_BYTES), True
+            searched = max(searched, len(inflated) - len(_PIXEL_DATA_TAG) + 1)
+            if len(inflated) > cap:
+                raise InputError(_INFLATES_TOO_FAR)
+            if not chunk and not pending:
+                return bytes(inflated)
+    except zlib.error as error:
+        raise InputError("The DICOM file is damaged or incomplete.") from error
+
+
+def _header(data: bytes) -> Dataset | None:
+    """The elements before a candidate Pixel Data tag, or None when the tag was only bytes inside a value."""
+    try:
+        header = read_dataset(DicomBytesIO(data), False, True)
+        return header if "Rows" in header and "Columns" in header else None
+    except Exception:  # a false match cuts an element in two; pydicom reports that in several ways
+        return None
+
+
+def _check_image_size(ds: Dataset, limits: Limits) -> None:
+    """Each frame within the picture limit, checked on the header before anything is decoded."""
+    rows, columns = _int(ds.get("Rows")) or 0, _int(ds.get("Columns")) or 0
+    if rows * columns > limits.max_image_pixels:
+        raise InputError(
+            f"A DICOM image is {columns} × {rows} pixels, larger than HemoWatch accepts "
+            f"({limits.max_image_pixels:,} pixels at most)."
+        )
+
+
+def _check_decodable(ds: Dataset) -> None:
+    _check_transfer_syntax(ds)
+    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).startswith(("RGB", "YBR", "PALETTE")):
+        raise InputError("The DICOM holds a colour image (for example a screenshot), not CT slices.")
+
+
+def _pixel_count(ds: Dataset) -> int:
+    return (_int(ds.get("Rows")) or 0) * (_int(ds.get("Columns")) or 0) * _frame_count(ds)
+
+
+def _pixel_bytes(ds: Dataset) -> int:
+    samples = _int(ds.get("SamplesPerPixel")) or 1
+    return _pixel_count(ds) * samples * (((_int(ds.get("BitsAllocated")) or 16) + 7) // 8)
 
 
 @dataclass(frozen=True)
@@ -76,11 +209,10 @@ class _Frame:
     instance: int | None
 
 
-def _series(datasets: Sequence[Dataset], ordinal: int) -> Series:
+def _series(datasets: Sequence[Dataset], ordinal: int, threads: int) -> Series:
     first = datasets[0]
     modality = str(first.get("Modality", "")).upper() or "unknown modality"
     frames = _order([frame for ds in datasets for frame in _frames(ds)])
-    slices = [_slice(frame) for frame in frames]
     number = _series_number(first) or ordinal
     warnings = []
     if modality != "CT":
@@ -89,10 +221,12 @@ def _series(datasets: Sequence[Dataset], ordinal: int) -> Series:
     if normal is not None and abs(normal[2]) < _AXIAL_MIN_COSINE:
         warnings.append("The series is not axial; the model was trained on axial slices")
     return Series(
-        label=f"series {number} ({modality}, {len(slices)} slice{'s' if len(slices) != 1 else ''})",
-        slices=slices,
+        label=f"series {number} ({modality}, {len(frames)} slice{'s' if len(frames) != 1 else ''})",
+        slices=[],
         is_ct=modality == "CT",
         warnings=warnings,
+        pending=_decoded(frames, threads),
+        n_slices=len(frames),
     )
 
 
@@ -112,23 +246,63 @@ def _order(frames: list[_Frame]) -> list[_Frame]:
     return frames
 
 
-def _slice(frame: _Frame) -> Slice:
-    ds = frame.dataset
-    _check_transfer_syntax(ds)
-    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).startswith(("RGB", "YBR", "PALETTE")):
-        raise InputError("The DICOM holds a colour image (for example a screenshot), not CT slices.")
+def _decoded(frames: list[_Frame], threads: int) -> Iterator[Slice]:
+    """The frames' slices in order, decoded by `threads` threads at most `_AHEAD` slices ahead of the reader.
+
+    Nothing starts until the first slice is asked for; closing the iterator early stops the threads.
+    """
+    frames_left = Counter(id(frame.dataset) for frame in frames)
+    waiting: deque[tuple[_Frame, Future[np.ndarray]]] = deque()
+    upcoming = iter(frames)
+    executor = ThreadPoolExecutor(threads, thread_name_prefix="dicom-decode")
     try:
-        pixels = ds.pixel_array  # decoded once and cached on the dataset, shared by its frames
-        frame_pixels = pixels if pixels.ndim == 2 else pixels[frame.index or 0]
-        hu = apply_modality_lut(frame_pixels, _lookup(ds, frame.index, "PixelValueTransformationSequence"))
+        while True:
+            while len(waiting) < _AHEAD and (frame := next(upcoming, None)) is not None:
+                modality = _lookup(frame.dataset, frame.index, "PixelValueTransformationSequence")
+                waiting.append((frame, executor.submit(decode_hu, frame.dataset, frame.index, modality)))
+            if not waiting:
+                return
+            frame, future = waiting.popleft()
+            hu = future.result()
+            frames_left[id(frame.dataset)] -= 1
+            if not frames_left[id(frame.dataset)]:
+                del frame.dataset.PixelData  # the pixels now live in the slices; drop the file's copy
+            yield Slice(hu=hu, spacing_mm=_spacing(frame.dataset, frame.index))
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def decode_hu(ds: Dataset, index: int | None, modality: Dataset) -> np.ndarray:
+    """One frame of a dataset's pixels in Hounsfield units, rounded to int16, through the modality LUT of
+    `modality` (rescale slope and intercept, or a LUT sequence)."""
+    try:
+        stored, _ = get_decoder(ds.file_meta.TransferSyntaxUID).as_array(ds, index=index)
+        if stored.ndim != 2:
+            raise InputError("A DICOM image has an unexpected shape and could not be read.")
+        return _hounsfield(stored, modality)
     except InputError:
         raise
     except Exception as error:  # truncated pixel data and inconsistent headers surface as assorted errors
-        raise InputError("A DICOM file is damaged or incomplete: its image could not be decoded.") from error
-    if hu.ndim != 2:
-        raise InputError("A DICOM image has an unexpected shape and could not be read.")
-    hu = np.clip(np.asarray(hu, dtype=np.float32), *_HU_RANGE)
-    return Slice(hu=np.rint(hu, out=hu).astype(np.int16), spacing_mm=_spacing(ds, frame.index))
+        raise InputError(_DAMAGED_IMAGE) from error
+
+
+def _hounsfield(stored: np.ndarray, modality: Dataset) -> np.ndarray:
+    """Stored values through the modality LUT, clipped and rounded to int16.
+
+    The usual CT rescale (slope 1, a whole-number intercept) is done in integers, which gives the same values
+    as the general path without its float64 copy of the slice.
+    """
+    slope, intercept = modality.get("RescaleSlope", 1), modality.get("RescaleIntercept", 0)
+    if (
+        stored.dtype.kind in "iu"
+        and "ModalityLUTSequence" not in modality
+        and float(slope) == 1
+        and float(intercept).is_integer()
+    ):
+        hu = stored.astype(np.int64 if stored.dtype.itemsize >= 4 else np.int32) + int(float(intercept))
+        return np.clip(hu, *_HU_RANGE).astype(np.int16)
+    hu = np.clip(np.asarray(apply_modality_lut(stored, modality), dtype=np.float32), *_HU_RANGE)
+    return np.rint(hu, out=hu).astype(np.int16)
 
 
 def _check_transfer_syntax(ds: Dataset) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +40,21 @@ class Series:
     """Slices of one acquisition, ordered from the lowest to the highest along the body axis."""
 
     label: str  # non-identifying, e.g. "series 2 (CT, 28 slices)"
-    slices: list[Slice]
+    slices: list[Slice]  # the slices decoded so far: all of them once `stream()` has been consumed
     is_ct: bool = True
     warnings: list[str] = field(default_factory=list)
+    pending: Iterator[Slice] | None = field(default=None, repr=False, compare=False)  # still to decode, in order
+    n_slices: int | None = None  # how many slices the headers announce, while some are still pending
+
+    @property
+    def size(self) -> int:
+        """How many slices the series has, decoded or not."""
+        return len(self.slices) if self.n_slices is None else self.n_slices
+
+    def stream(self) -> Iterator[Slice]:
+        """Every slice in order, the pending ones as soon as each is decoded; each joins `slices` on the way."""
+        yield from list(self.slices)
+        if self.pending is not None:
+            for item in self.pending:
+                self.slices.append(item)
+                yield item
