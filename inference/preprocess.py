@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageOps
+from scipy import ndimage
 
 INPUT_SIZE = 160
 """Side of the square model input, in pixels (160 keeps one slice well under 10 ms on two CPU threads)."""
@@ -71,9 +72,7 @@ def head_box(grey: np.ndarray) -> tuple[int, int, int, int]:
     small = small.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR)
     values = np.asarray(small)
     border = np.concatenate([values[0], values[-1], values[:, 0], values[:, -1]])
-    mask = values > np.percentile(border, 25) + 0.1
-    opened = Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MinFilter(3))
-    mask = np.asarray(opened.filter(ImageFilter.MaxFilter(3))) > 0
+    mask = _opened(values > np.percentile(border, 25) + 0.1)
     if not mask.any():
         return 0, 0, height, width
     rows = np.ones(mask.shape[0], dtype=bool)
@@ -88,6 +87,14 @@ def head_box(grey: np.ndarray) -> tuple[int, int, int, int]:
         min(height, int(np.ceil((row_index[-1] + 1) / scale))),
         min(width, int(np.ceil((col_index[-1] + 1) / scale))),
     )
+
+
+def _opened(mask: np.ndarray) -> np.ndarray:
+    """Morphological opening with a 3 × 3 square (specks of noise removed), as separable 1-D filters."""
+    eroded = ndimage.minimum_filter1d(mask.astype(np.uint8), 3, axis=0, mode="nearest")
+    eroded = ndimage.minimum_filter1d(eroded, 3, axis=1, mode="nearest")
+    dilated = ndimage.maximum_filter1d(eroded, 3, axis=0, mode="nearest")
+    return ndimage.maximum_filter1d(dilated, 3, axis=1, mode="nearest") > 0
 
 
 def _heaviest_run(profile: np.ndarray) -> np.ndarray:
