@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 import sqlite_utils
 from telegram import Bot
@@ -21,6 +20,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
 from bot.alert_text import notice_text
 from bot.buttons import acknowledge_markup
+from bot.telegram_calls import retry_after_s
 from core.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
 from core.roles import Role
 from core.settings import Settings
@@ -85,7 +85,7 @@ class TelegramNotifier:
                     recipient.chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup
                 )
             except RetryAfter as error:
-                raise DeliveryDeferred("Telegram rate limit", _seconds(error.retry_after)) from error
+                raise DeliveryDeferred("Telegram rate limit", retry_after_s(error)) from error
             except Forbidden:
                 log.info("user %s blocked the bot; not sending there until they write again", recipient.telegram_id)
                 await self._store.call(people.record_blocked, recipient.telegram_id, self._clock())
@@ -109,7 +109,3 @@ class TelegramNotifier:
         await self._store.call(
             deliveries.record_delivery, notice.outbox_id, recipient.chat_id, status, self._clock(), message_id, text
         )
-
-
-def _seconds(retry_after: int | timedelta) -> float:
-    return retry_after.total_seconds() if isinstance(retry_after, timedelta) else float(retry_after)
