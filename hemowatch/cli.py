@@ -48,6 +48,8 @@ def _build_parser() -> argparse.ArgumentParser:
     add_patient = admin_commands.add_parser("add-patient", help="register a patient to monitor")
     add_patient.add_argument("patient_id")
     add_patient.add_argument("name", nargs="?", default="")
+    admin_commands.add_parser("patients", help="list the registered patients and who follows them")
+    admin_commands.add_parser("alerts", help="list the open alerts, newest first, and who heard them")
     return parser
 
 
