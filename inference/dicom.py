@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, get_decoder
+from pydicom.tag import Tag
 from pydicom.uid import UID
 
 from inference.errors import InputError
@@ -63,7 +65,31 @@ def _parse(data: bytes, *, strict: bool) -> Dataset | None:
         if strict:
             raise InputError("The DICOM file holds no image.")
         return None
+    _check_header(ds)
     return ds
+
+
+# The header elements the reader uses; those marked True must hold numbers, as geometry and units depend on them.
+_USED_ELEMENTS = {
+    "Modality": False, "SeriesInstanceUID": False, "SeriesNumber": False, "InstanceNumber": False,
+    "NumberOfFrames": False, "PhotometricInterpretation": False, "ImagePositionPatient": True,
+    "ImageOrientationPatient": True, "PixelSpacing": True, "RescaleSlope": True, "RescaleIntercept": True,
+}
+
+
+def _check_header(ds: Dataset) -> None:
+    """Read every element the reader uses once, so a corrupt one (a letter inside a number, an unknown value
+    representation) is named in a plain message rather than failing somewhere later. Values are never shown."""
+    for keyword, numeric in _USED_ELEMENTS.items():
+        try:
+            value = ds.get(keyword)
+            if numeric and value not in (None, ""):
+                np.asarray(value if isinstance(value, MultiValue | list) else [value], dtype=float)
+        except Exception as error:  # pydicom raises assorted types for a value it cannot convert
+            raise InputError(
+                f"The DICOM element {keyword} {Tag(keyword)} is damaged and cannot be read. "
+                "Export the series again from the scanner or PACS."
+            ) from error
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from core.settings import DEFAULT_MODEL, PROJECT_ROOT
 from hemowatch.cli import main
+from test_inference_dicom import dicom_bytes, head_phantom, unknown_modality_vr
 
 RESULT_KEYS = {
     "input", "series", "verdict", "probability", "threshold", "n_slices", "n_assessable", "top_slice",
@@ -104,3 +105,13 @@ def test_installed_command_prints_json_and_sets_the_exit_code(head_ct_dir: Path,
     first, second = (json.loads(line) for line in run.stdout.splitlines())
     assert first["verdict"] in ("hemorrhage", "no_hemorrhage")
     assert "error" in second and "Traceback" not in run.stderr
+
+
+def test_a_dicom_with_a_corrupt_element_is_named_without_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "slice.dcm"
+    bad.write_bytes(unknown_modality_vr(dicom_bytes(head_phantom(64))))
+    done = subprocess.run([sys.executable, "-m", "hemowatch.cli", "classify", str(bad)],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    assert done.returncode == 1
+    assert "Modality (0008,0060) is damaged" in done.stdout
+    assert "Unexpected error" not in done.stdout and "Traceback" not in done.stderr
