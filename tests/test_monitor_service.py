@@ -179,6 +179,25 @@ async def test_deferred_notice_is_retried_in_order_and_refused_one_dropped(
     assert [(n.condition, n.kind) for n in notifier.attempts].count(("news2", NoticeKind.RAISED)) == 1
 
 
+async def test_rejected_messages_are_logged_by_a_short_prefix(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    monitor = VitalsMonitor(_settings(tmp_path, mosquitto.url), RecordingNotifier(), ManualClock())
+    async with monitor:
+        await _subscribed(monitor)
+        await _publish(mosquitto.port, [
+            ("x" * 60_000, {"hr": 80}),  # a 60 kB topic
+            ("p1", b'{"ts": 1' + b"0" * 309 + b', "hr": 80}'),  # a 310-digit time stamp
+            ("p1", b'{"hr": 80, "note": "' + b"y" * 3000 + b'", "spo2": "low"}'),
+        ])
+        await eventually(lambda: sum(monitor.stats.rejected.values()) == 3)
+    lines = [r.getMessage() for r in caplog.records if "rejected message" in r.getMessage()]
+    assert len(lines) == 3
+    assert all(len(line) < 600 for line in lines), [len(line) for line in lines]
+    assert "… (60026 characters)" in lines[0]
+    assert "bytes)" in lines[1] and "bytes)" in lines[2]
+
+
 async def test_a_notice_nobody_can_receive_stays_pending_without_holding_back_others(
     tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database, caplog: pytest.LogCaptureFixture
 ) -> None:
