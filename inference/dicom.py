@@ -39,7 +39,7 @@ def read_series(files: Iterable[bytes], limits: Limits, *, strict: bool) -> list
     """
     datasets = [ds for ds in (_parse(data, strict=strict) for data in files) if ds is not None]
     if not datasets:
-        raise InputError("No DICOM images were found. Send DICOM files, a ZIP of them, or a PNG/JPEG picture.")
+        raise InputError("No DICOM images were found. HemoWatch reads DICOM files, a ZIP or folder of them, or PNG/JPEG pictures.")
     frames = sum(_frame_count(ds) for ds in datasets)
     if frames > limits.max_slices:
         raise InputError(f"The scan has {frames} slices; at most {limits.max_slices} can be analysed at once.")
