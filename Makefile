@@ -3,22 +3,32 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
+# Installing is done again only when pyproject.toml is newer than the stamp file of the last install.
+INSTALLED := $(VENV)/.installed
+INSTALLED_DEV := $(VENV)/.installed-dev
+
 .PHONY: run test install install-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-install: $(BIN)/python
+$(INSTALLED): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
+	touch $@
 
-install-dev: $(BIN)/python
+$(INSTALLED_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,train]'
+	touch $@ $(INSTALLED)
 
-run: install
+install: $(INSTALLED)
+
+install-dev: $(INSTALLED_DEV)
+
+run: $(INSTALLED)
 	$(BIN)/hemowatch run
 
-test: install-dev
+test: $(INSTALLED_DEV)
 	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { \
 		echo "installing Debian's mosquitto (the tests start their own broker)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; }

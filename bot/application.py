@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from telegram import Bot, BotCommand, Update
+from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from bot import texts
@@ -17,6 +18,7 @@ from bot.bot_data import BotData, install
 from bot.membership import help_command, invite, revoke, start
 from bot.patient_commands import add_patient, list_patients, mute, status, thresholds
 from bot.scans import scan_handlers
+from bot.telegram_calls import is_passing
 from core.settings import Settings
 from inference.analyzer import Analyzer
 from store.thread import StoreThread
@@ -88,8 +90,18 @@ async def fallback(update: Update, context: Context, caller: Caller) -> None:
 
 
 async def on_error(update: object, context: Context) -> None:
-    """Log every failure (by update id only: an update can carry an identifying file name) and tell the user."""
+    """Log every failure (by update id only: an update can carry an identifying file name) and tell the user.
+
+    When Telegram itself failed (network, server error, rate limit) the answer cannot get through either:
+    one log line, no traceback, no second try."""
     update_id = update.update_id if isinstance(update, Update) else None
+    if is_passing(context.error):
+        log.warning("Telegram failed while answering update %s (%s); the user gets no answer", update_id,
+                    context.error)
+        return
     log.error("error while handling update %s", update_id, exc_info=context.error)
     if isinstance(update, Update) and update.effective_message is not None:
-        await update.effective_message.reply_text(texts.ERROR)
+        try:
+            await update.effective_message.reply_text(texts.ERROR)
+        except TelegramError as error:
+            log.warning("could not tell the user about the error in update %s: %s", update_id, error)

@@ -13,7 +13,7 @@ from bot import texts
 from bot.access import Caller, Context, authorize, may_manage, patient_role
 from bot.bot_data import bot_data
 from core.roles import Role
-from store import people
+from store import outbox, people
 from store.people import InvitationError
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,9 @@ async def start(update: Update, context: Context) -> None:
 
 @authorize()
 async def _greet(update: Update, context: Context, caller: Caller) -> None:
+    shared = bot_data(context)
     await update.effective_message.reply_text(texts.welcome(caller.name, caller.role))
+    await shared.store.call(outbox.release_held, shared.clock())  # alerts nobody could receive may reach them now
 
 
 async def _join(update: Update, context: Context, code: str) -> None:
@@ -43,6 +45,7 @@ async def _join(update: Update, context: Context, code: str) -> None:
         await update.effective_message.reply_text(str(error))
         return
     await update.effective_message.reply_text(texts.joined(user.full_name, invitation.role, invitation.patient_id))
+    await shared.store.call(outbox.release_held, shared.clock())  # alerts nobody could receive go to them now
     if invitation.created_by == people.SERVER:
         return
     try:

@@ -3,7 +3,9 @@
 Who hears what: a new alert goes to the patient's doctors and caregivers (except those who muted the
 patient, unless it is an emergency); an escalation goes to the patient's doctors, and from the second level
 on to the admins too; a "resolved" notice goes to whoever heard the alert. With nobody linked to a patient,
-the admins are told. Each (notice, chat) is sent at most once, so outbox retries never repeat a message.
+the admins are told, and with no admin configured every doctor. A notice nobody can receive yet is held
+(`DeliveryHeld`): it stays in the outbox and reaches the first admin or member who joins. Each (notice, chat)
+is sent at most once, so outbox retries never repeat a message.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 import sqlite_utils
 from telegram import Bot
@@ -21,7 +22,8 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
 from bot.alert_text import notice_text
 from bot.buttons import acknowledge_markup
-from core.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
+from bot.telegram_calls import retry_after_s
+from core.notifications import AlertNotice, DeliveryDeferred, DeliveryHeld, NoticeKind, Severity
 from core.roles import Role
 from core.settings import Settings
 from store import deliveries, people
@@ -56,6 +58,10 @@ def recipients(
     if with_admins:
         for admin_id in sorted(admin_ids):
             found.setdefault(admin_id, Recipient(admin_id, admin_id))
+        if not admin_ids:  # nobody is in charge of the service: the doctors are
+            for doctor in people.doctors(db):
+                if not doctor.blocked:
+                    found.setdefault(doctor.telegram_id, Recipient(doctor.telegram_id, doctor.chat_id))
     return list(found.values())
 
 
@@ -71,7 +77,7 @@ class TelegramNotifier:
         self._clock = clock
 
     async def deliver(self, notice: AlertNotice) -> None:
-        """Send the notice to every recipient not yet served; raise DeliveryDeferred/-Refused per the port."""
+        """Send the notice to every recipient not yet served; raise DeliveryDeferred or DeliveryHeld per the port."""
         settled = await self._store.call(deliveries.settled_chats, notice.outbox_id)
         text = notice_text(notice)
         markup = None if notice.kind is NoticeKind.RESOLVED else acknowledge_markup(notice.alert_id)
@@ -85,7 +91,7 @@ class TelegramNotifier:
                     recipient.chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup
                 )
             except RetryAfter as error:
-                raise DeliveryDeferred("Telegram rate limit", _seconds(error.retry_after)) from error
+                raise DeliveryDeferred("Telegram rate limit", retry_after_s(error)) from error
             except Forbidden:
                 log.info("user %s blocked the bot; not sending there until they write again", recipient.telegram_id)
                 await self._store.call(people.record_blocked, recipient.telegram_id, self._clock())
@@ -100,7 +106,10 @@ class TelegramNotifier:
         if deferred is not None:
             raise deferred
         if not await self._store.call(deliveries.was_sent, notice.outbox_id):
-            raise DeliveryRefused(f"nobody can receive alert {notice.alert_id} for patient {notice.patient_id}")
+            raise DeliveryHeld(
+                "nobody can receive it (set ADMIN_USER_IDS or invite a doctor)" if not chosen
+                else "every recipient blocked the bot or cannot be written to"
+            )
 
     async def _record(
         self, notice: AlertNotice, recipient: Recipient, status: DeliveryStatus,
@@ -109,7 +118,3 @@ class TelegramNotifier:
         await self._store.call(
             deliveries.record_delivery, notice.outbox_id, recipient.chat_id, status, self._clock(), message_id, text
         )
-
-
-def _seconds(retry_after: int | timedelta) -> float:
-    return retry_after.total_seconds() if isinstance(retry_after, timedelta) else float(retry_after)

@@ -76,7 +76,7 @@ async def receive_scan(update: Update, context: Context, caller: Caller) -> None
 
     progress = ProgressMessage(await message.reply_text(texts.ANALYSING))
     try:
-        data = bytes(await (await context.bot.get_file(upload.file_id)).download_as_bytearray())
+        data = await (await context.bot.get_file(upload.file_id)).download_as_bytearray()  # one copy, not two
         if desk.slots.locked():
             progress.report(texts.WAITING_FOR_SLOT)
         async with desk.slots:

@@ -45,6 +45,16 @@ class AlertNotice:
     news2_components: dict[str, int] = field(default_factory=dict)
     escalation_level: int = 0
 
+    def summary(self) -> str:
+        """The notice's content on one line, for a log: what, how severe, whose, which values."""
+        values = ", ".join(f"{name} {value}" for name, value in self.values.items())
+        news2 = f"; NEWS2 {self.news2}" if self.news2 is not None else ""
+        return (
+            f"{self.severity.value} {self.kind.value} alert {self.alert_id} for patient {self.patient_id} "
+            f"({self.patient_name}): {self.title}, raised {self.raised_at:%Y-%m-%d %H:%M} UTC"
+            f"{'; ' + values if values else ''}{news2}"
+        )
+
 
 class DeliveryDeferred(Exception):
     """Delivery failed for a passing reason (rate limit, network, server error); retry later."""
@@ -54,11 +64,16 @@ class DeliveryDeferred(Exception):
         self.retry_after = retry_after
 
 
+class DeliveryHeld(DeliveryDeferred):
+    """Nobody can receive the notice yet (no admin configured, nobody linked, every chat blocked). It stays
+    pending without holding back other patients' notices, and is offered again when someone joins."""
+
+
 class DeliveryRefused(Exception):
     """Delivery can never succeed (for example every recipient blocked the bot); do not retry."""
 
 
 class Notifier(Protocol):
     async def deliver(self, notice: AlertNotice) -> None:
-        """Deliver `notice` to the people concerned, or raise DeliveryDeferred / DeliveryRefused."""
+        """Deliver `notice` to the people concerned, or raise DeliveryDeferred / DeliveryHeld / DeliveryRefused."""
         ...

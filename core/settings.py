@@ -1,24 +1,59 @@
-"""Every setting of the service, read from the environment and `.env` (see `.env.example`)."""
+"""Every setting of the service, read from the environment and `.env` (see `.env.example`).
+
+`.env` is looked for in the current directory, then in the project root; the environment wins over both. Each
+command validates only the settings it uses: `hemowatch classify` reads `ScanSettings`, so a mistake in, say, an
+alerting setting does not stop it. A wrong value becomes `SettingsError`, one line naming the setting.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "hemowatch-ich.onnx"
+# Where `.env` is looked for; a later file wins, so the current directory's overrides the project root's.
+ENV_FILES = (PROJECT_ROOT / ".env", Path(".env"))
 
 
-class Settings(BaseSettings):
-    """Service configuration; each field is the lower-case name of its environment variable."""
+def env_files_looked_at() -> str:
+    """The `.env` files looked for, in the words of a message: the current directory first."""
+    here, root = Path(".env").resolve(), (PROJECT_ROOT / ".env").resolve()
+    return str(here) if here == root else f"{here} and {root}"
+
+
+class SettingsError(Exception):
+    """A setting with a wrong value; the message is one line naming the setting and what it should be."""
+
+
+class ScanSettings(BaseSettings):
+    """What scan analysis needs (all `hemowatch classify` reads); each field is the lower-case name of its
+    environment variable."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore"
+        env_file=ENV_FILES, env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore"
     )
+
+    hemowatch_model: Path = DEFAULT_MODEL
+    inference_threads: int = Field(2, ge=1)
+    max_upload_mb: float = Field(100.0, gt=0)
+    max_slices: int = Field(600, ge=1)
+    window_center: float = 40.0
+    window_width: float = Field(80.0, gt=0)
+
+    log_level: str = "INFO"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+class Settings(ScanSettings):
+    """Service configuration: scan analysis and everything else."""
 
     # --- Telegram -------------------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = None
@@ -53,29 +88,45 @@ class Settings(BaseSettings):
     sbp_ceiling: float = Field(160.0, gt=0)  # mmHg, neuro rule for haemorrhage patients
     rule_hold_s: float = Field(30.0, ge=0)  # a vital must stay out of range this long before an alert
 
-    # --- Inference ------------------------------------------------------------------------------
-    hemowatch_model: Path = DEFAULT_MODEL
-    inference_threads: int = Field(2, ge=1)
-    max_upload_mb: float = Field(100.0, gt=0)
-    max_slices: int = Field(600, ge=1)
-    window_center: float = 40.0
-    window_width: float = Field(80.0, gt=0)
-
-    log_level: str = "INFO"
-
     @field_validator("admin_user_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):
-            return frozenset(int(part) for part in value.replace(";", ",").split(",") if part.strip())
+            parts = [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
+            if not all(part.isdigit() for part in parts):
+                raise ValueError("should be Telegram user ids (numbers) separated by commas, e.g. 123456789,987654321")
+            return frozenset(int(part) for part in parts)
         return value
 
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)
+    @field_validator("mqtt_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        if value and not value.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("should look like mqtt://host:1883 or mqtts://user:password@host:8883 (empty: the "
+                             "embedded broker)")
+        return value
+
+
+AnySettings = TypeVar("AnySettings", bound=ScanSettings)
+
+
+def read_settings(kind: type[AnySettings]) -> AnySettings:
+    """The settings of `kind` from the environment and `.env`; SettingsError names a wrong one in one line."""
+    try:
+        return kind()
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "a setting"
+        reason = first["msg"].removeprefix("Value error, ")
+        others = error.error_count() - 1
+        more = f" ({others} more setting{'s' * (others > 1)} wrong too)" if others else ""
+        raise SettingsError(
+            f"The setting {name} is wrong: {reason[0].lower()}{reason[1:]}{more}. It comes from the environment "
+            f"or a .env file (looked for: {env_files_looked_at()}); .env.example describes every setting."
+        ) from None
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
-    return Settings()
+    return read_settings(Settings)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.settings import Settings
+from core.settings import ScanSettings
 from inference.analyzer import Analyzer
 from inference.limits import Limits
 from inference.scan import Window
 
 
 def analyzer_from_settings(
-    settings: Settings, model_path: Path | None = None, threshold: float | None = None
+    settings: ScanSettings, model_path: Path | None = None, threshold: float | None = None
 ) -> Analyzer:
     """The scan analysis engine as the service is configured (model, threads, input limits, window)."""
     return Analyzer(

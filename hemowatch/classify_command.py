@@ -7,10 +7,11 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from core.settings import Settings
+from core.settings import ScanSettings
 from hemowatch.builders import analyzer_from_settings
+from inference.analyzer import Analyzer
 from inference.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -23,64 +24,149 @@ VERDICT_WORDS = {
 _COLUMNS = ("input", "series", "verdict", "probability", "top slice", "assessable", "time", "note")
 
 
-def run_classify(args: argparse.Namespace, settings: Settings) -> int:
-    """Analyse every path; 0 when all could be read, 1 when any failed, 2 for a usage error."""
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Widths the table is printed with, row by row as each input finishes (so nothing is lost to Ctrl-C): wide
+# enough for the usual cells; a longer cell pushes the rest of its row along.
+_WIDTHS = {"series": 24, "verdict": 24, "probability": 12, "top slice": 9, "assessable": 10, "time": 7}
+
+
+def run_classify(args: argparse.Namespace, settings: ScanSettings) -> int:
+    """Analyse every path; 0 when all could be read, 1 when any failed, 2 for a usage error, 130 on Ctrl-C.
+
+    Each result is printed as soon as it is ready, so an interrupted batch keeps what it printed."""
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        print("hemowatch classify: --threshold must be between 0 and 1", file=sys.stderr)
-        return 2
+        return _usage("--threshold must be between 0 and 1")
     model_path = args.model or settings.hemowatch_model
     if not model_path.is_file() or not model_path.with_suffix(".json").is_file():
-        print(f"hemowatch classify: model or its card not found: {model_path}", file=sys.stderr)
-        return 2
-    analyzer = analyzer_from_settings(settings, model_path=model_path, threshold=args.threshold)
-    if args.overlay_dir:
-        args.overlay_dir.mkdir(parents=True, exist_ok=True)
-    progress = _ProgressBar(len(args.paths)) if len(args.paths) > 1 and sys.stderr.isatty() else None
-    rows: list[dict[str, Any]] = []
-    failed = False
-    for position, path in enumerate(args.paths, start=1):
-        if progress:
-            progress.show(path)
+        return _usage(f"model or its card not found: {model_path}")
+    if args.overlay_dir is not None:
+        if args.overlay_dir.exists() and not args.overlay_dir.is_dir():
+            return _usage(f"--overlay-dir names a file, not a folder: {args.overlay_dir}")
         try:
-            results = analyzer.analyze_path(path)
-        except InputError as error:
-            failed = True
-            rows.append({"input": str(path), "error": str(error)})
-        except Exception:  # a fault on one input must not stop the others
-            log.exception("analysis of input %d failed", position)
-            failed = True
-            rows.append({"input": str(path), "error": "Unexpected error while analysing this input."})
-        else:
-            for number, result in enumerate(results, start=1):
-                row = result.to_json_dict(str(path))
-                if args.overlay_dir and result.overlay_png:
-                    suffix = f"-{number}" if len(results) > 1 else ""
-                    overlay = args.overlay_dir / f"{path.stem or path.name}{suffix}.png"
-                    overlay.write_bytes(result.overlay_png)
-                    row["overlay"] = str(overlay)
-                rows.append(row)
-        if args.json:
+            args.overlay_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return _usage(f"cannot make the --overlay-dir folder {args.overlay_dir}: {error.strerror}")
+    inputs = [study for path in args.paths for study in _studies(path)]
+    columns = _COLUMNS[:-1] + ("overlay", "note") if args.overlay_dir else _COLUMNS
+    out = _JsonLines() if args.json else _Table(columns, max(len(str(path)) for path in inputs))
+    progress = _ProgressBar(len(inputs)) if len(inputs) > 1 and sys.stderr.isatty() else None
+    overlays = _OverlayNames(args.overlay_dir) if args.overlay_dir else None
+    failed = False
+    finished = 0
+    try:
+        analyzer = analyzer_from_settings(settings, model_path=model_path, threshold=args.threshold)
+        for position, path in enumerate(inputs, start=1):
+            if progress:
+                progress.show(path)
+            rows, ok = _classify(analyzer, path, position, overlays)
+            failed |= not ok
+            if progress:
+                progress.clear()
             for row in rows:
-                print(json.dumps(row), flush=True)
-            rows.clear()
+                out.print(row)
+            finished += 1
+    except KeyboardInterrupt:
+        if progress:
+            progress.clear()
+        print(f"hemowatch classify: interrupted; {finished} of {len(inputs)} inputs done", file=sys.stderr)
+        return 130
     if progress:
         progress.done()
-    if not args.json:
-        _print_table(rows, sys.stdout)
+    if overlays is not None and overlays.written:
+        print(f"hemowatch classify: {overlays.written} heat-map overlay{'s' * (overlays.written > 1)} written to "
+              f"{args.overlay_dir}", file=sys.stderr)
     return 1 if failed else 0
 
 
-def _print_table(rows: list[dict[str, Any]], out: TextIO) -> None:
-    lines = [dict(zip(_COLUMNS, _COLUMNS, strict=True)), *(_cells(row) for row in rows)]  # heading first
-    widths = [max(len(line[column]) for line in lines) for column in _COLUMNS]
-    for line in lines:
-        print("  ".join(line[column].ljust(width) for column, width in zip(_COLUMNS, widths, strict=True)).rstrip(),
-              file=out)
+def _usage(message: str) -> int:
+    print(f"hemowatch classify: {message}", file=sys.stderr)
+    return 2
+
+
+def _studies(path: Path) -> list[Path]:
+    """One study per path, except a folder of pictures (and no DICOM): each picture is a study of its own."""
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    pictures = [p for p in files if p.suffix.lower() in PICTURE_SUFFIXES]
+    if pictures and not any(_starts_like_dicom(p) for p in files if p not in pictures):
+        return pictures
+    return [path]
+
+
+def _starts_like_dicom(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(132)[128:132] == b"DICM" or path.suffix.lower() in (".dcm", ".dicom")
+
+
+def _classify(
+    analyzer: Analyzer, path: Path, position: int, overlays: _OverlayNames | None
+) -> tuple[list[dict[str, Any]], bool]:
+    """The rows of one input (one per series, or its error) and whether it could be read."""
+    try:
+        results = analyzer.analyze_path(path)
+    except InputError as error:
+        return [{"input": str(path), "error": str(error)}], False
+    except Exception:  # a fault on one input must not stop the others
+        log.exception("analysis of input %d failed", position)
+        return [{"input": str(path), "error": "Unexpected error while analysing this input."}], False
+    rows = []
+    for number, result in enumerate(results, start=1):
+        row = result.to_json_dict(str(path))
+        if overlays is not None and result.overlay_png:
+            row["overlay"] = str(overlays.write(path, number if len(results) > 1 else None, result.overlay_png))
+        rows.append(row)
+    return rows, True
+
+
+class _OverlayNames:
+    """Overlay files named after their input; inputs sharing a name (a/scan.png, b/scan.png) get -2, -3, …"""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.written = 0
+        self._taken: set[str] = set()
+
+    def write(self, path: Path, series: int | None, png: bytes) -> Path:
+        base = (path.stem or path.name) + (f"-{series}" if series is not None else "")
+        name, copy = base, 1
+        while name in self._taken:
+            copy += 1
+            name = f"{base}-{copy}"
+        self._taken.add(name)
+        target = self.folder / f"{name}.png"
+        target.write_bytes(png)
+        self.written += 1
+        return target
+
+
+class _JsonLines:
+    def print(self, row: dict[str, Any]) -> None:
+        print(json.dumps(row), flush=True)
+
+
+class _Table:
+    """The table, a row at a time: the heading first, then each row as its input finishes."""
+
+    def __init__(self, columns: tuple[str, ...], input_width: int) -> None:
+        self._columns = columns
+        self._widths = {"input": input_width, "overlay": 12, **_WIDTHS}
+        self._heading_shown = False
+
+    def print(self, row: dict[str, Any]) -> None:
+        if not self._heading_shown:
+            self._line(dict(zip(self._columns, self._columns, strict=True)))
+            self._heading_shown = True
+        self._line(_cells(row))
+
+    def _line(self, cells: dict[str, str]) -> None:
+        print("  ".join(cells.get(column, "").ljust(self._widths.get(column, 0)) for column in self._columns).rstrip(),
+              flush=True)
 
 
 def _cells(row: dict[str, Any]) -> dict[str, str]:
     if "error" in row:
-        return {column: "" for column in _COLUMNS} | {"input": row["input"], "verdict": "error", "note": row["error"]}
+        return {"input": row["input"], "verdict": "error", "note": row["error"]}
     top = row["top_slice"]
     note = row["reason"] or "; ".join(row["warnings"])
     return {
@@ -91,6 +177,7 @@ def _cells(row: dict[str, Any]) -> dict[str, str]:
         "top slice": "-" if top is None else f"{top['index']} of {row['n_slices']}",
         "assessable": f"{row['n_assessable']}/{row['n_slices']}",
         "time": f"{row['elapsed_ms']:.0f} ms",
+        "overlay": Path(row["overlay"]).name if row.get("overlay") else "-",
         "note": note,
     }
 
@@ -110,6 +197,11 @@ class _ProgressBar:
         sys.stderr.write(f"\r[{bar}] {self.done_count}/{self.total} {path.name[:40]:<40}")
         sys.stderr.flush()
         self.done_count += 1
+
+    def clear(self) -> None:
+        """Wipe the bar so a printed row does not land inside it; the next `show` draws it again."""
+        sys.stderr.write("\r" + " " * (self.WIDTH + 50) + "\r")
+        sys.stderr.flush()
 
     def done(self) -> None:
         sys.stderr.write(f"\r[{'#' * self.WIDTH}] {self.total}/{self.total}{' ' * 41}\n")

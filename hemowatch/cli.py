@@ -48,20 +48,27 @@ def _build_parser() -> argparse.ArgumentParser:
     add_patient = admin_commands.add_parser("add-patient", help="register a patient to monitor")
     add_patient.add_argument("patient_id")
     add_patient.add_argument("name", nargs="?", default="")
+    admin_commands.add_parser("patients", help="list the registered patients and who follows them")
+    admin_commands.add_parser("alerts", help="list the open alerts, newest first, and who heard them")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    from core.settings import get_settings
+    from core.settings import ScanSettings, Settings, SettingsError, read_settings
 
-    settings = get_settings()
+    try:  # each command validates only the settings it uses
+        settings = read_settings(ScanSettings if args.command == "classify" else Settings)
+    except SettingsError as error:
+        print(f"hemowatch {args.command}: {error}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines carry the bot token in the URL
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per routine job run; failures still show
     if args.command == "classify":
         from hemowatch.classify_command import run_classify
 

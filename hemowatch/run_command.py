@@ -9,11 +9,13 @@ import sys
 
 from telegram.error import InvalidToken
 
-from core.settings import Settings
+from core.settings import Settings, env_files_looked_at
 from hemowatch.wiring import serve
+from monitor.broker import BrokerPortTaken
 
 NO_TOKEN = (
-    "HemoWatch needs a Telegram bot token to run.\n"
+    "HemoWatch needs a Telegram bot token to run; TELEGRAM_BOT_TOKEN is set neither in the environment nor in a "
+    ".env file (looked for: {env_files}).\n"
     "1. In Telegram, open @BotFather, send /newbot and follow the steps; it answers with a token.\n"
     "2. Copy .env.example to .env and put the token after TELEGRAM_BOT_TOKEN= (or set that environment "
     "variable).\n"
@@ -28,7 +30,7 @@ INVALID_TOKEN = (
 def run_service(settings: Settings) -> int:
     """`hemowatch run`: serve until SIGINT or SIGTERM."""
     if settings.telegram_bot_token is None:
-        print(NO_TOKEN, file=sys.stderr)
+        print(NO_TOKEN.format(env_files=env_files_looked_at()), file=sys.stderr)
         return 2
 
     logging.getLogger("transitions").setLevel(logging.WARNING)  # the embedded broker's state machine chatter
@@ -45,4 +47,7 @@ def run_service(settings: Settings) -> int:
     except InvalidToken:
         print(INVALID_TOKEN, file=sys.stderr)
         return 2
+    except BrokerPortTaken as error:
+        print(error, file=sys.stderr)
+        return 1
     return 0

@@ -13,17 +13,18 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import urlsplit
 
-from telegram.error import NetworkError
+from telegram.error import InvalidToken
 from telegram.ext import Application
 
 from bot.application import build_application, register_menu
 from bot.notifier import TelegramNotifier
+from bot.telegram_calls import keep_trying, log_polling_error
 from core.settings import Settings
 from hemowatch.builders import analyzer_from_settings
 from monitor.broker import EmbeddedBroker
-from monitor.mqtt import Backoff
 from monitor.vitals_monitor import VitalsMonitor
 from store.thread import StoreThread
 
@@ -36,6 +37,7 @@ class RunningService:
 
     application: Application
     monitor: VitalsMonitor
+    receiving: asyncio.Event  # set once updates arrive (polling started or webhook registered)
 
 
 @asynccontextmanager
@@ -43,8 +45,10 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
     """Start the broker (when embedded), the monitor and the bot; stop them in reverse order on exit.
 
     The monitor starts first, so vitals are stored and alerts queued in the outbox even while Telegram
-    cannot be reached; the bot keeps trying to connect and the outbox delivers once it can. The bot (its
-    handlers and its notifier) has a store thread of its own, like the monitor, so SQLite never runs on the loop.
+    cannot be reached; the bot keeps trying to connect and the outbox delivers once it can. Only the token
+    check (getMe) is waited for, as a refused token ends the start; the command menu and receiving updates
+    are set up in the background, retried while Telegram fails. The bot (its handlers and its notifier) has a
+    store thread of its own, like the monitor, so SQLite never runs on the loop.
     """
     bot_store = StoreThread("hemowatch-bot")
     async with AsyncExitStack() as stack:
@@ -57,14 +61,18 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         stack.push_async_callback(application.shutdown)  # after the monitor has stopped delivering
         monitor = VitalsMonitor(settings, TelegramNotifier(application.bot, bot_store, settings, clock), clock=clock)
         await stack.enter_async_context(monitor)
-        await _connect(application)
-        await register_menu(application.bot)
+        if not await keep_trying("the token check (getMe)", application.initialize, meanwhile="vitals are still stored"):
+            raise InvalidToken("Telegram refused the token check")
         await application.start()
         stack.push_async_callback(application.stop)
-        await _receive_updates(application, settings)
-        stack.push_async_callback(application.updater.stop)
+        receiving = asyncio.Event()
+        background = [
+            asyncio.create_task(keep_trying("the command menu (setMyCommands)", lambda: register_menu(application.bot))),
+            asyncio.create_task(_receive_updates(application, settings, receiving)),
+        ]
+        stack.push_async_callback(_stop_receiving, application, background)
         log.info("HemoWatch is running as @%s", application.bot.username)
-        yield RunningService(application, monitor)
+        yield RunningService(application, monitor, receiving)
         log.info("HemoWatch is stopping")
 
 
@@ -87,29 +95,36 @@ async def serve(settings: Settings, stop: asyncio.Event, clock: Callable[[], flo
         await service
 
 
-async def _connect(application: Application) -> None:
-    """Initialise the bot, trying again with backoff while Telegram cannot be reached."""
-    backoff = Backoff(first_s=1.0, max_s=60.0)
-    while True:
-        try:
-            await application.initialize()
-            return
-        except NetworkError as error:  # TimedOut included; a wrong token raises InvalidToken instead
-            delay = backoff.next_delay()
-            log.warning("cannot reach Telegram (%s); trying again in %.0f s (vitals are still stored)", error, delay)
-            await asyncio.sleep(delay)
+async def _receive_updates(application: Application, settings: Settings, receiving: asyncio.Event) -> None:
+    """Long polling by default; a webhook when WEBHOOK_URL is set (its path is where updates arrive).
 
-
-async def _receive_updates(application: Application, settings: Settings) -> None:
-    """Long polling by default; a webhook when WEBHOOK_URL is set (its path is where updates arrive)."""
+    Either starts once Telegram takes its bootstrap call (deleteWebhook or setWebhook), retried until then
+    while the service runs on; failures of getUpdates later are retried by python-telegram-bot's polling loop.
+    """
+    updater = application.updater
     if not settings.webhook_url:
-        await application.updater.start_polling()
-        return
-    token = settings.telegram_bot_token.get_secret_value()
-    await application.updater.start_webhook(
-        listen=settings.webhook_listen,
-        port=settings.webhook_port,
-        url_path=urlsplit(settings.webhook_url).path.lstrip("/"),
-        webhook_url=settings.webhook_url,
-        secret_token=hashlib.sha256(token.encode()).hexdigest(),  # Telegram echoes it; strangers cannot
-    )
+        start = partial(updater.start_polling, error_callback=log_polling_error)
+        what = "the switch to polling (deleteWebhook)"
+    else:
+        token = settings.telegram_bot_token.get_secret_value()
+        start = partial(
+            updater.start_webhook,
+            listen=settings.webhook_listen,
+            port=settings.webhook_port,
+            url_path=urlsplit(settings.webhook_url).path.lstrip("/"),
+            webhook_url=settings.webhook_url,
+            secret_token=hashlib.sha256(token.encode()).hexdigest(),  # Telegram echoes it; strangers cannot
+        )
+        what = "the webhook registration (setWebhook)"
+    if await keep_trying(what, start):
+        receiving.set()
+
+
+async def _stop_receiving(application: Application, background: list[asyncio.Task[object]]) -> None:
+    for task in background:
+        task.cancel()
+    for task in background:
+        with suppress(asyncio.CancelledError):
+            await task
+    if application.updater.running:
+        await application.updater.stop()

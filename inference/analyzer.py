@@ -90,9 +90,14 @@ class Analyzer:
         if not path.is_file():
             raise InputError("No such file or folder.")
         self._check_size(path.stat().st_size)
+        with path.open("rb") as file:
+            zipped = is_zip(file.read(4))
+        if zipped:  # read member by member from disk, never the whole archive into memory
+            series = read_series(read_zip(path, self._limits), self._limits, strict=False)
+            return self._analyze_all(series, started, progress or _silent)
         return self.analyze_bytes(path.read_bytes(), path.name, progress)
 
-    def analyze_bytes(self, data: bytes, filename: str, progress: Progress | None = None) -> list[StudyResult]:
+    def analyze_bytes(self, data: bytes | bytearray, filename: str, progress: Progress | None = None) -> list[StudyResult]:
         """An uploaded file, recognised by its content; a `.dcm` name that is not DICOM gets a DICOM message."""
         started = time.perf_counter()
         self._check_size(len(data))
@@ -107,7 +112,7 @@ class Analyzer:
                 "can be analysed."
             )
 
-    def _read(self, data: bytes, filename: str) -> list[Series]:
+    def _read(self, data: bytes | bytearray, filename: str) -> list[Series]:
         if is_zip(data):
             return scan_series(read_zip(data, self._limits), self._limits, strict=False, threads=self._threads)
         if picture_format(data):

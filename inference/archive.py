@@ -17,41 +17,44 @@ def is_zip(data: bytes) -> bool:
     return data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06")
 
 
-def read_zip(data: bytes, limits: Limits) -> Iterator[bytes]:
-    """The contents of every file in a ZIP, in name order, within the size and compression-ratio caps.
+def read_zip(source: bytes | bytearray | Path, limits: Limits) -> Iterator[bytes]:
+    """The contents of every file in a ZIP (its bytes, or its path on disk, read from there as needed), in name
+    order, within the size and compression-ratio caps.
 
-    The directory is checked at once; each member is inflated only when the iterator reaches it, so a reader
-    that parses one file at a time never holds them all. The sizes in the ZIP's directory can lie, so each
-    member is read with a hard cap on what it may inflate to.
+    The sizes in the ZIP's central directory are checked before any member is opened, so a bomb is refused
+    without inflating anything. They can lie, so each member is also read with a hard cap: no more than the
+    directory declared. Each member is inflated only when the iterator reaches it, so a reader that parses one
+    file at a time never holds them all.
     """
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(source if isinstance(source, Path) else io.BytesIO(source))
         members = sorted(
             (info for info in archive.infolist() if not info.is_dir() and not _skipped(info.filename)),
             key=lambda info: info.filename,
         )
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, ValueError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, ValueError, OSError) as error:
         raise InputError(_DAMAGED_ZIP) from error
     if len(members) > limits.max_files:
         raise InputError(f"The ZIP holds {len(members)} files; at most {limits.max_files} are read.")
     if any(info.flag_bits & 0x1 for info in members):
         raise InputError("The ZIP is password-protected. Send it without a password.")
+    declared = sum(info.file_size for info in members)
+    if declared > limits.max_uncompressed_bytes or any(
+        info.file_size > max(info.compress_size, 1) * limits.max_compression_ratio for info in members
+    ):
+        raise InputError(_bomb_message(limits))
     return _members(archive, members, limits)
 
 
 def _members(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], limits: Limits) -> Iterator[bytes]:
-    budget = limits.max_uncompressed_bytes
     for info in members:
-        ratio_cap = int(max(info.compress_size, 1) * limits.max_compression_ratio)
-        cap = min(budget, ratio_cap)
         try:
             with archive.open(info) as member:
-                content = member.read(cap + 1)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, ValueError) as error:
+                content = member.read(info.file_size + 1)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, ValueError, OSError) as error:
             raise InputError(_DAMAGED_ZIP) from error
-        if len(content) > cap:
+        if len(content) > info.file_size:  # inflates past what the directory says: a lying bomb
             raise InputError(_bomb_message(limits))
-        budget -= len(content)
         yield content
 
 

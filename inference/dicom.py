@@ -27,7 +27,9 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, get_decoder
+from pydicom.tag import Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from inference.errors import InputError
@@ -74,7 +76,7 @@ def scan_series(files: Iterable[bytes], limits: Limits, *, strict: bool, threads
     """
     datasets = [ds for ds in (_parse(data, limits, strict=strict) for data in files) if ds is not None]
     if not datasets:
-        raise InputError("No DICOM images were found. Send DICOM files, a ZIP of them, or a PNG/JPEG picture.")
+        raise InputError("No DICOM images were found. HemoWatch reads DICOM files, a ZIP or folder of them, or PNG/JPEG pictures.")
     frames = sum(_frame_count(ds) for ds in datasets)
     if frames > limits.max_slices:
         raise InputError(f"The scan has {frames} slices; at most {limits.max_slices} can be analysed at once.")
@@ -108,6 +110,7 @@ def _parse(data: bytes, limits: Limits, *, strict: bool) -> Dataset | None:
         if strict:
             raise InputError("The DICOM file holds no image.")
         return None
+    _check_header(ds)
     _check_image_size(ds, limits)
     _check_decodable(ds)
     return ds
@@ -197,6 +200,29 @@ def _pixel_count(ds: Dataset) -> int:
 def _pixel_bytes(ds: Dataset) -> int:
     samples = _int(ds.get("SamplesPerPixel")) or 1
     return _pixel_count(ds) * samples * (((_int(ds.get("BitsAllocated")) or 16) + 7) // 8)
+
+
+# The header elements the reader uses; those marked True must hold numbers, as geometry and units depend on them.
+_USED_ELEMENTS = {
+    "Modality": False, "SeriesInstanceUID": False, "SeriesNumber": False, "InstanceNumber": False,
+    "NumberOfFrames": False, "PhotometricInterpretation": False, "ImagePositionPatient": True,
+    "ImageOrientationPatient": True, "PixelSpacing": True, "RescaleSlope": True, "RescaleIntercept": True,
+}
+
+
+def _check_header(ds: Dataset) -> None:
+    """Read every element the reader uses once, so a corrupt one (a letter inside a number, an unknown value
+    representation) is named in a plain message rather than failing somewhere later. Values are never shown."""
+    for keyword, numeric in _USED_ELEMENTS.items():
+        try:
+            value = ds.get(keyword)
+            if numeric and value not in (None, ""):
+                np.asarray(value if isinstance(value, MultiValue | list) else [value], dtype=float)
+        except Exception as error:  # pydicom raises assorted types for a value it cannot convert
+            raise InputError(
+                f"The DICOM element {keyword} {Tag(keyword)} is damaged and cannot be read. "
+                "Export the series again from the scanner or PACS."
+            ) from error
 
 
 @dataclass(frozen=True)

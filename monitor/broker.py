@@ -6,10 +6,24 @@ memory only, so messages queued for an absent client do not survive a restart of
 
 from __future__ import annotations
 
+import errno
+import logging
 from types import TracebackType
 from typing import Self
 
 from amqtt.broker import Broker
+from amqtt.errors import BrokerError
+
+
+class BrokerPortTaken(Exception):
+    """The embedded broker's address is in use (often by a mosquitto already running); a one-line message."""
+
+
+class _StartupFailure(logging.Filter):
+    """Keeps amqtt's own traceback of a failed start out of the log: the caller reports it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Broker startup failed"
 
 
 class EmbeddedBroker:
@@ -31,7 +45,21 @@ class EmbeddedBroker:
                 "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
             }
         )
-        await self._broker.start()
+        quiet = _StartupFailure()
+        logging.getLogger("amqtt.broker").addFilter(quiet)
+        try:
+            await self._broker.start()
+        except BrokerError as error:
+            cause = error.__cause__ or error.__context__
+            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+                raise BrokerPortTaken(
+                    f"Port {self.port} on {self.host} is already taken, so the embedded MQTT broker cannot start; "
+                    f"a broker is probably running there already (Debian's mosquitto starts one on 1883). Use it: "
+                    f"MQTT_URL=mqtt://127.0.0.1:{self.port} (or set EMBEDDED_BROKER_PORT to a free port)."
+                ) from None
+            raise
+        finally:
+            logging.getLogger("amqtt.broker").removeFilter(quiet)
         return self
 
     async def __aexit__(

@@ -4,7 +4,9 @@ A notice is marked delivered only after the notifier returns, so a crash in betw
 again after restart (once its claim of CLAIM_S has run out); the notifier deduplicates by `outbox_id`, so
 people see it once. The claim also keeps several monitor processes on one database from offering the same
 notice twice. A deferred notice holds back the ones queued after it, so nobody reads "resolved" before
-"raised".
+"raised". A notice nobody can receive yet (`DeliveryHeld`) is logged with its content and kept; it holds back
+only later notices of the same alert, and is offered again with growing pauses, at once when someone joins
+(`release_held`), and at every start.
 """
 
 from __future__ import annotations
@@ -15,9 +17,17 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any, NoReturn
 
-from core.notifications import DeliveryDeferred, DeliveryRefused, Notifier
+from core.notifications import DeliveryDeferred, DeliveryHeld, DeliveryRefused, Notifier
 from store.alerts import notice_delivered
-from store.outbox import PendingNotice, claim_notice, defer_notice, fail_notice, pending_notices
+from store.outbox import (
+    PendingNotice,
+    claim_notice,
+    defer_notice,
+    fail_notice,
+    hold_notice,
+    pending_notices,
+    release_held,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +61,7 @@ class OutboxDispatcher:
         self._wake.set()
 
     async def run(self) -> NoReturn:
+        await self._store(release_held, self._clock())  # the settings may have changed: admins, say
         while True:
             self._wake.clear()
             pause_s = await self.deliver_due()
@@ -59,16 +70,26 @@ class OutboxDispatcher:
 
     async def deliver_due(self) -> float:
         """Offer every due notice in order; returns how long to wait before looking again."""
-        entries: list[PendingNotice] = await self._store(pending_notices, self._batch)
+        entries: list[PendingNotice] = await self._store(pending_notices, self._batch, self._clock())
+        waiting: set[int] = set()  # alerts whose earlier notice is held: their later notices wait behind it
         for entry in entries:
             now = self._clock()
             outbox_id = entry.notice.outbox_id
+            if entry.notice.alert_id in waiting:
+                continue
             if entry.due_at > now:
                 return min(entry.due_at - now, self._poll_s)
             if not await self._store(claim_notice, outbox_id, now, now + CLAIM_S):
                 return self._poll_s  # another monitor process is delivering it
             try:
                 await self._notifier.deliver(entry.notice)
+            except DeliveryHeld as held:
+                delay_s = self._retry_s(entry.attempts)
+                if not entry.held:  # said once per notice; the retries stay quiet
+                    log.warning("notice %d kept pending, %s: %s", outbox_id, held, entry.notice.summary())
+                await self._store(hold_notice, outbox_id, str(held), self._clock() + delay_s)
+                waiting.add(entry.notice.alert_id)
+                continue
             except DeliveryRefused as refusal:
                 log.warning("notice %d refused for good: %s", outbox_id, refusal)
                 await self._store(fail_notice, outbox_id, str(refusal), self._clock())

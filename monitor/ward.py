@@ -35,6 +35,16 @@ from store.vitals import insert_vitals, stored_samples
 log = logging.getLogger(__name__)
 
 
+LOGGED_CHARS = 80  # of a rejected message's topic, payload or reason: a 64 kB topic makes no 64 kB log line
+
+
+def clip(value: str | bytes, limit: int = LOGGED_CHARS) -> str:
+    """A short prefix of input for a log line, saying how long the whole was when it is cut."""
+    head = repr(value[:limit]) if isinstance(value, bytes) else value[:limit]
+    unit = "bytes" if isinstance(value, bytes) else "characters"
+    return head if len(value) <= limit else f"{head}… ({len(value)} {unit})"
+
+
 @dataclass
 class IngestStats:
     """Running counts since start; `rejected` is keyed by reason ("invalid", "unknown patient", ...)."""
@@ -108,7 +118,8 @@ class Ward:
             try:
                 sample = self._parse(message)
             except RejectedPayload as rejection:
-                log.warning("rejected message on %s: %s (%s)", message.topic, rejection, rejection.reason)
+                log.warning("rejected message on %s: %s (%s); payload %s", clip(message.topic), clip(str(rejection)),
+                            rejection.reason, clip(message.payload))
                 rejected[rejection.reason] += 1
                 continue
             valid += 1

@@ -2,7 +2,8 @@
 
 A notice is queued in the same transaction as the alert change that caused it (`queue_notice`), so a crash
 never loses one; the dispatcher takes pending rows in order, claims each while delivering it, and marks it
-delivered, deferred (to retry later) or failed for good. Pending rows survive restarts.
+delivered, deferred (to retry later), held (nobody can receive it yet) or failed for good. Pending rows survive
+restarts.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ class PendingNotice:
     notice: AlertNotice
     attempts: int  # failed deliveries so far
     due_at: float  # not to be tried before this time
+    held: bool = False  # nobody could receive it last time: it does not hold back the notices after it
 
+
+HELD = "held: "  # how `last_error` marks a held notice
 
 def queue_notice(db: sqlite_utils.Database, alert: Alert, kind: NoticeKind, now: float) -> None:
     """Queue a notice about `alert` (the caller holds the transaction that changed it)."""
@@ -53,14 +57,22 @@ def _notice(row: dict) -> AlertNotice:
     )
 
 
-def pending_notices(db: sqlite_utils.Database, limit: int = 100) -> list[PendingNotice]:
-    """Undelivered, unfailed notices in the order they were queued (due or not: order is kept)."""
-    rows = db.query(
-        "select o.*, a.patient_id from outbox o join alerts a on a.id = o.alert_id "
-        "where o.delivered_at is null and o.failed_at is null order by o.id limit ?",
-        [limit],
+def pending_notices(db: sqlite_utils.Database, limit: int = 100, now: float | None = None) -> list[PendingNotice]:
+    """Undelivered, unfailed notices in the order they were queued (due or not: order is kept).
+
+    With `now`, held notices not yet due, and the later notices of their alerts, are left out, so however many
+    wait for a recipient they never fill the batch ahead of the others."""
+    not_waiting = "" if now is None else (
+        " and not exists (select 1 from outbox h where h.alert_id = o.alert_id and h.id <= o.id "
+        "and h.delivered_at is null and h.failed_at is null and h.last_error like 'held: %' and h.next_attempt_at > ?)"
     )
-    return [PendingNotice(_notice(row), row["attempts"], row["next_attempt_at"]) for row in rows]
+    rows = db.query(
+        "select o.*, a.patient_id, coalesce(o.last_error, '') like 'held: %' as held "
+        "from outbox o join alerts a on a.id = o.alert_id "
+        f"where o.delivered_at is null and o.failed_at is null{not_waiting} order by o.id limit ?",
+        [limit] if now is None else [now, limit],
+    )
+    return [PendingNotice(_notice(row), row["attempts"], row["next_attempt_at"], bool(row["held"])) for row in rows]
 
 
 def claim_notice(db: sqlite_utils.Database, outbox_id: int, now: float, until: float) -> bool:
@@ -89,6 +101,30 @@ def defer_notice(db: sqlite_utils.Database, outbox_id: int, reason: str, retry_a
             "update outbox set attempts = attempts + 1, next_attempt_at = ?, last_error = ? where id = ?",
             [retry_at, reason, outbox_id],
         )
+
+
+def hold_notice(db: sqlite_utils.Database, outbox_id: int, reason: str, retry_at: float) -> None:
+    """Nobody can receive the notice yet: keep it pending, offered again at `retry_at` or when someone joins."""
+    defer_notice(db, outbox_id, HELD + reason, retry_at)
+
+
+def release_held(db: sqlite_utils.Database, now: float) -> int:
+    """Someone joined (or the service restarted with other settings): offer every held notice again now."""
+    with atomic(db):
+        return db.execute(
+            "update outbox set next_attempt_at = ? where delivered_at is null and failed_at is null "
+            "and last_error like 'held: %' and next_attempt_at > ?",
+            [now, now],
+        ).rowcount
+
+
+def held_alert_ids(db: sqlite_utils.Database) -> set[int]:
+    """Alerts with a notice that nobody could receive yet."""
+    rows = db.query(
+        "select distinct alert_id from outbox where delivered_at is null and failed_at is null "
+        "and last_error like 'held: %'"
+    )
+    return {row["alert_id"] for row in rows}
 
 
 def fail_notice(db: sqlite_utils.Database, outbox_id: int, reason: str, now: float) -> None:

@@ -66,6 +66,12 @@ def get_person(db: sqlite_utils.Database, telegram_id: int) -> Person | None:
     return _person(rows[0]) if rows else None
 
 
+def doctors(db: sqlite_utils.Database) -> list[Person]:
+    """Every active doctor, in the order they joined."""
+    rows = db.query("select * from users where role = 'doctor' and revoked_at is null order by joined_at")
+    return [_person(row) for row in rows]
+
+
 def create_invitation(
     db: sqlite_utils.Database, role: Role, patient_id: str | None, created_by: int, now: float, ttl_s: float
 ) -> Invitation:

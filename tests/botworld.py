@@ -27,13 +27,9 @@ PATIENT = "ward-1"
 
 
 def settings_for(bot_api: BotApiServer, db_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"admin_user_ids": frozenset({ADMIN})} | overrides
     return Settings(
-        _env_file=None,
-        telegram_bot_token=bot_api.token,
-        telegram_api_url=bot_api.url,
-        admin_user_ids=frozenset({ADMIN}),
-        hemowatch_db=db_path,
-        **overrides,
+        _env_file=None, telegram_bot_token=bot_api.token, telegram_api_url=bot_api.url, hemowatch_db=db_path, **values,
     )
 
 

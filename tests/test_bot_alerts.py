@@ -9,7 +9,7 @@ import pytest
 from botworld import ADMIN, DOCTOR, PATIENT, BotWorld, running_ward
 
 from bot.notifier import TelegramNotifier
-from core.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
+from core.notifications import AlertNotice, DeliveryDeferred, DeliveryHeld, NoticeKind, Severity
 from core.roles import Role
 from store import alerts, outbox, people
 from testsupport.botapi import BotApiServer
@@ -113,10 +113,10 @@ async def test_a_blocked_chat_is_recorded_and_skipped(world: BotWorld, notifier:
     assert len(alert_messages(world, CAREGIVER)) == 1
 
 
-async def test_refused_when_nobody_can_receive(world: BotWorld, notifier: TelegramNotifier) -> None:
+async def test_held_when_nobody_can_receive(world: BotWorld, notifier: TelegramNotifier) -> None:
     for user in (DOCTOR, CAREGIVER, OTHER_CAREGIVER):
         world.api.block(user)
-    with pytest.raises(DeliveryRefused):
+    with pytest.raises(DeliveryHeld):
         await notifier.deliver(raise_notice(world))
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from botworld import BotWorld, running_bot
+from test_inference_dicom import corrupt_position, dicom_bytes, head_phantom
 
 from bot import texts
 from bot.rate_limit import RateLimit
@@ -138,6 +139,14 @@ async def test_unreadable_scans_say_why(world: BotWorld) -> None:
     reply = await world.api.wait_for_message(DOCTOR, lambda m: m["text"] != texts.ANALYSING, after=sent)
     assert reply["text"].startswith("I could not analyse this scan. ")
     assert not scans_of(world.db, DOCTOR)
+
+
+async def test_a_dicom_with_a_corrupt_element_names_it(world: BotWorld) -> None:
+    data = corrupt_position(dicom_bytes(head_phantom(64), z=12.5))
+    sent = world.api.send_document(DOCTOR, data, "slice.dcm", "application/dicom")
+    reply = await world.api.wait_for_message(DOCTOR, lambda m: m["text"] != texts.ANALYSING, after=sent)
+    assert reply["text"].startswith("I could not analyse this scan. ")
+    assert "ImagePositionPatient (0020,0032)" in reply["text"]
 
 
 @pytest.mark.parametrize("world", [{"max_upload_mb": 1}], indirect=True)

@@ -4,6 +4,7 @@ without the secret are refused."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +29,7 @@ async def service(bot_api: BotApiServer, mosquitto, tmp_path: Path) -> AsyncIter
         webhook_url=f"http://127.0.0.1:{port}/telegram", webhook_listen="127.0.0.1", webhook_port=port,
     )
     async with running(settings) as service:
+        await asyncio.wait_for(service.receiving.wait(), 30)
         yield service
 
 

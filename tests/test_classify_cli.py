@@ -12,6 +12,7 @@ from PIL import Image
 
 from core.settings import DEFAULT_MODEL, PROJECT_ROOT
 from hemowatch.cli import main
+from test_inference_dicom import dicom_bytes, head_phantom, unknown_modality_vr
 
 RESULT_KEYS = {
     "input", "series", "verdict", "probability", "threshold", "n_slices", "n_assessable", "top_slice",
@@ -104,3 +105,58 @@ def test_installed_command_prints_json_and_sets_the_exit_code(head_ct_dir: Path,
     first, second = (json.loads(line) for line in run.stdout.splitlines())
     assert first["verdict"] in ("hemorrhage", "no_hemorrhage")
     assert "error" in second and "Traceback" not in run.stderr
+
+
+def test_a_dicom_with_a_corrupt_element_is_named_without_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "slice.dcm"
+    bad.write_bytes(unknown_modality_vr(dicom_bytes(head_phantom(64))))
+    done = subprocess.run([sys.executable, "-m", "hemowatch.cli", "classify", str(bad)],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    assert done.returncode == 1
+    assert "Modality (0008,0060) is damaged" in done.stdout
+    assert "Unexpected error" not in done.stdout and "Traceback" not in done.stderr
+
+
+def test_overlay_dir_naming_a_file_is_a_usage_error(tmp_path: Path, blank_png: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    a_file = tmp_path / "overlays"
+    a_file.write_text("not a folder")
+    assert main(["classify", str(blank_png), "--overlay-dir", str(a_file)]) == 2
+    assert "names a file" in capsys.readouterr().err
+
+
+def test_inputs_with_the_same_name_keep_their_own_overlay_and_the_table_says_where(
+    tmp_path: Path, head_ct_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for folder, number in (("a", 1), ("b", 2)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "scan.png").write_bytes((head_ct_dir / "images" / f"{number:03d}.png").read_bytes())
+    overlays = tmp_path / "overlays"
+    assert main(["classify", str(tmp_path / "a" / "scan.png"), str(tmp_path / "b" / "scan.png"),
+                 "--overlay-dir", str(overlays)]) == 0
+    captured = capsys.readouterr()
+    header, first, second = captured.out.splitlines()
+    assert "overlay" in header.split() and "scan.png" in first and "scan-2.png" in second
+    assert sorted(path.name for path in overlays.iterdir()) == ["scan-2.png", "scan.png"]
+    assert (overlays / "scan.png").read_bytes() != (overlays / "scan-2.png").read_bytes()
+    assert f"written to {overlays}" in captured.err
+
+
+def test_a_folder_of_pictures_is_one_study_per_picture(
+    tmp_path: Path, head_ct_dir: Path, blank_png: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for number in (1, 2):
+        (folder / f"{number:03d}.png").write_bytes((head_ct_dir / "images" / f"{number:03d}.png").read_bytes())
+    code, lines = classify_json(capsys, str(folder))
+    assert code == 0
+    assert [Path(line["input"]).name for line in lines] == ["001.png", "002.png"]
+    assert all(line["series"] == "picture (PNG)" for line in lines)
+
+
+def test_a_folder_without_scans_is_refused_in_cli_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("not a scan")
+    code, (line,) = classify_json(capsys, str(tmp_path))
+    assert code == 1 and line["error"].startswith("No DICOM images were found.")
+    assert "Send" not in line["error"]

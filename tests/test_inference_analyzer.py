@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import tracemalloc
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ from PIL import Image
 
 from core.settings import DEFAULT_MODEL
 from inference.analyzer import Analyzer
+from inference.archive import read_zip
 from inference.errors import InputError
 from inference.limits import Limits
 from inference.overlay import MAX_SIDE
@@ -143,3 +145,40 @@ def test_upload_and_archive_caps_are_configurable(head_ct_dir: Path) -> None:
 def test_missing_path_is_an_input_error(analyzer: Analyzer, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="No such file"):
         analyzer.analyze_path(tmp_path / "absent.zip")
+
+
+def _lying_zip(content: bytes, declared: int) -> bytes:
+    """A ZIP whose directory (local header and central directory) says its member is `declared` bytes."""
+    data = bytearray(_zip_of("a.dcm", content))
+    real = len(content).to_bytes(4, "little")
+    for header, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # uncompressed size field of each header
+        at = data.index(header) + offset
+        assert data[at : at + 4] == real
+        data[at : at + 4] = declared.to_bytes(4, "little")
+    return bytes(data)
+
+
+def test_a_zip_bomb_is_refused_from_its_directory_without_inflating_anything(tmp_path: Path) -> None:
+    bomb = _zip_of("bomb.dcm", bytes(64 * 2**20))  # 64 MB of zeros in about 64 kB: 1000 times
+    path = tmp_path / "bomb.zip"
+    path.write_bytes(bomb)
+    tracemalloc.start()
+    try:
+        for read in (lambda: read_zip(bomb, Limits()), lambda: read_zip(path, Limits())):
+            tracemalloc.reset_peak()
+            with pytest.raises(InputError, match="expands far more"):
+                read()
+            assert tracemalloc.get_traced_memory()[1] < 2 * 2**20  # nothing was inflated
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_zip_whose_directory_lies_about_sizes_is_read_no_further_than_declared() -> None:
+    lying = _lying_zip(bytes(2 * 2**20), declared=1000)  # says 1000 bytes, inflates to 2 MB
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="expands far more|damaged"):
+            list(read_zip(lying, Limits()))
+        assert tracemalloc.get_traced_memory()[1] < 2**20
+    finally:
+        tracemalloc.stop()

@@ -178,6 +178,33 @@ def test_truncated_file_is_an_input_error() -> None:
         read_one(data[: len(data) // 2])
 
 
+def corrupt_position(data: bytes) -> bytes:
+    """A letter inside ImagePositionPatient (the file made by `dicom_bytes` with z=12.5)."""
+    return data.replace(b"-128.0\\-128.0\\12.5", b"-128.0\\-128.0\\1x.5", 1)
+
+
+def unknown_modality_vr(data: bytes) -> bytes:
+    """Modality (0008,0060) written with a value representation that does not exist."""
+    return data.replace(b"\x08\x00\x60\x00CS", b"\x08\x00\x60\x00ZZ", 1)
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "named"),
+    [(corrupt_position, r"ImagePositionPatient \(0020,0032\)"), (unknown_modality_vr, r"Modality \(0008,0060\)")],
+)
+def test_a_corrupt_header_element_is_named(corrupt, named: str) -> None:
+    data = corrupt(dicom_bytes(head_phantom(64), z=12.5))
+    assert data != dicom_bytes(head_phantom(64), z=12.5)
+    with pytest.raises(InputError, match=named) as raised:
+        read_one(data)
+    assert "1x.5" not in str(raised.value)  # the value itself is never shown
+    in_zip = io.BytesIO()
+    with zipfile.ZipFile(in_zip, "w") as archive:
+        archive.writestr("a.dcm", data)
+    with pytest.raises(InputError, match=named):
+        read_series(read_zip(in_zip.getvalue(), Limits()), Limits(), strict=False)
+
+
 def test_text_is_not_taken_for_dicom() -> None:
     with pytest.raises(InputError, match="not a DICOM file"):
         read_one(b"Patient list\nDoe, Jane\n" * 20)

@@ -12,12 +12,13 @@ import aiomqtt
 import pytest
 import sqlite_utils
 
-from core.notifications import AlertNotice, DeliveryDeferred, DeliveryRefused, NoticeKind, Severity
+from core.notifications import AlertNotice, DeliveryDeferred, DeliveryHeld, DeliveryRefused, NoticeKind, Severity
 from core.settings import Settings
 from monitor.broker import EmbeddedBroker
 from monitor.mqtt import vitals_topic
 from monitor.vitals_monitor import VitalsMonitor
 from store.alerts import AlertState, acknowledge_alert, get_alert, open_alerts
+from store.outbox import pending_notices, release_held
 from store.patients import add_patient, set_threshold
 from store.schema import open_database
 from store.vitals import latest_vitals, vitals_between
@@ -176,6 +177,59 @@ async def test_deferred_notice_is_retried_in_order_and_refused_one_dropped(
         await eventually(lambda: len(notifier.notices) == 2)
     assert notifier.seen() == [("spo2_low", NoticeKind.RAISED), ("spo2_low", NoticeKind.RESOLVED)]
     assert [(n.condition, n.kind) for n in notifier.attempts].count(("news2", NoticeKind.RAISED)) == 1
+
+
+async def test_rejected_messages_are_logged_by_a_short_prefix(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    monitor = VitalsMonitor(_settings(tmp_path, mosquitto.url), RecordingNotifier(), ManualClock())
+    async with monitor:
+        await _subscribed(monitor)
+        await _publish(mosquitto.port, [
+            ("x" * 60_000, {"hr": 80}),  # a 60 kB topic
+            ("p1", b'{"ts": 1' + b"0" * 309 + b', "hr": 80}'),  # a 310-digit time stamp
+            ("p1", b'{"hr": 80, "note": "' + b"y" * 3000 + b'", "spo2": "low"}'),
+        ])
+        await eventually(lambda: sum(monitor.stats.rejected.values()) == 3)
+    lines = [r.getMessage() for r in caplog.records if "rejected message" in r.getMessage()]
+    assert len(lines) == 3
+    assert all(len(line) < 600 for line in lines), [len(line) for line in lines]
+    assert "… (60026 characters)" in lines[0]
+    assert "bytes)" in lines[1] and "bytes)" in lines[2]
+
+
+async def test_a_notice_nobody_can_receive_stays_pending_without_holding_back_others(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    add_patient(db, "p2", "Bob Jones", T0 - 3600)
+    clock = ManualClock()
+    joined: list[int] = []
+
+    async def nobody_for_p1(notice: AlertNotice) -> None:
+        if notice.patient_id == "p1" and not joined:
+            raise DeliveryHeld("nobody can receive it")
+
+    notifier = RecordingNotifier(nobody_for_p1)
+    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, clock) as monitor:
+        await _subscribed(monitor)
+        await _publish(mosquitto.port, [("p1", {"ts": T0, **HYPOXIC}), ("p1", {"ts": T0 + 1, **CALM})])
+        await eventually(lambda: {n.patient_id for n in notifier.attempts} == {"p1"})
+        await _publish(mosquitto.port, [("p2", {"ts": T0 + 2, **HYPOXIC})])
+        await eventually(lambda: [n.patient_id for n in notifier.notices] == ["p2", "p2"])  # spo2_low and news2
+        pending = {(e.notice.condition, e.notice.kind): e for e in pending_notices(db) if e.notice.patient_id == "p1"}
+        assert pending[("spo2_low", NoticeKind.RAISED)].held
+        resolved = pending[("spo2_low", NoticeKind.RESOLVED)]  # waits behind its alert's held notice, untried
+        assert not resolved.held and resolved.attempts == 0
+
+        joined.append(1)  # someone joined: the held notices go out at once, in order
+        assert release_held(db, clock()) >= 1
+        monitor.outbox.wake()
+        await eventually(lambda: not pending_notices(db), 10, "the held notices to be delivered")
+    p1 = [(n.condition, n.kind) for n in notifier.notices if n.patient_id == "p1"]
+    assert p1.index(("spo2_low", NoticeKind.RAISED)) < p1.index(("spo2_low", NoticeKind.RESOLVED))
+    kept = [r for r in caplog.records if r.levelname == "WARNING" and "kept pending" in r.getMessage()]
+    assert kept and "p1 (Ann Smith)" in kept[0].getMessage() and "spo2 86" in kept[0].getMessage()
+    assert len([r for r in kept if "SpO2 low" in r.getMessage()]) == 1  # said once, however often retried
 
 
 async def test_broker_restart_mid_stream_loses_no_sample(

@@ -20,7 +20,7 @@ and mimics the behaviour a bot meets in production:
 - the bot cannot write first to a user who never wrote to it, and gets 403 from a user who blocked it.
 
 Tests play the users (`send_text`, `send_photo`, `send_document`, `press_button`), observe the bot
-(`wait_for_message`, `calls`) and inject failures (`fail_next`, `block`).
+(`wait_for_message`, `calls`) and inject failures (`fail_next`, `fail_for`, `block`).
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ class StoredFile:
 class Failure:
     status: int
     retry_after: int | None
-    remaining: int
+    remaining: int | None  # calls still to fail; None: every call until `until`
+    until: float | None = None  # time.monotonic() at which the failure ends
 
 
 @dataclass
@@ -359,6 +360,14 @@ class BotApiServer:
         """Answer the next `count` calls of `method` with HTTP `status` (429 carries `retry_after`)."""
         self._failures[method.lower()] = Failure(status, retry_after, count)
 
+    def fail_for(self, method: str, status: int, seconds: float, retry_after: int | None = None) -> None:
+        """Answer every call of `method` with HTTP `status` for the next `seconds` (an outage of that method)."""
+        self._failures[method.lower()] = Failure(status, retry_after, None, time.monotonic() + seconds)
+
+    def recover(self, method: str) -> None:
+        """End an injected failure of `method` now."""
+        self._failures.pop(method.lower(), None)
+
     # --- HTTP -----------------------------------------------------------------------------------
 
     async def _handle_method(self, request: web.Request) -> web.Response:
@@ -407,9 +416,13 @@ class BotApiServer:
         failure = self._failures.get(method.lower())
         if failure is None:
             return
-        failure.remaining -= 1
-        if failure.remaining <= 0:
+        if failure.until is not None and time.monotonic() >= failure.until:
             del self._failures[method.lower()]
+            return
+        if failure.remaining is not None:
+            failure.remaining -= 1
+            if failure.remaining <= 0:
+                del self._failures[method.lower()]
         reason = STATUS_TEXT.get(failure.status, "Error")
         if failure.retry_after is not None:
             raise ApiError(failure.status, f"{reason}: retry after {failure.retry_after}", failure.retry_after)

@@ -1,0 +1,121 @@
+"""First-run friction, tried as a new user does: each mistake ends in one plain line, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.settings import DEFAULT_MODEL, PROJECT_ROOT
+
+REPO = Path(__file__).resolve().parents[1]
+SLICE = "001.png"
+
+
+def hemowatch(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`hemowatch ARGS` in a clean environment (only `env` set), run from `tmp_path`."""
+    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(REPO), **env}
+    return subprocess.run([sys.executable, "-m", "hemowatch.cli", *args], cwd=tmp_path, env=clean,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("ADMIN_USER_IDS", "me"), ("MQTT_URL", "localhost:1883"), ("MAX_UPLOAD_MB", "-1")],
+)
+def test_a_wrong_setting_is_one_line_naming_it(tmp_path: Path, name: str, value: str) -> None:
+    done = hemowatch(tmp_path, "run", TELEGRAM_BOT_TOKEN="123:abc", **{name: value})
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"hemowatch run: The setting {name} is wrong: ")
+    assert str(tmp_path / ".env") in line and str(PROJECT_ROOT / ".env") in line
+
+
+def test_a_wrong_setting_from_dot_env_in_the_current_folder_is_found(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("ADMIN_USER_IDS=me\n")
+    done = hemowatch(tmp_path, "admin", "patients")
+    assert done.returncode == 2 and "ADMIN_USER_IDS" in done.stderr
+
+
+def test_a_bad_setting_classify_does_not_use_does_not_stop_it(tmp_path: Path, head_ct_dir: Path) -> None:
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"the model is not at {DEFAULT_MODEL}")
+    done = hemowatch(tmp_path, "classify", "--json", str(head_ct_dir / "images" / SLICE),
+                     RULE_HOLD_S="abc", ADMIN_USER_IDS="me", MQTT_URL="localhost:1883")
+    assert done.returncode == 0, done.stderr
+    assert '"verdict": "hemorrhage"' in done.stdout
+    bad = hemowatch(tmp_path, "classify", str(head_ct_dir / "images" / SLICE), MAX_UPLOAD_MB="-1")
+    assert bad.returncode == 2 and "MAX_UPLOAD_MB" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_without_a_token_it_says_where_it_looked_for_dot_env(tmp_path: Path) -> None:
+    done = hemowatch(tmp_path, "run")
+    assert done.returncode == 2
+    assert str(tmp_path / ".env") in done.stderr and str(PROJECT_ROOT / ".env") in done.stderr
+
+
+def test_the_embedded_broker_port_taken_suggests_using_that_broker(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = hemowatch(tmp_path, "run", TELEGRAM_BOT_TOKEN="123:abc", TELEGRAM_API_URL="http://127.0.0.1:9",
+                         EMBEDDED_BROKER_PORT=str(port))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"MQTT_URL=mqtt://127.0.0.1:{port}" in done.stderr
+    assert len([line for line in done.stderr.splitlines() if "already taken" in line]) == 1
+
+
+def test_ctrl_c_during_a_batch_keeps_the_rows_printed_so_far(tmp_path: Path, head_ct_dir: Path) -> None:
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"the model is not at {DEFAULT_MODEL}")
+    paths = [str(head_ct_dir / "images" / f"{number:03d}.png") for number in range(40)]
+    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "hemowatch.cli", "classify", *paths], cwd=tmp_path, env=clean,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    heading = process.stdout.readline()
+    first = process.stdout.readline()  # printed as soon as the first input is done
+    process.send_signal(signal.SIGINT)
+    rest, errors = process.communicate(timeout=60)
+    assert heading.startswith("input") and paths[0] in first
+    assert process.returncode == 130
+    assert "Traceback" not in errors and "interrupted;" in errors
+    assert len(rest.splitlines()) < len(paths) - 1
+
+
+def test_make_run_installs_only_when_pyproject_changed(tmp_path: Path) -> None:
+    (tmp_path / "Makefile").write_text((REPO / "Makefile").read_text())
+    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").touch()
+
+    def planned() -> str:
+        return subprocess.run(["make", "-n", "run"], cwd=tmp_path, capture_output=True, text=True, timeout=60).stdout
+
+    assert "pip install" in planned()  # never installed
+    stamp = tmp_path / ".venv" / ".installed"
+    stamp.touch()
+    assert "pip install" not in planned() and ".venv/bin/hemowatch run" in planned()
+    later = time.time() + 5
+    os.utime(tmp_path / "pyproject.toml", (later, later))  # pyproject.toml changed since
+    assert "pip install" in planned()
+
+
+def test_routine_scheduler_job_runs_stay_out_of_the_default_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from hemowatch.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HEMOWATCH_DB", str(tmp_path / "h.db"))
+    assert main(["admin", "patients"]) == 0
+    assert not logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.INFO)
+    assert logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.WARNING)
