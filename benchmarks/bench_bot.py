@@ -144,7 +144,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> None:
             settings = Settings(
                 _env_file=None, telegram_bot_token=api.token, telegram_api_url=api.url,
                 hemowatch_db=workdir / "hemowatch.db", mqtt_url=broker.url, mqtt_topic_prefix=PREFIX,
-                rule_hold_s=0, scan_rate_limit=100_000,
+                rule_hold_s=0, scan_rate_limit=100_000, dicom_port=0,
             )
             prepare_store(settings, [*alert_patients, "warm-up"])
             stop = asyncio.Event()

@@ -61,6 +61,20 @@ class Settings(BaseSettings):
     window_center: float = 40.0
     window_width: float = Field(80.0, gt=0)
 
+    # --- DICOM node -----------------------------------------------------------------------------
+    dicom_ae_title: str = Field("HEMOWATCH", min_length=1, max_length=16)
+    dicom_host: str = "127.0.0.1"  # 0.0.0.0 to take scanners on the network
+    dicom_port: int = Field(11112, ge=0, lt=65536)  # 0: no DICOM node
+    dicom_allowed_aes: Annotated[frozenset[str], NoDecode] = frozenset()  # calling AE titles; empty: any
+    dicom_tls_cert: Path | None = None
+    dicom_tls_key: Path | None = None
+    dicom_tls_ca: Path | None = None  # set: senders must present a certificate this CA signed
+    dicom_spool_dir: Path | None = None  # None: "dicom-spool" next to the database
+    dicom_spool_max_gb: float = Field(20.0, gt=0)
+    dicom_series_idle_s: float = Field(10.0, gt=0)  # a series is complete after this long without instances
+    dicom_notify_fields: Annotated[frozenset[str], NoDecode] = frozenset({"accession"})  # or "none"
+    dicom_threshold: float | None = Field(None, gt=0, lt=1)  # None: the model card's threshold
+
     log_level: str = "INFO"
 
     @field_validator("admin_user_ids", mode="before")
@@ -69,6 +83,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return frozenset(int(part) for part in value.replace(";", ",").split(",") if part.strip())
         return value
+
+    @field_validator("dicom_allowed_aes", "dicom_notify_fields", mode="before")
+    @classmethod
+    def _split_words(cls, value: object) -> object:
+        if isinstance(value, str):
+            words = {part.strip() for part in value.replace(";", ",").split(",") if part.strip()}
+            return frozenset(words - {"none"})
+        return value
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where received DICOM instances wait for analysis."""
+        return self.dicom_spool_dir or self.hemowatch_db.parent / "dicom-spool"
 
     @property
     def max_upload_bytes(self) -> int:

@@ -1,0 +1,199 @@
+"""The DICOM node against real senders (pynetdicom's SCU and Debian's dcmtk `storescu`/`echoscu`) on a free port,
+with the real spool, SQLite file and model: what is accepted, what is refused, and that a series is analysed
+exactly once, also across a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage, MRImageStorage
+
+from core.settings import Settings
+from dicomnode.echo import NodeAddress, echo, parse_address
+from dicomnode.node import DicomNode
+from dicomnode.scp import CANNOT_UNDERSTAND, MISSING_ATTRIBUTES, OUT_OF_RESOURCES
+from dicomnode.spool import IDENTIFYING
+from hemowatch.builders import analyzer_from_settings
+from inference.analyzer import Analyzer
+from store import alerts, open_database
+from store.studies import STUDY_PATIENT_ID, recent_studies
+from testsupport.broker import free_port
+from testsupport.waiting import eventually
+
+pytestmark = pytest.mark.timeout(120)
+SCANNER = "CTSCANNER"
+FLAG_THRESHOLD = 0.3  # the GE series (top slice about 0.50) is flagged at this threshold
+
+
+def node_settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "hemowatch_db": tmp_path / "hemowatch.db", "dicom_port": free_port(), "dicom_series_idle_s": 0.5,
+        "dicom_threshold": FLAG_THRESHOLD,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> Analyzer:
+    settings = Settings(_env_file=None)
+    return analyzer_from_settings(settings, threshold=FLAG_THRESHOLD)
+
+
+@pytest.fixture
+async def node(tmp_path: Path, analyzer: Analyzer) -> AsyncIterator[DicomNode]:
+    async with DicomNode(node_settings(tmp_path), analyzer) as running:
+        yield running
+
+
+def push(port: int, paths: list[Path], calling: str = SCANNER, sop_class: str = CTImageStorage) -> list[int]:
+    """Send `paths` in one association; the status of each C-STORE."""
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(sop_class)
+    assoc = ae.associate("127.0.0.1", port, ae_title="HEMOWATCH")
+    assert assoc.is_established, "association not established"
+    try:
+        return [assoc.send_c_store(path).Status for path in paths]
+    finally:
+        assoc.release()
+
+
+def ge_files(ge_series_dir: Path) -> list[Path]:
+    return sorted(ge_series_dir.glob("*.dcm"))
+
+
+async def analysed(node: DicomNode, db_path: Path, count: int = 1) -> list:
+    await asyncio.sleep(0.1)
+    await eventually(lambda: node.idle and len(recent_studies(open_database(db_path))) >= count, 60,
+                     "the study to be analysed")
+    return recent_studies(open_database(db_path))
+
+
+async def test_the_ge_series_pushed_with_pynetdicom_is_analysed_once_alerted_and_unspooled(
+    node: DicomNode, tmp_path: Path, ge_series_dir: Path
+) -> None:
+    statuses = await asyncio.to_thread(push, node.port, ge_files(ge_series_dir))
+    assert statuses == [0] * 28
+    (study,) = await analysed(node, tmp_path / "hemowatch.db")
+    assert study.verdict == "hemorrhage" and study.ae_title == SCANNER and study.threshold == FLAG_THRESHOLD
+    assert study.model_version == "1.0.0" and study.alert_id is not None
+    assert study.last_received_at >= study.first_received_at and study.analysed_at >= study.last_received_at
+    db = open_database(tmp_path / "hemowatch.db")
+    (alert,) = alerts.open_alerts(db, STUDY_PATIENT_ID)
+    assert alert.values["probability"] == pytest.approx(study.probability)
+    assert alert.values["ae_title"] == SCANNER and alert.values["since_last_slice_s"] >= 0.5
+    assert not list((tmp_path / "dicom-spool").rglob("*.dcm"))
+
+
+async def test_the_spool_holds_no_identifying_attribute(tmp_path: Path, analyzer: Analyzer,
+                                                        ge_series_dir: Path) -> None:
+    settings = node_settings(tmp_path, dicom_series_idle_s=60)
+    async with DicomNode(settings, analyzer) as node:
+        assert await asyncio.to_thread(push, node.port, ge_files(ge_series_dir)[:2]) == [0, 0]
+        spooled = sorted((tmp_path / "dicom-spool").rglob("*.dcm"))
+        assert len(spooled) == 2
+        dataset = dcmread(spooled[0])
+        assert not [keyword for keyword in IDENTIFYING if keyword in dataset]
+        assert dataset.SOPInstanceUID not in str(spooled[0])
+
+
+@pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed (apt-get install dcmtk)")
+async def test_dcmtk_echoscu_and_storescu(node: DicomNode, tmp_path: Path, ge_series_dir: Path) -> None:
+    echoed = await asyncio.to_thread(
+        subprocess.run, ["echoscu", "-aet", SCANNER, "-aec", "HEMOWATCH", "127.0.0.1", str(node.port)],
+        capture_output=True, text=True,
+    )
+    assert echoed.returncode == 0, echoed.stderr
+    stored = await asyncio.to_thread(
+        subprocess.run,
+        ["storescu", "-aet", "DCMTKSCU", "-aec", "HEMOWATCH", "127.0.0.1", str(node.port),
+         *map(str, ge_files(ge_series_dir))],
+        capture_output=True, text=True,
+    )
+    assert stored.returncode == 0, stored.stderr
+    (study,) = await analysed(node, tmp_path / "hemowatch.db")
+    assert study.ae_title == "DCMTKSCU" and study.verdict == "hemorrhage"
+
+
+async def test_echo_from_the_cli_helper(node: DicomNode) -> None:
+    assert parse_address(f"HEMOWATCH@127.0.0.1:{node.port}") == NodeAddress("HEMOWATCH", "127.0.0.1", node.port)
+    assert await asyncio.to_thread(echo, SCANNER, NodeAddress("HEMOWATCH", "127.0.0.1", node.port)) is None
+    with pytest.raises(ValueError, match="AE@HOST:PORT"):
+        parse_address("127.0.0.1:104")
+
+
+async def test_an_unknown_calling_ae_title_is_refused(tmp_path: Path, analyzer: Analyzer) -> None:
+    settings = node_settings(tmp_path, dicom_allowed_aes="CTSCANNER, PACS")
+    async with DicomNode(settings, analyzer) as node:
+        assert await asyncio.to_thread(echo, SCANNER, NodeAddress("HEMOWATCH", "127.0.0.1", node.port)) is None
+        refused = await asyncio.to_thread(echo, "STRANGER", NodeAddress("HEMOWATCH", "127.0.0.1", node.port))
+        assert refused is not None and "rejected" in refused
+
+
+async def test_an_mr_object_is_refused_at_association(node: DicomNode) -> None:
+    ae = AE(ae_title=SCANNER)
+    ae.add_requested_context(MRImageStorage)
+    ae.add_requested_context(CTImageStorage)
+    assoc = await asyncio.to_thread(ae.associate, "127.0.0.1", node.port, None, "HEMOWATCH")
+    try:
+        accepted = {context.abstract_syntax for context in assoc.accepted_contexts}
+        assert accepted == {CTImageStorage}
+        assert MRImageStorage in {context.abstract_syntax for context in assoc.rejected_contexts}
+    finally:
+        assoc.release()
+
+
+async def test_a_corrupt_instance_gets_a_failure_status(node: DicomNode, tmp_path: Path,
+                                                        ge_series_dir: Path) -> None:
+    source = ge_files(ge_series_dir)[10]
+    truncated = tmp_path / "truncated.dcm"
+    truncated.write_bytes(source.read_bytes()[:200_000])
+    no_pixels = tmp_path / "no-pixels.dcm"
+    dataset = dcmread(source)
+    del dataset.PixelData
+    dataset.save_as(no_pixels)
+    statuses = await asyncio.to_thread(push, node.port, [truncated, no_pixels])
+    assert statuses[0] in (CANNOT_UNDERSTAND, MISSING_ATTRIBUTES)
+    assert statuses[1] == MISSING_ATTRIBUTES
+    assert not list((tmp_path / "dicom-spool").rglob("*.dcm"))
+
+
+async def test_over_the_spool_cap_the_node_answers_out_of_resources(
+    tmp_path: Path, analyzer: Analyzer, ge_series_dir: Path
+) -> None:
+    settings = node_settings(tmp_path, dicom_spool_max_gb=1.2 / 1024, dicom_series_idle_s=60)  # 1.2 MB
+    async with DicomNode(settings, analyzer) as node:
+        statuses = await asyncio.to_thread(push, node.port, ge_files(ge_series_dir)[:4])
+    assert statuses[:2] == [0, 0] and statuses[2:] == [OUT_OF_RESOURCES] * 2
+    assert len(list((tmp_path / "dicom-spool").rglob("*.dcm"))) == 2  # the accepted ones are kept
+
+
+async def test_a_series_accepted_before_a_restart_is_analysed_after_it_exactly_once(
+    tmp_path: Path, analyzer: Analyzer, ge_series_dir: Path
+) -> None:
+    spool = tmp_path / "dicom-spool"
+    async with DicomNode(node_settings(tmp_path, dicom_series_idle_s=60), analyzer) as node:
+        assert await asyncio.to_thread(push, node.port, ge_files(ge_series_dir)) == [0] * 28
+    # stopped (as by a crash) before the series fell idle: it waits in the spool
+    assert len(list(spool.rglob("*.dcm"))) == 28
+    kept = tmp_path / "kept"
+    shutil.copytree(spool, kept)
+    async with DicomNode(node_settings(tmp_path), analyzer) as node:
+        (study,) = await analysed(node, tmp_path / "hemowatch.db")
+    assert study.verdict == "hemorrhage" and not list(spool.rglob("*.dcm"))
+    # killed after recording, before the spool was cleared: the next start clears it without a second alert
+    shutil.rmtree(spool)
+    shutil.copytree(kept, spool)
+    async with DicomNode(node_settings(tmp_path), analyzer) as node:
+        await eventually(lambda: node.idle and not list(spool.rglob("*.dcm")), 30, "the spool to be cleared")
+    db = open_database(tmp_path / "hemowatch.db")
+    assert len(recent_studies(db)) == 1
+    assert len(db.execute("select id from alerts").fetchall()) == 1
+    assert db.execute("select count(*) from dicom_series").fetchone()[0] == 1
