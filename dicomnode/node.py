@@ -101,6 +101,9 @@ class DicomNode:
         self._loop.call_soon_threadsafe(self._grew, spooled)
 
     def _grew(self, spooled: SpooledSeries) -> None:
+        waiting = self._waiting.get(spooled.series_hash)
+        if waiting is not None and waiting[0].received_at > spooled.received_at:  # threads may report out of order
+            spooled = waiting[0]
         self._waiting[spooled.series_hash] = (spooled, asyncio.get_running_loop().time())
 
     async def _watch(self) -> None:
@@ -126,7 +129,7 @@ class DicomNode:
                 return
             show_accession = "accession" in self._settings.dicom_notify_fields
             outcome = await loop.run_in_executor(
-                self._workers, analyse_series, self._analyzer, spooled, show_accession
+                self._workers, analyse_series, self._analyzer, spooled, show_accession, self._clock
             )
             record = outcome.record
             alert_id = await self._store.call(record_series, record, outcome.header, outcome.overlay_png,

@@ -41,8 +41,15 @@ class SpooledSeries:
     study_hash: str
     series_hash: str
     folder: Path
-    ae_title: str
-    first_received_at: float
+    ae_title: str  # the calling AE title of its first instance
+    received_at: float  # when this instance arrived (for a series found in the spool: its newest file)
+
+    def first_received_at(self) -> float:
+        """When the series' first instance arrived (from the note written with it)."""
+        try:
+            return float(json.loads(self.folder.with_suffix(".json").read_text())["first_received_at"])
+        except (OSError, ValueError, KeyError):
+            return self.received_at
 
 
 def strip_identifiers(dataset: Dataset) -> None:
@@ -113,8 +120,9 @@ class Spool:
             except (OSError, ValueError):
                 facts = {"ae_title": "unknown", "first_received_at": origin.stat().st_mtime}
             if folder.is_dir():
+                newest = max((path.stat().st_mtime for path in folder.glob("*.dcm")), default=0.0)
                 found.append(SpooledSeries(folder.parent.name, folder.name, folder, facts["ae_title"],
-                                           facts["first_received_at"]))
+                                           max(newest, facts["first_received_at"])))
             else:
                 origin.unlink(missing_ok=True)
         return found

@@ -5,7 +5,7 @@ Synchronous and free of the event loop: the node runs it in a worker thread.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,10 +50,12 @@ def not_head_ct(header: Dataset) -> str | None:
     return None
 
 
-def analyse_series(analyzer: Analyzer, spooled: SpooledSeries, show_accession: bool) -> SeriesOutcome:
-    """Read the series from the spool and judge it; a series that is not an axial head CT is `skipped`."""
+def analyse_series(
+    analyzer: Analyzer, spooled: SpooledSeries, show_accession: bool, clock: Callable[[], float]
+) -> SeriesOutcome:
+    """Read the series from the spool and judge it; a series that is not an axial head CT is `skipped`.
+    `spooled.received_at` is when its last instance arrived."""
     files = sorted(spooled.folder.glob("*.dcm"))
-    last_received = max((path.stat().st_mtime for path in files), default=spooled.first_received_at)
     try:
         header = pydicom.dcmread(files[0], stop_before_pixels=True) if files else Dataset()
     except (InvalidDicomError, OSError, ValueError):
@@ -71,8 +73,8 @@ def analyse_series(analyzer: Analyzer, spooled: SpooledSeries, show_accession: b
     info = analyzer.model_info
     record = SeriesRecord(
         series_hash=spooled.series_hash, study_hash=spooled.study_hash, ae_title=spooled.ae_title,
-        n_instances=len(files), first_received_at=spooled.first_received_at, last_received_at=last_received,
-        analysed_at=time.time(), verdict=SKIPPED if reason else result.verdict,
+        n_instances=len(files), first_received_at=spooled.first_received_at(), last_received_at=spooled.received_at,
+        analysed_at=clock(), verdict=SKIPPED if reason else result.verdict,
         probability=None if reason else result.probability, threshold=None if result is None else result.threshold,
         n_slices=0 if result is None else result.n_slices, n_assessable=0 if result is None else result.n_assessable,
         skipped_reason=reason, model_version=info.version,

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from core.notifications import STUDY_CONDITION, Severity
-from core.roles import Role
 from store.alerts import raise_alert
-from store.people import Person, _person
 from store.schema import atomic
 
 STUDY_PATIENT_ID = "ct-studies"  # the alerts table needs a patient: study alerts hang on this unmonitored one
@@ -173,10 +171,6 @@ def set_on_call(db: sqlite_utils.Database, telegram_id: int, on: bool, now: floa
             db.execute("delete from on_call where telegram_id = ?", [telegram_id])
 
 
-def on_call(db: sqlite_utils.Database) -> list[Person]:
-    """The active doctors on call, by id (a revoked doctor is on call no more)."""
-    rows = db.query(
-        "select u.* from on_call c join users u using (telegram_id) where u.revoked_at is null and u.role = ? "
-        "order by u.telegram_id", [Role.DOCTOR.value],
-    )
-    return [_person(row) for row in rows]
+def on_call(db: sqlite_utils.Database) -> dict[int, float]:
+    """Who said they are on call (Telegram id -> since when); the bot decides who of them may still be."""
+    return dict(db.execute("select telegram_id, since from on_call order by telegram_id").fetchall())
