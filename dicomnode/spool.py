@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filewriter import dcmwrite
 
 # Attributes that identify a person or a place; never written, logged or sent.
 IDENTIFYING = (
@@ -82,8 +83,17 @@ class Spool:
         dataset.file_meta = file_meta
         strip_identifiers(dataset)
         temporary = self._incoming / f"{uid_hash(dataset.SOPInstanceUID)}.{threading.get_ident()}.part"
-        dataset.save_as(temporary, enforce_file_format=True)
-        size = temporary.stat().st_size
+        if self._used + len(dataset.get("PixelData", b"")) > self._max_bytes:  # full: do not even write it
+            raise SpoolFull(f"the spool holds {self._used / 2**30:.2f} GB")
+        try:
+            with open(temporary, "wb") as handle:
+                dcmwrite(handle, dataset, enforce_file_format=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+                size = handle.tell()
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
         with self._lock:
             if self._used + size > self._max_bytes:
                 temporary.unlink(missing_ok=True)
@@ -95,8 +105,6 @@ class Spool:
             origin = folder.with_suffix(".json")
             if not origin.exists():
                 _write_durably(origin, json.dumps({"ae_title": ae_title, "first_received_at": now}).encode())
-            with open(temporary, "rb+") as handle:
-                os.fsync(handle.fileno())
             target = folder / f"{uid_hash(dataset.SOPInstanceUID)}.dcm"
             previous = target.stat().st_size if target.exists() else 0  # the same instance sent again
             os.replace(temporary, target)
