@@ -197,3 +197,27 @@ async def test_a_series_accepted_before_a_restart_is_analysed_after_it_exactly_o
     assert len(recent_studies(db)) == 1
     assert len(db.execute("select id from alerts").fetchall()) == 1
     assert db.execute("select count(*) from dicom_series").fetchone()[0] == 1
+
+
+async def test_an_association_aborted_mid_series_keeps_what_was_accepted_and_the_resent_series_alerts_once(
+    node: DicomNode, tmp_path: Path, ge_series_dir: Path
+) -> None:
+    def push_half_and_abort() -> list[int]:
+        ae = AE(ae_title=SCANNER)
+        ae.add_requested_context(CTImageStorage)
+        assoc = ae.associate("127.0.0.1", node.port, ae_title="HEMOWATCH")
+        statuses = [assoc.send_c_store(path).Status for path in ge_files(ge_series_dir)[:14]]
+        assoc.abort()
+        return statuses
+
+    assert await asyncio.to_thread(push_half_and_abort) == [0] * 14
+    (study,) = await analysed(node, tmp_path / "hemowatch.db")
+    db = open_database(tmp_path / "hemowatch.db")
+    assert db.execute("select n_instances from dicom_series").fetchone()[0] == 14
+    # the scanner sends the whole series again: judged again on all of it, still one alert for the study
+    assert await asyncio.to_thread(push, node.port, ge_files(ge_series_dir)) == [0] * 28
+    await asyncio.sleep(0.2)
+    await eventually(lambda: node.idle and db.execute("select n_instances from dicom_series").fetchone()[0] == 28,
+                     60, "the whole series to be judged")
+    assert len(db.execute("select id from alerts").fetchall()) <= 1
+    assert len(recent_studies(db)) == 1
