@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     dicom_series_idle_s: float = Field(10.0, gt=0)  # a series is complete after this long without instances
     dicom_notify_fields: Annotated[frozenset[str], NoDecode] = frozenset({"accession"})  # or "none"
     dicom_threshold: float | None = Field(None, gt=0, lt=1)  # None: the model card's threshold
+    dicom_result_destination: str = ""  # AE@HOST:PORT that gets each result as a Secondary Capture; empty: none
 
     log_level: str = "INFO"
 

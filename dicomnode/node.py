@@ -18,6 +18,8 @@ from types import TracebackType
 from typing import Self
 
 from core.settings import Settings
+from dicomnode.echo import NodeAddress, parse_address
+from dicomnode.results import TriageResult, secondary_capture, send
 from dicomnode.scp import ScpConfig, StorageScp
 from dicomnode.spool import Spool, SpooledSeries
 from dicomnode.triage import analyse_series
@@ -31,9 +33,15 @@ log = logging.getLogger(__name__)
 class DicomNode:
     def __init__(
         self, settings: Settings, analyzer: Analyzer, on_alert: Callable[[], None] = lambda: None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, result_retry_s: tuple[float, float, int] = (2.0, 300.0, 10),
     ) -> None:
+        """`result_retry_s`: the first and the longest pause between tries of a result to PACS, and how many tries."""
         self._settings = settings
+        self._destination: NodeAddress | None = (
+            parse_address(settings.dicom_result_destination) if settings.dicom_result_destination else None
+        )
+        self._result_retry_s = result_retry_s
+        self._sending: set[asyncio.Task[None]] = set()
         self._analyzer = analyzer
         self._on_alert = on_alert
         self._clock = clock
@@ -83,6 +91,9 @@ class DicomNode:
             await asyncio.gather(self._watcher, return_exceptions=True)
             self._watcher = None
         await asyncio.gather(*self._analysing.values(), return_exceptions=True)
+        for task in self._sending:  # results not yet accepted by PACS are given up
+            task.cancel()
+        await asyncio.gather(*self._sending, return_exceptions=True)
         await self._store.close()
         self._workers.shutdown(wait=True)
 
@@ -118,6 +129,27 @@ class DicomNode:
                     task.add_done_callback(lambda _, key=series_hash: self._analysing.pop(key, None))
             await asyncio.sleep(min(0.2, idle_s / 4))
 
+    async def _send_back(self, result: TriageResult, study_hash: str) -> None:
+        """The result to PACS as a Secondary Capture, tried again with growing pauses while it fails."""
+        assert self._destination is not None
+        first_s, longest_s, tries = self._result_retry_s
+        loop = asyncio.get_running_loop()
+        capture = await loop.run_in_executor(self._workers, secondary_capture, result)
+        for attempt in range(tries):
+            try:
+                problem = await asyncio.to_thread(send, capture, self._settings.dicom_ae_title, self._destination)
+            except Exception as error:  # a refused TLS handshake, a reset connection: try again
+                problem = f"{type(error).__name__}: {error}"
+            if problem is None:
+                log.info("result of study %s sent to %s", study_hash[:12], self._destination)
+                return
+            pause_s = min(longest_s, first_s * 2**attempt)
+            log.warning("result of study %s not taken by %s (%s); try %d of %d, next in %.1f s",
+                        study_hash[:12], self._destination, problem, attempt + 1, tries, pause_s)
+            if attempt + 1 < tries:
+                await asyncio.sleep(pause_s)
+        log.error("result of study %s given up after %d tries to %s", study_hash[:12], tries, self._destination)
+
     async def _analyse(self, spooled: SpooledSeries, recovered: bool) -> None:
         assert self._spool is not None
         loop = asyncio.get_running_loop()
@@ -139,5 +171,9 @@ class DicomNode:
             await asyncio.to_thread(self._spool.remove, spooled, outcome.files)
             if alert_id is not None:
                 self._on_alert()
+            if self._destination is not None and outcome.for_pacs is not None:
+                task = asyncio.create_task(self._send_back(outcome.for_pacs, record.study_hash))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
         except Exception:  # the files stay in the spool and are tried again at the next start
             log.exception("could not analyse series %s", spooled.series_hash[:12])

@@ -13,6 +13,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from dicomnode.results import TriageResult
 from dicomnode.spool import SpooledSeries
 from inference.analyzer import Analyzer
 from inference.errors import InputError
@@ -27,6 +28,7 @@ class SeriesOutcome:
     header: StudyHeader
     overlay_png: bytes | None
     files: list[Path]  # the instances analysed, to delete once the result is stored
+    for_pacs: TriageResult | None  # what goes back to PACS (a triaged series only); never stored
 
 
 def study_time(header: Dataset) -> str | None:
@@ -80,4 +82,11 @@ def analyse_series(
         skipped_reason=reason, model_version=info.version,
         label=result.series_label if result is not None else f"series of {len(files)} instances",
     )
-    return SeriesOutcome(record, study, None if reason else result.overlay_png, files)
+    for_pacs = None
+    if not reason and result.overlay_png is not None and "StudyInstanceUID" in header:
+        for_pacs = TriageResult(
+            str(header.StudyInstanceUID), str(header.get("StudyDate", "") or ""),
+            str(header.get("StudyTime", "") or ""), accession or "", result.verdict, result.probability,
+            result.threshold, info.name, info.version, result.overlay_png,
+        )
+    return SeriesOutcome(record, study, None if reason else result.overlay_png, files, for_pacs)

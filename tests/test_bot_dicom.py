@@ -15,14 +15,13 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 from botworld import ADMIN, settings_for
-from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage
 
 from core.roles import Role
 from hemowatch.wiring import RunningService, running
 from store import alerts, open_database, people, studies
 from testsupport.botapi import JSON, BotApiServer
 from testsupport.broker import Mosquitto, free_port
+from testsupport.dicom import push
 from testsupport.doubles import ManualClock
 from testsupport.waiting import eventually
 
@@ -58,17 +57,6 @@ async def say(api: BotApiServer, user_id: int, text: str) -> JSON:
     return await api.wait_for_message(user_id, after=sent)
 
 
-def push_series(port: int, folder: Path) -> list[int]:
-    ae = AE(ae_title="CTSCANNER")
-    ae.add_requested_context(CTImageStorage)
-    assoc = ae.associate("127.0.0.1", port, ae_title="HEMOWATCH")
-    assert assoc.is_established
-    try:
-        return [assoc.send_c_store(path).Status for path in sorted(folder.glob("*.dcm"))]
-    finally:
-        assoc.release()
-
-
 async def test_the_doctor_on_call_gets_the_heat_map_reads_it_and_everyone_sees_it(
     bot_api: BotApiServer, service: Served, ge_series_dir: Path
 ) -> None:
@@ -81,7 +69,7 @@ async def test_the_doctor_on_call_gets_the_heat_map_reads_it_and_everyone_sees_i
     assert "Only doctors go on call" in (await say(bot_api, ADMIN, "/oncall on"))["text"]
     assert "No head CT" in (await say(bot_api, DOCTOR, "/studies"))["text"]
 
-    statuses = await asyncio.to_thread(push_series, running_service.dicom.port, ge_series_dir)
+    statuses = await asyncio.to_thread(push, running_service.dicom.port, sorted(ge_series_dir.glob("*.dcm")))
     assert statuses == [0] * 28
     alert_message = await bot_api.wait_for_message(DOCTOR, is_study_alert, timeout=60)
     caption = alert_message["caption"]

@@ -25,10 +25,10 @@ from inference.analyzer import Analyzer
 from store import alerts, open_database
 from store.studies import STUDY_PATIENT_ID, recent_studies
 from testsupport.broker import free_port
+from testsupport.dicom import SCANNER, push
 from testsupport.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
-SCANNER = "CTSCANNER"
 FLAG_THRESHOLD = 0.3  # the GE series (top slice about 0.50) is flagged at this threshold
 
 
@@ -51,18 +51,6 @@ def analyzer() -> Analyzer:
 async def node(tmp_path: Path, analyzer: Analyzer) -> AsyncIterator[DicomNode]:
     async with DicomNode(node_settings(tmp_path), analyzer) as running:
         yield running
-
-
-def push(port: int, paths: list[Path], calling: str = SCANNER, sop_class: str = CTImageStorage) -> list[int]:
-    """Send `paths` in one association; the status of each C-STORE."""
-    ae = AE(ae_title=calling)
-    ae.add_requested_context(sop_class)
-    assoc = ae.associate("127.0.0.1", port, ae_title="HEMOWATCH")
-    assert assoc.is_established, "association not established"
-    try:
-        return [assoc.send_c_store(path).Status for path in paths]
-    finally:
-        assoc.release()
 
 
 def ge_files(ge_series_dir: Path) -> list[Path]:

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage
 
 from core.settings import Settings
 from dicomnode.node import DicomNode
@@ -21,6 +19,7 @@ from inference.analyzer import Analyzer
 from store import open_database
 from store.studies import recent_studies
 from testsupport.broker import free_port
+from testsupport.dicom import push
 from testsupport.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -49,16 +48,6 @@ def identified_series(ge_series_dir: Path, folder: Path) -> list[Path]:
         paths.append(folder / source.name)
         dataset.save_as(paths[-1])
     return paths
-
-
-def push(port: int, paths: list[Path]) -> list[int]:
-    ae = AE(ae_title="CTSCANNER")
-    ae.add_requested_context(CTImageStorage)
-    assoc = ae.associate("127.0.0.1", port, ae_title="HEMOWATCH")
-    try:
-        return [assoc.send_c_store(path).Status for path in paths]
-    finally:
-        assoc.release()
 
 
 @pytest.mark.parametrize("notify_fields", ["accession", "none"])
