@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import CTImageStorage, SecondaryCaptureImageStorage
+from pynetdicom.sop_class import SecondaryCaptureImageStorage
 
 from core.settings import Settings
 from dicomnode.node import DicomNode
 from dicomnode.results import SERIES_DESCRIPTION
 from hemowatch.builders import analyzer_from_settings
 from testsupport.broker import free_port
+from testsupport.dicom import push
 from testsupport.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -49,16 +49,6 @@ class Pacs:
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
-
-
-def push(port: int, paths: list[Path]) -> list[int]:
-    ae = AE(ae_title="CTSCANNER")
-    ae.add_requested_context(CTImageStorage)
-    assoc = ae.associate("127.0.0.1", port, ae_title="HEMOWATCH")
-    try:
-        return [assoc.send_c_store(path).Status for path in paths]
-    finally:
-        assoc.release()
 
 
 async def test_the_triage_comes_back_to_pacs_as_a_secondary_capture_in_the_study_after_a_retry(
