@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import ssl
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage, MRImageStorage
+from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
+from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage, MRImageStorage, Verification
 
 from core.settings import Settings
 from dicomnode.echo import NodeAddress, echo, parse_address
@@ -209,3 +211,65 @@ async def test_an_association_aborted_mid_series_keeps_what_was_accepted_and_the
                      60, "the whole series to be judged")
     assert len(db.execute("select id from alerts").fetchall()) <= 1
     assert len(recent_studies(db)) == 1
+
+
+@pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless], ids=["rle", "jpeg2000"])
+async def test_a_compressed_series_is_read_as_the_uncompressed_one(
+    node: DicomNode, tmp_path: Path, ge_series_dir: Path, syntax: str
+) -> None:
+    folder = tmp_path / "compressed"
+    folder.mkdir()
+    for path in ge_files(ge_series_dir):
+        dataset = dcmread(path)
+        dataset.compress(syntax)
+        dataset.save_as(folder / path.name)
+
+    def push_compressed() -> list[int]:
+        ae = AE(ae_title=SCANNER)
+        ae.add_requested_context(CTImageStorage, [syntax])
+        assoc = ae.associate("127.0.0.1", node.port, ae_title="HEMOWATCH")
+        assert assoc.is_established and assoc.accepted_contexts
+        try:
+            return [assoc.send_c_store(path).Status for path in sorted(folder.glob("*.dcm"))]
+        finally:
+            assoc.release()
+
+    assert await asyncio.to_thread(push_compressed) == [0] * 28
+    (study,) = await analysed(node, tmp_path / "hemowatch.db")
+    assert study.verdict == "hemorrhage" and study.probability == pytest.approx(0.4977, abs=1e-3)
+
+
+async def test_enhanced_ct_is_accepted_and_lossy_jpeg_is_not(node: DicomNode) -> None:
+    ae = AE(ae_title=SCANNER)
+    ae.add_requested_context(EnhancedCTImageStorage)
+    ae.add_requested_context(CTImageStorage, [JPEGBaseline8Bit])
+    assoc = await asyncio.to_thread(ae.associate, "127.0.0.1", node.port, None, "HEMOWATCH")
+    try:
+        assert {context.abstract_syntax for context in assoc.accepted_contexts} == {EnhancedCTImageStorage}
+        assert {context.abstract_syntax for context in assoc.rejected_contexts} == {CTImageStorage}
+    finally:
+        assoc.release()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+async def test_with_tls_the_node_speaks_only_tls(tmp_path: Path, analyzer: Analyzer) -> None:
+    cert, key = tmp_path / "node.pem", tmp_path / "node.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=localhost", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    settings = node_settings(tmp_path, dicom_tls_cert=cert, dicom_tls_key=key)
+    async with DicomNode(settings, analyzer) as node:
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+
+        def echo_over(tls: tuple | None) -> bool:
+            ae = AE(ae_title=SCANNER)
+            ae.add_requested_context(Verification)
+            ae.acse_timeout = ae.network_timeout = 5
+            assoc = ae.associate("127.0.0.1", node.port, ae_title="HEMOWATCH", tls_args=tls)
+            if not assoc.is_established:
+                return False
+            status = assoc.send_c_echo()
+            assoc.release()
+            return status.Status == 0
+
+        assert await asyncio.to_thread(echo_over, (client, "localhost"))
+        assert not await asyncio.to_thread(echo_over, None)
