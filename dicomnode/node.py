@@ -4,7 +4,8 @@ Instances arrive on pynetdicom's threads and are spooled there; the node (on the
 each series last grew. A series idle for `DICOM_SERIES_IDLE_S` is analysed in a worker thread, its result
 recorded on the node's own store thread (raising the study's alert in the outbox when flagged), and only then
 are its spool files deleted. At start-up whatever a crash left in the spool is analysed; a series already
-recorded (the crash came after recording, before deleting) is only deleted, so it is alerted exactly once.
+recorded (the crash came after recording, before deleting) is only deleted, so it is alerted exactly once; one
+that grew after it was recorded is judged again (its study is still alerted once).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dicomnode.scp import ScpConfig, StorageScp
 from dicomnode.spool import Spool, SpooledSeries
 from dicomnode.triage import analyse_series
 from inference.analyzer import Analyzer
-from store.studies import record_series, series_recorded
+from store.studies import record_series, series_analysed_at
 from store.thread import StoreThread
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,8 @@ class DicomNode:
         assert self._spool is not None
         loop = asyncio.get_running_loop()
         try:
-            if recovered and await self._store.call(series_recorded, spooled.series_hash):
+            analysed_at = await self._store.call(series_analysed_at, spooled.series_hash) if recovered else None
+            if analysed_at is not None and spooled.received_at <= analysed_at:  # nothing came after the record
                 log.info("series %s was recorded before the restart; clearing its spool", spooled.series_hash[:12])
                 files = await asyncio.to_thread(lambda: sorted(spooled.folder.glob("*.dcm")))
                 await asyncio.to_thread(self._spool.remove, spooled, files)

@@ -69,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines carry the bot token in the URL
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # a few lines per association and per instance
     if args.command == "classify":
         from hemowatch.classify_command import run_classify
 

@@ -69,8 +69,10 @@ class StudyAudit:
     acknowledged_by: str | None  # the display name of who acknowledged its alert
 
 
-def series_recorded(db: sqlite_utils.Database, series_hash: str) -> bool:
-    return db.execute("select 1 from dicom_series where series_hash = ?", [series_hash]).fetchone() is not None
+def series_analysed_at(db: sqlite_utils.Database, series_hash: str) -> float | None:
+    """When the series was last recorded, or None when it never was."""
+    row = db.execute("select analysed_at from dicom_series where series_hash = ?", [series_hash]).fetchone()
+    return row[0] if row else None
 
 
 def record_series(

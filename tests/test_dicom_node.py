@@ -5,6 +5,7 @@ exactly once, also across a restart."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import ssl
 import subprocess
@@ -187,6 +188,15 @@ async def test_a_series_accepted_before_a_restart_is_analysed_after_it_exactly_o
     assert len(recent_studies(db)) == 1
     assert len(db.execute("select id from alerts").fetchall()) == 1
     assert db.execute("select count(*) from dicom_series").fetchone()[0] == 1
+    # instances that arrived after the series was recorded, then a crash: judged again, alerted no more
+    recorded_at = db.execute("select analysed_at from dicom_series").fetchone()[0]
+    shutil.copytree(kept, spool, dirs_exist_ok=True)
+    for path in spool.rglob("*.dcm"):
+        os.utime(path, (recorded_at + 5, recorded_at + 5))
+    async with DicomNode(node_settings(tmp_path), analyzer) as node:
+        await eventually(lambda: node.idle and not list(spool.rglob("*.dcm")), 30, "the spool to be cleared")
+    assert db.execute("select analysed_at from dicom_series").fetchone()[0] > recorded_at
+    assert len(db.execute("select id from alerts").fetchall()) == 1
 
 
 async def test_an_association_aborted_mid_series_keeps_what_was_accepted_and_the_resent_series_alerts_once(
