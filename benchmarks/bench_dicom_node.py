@@ -37,7 +37,7 @@ from testsupport.machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCTOR = 300
-SCANNERS = 4
+SCANNERS = 4  # studies pushed at once
 IDLE_S = 2.0
 THRESHOLD = 0.3
 
@@ -86,7 +86,7 @@ async def ingest_rate(series: list[Path], rounds: int, workdir: Path) -> tuple[f
     return len(series) * rounds / elapsed, size / 2**20 / elapsed
 
 
-async def alert_latencies(source: Path, rounds: int, workdir: Path) -> list[float]:
+async def alert_latencies(source: Path, rounds: int, scanners: int, workdir: Path) -> list[float]:
     broker = Mosquitto(free_port(), workdir)
     broker.start()
     try:
@@ -103,13 +103,13 @@ async def alert_latencies(source: Path, rounds: int, workdir: Path) -> list[floa
             copies = {
                 f"BENCH-{number}-{scanner}": copy_series(source, workdir / f"{number}-{scanner}",
                                                          f"BENCH-{number}-{scanner}")
-                for number in range(rounds) for scanner in range(SCANNERS)
+                for number in range(rounds) for scanner in range(scanners)
             }
             latencies = []
             async with running(settings) as service:
                 await api.wait_for_message(DOCTOR, after=api.send_text(DOCTOR, "/help"), timeout=60)
                 for number in range(rounds):
-                    accessions = [f"BENCH-{number}-{scanner}" for scanner in range(SCANNERS)]
+                    accessions = [f"BENCH-{number}-{scanner}" for scanner in range(scanners)]
                     finished = await asyncio.gather(*(
                         asyncio.to_thread(push, service.dicom.port, copies[accession], f"CT{index}")
                         for index, accession in enumerate(accessions)
@@ -133,7 +133,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--series", type=Path, default=ROOT.parent / "shared" / "data" / "dicom" / "ge-head-ct",
                         help="folder with the series' DICOM files")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of ingest, and of four studies at once")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of ingest, and of studies at once")
+    parser.add_argument("--scanners", type=int, default=SCANNERS, help="studies pushed at once (default 4)")
     args = parser.parse_args()
     print(machine())
     series = sorted(args.series.glob("*.dcm"))
@@ -141,9 +142,9 @@ def main() -> None:
         per_s, mb_s = asyncio.run(ingest_rate(series, args.rounds, Path(workdir)))
         print(f"C-STORE ingest, GE series ({len(series)} instances) x {args.rounds} over one association: "
               f"{per_s:.0f} instances/s ({mb_s:.1f} MB/s)")
-        latencies = asyncio.run(alert_latencies(args.series, args.rounds, Path(workdir)))
+        latencies = asyncio.run(alert_latencies(args.series, args.rounds, args.scanners, Path(workdir)))
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    print(f"last instance -> alert sendPhoto, DICOM_SERIES_IDLE_S={IDLE_S:g}, {SCANNERS} studies at once, "
+    print(f"last instance -> alert sendPhoto, DICOM_SERIES_IDLE_S={IDLE_S:g}, {args.scanners} studies at once, "
           f"{len(latencies)} studies: p50 {statistics.median(latencies):.2f} s, p95 {cuts[94]:.2f} s, "
           f"max {max(latencies):.2f} s")
 
