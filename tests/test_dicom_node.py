@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pynetdicom import AE
-from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
+from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless, generate_uid
 from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage, MRImageStorage, Verification
 
 from core.settings import Settings
@@ -283,3 +283,40 @@ async def test_with_tls_the_node_speaks_only_tls(tmp_path: Path, analyzer: Analy
 
         assert await asyncio.to_thread(echo_over, (client, "localhost"))
         assert not await asyncio.to_thread(echo_over, None)
+
+
+async def test_a_series_that_is_not_head_ct_is_skipped_with_its_reason_and_the_study_judged_on_its_head_series(
+    node: DicomNode, tmp_path: Path, ge_series_dir: Path
+) -> None:
+    chest = tmp_path / "chest"
+    chest.mkdir()
+    series_uid = generate_uid()
+    for path in ge_files(ge_series_dir):
+        dataset = dcmread(path)
+        dataset.SeriesInstanceUID, dataset.BodyPartExamined = series_uid, "CHEST"
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        dataset.save_as(chest / path.name)
+    assert await asyncio.to_thread(push, node.port, sorted(chest.glob("*.dcm"))) == [0] * 28
+    (study,) = await analysed(node, tmp_path / "hemowatch.db")
+    assert study.verdict == "skipped" and study.reason == "Body part is CHEST, not head" and study.alert_id is None
+    assert await asyncio.to_thread(push, node.port, ge_files(ge_series_dir)) == [0] * 28
+    db = open_database(tmp_path / "hemowatch.db")
+    await asyncio.sleep(0.2)
+    await eventually(lambda: node.idle and db.execute("select count(*) from dicom_series").fetchone()[0] == 2, 60,
+                     "the head series")
+    (study,) = recent_studies(db)
+    assert study.verdict == "hemorrhage" and study.reason is None and study.alert_id is not None
+    verdicts = sorted(db.execute("select verdict, skipped_reason from dicom_series").fetchall())
+    assert verdicts == [("hemorrhage", None), ("skipped", "Body part is CHEST, not head")]
+
+
+async def test_listening_beyond_loopback_with_no_allow_list_is_warned_about(
+    tmp_path: Path, analyzer: Analyzer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with DicomNode(node_settings(tmp_path, dicom_host="0.0.0.0"), analyzer):
+        pass
+    assert "accepts any calling AE title; set DICOM_ALLOWED_AES" in caplog.text
+    caplog.clear()
+    async with DicomNode(node_settings(tmp_path, dicom_host="0.0.0.0", dicom_allowed_aes="CT1"), analyzer):
+        pass
+    assert "DICOM_ALLOWED_AES" not in caplog.text
