@@ -18,7 +18,6 @@ from store.schema import atomic
 
 STUDY_PATIENT_ID = "ct-studies"  # the alerts table needs a patient: study alerts hang on this unmonitored one
 STUDY_ALERT_TITLE = "Haemorrhage suspected on a head CT"
-TRIAGED = ("hemorrhage", "no_hemorrhage")  # verdicts of a series that was assessed
 SKIPPED = "skipped"  # not a head CT (by the header or the gate), or not axial
 
 
@@ -84,7 +83,8 @@ def record_series(
         db["dicom_series"].upsert(_columns(series), pk="series_hash")
         best = db.execute(
             "select series_hash, verdict, probability, threshold, model_version from dicom_series "
-            f"where study_hash = ? and verdict in {TRIAGED} order by n_assessable desc, probability desc limit 1",
+            "where study_hash = ? and verdict in ('hemorrhage', 'no_hemorrhage') "
+            "order by n_assessable desc, probability desc limit 1",
             [series.study_hash],
         ).fetchone()
         window = db.execute(
