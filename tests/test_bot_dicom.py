@@ -1,7 +1,8 @@
 """The whole service with its DICOM node (`hemowatch.wiring.running`: bot, monitor, real mosquitto, the local Bot
 API server, the model): a scanner pushes the GE series with pynetdicom or dcmtk's `storescu`, the doctor on
 call gets the heat-map with "I am reading it", acknowledging edits every copy, nobody answering escalates;
-`/oncall` and `/studies` with their roles. The GE series is flagged here by a lowered threshold."""
+`/oncall` and `/studies` with their roles. The GE series (no known bleed) is flagged here by a lowered
+threshold; a CT-ICH haemorrhage case written as DICOM is flagged at the model card's."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,8 @@ from testsupport.broker import Mosquitto, free_port
 from testsupport.dicom import push
 from testsupport.doubles import ManualClock
 from testsupport.waiting import eventually
+from training.ct_ich import by_patient, read_hu, read_slices
+from training.series_writer import write_series
 
 DOCTOR, OTHER_DOCTOR, CAREGIVER = 10, 11, 20
 pytestmark = pytest.mark.timeout(180)
@@ -34,13 +38,16 @@ def is_study_alert(message: JSON) -> bool:
     return "Haemorrhage suspected on a head CT" in (message.get("caption") or "") and "edit_date" not in message
 
 
-@pytest.fixture
-async def service(bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Served]:
+@asynccontextmanager
+async def started(bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path, **overrides: object
+                  ) -> AsyncIterator[Served]:
+    """The service with two doctors and a caregiver; the DICOM node on a free port taking CTSCANNER and DCMTKSCU."""
     clock = ManualClock(time.time())
-    settings = settings_for(
-        bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url, dicom_port=free_port(),
-        dicom_series_idle_s=0.5, dicom_threshold=0.3, dicom_allowed_aes="CTSCANNER,DCMTKSCU",
-    )
+    values: dict[str, object] = {
+        "dicom_port": free_port(), "dicom_series_idle_s": 0.5, "dicom_threshold": 0.3,
+        "dicom_allowed_aes": "CTSCANNER,DCMTKSCU", **overrides,
+    }
+    settings = settings_for(bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url, **values)
     db = open_database(settings.hemowatch_db)
     for telegram_id, name in ((DOCTOR, "Dr Ada"), (OTHER_DOCTOR, "Dr Bo")):
         invitation = people.create_invitation(db, Role.DOCTOR, None, ADMIN, clock(), 3600)
@@ -50,6 +57,12 @@ async def service(bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path) -
     async with running(settings, clock) as service:
         yield service, clock, db
     db.close()
+
+
+@pytest.fixture
+async def service(bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Served]:
+    async with started(bot_api, mosquitto, tmp_path) as served:
+        yield served
 
 
 async def say(api: BotApiServer, user_id: int, text: str) -> JSON:
@@ -134,3 +147,20 @@ async def test_a_series_from_storescu_reaches_every_doctor_when_nobody_is_on_cal
     )
     assert refused.returncode != 0  # not in DICOM_ALLOWED_AES
     assert len(studies.recent_studies(db)) == 1
+
+
+async def test_a_haemorrhage_case_is_flagged_at_the_model_cards_threshold(
+    bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path, ct_ich_dir: Path
+) -> None:
+    """CT-ICH patient 071 (haemorrhage on 19 of its slices) written as a DICOM CT series. The model was trained on
+    this collection, so this checks the path end to end, not the model."""
+    patient = by_patient(read_slices(ct_ich_dir))["071"]
+    paths = write_series([read_hu(ct_ich_dir, item) for item in patient], tmp_path / "ich", spacing_mm=0.4,
+                         thickness_mm=5.0)
+    async with started(bot_api, mosquitto, tmp_path, dicom_threshold=None) as (running_service, _, db):
+        await say(bot_api, DOCTOR, "/oncall on")
+        assert await asyncio.to_thread(push, running_service.dicom.port, paths) == [0] * len(paths)
+        message = await bot_api.wait_for_message(DOCTOR, is_study_alert, timeout=60)
+        assert "Probability 1.00 (threshold 0.60), model 1.0.0" in message["caption"]
+        (audit,) = studies.recent_studies(db)
+        assert audit.verdict == "hemorrhage" and audit.threshold == pytest.approx(0.6007, abs=1e-4)
