@@ -14,15 +14,12 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import aiomqtt
-import psutil
 
 from core.roles import Role
 from core.settings import Settings
@@ -31,6 +28,7 @@ from monitor.mqtt import vitals_topic
 from store import open_database, patients, people
 from testsupport.botapi import BotApiServer
 from testsupport.broker import Mosquitto, free_port
+from testsupport.machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCTORS = (101, 102, 103, 104)
@@ -39,14 +37,6 @@ BEDS = 50  # patients whose normal vitals make up the load
 PREFIX = "hemowatch"
 NORMAL = {"hr": 76.0, "spo2": 97.0, "sbp": 124.0, "dbp": 78.0, "rr": 15.0, "temp": 36.8}
 DETERIORATED = {"hr": 128.0, "spo2": 82.0}
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    load = ", ".join(f"{value:.1f}" for value in psutil.getloadavg())
-    return (f"{platform.platform()}, {cpu}, {os.cpu_count()} logical CPUs, "
-            f"{psutil.virtual_memory().total / 2**30:.1f} GB RAM, load average {load}, Python {platform.python_version()}")
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -144,7 +134,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> None:
             settings = Settings(
                 _env_file=None, telegram_bot_token=api.token, telegram_api_url=api.url,
                 hemowatch_db=workdir / "hemowatch.db", mqtt_url=broker.url, mqtt_topic_prefix=PREFIX,
-                rule_hold_s=0, scan_rate_limit=100_000,
+                rule_hold_s=0, scan_rate_limit=100_000, dicom_port=0,
             )
             prepare_store(settings, [*alert_patients, "warm-up"])
             stop = asyncio.Event()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from html import escape
 
 from bot import vitals_text
-from core.notifications import AlertNotice, NoticeKind, Severity
+from core.notifications import STUDY_CONDITION, AlertNotice, NoticeKind, Severity
 
 SEVERITY_MARK = {Severity.WARNING: "🟡 Warning", Severity.URGENT: "🟠 Urgent", Severity.EMERGENCY: "🔴 EMERGENCY"}
 
@@ -18,6 +18,8 @@ def clock_time(at: datetime | float) -> str:
 
 def notice_text(notice: AlertNotice) -> str:
     """One alert message: severity, patient, what happened, the values, NEWS2 and when."""
+    if notice.condition == STUDY_CONDITION:
+        return study_notice_text(notice)
     patient = f"{escape(notice.patient_name)} ({escape(notice.patient_id)})"
     if notice.kind is NoticeKind.RESOLVED:
         return f"✅ Resolved: {escape(notice.title)} – {patient}"
@@ -29,6 +31,28 @@ def notice_text(notice: AlertNotice) -> str:
     lines.append(f"Raised at {clock_time(notice.raised_at)}")
     if notice.kind is NoticeKind.ESCALATED:
         lines.append("⏫ Nobody has acknowledged this yet, so it now goes to more people.")
+    return "\n".join(lines)
+
+
+def study_notice_text(notice: AlertNotice) -> str:
+    """The caption of a flagged head CT from a scanner: verdict, probability and threshold, model, the study
+    (accession and time, when shown), the sending scanner and how long ago its last slice arrived."""
+    facts = notice.values
+    lines = [f"<b>{SEVERITY_MARK[notice.severity]}</b> – {escape(notice.title)}"]
+    lines.append(f"Probability {facts['probability']:.2f} (threshold {facts['threshold']:.2f}), "
+                 f"model {escape(str(facts['model_version']))}")
+    study = []
+    if facts.get("accession"):
+        study.append(f"Accession <b>{escape(facts['accession'])}</b>")
+    if facts.get("study_time"):
+        study.append(f"study time {escape(facts['study_time'])}")
+    if study:
+        lines.append(", ".join(study))
+    lines.append(f"From {escape(facts['ae_title'])}; last slice received {facts['since_last_slice_s']:.0f} s "
+                 "before this alert")
+    if notice.kind is NoticeKind.ESCALATED:
+        lines.append("⏫ Nobody is reading it yet, so it now goes to more people.")
+    lines.append("Decision support, not a diagnosis: read the study.")
     return "\n".join(lines)
 
 

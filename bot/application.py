@@ -18,6 +18,7 @@ from bot.bot_data import BotData, install
 from bot.membership import help_command, invite, revoke, start
 from bot.patient_commands import add_patient, list_patients, mute, status, thresholds
 from bot.scans import scan_handlers
+from bot.studies import list_studies, oncall
 from bot.telegram_calls import is_passing
 from core.settings import Settings
 from inference.analyzer import Analyzer
@@ -44,6 +45,8 @@ COMMANDS = [
     Command("addpatient", add_patient, "register a patient (doctors)"),
     Command("invite", invite, "invite a doctor or a caregiver"),
     Command("revoke", revoke, "remove someone's access"),
+    Command("oncall", oncall, "go on or off call for head CT alerts, or see who is on call (doctors)"),
+    Command("studies", list_studies, "the last head CTs the scanners sent, with their triage (doctors)"),
     Command("help", help_command, "what this bot can do"),
     Command("start", start, None),  # opened from an invitation link, or by Telegram's Start button
 ]

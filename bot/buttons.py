@@ -5,8 +5,8 @@ from __future__ import annotations
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 
-def acknowledge_markup(alert_id: int) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[InlineKeyboardButton("Acknowledge", callback_data=f"ack:{alert_id}")]])
+def acknowledge_markup(alert_id: int, label: str = "Acknowledge") -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=f"ack:{alert_id}")]])
 
 
 def parse_ack(data: str | None) -> int | None:

@@ -3,9 +3,11 @@
 Who hears what: a new alert goes to the patient's doctors and caregivers (except those who muted the
 patient, unless it is an emergency); an escalation goes to the patient's doctors, and from the second level
 on to the admins too; a "resolved" notice goes to whoever heard the alert. With nobody linked to a patient,
-the admins are told, and with no admin configured every doctor. A notice nobody can receive yet is held
-(`DeliveryHeld`): it stays in the outbox and reaches the first admin or member who joins. Each (notice, chat)
-is sent at most once, so outbox retries never repeat a message.
+the admins are told, and with no admin configured every doctor. A head CT flagged by the DICOM node goes, with
+its heat-map, to the doctors on call (every doctor when nobody is, the admins when there is no doctor); its
+escalation to every doctor and the admins. A notice nobody can receive yet is held (`DeliveryHeld`): it stays in
+the outbox and reaches the first admin or member who joins. Each (notice, chat) is sent at most once, so outbox
+retries never repeat a message.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
 from bot.alert_text import notice_text
 from bot.buttons import acknowledge_markup
+from bot.studies import study_recipients
 from bot.telegram_calls import retry_after_s
-from core.notifications import AlertNotice, DeliveryDeferred, DeliveryHeld, NoticeKind, Severity
+from core.notifications import STUDY_CONDITION, AlertNotice, DeliveryDeferred, DeliveryHeld, NoticeKind, Severity
 from core.roles import Role
 from core.settings import Settings
-from store import deliveries, people
+from store import deliveries, people, studies
 from store.deliveries import DeliveryStatus
 from store.thread import StoreThread
 
@@ -43,6 +46,9 @@ def recipients(
     db: sqlite_utils.Database, notice: AlertNotice, admin_ids: frozenset[int], now: float
 ) -> list[Recipient]:
     """Who should get this notice, blocked chats left out."""
+    if notice.condition == STUDY_CONDITION:
+        chosen, with_admins = study_recipients(db, notice, admin_ids)
+        return _with_admins(db, chosen, admin_ids, with_admins)
     members = people.members_of(db, notice.patient_id)
     if notice.kind is NoticeKind.ESCALATED:
         chosen = [m.person for m in members if m.role is Role.DOCTOR]
@@ -54,6 +60,12 @@ def recipients(
             or people.muted_until(db, notice.patient_id, m.person.telegram_id, now) is None
         ]
         with_admins = not members or (notice.kind is NoticeKind.RESOLVED and notice.escalation_level >= 2)
+    return _with_admins(db, chosen, admin_ids, with_admins)
+
+
+def _with_admins(
+    db: sqlite_utils.Database, chosen: list[people.Person], admin_ids: frozenset[int], with_admins: bool
+) -> list[Recipient]:
     found = {p.telegram_id: Recipient(p.telegram_id, p.chat_id) for p in chosen if not p.blocked}
     if with_admins:
         for admin_id in sorted(admin_ids):
@@ -81,15 +93,24 @@ class TelegramNotifier:
         settled = await self._store.call(deliveries.settled_chats, notice.outbox_id)
         text = notice_text(notice)
         markup = None if notice.kind is NoticeKind.RESOLVED else acknowledge_markup(notice.alert_id)
+        picture = None
+        if notice.condition == STUDY_CONDITION:
+            markup = acknowledge_markup(notice.alert_id, "I am reading it")
+            picture = await self._store.call(studies.study_overlay, notice.values["study"])
         deferred: DeliveryDeferred | None = None
         chosen = await self._store.call(recipients, notice, self._settings.admin_user_ids, self._clock())
         for recipient in chosen:
             if recipient.chat_id in settled:
                 continue
             try:
-                message = await self._bot.send_message(
-                    recipient.chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup
-                )
+                if picture is not None:
+                    message = await self._bot.send_photo(
+                        recipient.chat_id, picture, caption=text, parse_mode=ParseMode.HTML, reply_markup=markup
+                    )
+                else:
+                    message = await self._bot.send_message(
+                        recipient.chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup
+                    )
             except RetryAfter as error:
                 raise DeliveryDeferred("Telegram rate limit", retry_after_s(error)) from error
             except Forbidden:

@@ -53,7 +53,9 @@ HELP_DOCTOR = (
     "/addpatient <id> [name] – register a patient; you become their doctor\n"
     "/thresholds <patient> <vital> <low> <high> – change an alert limit\n"
     "/invite caregiver <patient> – a one-time link for a relative or nurse to follow that patient\n"
-    "/revoke <user id> – remove a caregiver of your patients"
+    "/revoke <user id> – remove a caregiver of your patients\n"
+    "/oncall on|off – say you are (or are no longer) on call for head CTs the scanners send; /oncall shows who is\n"
+    "/studies – the last 20 head CTs the scanners sent, with their triage"
 )
 
 HELP_ADMIN = (
@@ -167,6 +169,18 @@ ALREADY_ACKNOWLEDGED = "Already acknowledged."
 ALREADY_RESOLVED = "This alert has already been resolved."
 ACKNOWLEDGED = "Thank you. The others can see you are on it."
 ALERT_GONE = "This alert is no longer available to you."
+STUDY_ACKNOWLEDGED = "Thank you. The others can see you are reading it."
+
+ONCALL_USAGE = "Send /oncall on when you take over the head CT alerts, /oncall off when you hand them on."
+ONCALL_ONLY_DOCTORS = "Only doctors go on call; as an administrator you get the head CT alerts when nobody is."
+ONCALL_ON = "You are on call: head CT alerts come to you (and to any other doctor on call)."
+ONCALL_OFF = "You are no longer on call."
+NOBODY_ON_CALL = "Nobody is on call: head CT alerts go to every doctor, or to the administrators when there is none."
+NO_STUDIES = "No head CT has been received from a scanner yet."
+
+
+def on_call_list(names: list[str]) -> str:
+    return "On call for head CT alerts:\n" + "\n".join(f"• {name}" for name in names)
 
 ERROR = "Sorry, something went wrong on my side. Please try again in a moment."
 

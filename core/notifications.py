@@ -17,6 +17,11 @@ class Severity(StrEnum):
     EMERGENCY = "emergency"
 
 
+# The condition of an alert raised by the DICOM node for a head CT with suspected haemorrhage; its notice's
+# `values` carry the study's derived facts (see `store.studies`), and it goes to the doctors on call.
+STUDY_CONDITION = "ct_haemorrhage"
+
+
 class NoticeKind(StrEnum):
     RAISED = "raised"  # a new alert: tell the patient's doctors and caregivers
     ESCALATED = "escalated"  # urgent/emergency left unacknowledged: the notifier decides who else

@@ -88,6 +88,21 @@ class Settings(ScanSettings):
     sbp_ceiling: float = Field(160.0, gt=0)  # mmHg, neuro rule for haemorrhage patients
     rule_hold_s: float = Field(30.0, ge=0)  # a vital must stay out of range this long before an alert
 
+    # --- DICOM node -----------------------------------------------------------------------------
+    dicom_ae_title: str = Field("HEMOWATCH", min_length=1, max_length=16)
+    dicom_host: str = "127.0.0.1"  # 0.0.0.0 to take scanners on the network
+    dicom_port: int = Field(11112, ge=0, lt=65536)  # 0: no DICOM node
+    dicom_allowed_aes: Annotated[frozenset[str], NoDecode] = frozenset()  # calling AE titles; empty: any
+    dicom_tls_cert: Path | None = None
+    dicom_tls_key: Path | None = None
+    dicom_tls_ca: Path | None = None  # set: senders must present a certificate this CA signed
+    dicom_spool_dir: Path | None = None  # None: "dicom-spool" next to the database
+    dicom_spool_max_gb: float = Field(20.0, gt=0)
+    dicom_series_idle_s: float = Field(10.0, gt=0)  # a series is complete after this long without instances
+    dicom_notify_fields: Annotated[frozenset[str], NoDecode] = frozenset({"accession"})  # or "none"
+    dicom_threshold: float | None = Field(None, gt=0, lt=1)  # None: the model card's threshold
+    dicom_result_destination: str = ""  # AE@HOST:PORT that gets each result as a Secondary Capture; empty: none
+
     @field_validator("admin_user_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
@@ -105,6 +120,19 @@ class Settings(ScanSettings):
             raise ValueError("should look like mqtt://host:1883 or mqtts://user:password@host:8883 (empty: the "
                              "embedded broker)")
         return value
+
+    @field_validator("dicom_allowed_aes", "dicom_notify_fields", mode="before")
+    @classmethod
+    def _split_words(cls, value: object) -> object:
+        if isinstance(value, str):
+            words = {part.strip() for part in value.replace(";", ",").split(",") if part.strip()}
+            return frozenset(words - {"none"})
+        return value
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where received DICOM instances wait for analysis."""
+        return self.dicom_spool_dir or self.hemowatch_db.parent / "dicom-spool"
 
 
 AnySettings = TypeVar("AnySettings", bound=ScanSettings)

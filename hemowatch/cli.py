@@ -26,7 +26,7 @@ def _build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--threshold", type=float, help="decision threshold (default: the model card's)")
     classify.add_argument("--model", type=Path, help="ONNX model (default: HEMOWATCH_MODEL or the shipped one)")
 
-    commands.add_parser("run", help="run the Telegram bot and the vitals monitor (settings from env / .env)")
+    commands.add_parser("run", help="run the Telegram bot, the vitals monitor and the DICOM node (settings from env / .env)")
 
     simulate = commands.add_parser("simulate", help="publish simulated patient vitals over MQTT")
     simulate.add_argument("--patients", type=int, default=3, help="number of patients (default 3)")
@@ -40,6 +40,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--duration", type=float, help="seconds to run (default: until interrupted)")
     simulate.add_argument("--prefix", help="patient id prefix (default 'sim-')", default="sim-")
+
+    dicom = commands.add_parser("dicom", help="DICOM node tools")
+    dicom_commands = dicom.add_subparsers(dest="dicom_command", required=True, metavar="ACTION")
+    echo = dicom_commands.add_parser("echo", help="C-ECHO another DICOM node (or this one) to check the link")
+    echo.add_argument("address", metavar="AE@HOST:PORT", help="the node's AE title, host and port")
+    echo.add_argument("--calling-ae", help="the AE title to call from (default: DICOM_AE_TITLE)")
+    echo.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
 
     admin = commands.add_parser("admin", help="server-side administration")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
@@ -69,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines carry the bot token in the URL
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per routine job run; failures still show
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # a few lines per association and per instance
     if args.command == "classify":
         from hemowatch.classify_command import run_classify
 
@@ -81,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hemowatch.simulate_command import run_simulator
 
         return run_simulator(args, settings)
+    if args.command == "dicom":
+        from hemowatch.dicom_command import run_dicom
+
+        return run_dicom(args, settings)
     from hemowatch.admin_command import run_admin
 
     return run_admin(args, settings)

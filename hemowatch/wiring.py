@@ -23,6 +23,7 @@ from bot.application import build_application, register_menu
 from bot.notifier import TelegramNotifier
 from bot.telegram_calls import keep_trying, log_polling_error
 from core.settings import Settings
+from dicomnode.node import DicomNode
 from hemowatch.builders import analyzer_from_settings
 from monitor.broker import EmbeddedBroker
 from monitor.vitals_monitor import VitalsMonitor
@@ -38,11 +39,12 @@ class RunningService:
     application: Application
     monitor: VitalsMonitor
     receiving: asyncio.Event  # set once updates arrive (polling started or webhook registered)
+    dicom: DicomNode | None  # None when DICOM_PORT is 0
 
 
 @asynccontextmanager
 async def running(settings: Settings, clock: Callable[[], float] = time.time) -> AsyncIterator[RunningService]:
-    """Start the broker (when embedded), the monitor and the bot; stop them in reverse order on exit.
+    """Start the broker (when embedded), the monitor, the DICOM node and the bot; stop them in reverse order.
 
     The monitor starts first, so vitals are stored and alerts queued in the outbox even while Telegram
     cannot be reached; the bot keeps trying to connect and the outbox delivers once it can. Only the token
@@ -57,10 +59,17 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         if not settings.mqtt_url:
             broker = EmbeddedBroker(settings.embedded_broker_host, settings.embedded_broker_port)
             await stack.enter_async_context(broker)
-        application = build_application(settings, analyzer_from_settings(settings), bot_store, clock)
+        analyzer = analyzer_from_settings(settings)
+        application = build_application(settings, analyzer, bot_store, clock)
         stack.push_async_callback(application.shutdown)  # after the monitor has stopped delivering
         monitor = VitalsMonitor(settings, TelegramNotifier(application.bot, bot_store, settings, clock), clock=clock)
         await stack.enter_async_context(monitor)
+        dicom = None
+        if settings.dicom_port:
+            if settings.dicom_threshold is not None:
+                analyzer = analyzer_from_settings(settings, threshold=settings.dicom_threshold)
+            dicom = DicomNode(settings, analyzer, on_alert=monitor.outbox.wake, clock=clock)
+            await stack.enter_async_context(dicom)  # alerts wait in the outbox until the bot is connected
         if not await keep_trying("the token check (getMe)", application.initialize, meanwhile="vitals are still stored"):
             raise InvalidToken("Telegram refused the token check")
         await application.start()
@@ -72,7 +81,7 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         ]
         stack.push_async_callback(_stop_receiving, application, background)
         log.info("HemoWatch is running as @%s", application.bot.username)
-        yield RunningService(application, monitor, receiving)
+        yield RunningService(application, monitor, receiving, dicom)
         log.info("HemoWatch is stopping")
 
 

@@ -192,6 +192,12 @@ def patient_ids_of(db: sqlite_utils.Database, telegram_id: int) -> list[str]:
     ]
 
 
+def people_with_role(db: sqlite_utils.Database, role: Role) -> list[Person]:
+    """Every active user holding `role`, by id."""
+    rows = db.query("select * from users where role = ? and revoked_at is null order by telegram_id", [role.value])
+    return [_person(row) for row in rows]
+
+
 def members_of(db: sqlite_utils.Database, patient_id: str) -> list[Member]:
     """The active people linked to a patient, doctors first."""
     rows = db.query(

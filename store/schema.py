@@ -126,7 +126,38 @@ def _v3_unique_samples(db: sqlite_utils.Database) -> None:
     db["vitals"].create_index(["patient_id", "ts"], unique=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_delivery_text, _v3_unique_samples]
+def _v4_dicom_studies(db: sqlite_utils.Database) -> None:
+    """Head CTs pushed to the DICOM node: one audit row per study (keyed by a hash of its Study Instance UID)
+    and per series, and who is on call for their alerts. No name, patient id or birth date has a column."""
+    db["dicom_studies"].create(
+        {
+            "study_hash": str, "accession": str, "study_time": str, "ae_title": str,
+            "first_received_at": float, "last_received_at": float, "analysed_at": float,
+            "verdict": str, "probability": float, "threshold": float, "model_version": str,
+            "series_hash": str, "reason": str, "alert_id": int, "overlay_png": bytes,
+        },
+        pk="study_hash",
+        not_null={"ae_title", "first_received_at", "last_received_at", "analysed_at", "verdict"},
+    )
+    db["dicom_studies"].create_index(["analysed_at"])
+    db["dicom_series"].create(
+        {
+            "series_hash": str, "study_hash": str, "ae_title": str, "n_instances": int,
+            "first_received_at": float, "last_received_at": float, "analysed_at": float,
+            "verdict": str, "probability": float, "threshold": float, "n_slices": int, "n_assessable": int,
+            "skipped_reason": str, "model_version": str, "label": str,
+        },
+        pk="series_hash",
+        not_null={"study_hash", "ae_title", "n_instances", "first_received_at", "last_received_at",
+                  "analysed_at", "verdict"},
+    )
+    db["dicom_series"].create_index(["study_hash"])
+    db["on_call"].create({"telegram_id": int, "since": float}, pk="telegram_id", not_null={"since"})
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1_initial, _v2_delivery_text, _v3_unique_samples, _v4_dicom_studies,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -27,7 +27,8 @@ PATIENT = "ward-1"
 
 
 def settings_for(bot_api: BotApiServer, db_path: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"admin_user_ids": frozenset({ADMIN})} | overrides
+    """Settings for a service under test; the DICOM node is off unless `overrides` give it a port."""
+    values: dict[str, object] = {"admin_user_ids": frozenset({ADMIN}), "dicom_port": 0} | overrides
     return Settings(
         _env_file=None, telegram_bot_token=bot_api.token, telegram_api_url=bot_api.url, hemowatch_db=db_path, **values,
     )

@@ -12,6 +12,7 @@ from botworld import ADMIN, BotWorld, running_bot
 from core.notifications import Severity
 from core.roles import Role
 from store import alerts, people
+from store.studies import SeriesRecord, StudyHeader, record_series
 from testsupport.botapi import BotApiServer
 
 DOCTOR, OTHER_DOCTOR, CAREGIVER, OTHER_CAREGIVER, REVOKED, UNKNOWN = 10, 11, 20, 21, 30, 40
@@ -135,3 +136,47 @@ async def test_forged_button_data_is_refused(world: BotWorld) -> None:
     for data in ("ack:", "ack:x", "ack:99999", "nonsense", "ack:1:2"):
         answer = await world.press(DOCTOR, message, data)
         assert "no longer available" in answer["text"]
+
+
+STUDY_COMMANDS = {"oncall": "/oncall", "oncall-on": "/oncall on", "oncall-off": "/oncall off", "studies": "/studies"}
+STUDY_SUCCESS = {"oncall": "Nobody is on call", "oncall-on": "You are on call", "oncall-off": "no longer on call",
+                 "studies": "No head CT has been received"}
+
+
+@pytest.mark.parametrize("role", list(CALLERS))
+@pytest.mark.parametrize("command", list(STUDY_COMMANDS))
+async def test_study_command_permissions(world: BotWorld, command: str, role: str) -> None:
+    """Going on call is for doctors; who is on call and the studies list, for doctors and admins."""
+    before = world.db.execute("select telegram_id from on_call").fetchall()
+    reply = await world.say(CALLERS[role], STUDY_COMMANDS[command])
+    if role in ("revoked", "unknown"):
+        wanted = NOT_KNOWN
+    elif role == "caregiver":
+        wanted = "only for doctors"
+    elif role == "admin" and command in ("oncall-on", "oncall-off"):
+        wanted = "Only doctors go on call"
+    else:
+        wanted = STUDY_SUCCESS[command]
+    assert wanted in reply["text"]
+    changed = world.db.execute("select telegram_id from on_call").fetchall() != before
+    assert changed == (role == "doctor" and command == "oncall-on")
+
+
+@pytest.mark.parametrize("role", list(CALLERS))
+async def test_study_acknowledge_button_permissions(world: BotWorld, role: str) -> None:
+    """Any doctor (and the admins) may say they are reading a flagged head CT; nobody else."""
+    caller = CALLERS[role]
+    series = SeriesRecord(
+        series_hash="s1", study_hash="t1", ae_title="CT1", n_instances=28, first_received_at=world.clock(),
+        last_received_at=world.clock(), analysed_at=world.clock(), verdict="hemorrhage", probability=0.9,
+        threshold=0.6, n_slices=28, n_assessable=19, skipped_reason=None, model_version="1.0.0", label="series 2",
+    )
+    alert_id = record_series(world.db, series, StudyHeader("ACC1", None), None, world.clock())
+    some_message = await world.say(caller, "hello")
+    answer = await world.press(caller, some_message, f"ack:{alert_id}")
+    acknowledged_by = alerts.get_alert(world.db, alert_id).acknowledged_by
+    if role in ("admin", "doctor"):
+        assert "reading it" in answer["text"] and acknowledged_by == caller
+    else:
+        assert NOT_KNOWN in answer["text"] or "no longer available" in answer["text"]
+        assert acknowledged_by is None

@@ -20,10 +20,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def clean_env(tmp_path: Path, **values: str) -> dict[str, str]:
-    """No HemoWatch settings but `values` (and a free port for the embedded broker, as 1883 may be taken)."""
+    """No HemoWatch settings but `values` (and free ports for the embedded broker and the DICOM node, as 1883
+    and 11112 may be taken)."""
     return {
         "PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(REPO),
-        "EMBEDDED_BROKER_PORT": str(free_port()), **values,
+        "EMBEDDED_BROKER_PORT": str(free_port()), "DICOM_PORT": str(free_port()), **values,
     }
 
 
@@ -48,6 +49,13 @@ async def test_runs_with_only_a_token_and_stops_cleanly_on_sigterm(bot_api: BotA
         assert {command["command"] for command in bot_api.commands} >= {"status", "help"}
         assert (tmp_path / "hemowatch.db").is_file()
         await until_logged(log, "subscribed to hemowatch/patients/+/vitals")  # the embedded broker serves
+        await until_logged(log, f"DICOM node HEMOWATCH listening on 127.0.0.1:{env['DICOM_PORT']}")
+        echoed = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hemowatch.cli", "dicom", "echo", f"HEMOWATCH@127.0.0.1:{env['DICOM_PORT']}",
+            cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE,
+        )
+        output, _ = await echoed.communicate()
+        assert echoed.returncode == 0 and "C-ECHO succeeded" in output.decode()
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 30)

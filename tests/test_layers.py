@@ -1,7 +1,7 @@
 """The packages import one way only, downwards, read from the source with `ast` so a new arrow up fails here.
 
     hemowatch                       the roof: composition root and CLI commands
-    monitor   bot                   receivers (they never import each other)
+    monitor   bot   dicomnode       receivers (they never import each other)
     store     inference   training  the store on the foundation; the engines
     core                            the foundation: settings, notifier contract, domain vocabulary
 """
@@ -24,7 +24,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "training": {"inference"},
     "monitor": {"core", "store"},
     "bot": {"core", "store", "inference"},
-    "hemowatch": {"core", "store", "inference", "monitor", "bot"},
+    "dicomnode": {"core", "store", "inference"},
+    "hemowatch": {"core", "store", "inference", "monitor", "bot", "dicomnode"},
     "testsupport": {"core"},
 }
 # Modules that stay pure: the alert engine, its rules and NEWS2 know the vocabulary, not the store or the shell.
@@ -93,8 +94,12 @@ def test_the_alert_engine_rules_and_news2_import_no_store_and_no_shell() -> None
     assert not wrong, "\n".join(wrong)
 
 
+RECEIVERS = ("monitor", "bot", "dicomnode")
+
+
 def test_receivers_do_not_import_each_other() -> None:
-    assert "bot" not in MAY_IMPORT["monitor"] and "monitor" not in MAY_IMPORT["bot"]
+    for receiver in RECEIVERS:
+        assert not MAY_IMPORT[receiver] & set(RECEIVERS), f"{receiver} may import another receiver"
 
 
 @pytest.mark.parametrize("script", sorted(path.stem for path in (ROOT / "benchmarks").glob("*.py")

@@ -246,6 +246,7 @@ class BotApiServer:
             "sendphoto": self._send_photo,
             "senddocument": self._send_document,
             "editmessagetext": self._edit_message_text,
+            "editmessagecaption": self._edit_message_caption,
             "editmessagereplymarkup": self._edit_message_reply_markup,
             "answercallbackquery": self._answer_callback_query,
             "getfile": self._get_file,
@@ -508,6 +509,21 @@ class BotApiServer:
         if len(text) > MAX_TEXT:
             raise ApiError(400, "Bad Request: message is too long")
         return self._edit(message, text=text, reply_markup=params.get("reply_markup"))
+
+    def _edit_message_caption(self, params: JSON, files: dict[str, bytes]) -> JSON:
+        message = self._editable(params)
+        if "text" in message:
+            raise ApiError(400, "Bad Request: there is no caption in the message to edit")
+        caption = self._caption(params) or ""
+        keyboard = params.get("reply_markup")
+        keyboard = keyboard if isinstance(keyboard, dict) and keyboard.get("inline_keyboard") else None
+        if caption == message.get("caption") and keyboard == message.get("reply_markup"):
+            raise ApiError(400, "Bad Request: message is not modified")
+        edited = {key: value for key, value in message.items() if key not in ("caption", "reply_markup")}
+        edited.update(edit_date=int(time.time()), caption=caption)
+        if keyboard is not None:
+            edited["reply_markup"] = keyboard
+        return self._record(edited)
 
     def _edit_message_reply_markup(self, params: JSON, files: dict[str, bytes]) -> JSON:
         message = self._editable(params)

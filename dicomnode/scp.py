@@ -1,0 +1,130 @@
+"""The Storage SCP: C-ECHO, and C-STORE of CT images into the spool. pynetdicom runs each association in a
+thread of its own, so the disk writes here never touch the event loop; `on_stored` is told of each instance."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.transport import ThreadedAssociationServer
+
+from dicomnode.contexts import supported_contexts
+from dicomnode.spool import Spool, SpooledSeries, SpoolFull
+
+log = logging.getLogger(__name__)
+
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+CANNOT_UNDERSTAND = 0xC210  # the dataset could not be decoded
+MISSING_ATTRIBUTES = 0xC211  # a UID or the pixel data is missing or short
+PROCESSING_FAILURE = 0x0110
+REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Rows", "Columns", "PixelData")
+
+
+@dataclass(frozen=True, slots=True)
+class ScpConfig:
+    ae_title: str
+    host: str
+    port: int
+    allowed_aes: frozenset[str]  # empty: any calling AE title
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+
+
+def problem_with(dataset: Dataset, is_compressed: bool) -> str | None:
+    """Why an instance cannot be analysed (a missing UID, no or short pixel data), or None."""
+    missing = [keyword for keyword in REQUIRED if keyword not in dataset]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if not is_compressed:
+        frames = int(dataset.get("NumberOfFrames", 1) or 1)
+        expected = dataset.Rows * dataset.Columns * (dataset.get("BitsAllocated", 16) // 8) * frames \
+            * dataset.get("SamplesPerPixel", 1)
+        if len(dataset.PixelData) < expected:
+            return f"pixel data holds {len(dataset.PixelData)} bytes, {expected} expected"
+    return None
+
+
+class StorageScp:
+    def __init__(
+        self, config: ScpConfig, spool: Spool, on_stored: Callable[[SpooledSeries], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._spool = spool
+        self._on_stored = on_stored
+        self._clock = clock
+        self._server: ThreadedAssociationServer | None = None
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the one the system chose when configured with a free one)."""
+        assert self._server is not None
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        config = self._config
+        ae = AE(ae_title=config.ae_title)
+        ae.supported_contexts = supported_contexts()
+        ae.require_calling_aet = sorted(config.allowed_aes)
+        ae.maximum_pdu_size = 0  # no limit: fewer, larger PDUs per slice
+        if not config.allowed_aes and config.host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning("DICOM node on %s:%d accepts any calling AE title; set DICOM_ALLOWED_AES",
+                        config.host, config.port)
+        self._server = ae.start_server(
+            (config.host, config.port), block=False, ssl_context=self._tls(),
+            evt_handlers=[(evt.EVT_C_ECHO, self._echo), (evt.EVT_C_STORE, self._store)],
+        )
+        log.info("DICOM node %s listening on %s:%d", config.ae_title, config.host, self.port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    def _tls(self) -> ssl.SSLContext | None:
+        config = self._config
+        if config.tls_cert is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+        if config.tls_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(cafile=config.tls_ca)
+        return context
+
+    def _echo(self, event: evt.Event) -> int:
+        return SUCCESS
+
+    def _store(self, event: evt.Event) -> int:
+        """Answer success only once the instance is durably in the spool."""
+        calling = event.assoc.requestor.ae_title.strip()
+        try:
+            dataset = event.dataset
+        except Exception as error:  # truncated or garbled: pydicom's error names what it could not read
+            log.warning("instance from %s could not be decoded: %s", calling, type(error).__name__)
+            return CANNOT_UNDERSTAND
+        problem = problem_with(dataset, event.context.transfer_syntax.is_compressed)
+        if problem is not None:
+            log.warning("instance from %s refused: %s", calling, problem)
+            return MISSING_ATTRIBUTES
+        try:
+            spooled = self._spool.write(dataset, event.file_meta, calling, self._clock())
+        except SpoolFull as full:
+            log.warning("instance from %s refused, out of resources: %s", calling, full)
+            return OUT_OF_RESOURCES
+        except OSError as error:
+            log.error("could not spool an instance from %s: %s", calling, error)
+            return OUT_OF_RESOURCES
+        except Exception:
+            log.exception("could not spool an instance from %s", calling)
+            return PROCESSING_FAILURE
+        self._on_stored(spooled)
+        return SUCCESS

@@ -1,0 +1,92 @@
+"""One spooled series to one recorded result: header checks, the `Analyzer`, and what is kept of it.
+
+Synchronous and free of the event loop: the node runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from dicomnode.results import TriageResult
+from dicomnode.spool import SpooledSeries
+from inference.analyzer import Analyzer
+from inference.errors import InputError
+from store.studies import SKIPPED, SeriesRecord, StudyHeader
+
+HEAD_BODY_PARTS = {"HEAD", "BRAIN", "SKULL", "HEADNECK", "HEAD NECK", "CEREBRUM", "CRANIUM"}
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesOutcome:
+    record: SeriesRecord
+    header: StudyHeader
+    overlay_png: bytes | None
+    files: list[Path]  # the instances analysed, to delete once the result is stored
+    for_pacs: TriageResult | None  # what goes back to PACS (a triaged series only); never stored
+
+
+def study_time(header: Dataset) -> str | None:
+    """"2026-11-26 14:02" from StudyDate and StudyTime, or None when the header has no date."""
+    date = str(header.get("StudyDate", "") or "")
+    clock = str(header.get("StudyTime", "") or "")
+    if len(date) != 8 or not date.isdigit():
+        return None
+    text = f"{date[:4]}-{date[4:6]}-{date[6:]}"
+    return f"{text} {clock[:2]}:{clock[2:4]}" if len(clock) >= 4 and clock[:4].isdigit() else text
+
+
+def not_head_ct(header: Dataset) -> str | None:
+    """Why the header says this is not a head CT, or None."""
+    modality = str(header.get("Modality", "") or "")
+    if modality != "CT":
+        return f"Modality is {modality or 'missing'}, not CT"
+    body_part = str(header.get("BodyPartExamined", "") or "").upper()
+    if body_part and body_part not in HEAD_BODY_PARTS:
+        return f"Body part is {body_part}, not head"
+    return None
+
+
+def analyse_series(
+    analyzer: Analyzer, spooled: SpooledSeries, show_accession: bool, clock: Callable[[], float]
+) -> SeriesOutcome:
+    """Read the series from the spool and judge it; a series that is not an axial head CT is `skipped`.
+    `spooled.received_at` is when its last instance arrived."""
+    files = sorted(spooled.folder.glob("*.dcm"))
+    try:
+        header = pydicom.dcmread(files[0], stop_before_pixels=True) if files else Dataset()
+    except (InvalidDicomError, OSError, ValueError):
+        header = Dataset()
+    accession = str(header.get("AccessionNumber", "") or "") or None
+    study = StudyHeader(accession if show_accession else None, study_time(header))
+    reason, result = not_head_ct(header), None
+    if reason is None:
+        try:
+            (result, *_) = analyzer.analyze_path(spooled.folder)
+        except InputError as error:
+            reason = str(error)
+    if result is not None and reason is None:
+        reason = next(iter(result.warnings), None) or (result.reason if result.n_assessable == 0 else None)
+    info = analyzer.model_info
+    record = SeriesRecord(
+        series_hash=spooled.series_hash, study_hash=spooled.study_hash, ae_title=spooled.ae_title,
+        n_instances=len(files), first_received_at=spooled.first_received_at(), last_received_at=spooled.received_at,
+        analysed_at=clock(), verdict=SKIPPED if reason else result.verdict,
+        probability=None if reason else result.probability, threshold=None if result is None else result.threshold,
+        n_slices=0 if result is None else result.n_slices, n_assessable=0 if result is None else result.n_assessable,
+        skipped_reason=reason, model_version=info.version,
+        label=result.series_label if result is not None else f"series of {len(files)} instances",
+    )
+    for_pacs = None
+    if not reason and result.overlay_png is not None and "StudyInstanceUID" in header:
+        for_pacs = TriageResult(
+            str(header.StudyInstanceUID), str(header.get("StudyDate", "") or ""),
+            str(header.get("StudyTime", "") or ""), accession or "", result.verdict, result.probability,
+            result.threshold, info.name, info.version, result.overlay_png,
+        )
+    return SeriesOutcome(record, study, None if reason else result.overlay_png, files, for_pacs)
