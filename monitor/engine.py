@@ -1,7 +1,11 @@
 """The alert engine: one patient's state plus one sample in, new state and alert events out.
 
 Pure: no I/O, no clock. Rule durations are measured on the samples' own timestamps, so vitals replayed
-after an outage are judged as they happened. Conditions (one alert each while they persist):
+after an outage are judged as they happened. Each device's samples are judged in the order of its own stamps
+(one that arrives after a newer one from the same device is stored, not judged); a patient's judgement runs
+on one timeline that never goes back, so a device whose clock is a little behind another's is judged at the
+newest time seen for the patient rather than left out. (A stamp too far ahead was already replaced by the
+arrival time, see `monitor.payload`.) Conditions (one alert each while they persist):
 
 - `<vital>_low` / `<vital>_high`: threshold rules (see `monitor.rules`), held for `hold_s`, with hysteresis.
 - `news2` (urgent: aggregate 5-6 or one parameter scoring 3) and `news2_high` (emergency: 7 or more),
@@ -47,7 +51,8 @@ class Profile:
 @dataclass(frozen=True, slots=True)
 class PatientState:
     last_seen: float  # when the monitor last received a sample (or started watching)
-    last_ts: float | None = None  # newest measurement time judged so far
+    last_ts: float | None = None  # the patient's timeline: newest time judged so far
+    devices: Mapping[str, float] = field(default_factory=dict)  # device -> newest stamp of it judged
     conditions: Mapping[str, Condition] = field(default_factory=dict)  # only non-idle ones
     observations: Mapping[str, tuple[float, Any]] = field(default_factory=dict)  # vital -> (ts, value)
     gcs_baseline: tuple[float, int] | None = None  # (ts, GCS)
@@ -110,11 +115,12 @@ def assess(
 ) -> tuple[PatientState, list[Event], News2 | None]:
     """Judge one sample. Returns the new state, the alerts raised or cleared, and the NEWS2 when the
     sample completed a set of observations."""
-    step = _Step(state, sample.ts)
+    at = sample.ts if state.last_ts is None else max(sample.ts, state.last_ts)
+    step = _Step(state, at)
     if step.raised("sensor_offline"):
         step.conditions.pop("sensor_offline")
         step.events.append(AlertCleared("sensor_offline"))
-    if state.last_ts is not None and sample.ts < state.last_ts:  # arrived late: stored, not judged
+    if sample.ts < state.devices.get(sample.device, sample.ts):  # arrived after a newer one of its device
         return replace(state, last_seen=sample.received_at, conditions=step.conditions), step.events, None
 
     present = sample.values()
@@ -139,11 +145,12 @@ def assess(
 
     observations = dict(state.observations)
     for name, value in present.items():
-        observations[name] = (sample.ts, value)
-    news2 = _news2(observations, sample.ts, config.news2_window_s)
+        observations[name] = (at, value)
+    news2 = _news2(observations, at, config.news2_window_s)
     if news2 is not None:
         _judge_news2(step, news2, observations)
-    new_state = PatientState(sample.received_at, sample.ts, step.conditions, observations, gcs_baseline)
+    devices = {**state.devices, sample.device: sample.ts}
+    new_state = PatientState(sample.received_at, at, devices, step.conditions, observations, gcs_baseline)
     return new_state, step.events, news2
 
 

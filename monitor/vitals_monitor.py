@@ -30,6 +30,7 @@ from monitor.engine import EngineConfig
 from monitor.ingest import Message, VitalsSubscriber, session_options
 from monitor.mqtt import broker_url, client_options, vitals_topic
 from monitor.outbox import OutboxDispatcher
+from monitor.payload import Admission
 from monitor.ward import IngestStats, Ward
 from store.alerts import escalate_overdue
 from store.thread import StoreThread
@@ -78,10 +79,10 @@ class VitalsMonitor:
         config = EngineConfig(
             hold_s=settings.rule_hold_s, sbp_ceiling=settings.sbp_ceiling, stale_after_s=settings.stale_after_s
         )
-        self._ward = Ward(
-            db, config, settings.mqtt_topic_prefix, settings.mqtt_max_payload_bytes,
-            shared=bool(settings.mqtt_shared_group),
+        admission = Admission(
+            settings.mqtt_max_payload_bytes, settings.device_clock_tolerance_s, settings.retention_days * 86400
         )
+        self._ward = Ward(db, config, settings.mqtt_topic_prefix, admission, shared=bool(settings.mqtt_shared_group))
         await self.refresh()
         self._tasks = [
             asyncio.create_task(self.subscriber.run(), name="mqtt-ingest"),

@@ -126,7 +126,27 @@ def _v3_unique_samples(db: sqlite_utils.Database) -> None:
     db["vitals"].create_index(["patient_id", "ts"], unique=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_delivery_text, _v3_unique_samples]
+_READING = (
+    "patient_id, device, coalesce(device_ts, ts), coalesce(hr, -1), coalesce(spo2, -1), coalesce(sbp, -1), "
+    "coalesce(dbp, -1), coalesce(rr, -1), coalesce(temp, -1), coalesce(gcs, -1), coalesce(o2, -1), "
+    "coalesce(acvpu, '')"
+)
+
+
+def _v4_readings_per_device(db: sqlite_utils.Database) -> None:
+    """Samples name the device that measured them, and keep the device's own stamp (`device_ts`) when its clock
+    was judged wrong and `ts` is the arrival time. A resend repeats patient, device, stamp and every value;
+    two devices, or two different readings, in the same second are two rows. Stored rows stay as they are."""
+    db["vitals"].add_column("device", str, not_null_default="")
+    db["vitals"].add_column("device_ts", float)
+    db.execute("drop index idx_vitals_patient_id_ts")
+    db.execute(f"create unique index idx_vitals_reading on vitals ({_READING})")
+    db["vitals"].create_index(["patient_id", "ts"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1_initial, _v2_delivery_text, _v3_unique_samples, _v4_readings_per_device,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

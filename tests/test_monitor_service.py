@@ -184,7 +184,7 @@ async def test_broker_restart_mid_stream_loses_no_sample(
     notifier = RecordingNotifier()
     total = 300
     samples = [{"ts": T0 + i, **(HYPOXIC if 50 <= i < 250 else CALM)} for i in range(total)]
-    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
+    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock(T0 + total)) as monitor:
         await _subscribed(monitor)
         sent = 0
         while sent < total:  # a device: resend whatever the broker did not acknowledge
@@ -277,11 +277,14 @@ async def test_shared_subscription_splits_the_load_between_monitors(
 async def test_retention_prunes_old_samples_and_keeps_alerts(
     tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
 ) -> None:
-    clock, notifier = ManualClock(), RecordingNotifier()
+    clock, notifier = ManualClock(T0 - 2 * 86400), RecordingNotifier()
     async with VitalsMonitor(_settings(tmp_path, mosquitto.url, retention_days=1), notifier, clock) as monitor:
         await _subscribed(monitor)
-        await _publish(mosquitto.port, [("p1", {"ts": T0 - 2 * 86400, "spo2": 85}), ("p1", {"ts": T0, "hr": 70})])
-        await eventually(lambda: monitor.stats.stored == 2 and len(notifier.notices) == 1)
+        await _publish(mosquitto.port, [("p1", {"ts": T0 - 2 * 86400, "spo2": 85})])
+        await eventually(lambda: monitor.stats.stored == 1 and len(notifier.notices) == 1)
+        clock.now = T0
+        await _publish(mosquitto.port, [("p1", {"ts": T0, "hr": 70})])
+        await eventually(lambda: monitor.stats.stored == 2)
         await monitor.prune()
     assert [s.ts for s in vitals_between(db, "p1", 0, T0)] == [T0]
     assert [a.condition for a in open_alerts(db, "p1")] == ["spo2_low"]

@@ -22,8 +22,8 @@ class Patient:
         self.state = PatientState(last_seen=0.0)
         self.scores: list[int | None] = []
 
-    def observe(self, ts: float, **vitals: object) -> list[tuple[str, str]]:
-        sample = VitalSample(patient_id="p", ts=ts, received_at=ts, **vitals)
+    def observe(self, ts: float, device: str = "", **vitals: object) -> list[tuple[str, str]]:
+        sample = VitalSample(patient_id="p", ts=ts, received_at=ts, device=device, **vitals)
         self.state, events, news2 = assess(self.state, sample, self.profile, self.config)
         self.scores.append(news2.total if news2 else None)
         return [_short(event) for event in events]
@@ -164,6 +164,18 @@ def test_late_samples_are_not_judged() -> None:
     patient.observe(100, spo2=97)
     assert patient.observe(50, spo2=80) == []
     assert patient.observe(131, spo2=80) == []  # the hold did not start at the late sample
+
+
+def test_each_device_keeps_its_own_order_on_the_patients_one_timeline() -> None:
+    patient = Patient()
+    patient.observe(100, device="monitor", hr=70)  # this device's clock runs 20 s ahead of the oximeter's
+    assert patient.observe(81, device="oximeter", spo2=80) == []  # judged, at 100 (the timeline never goes back)
+    assert patient.state.conditions["spo2_low"].pending_since == 100
+    patient.observe(120, device="monitor", hr=71)
+    assert patient.observe(111, device="oximeter", spo2=80) == []
+    assert patient.observe(130, device="oximeter", spo2=80) == [("spo2_low", "raised")]
+    assert patient.observe(129, device="oximeter", spo2=99) == []  # older than the oximeter's last: not judged
+    assert patient.state.conditions["spo2_low"].raised
 
 
 def test_sensor_offline_after_silence_and_cleared_when_data_returns() -> None:
