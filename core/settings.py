@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     escalate_after_s: float = Field(300.0, gt=0)  # urgent/emergency unacknowledged this long
     sbp_ceiling: float = Field(160.0, gt=0)  # mmHg, neuro rule for haemorrhage patients
     rule_hold_s: float = Field(30.0, ge=0)  # a vital must stay out of range this long before an alert
+    alert_reopen_s: float = Field(600.0, ge=0)  # a condition back this soon after resolving re-opens its alert
     device_clock_tolerance_s: float = Field(30.0, gt=0)  # a stamp further ahead: judged on arrival time
 
     # --- Inference ------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ arrival time, see `monitor.payload`.) Conditions (one alert each while they pers
 
 - `<vital>_low` / `<vital>_high`: threshold rules (see `monitor.rules`), held for `hold_s`, with hysteresis.
 - `news2` (urgent: aggregate 5-6 or one parameter scoring 3) and `news2_high` (emergency: 7 or more),
-  from the latest observation of each parameter within `news2_window_s`.
+  from the latest observation of each parameter within `news2_window_s`; raised once held for `hold_s`, and
+  cleared only once the score has stayed `NEWS2_MARGIN` below its level (and no parameter scores 3, for
+  `news2`) for `hold_s` as well, so a score wavering around a boundary raises one alert.
 - Haemorrhage patients: `gcs_drop` (emergency: 2 or more points below the recent baseline, the best GCS in
   the last `gcs_baseline_s`) and `sbp_ceiling` (urgent: systolic above the ceiling for `hold_s`).
 - `sensor_offline` (warning): no sample received for `stale_after_s`; see `check_stale`.
@@ -28,6 +30,7 @@ from monitor.rules import IDLE, RAISED, Condition, ThresholdRule, beyond, deboun
 
 SBP_CEILING_MARGIN = 5.0  # mmHg back below the ceiling before `sbp_ceiling` clears
 GCS_DROP = 2  # points below baseline that make an emergency
+NEWS2_MARGIN = 1  # a raised NEWS2 alert stays while the score is within this many points under its level
 _NEWS2_INPUTS = ("rr", "spo2", "sbp", "hr", "temp")
 
 
@@ -90,12 +93,12 @@ class _Step:
         """Whether any of these conditions is raised or pending."""
         return any(condition in self.conditions for condition in conditions)
 
-    def judge(self, condition: str, breached: bool, hold_s: float) -> bool:
+    def judge(self, condition: str, breached: bool, hold_s: float, clear_hold_s: float = 0.0) -> bool:
         """Advance one condition; True when this sample raises it (the caller then describes the alert)."""
         current = self.conditions.get(condition)
         if current is None and not breached:  # the common case: nothing going on
             return False
-        new, change = debounce(current or IDLE, breached, self.ts, hold_s)
+        new, change = debounce(current or IDLE, breached, self.ts, hold_s, clear_hold_s)
         if new is IDLE:
             self.conditions.pop(condition, None)
         else:
@@ -148,7 +151,7 @@ def assess(
         observations[name] = (at, value)
     news2 = _news2(observations, at, config.news2_window_s)
     if news2 is not None:
-        _judge_news2(step, news2, observations)
+        _judge_news2(step, news2, observations, config.hold_s)
     devices = {**state.devices, sample.device: sample.ts}
     new_state = PatientState(sample.received_at, at, devices, step.conditions, observations, gcs_baseline)
     return new_state, step.events, news2
@@ -178,16 +181,24 @@ def _news2(observations: Mapping[str, tuple[float, Any]], now: float, window_s: 
     )
 
 
-def _judge_news2(step: _Step, news2: News2, observations: Mapping[str, tuple[float, Any]]) -> None:
-    risk = news2.risk
-    # A patient who jumps straight to high risk gets one (emergency) alert, not two.
-    urgent = risk is Severity.URGENT or (risk is Severity.EMERGENCY and step.raised("news2"))
-    for condition, breached, severity in (
-        ("news2", urgent, Severity.URGENT), ("news2_high", risk is Severity.EMERGENCY, Severity.EMERGENCY)
-    ):
-        if step.judge(condition, breached, 0.0):
-            values = {name: value for name, (_, value) in observations.items()} | {"measured_at": step.ts}
-            step.alert(condition, severity, _news2_title(news2), values, news2)
+def _judge_news2(step: _Step, news2: News2, observations: Mapping[str, tuple[float, Any]], hold_s: float) -> None:
+    total, risk = news2.total, news2.risk
+    high = total >= 7 - (NEWS2_MARGIN if step.raised("news2_high") else 0)
+    _judge_news2_level(step, "news2_high", high, Severity.EMERGENCY, news2, observations, hold_s)
+    if step.raised("news2"):  # stays while within the margin, also once the score has climbed to high risk
+        urgent = total >= 5 - NEWS2_MARGIN or max(news2.components.values()) == 3
+    else:  # counts from 5 (or a 3) up; a patient already alerted at high risk gets no second, urgent, alert
+        urgent = risk is not None and not step.raised("news2_high")
+    _judge_news2_level(step, "news2", urgent, Severity.URGENT, news2, observations, hold_s)
+
+
+def _judge_news2_level(
+    step: _Step, condition: str, breached: bool, severity: Severity, news2: News2,
+    observations: Mapping[str, tuple[float, Any]], hold_s: float,
+) -> None:
+    if step.judge(condition, breached, hold_s, clear_hold_s=hold_s):
+        values = {name: value for name, (_, value) in observations.items()} | {"measured_at": step.ts}
+        step.alert(condition, severity, _news2_title(news2), values, news2)
 
 
 def _news2_title(news2: News2) -> str:

@@ -82,7 +82,10 @@ class VitalsMonitor:
         admission = Admission(
             settings.mqtt_max_payload_bytes, settings.device_clock_tolerance_s, settings.retention_days * 86400
         )
-        self._ward = Ward(db, config, settings.mqtt_topic_prefix, admission, shared=bool(settings.mqtt_shared_group))
+        self._ward = Ward(
+            db, config, settings.mqtt_topic_prefix, admission, shared=bool(settings.mqtt_shared_group),
+            reopen_within_s=settings.alert_reopen_s,
+        )
         await self.refresh()
         self._tasks = [
             asyncio.create_task(self.subscriber.run(), name="mqtt-ingest"),

@@ -54,14 +54,17 @@ class Ward:
         topic_prefix: str,
         admission: Admission,
         shared: bool = False,
+        reopen_within_s: float = 0.0,
     ) -> None:
         """`shared`: this process receives only some patients (a shared subscription), so it judges the
-        silence only of patients it has heard from, leaving the others to the process that gets them."""
+        silence only of patients it has heard from, leaving the others to the process that gets them.
+        `reopen_within_s`: a condition returning this soon after its alert resolved re-opens that alert."""
         self._db = db
         self._shared = shared
         self._config = config
         self._prefix = topic_prefix
         self._admission = admission
+        self._reopen_within_s = reopen_within_s
         self._wrong_clocks: set[tuple[str, str]] = set()  # (patient, device) already reported
         self._patients: dict[str, Patient] = {}
         self._overrides: dict[str, dict[str, Threshold]] = {}
@@ -192,7 +195,7 @@ class Ward:
                 news2 = event.news2
                 raise_alert(
                     self._db, patient_id, event.condition, event.severity, event.title, now, event.values,
-                    news2.total if news2 else None, news2.components if news2 else None,
+                    news2.total if news2 else None, news2.components if news2 else None, self._reopen_within_s,
                 )
                 self.stats.alerts_raised += 1
             elif (alert_id := find_open_alert(self._db, patient_id, event.condition)) is not None:

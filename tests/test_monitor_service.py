@@ -97,6 +97,23 @@ async def test_alert_delivered_once_per_transition_then_resolved(
     assert open_alerts(db) == []
 
 
+async def test_an_emergency_back_within_minutes_reopens_the_same_alert(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+) -> None:
+    clock, notifier = ManualClock(), RecordingNotifier()
+    high = CALM | {"rr": 25, "spo2": 93, "hr": 111}  # NEWS2 7
+    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, clock) as monitor:
+        await _subscribed(monitor)
+        for stored, (offset, vitals) in enumerate(((0, high), (60, CALM), (240, high)), start=1):
+            clock.now = T0 + offset
+            await _publish(mosquitto.port, [("p1", {"ts": clock.now, **vitals})])
+            await eventually(lambda: monitor.stats.stored == stored and len(notifier.notices) == 2 * stored)  # noqa: B023
+    emergencies = [(n.kind, n.alert_id) for n in notifier.notices if n.condition == "news2_high"]
+    first = emergencies[0][1]
+    assert emergencies == [(NoticeKind.RAISED, first), (NoticeKind.RESOLVED, first), (NoticeKind.REOPENED, first)]
+    assert [a.id for a in open_alerts(db) if a.condition == "news2_high"] == [first]
+
+
 async def test_threshold_changes_are_picked_up(tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database) -> None:
     notifier = RecordingNotifier()
     async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:

@@ -156,6 +156,32 @@ def test_lifecycle_raised_notified_acknowledged_resolved_is_stored(db: sqlite_ut
     assert [p.notice.kind for p in pending_notices(db)] == [NoticeKind.RESOLVED]
 
 
+def test_a_condition_back_soon_after_resolving_reopens_its_alert(db: sqlite_utils.Database) -> None:
+    def emergency(now: float, score: int) -> int:
+        return raise_alert(
+            db, "p1", "news2_high", Severity.EMERGENCY, f"NEWS2 {score} (high risk)", now, {"rr": 25}, score,
+            {"rr": 3}, reopen_within_s=600,
+        )
+
+    first = emergency(T0, 7)
+    acknowledge_alert(db, first, 4242, T0 + 10)
+    resolve_alert(db, first, T0 + 100)
+    assert emergency(T0 + 700, 8) == first  # 600 s after resolving: the same alert
+    reopened = get_alert(db, first)
+    assert (reopened.state, reopened.title, reopened.news2, reopened.resolved_at) == (
+        AlertState.ACKNOWLEDGED, "NEWS2 8 (high risk)", 8, None
+    )
+    assert [e.state for e in alert_events(db, first)] == ["raised", "acknowledged", "resolved", "reopened"]
+    assert [p.notice.kind for p in pending_notices(db)] == [NoticeKind.RAISED, NoticeKind.RESOLVED, NoticeKind.REOPENED]
+    resolve_alert(db, first, T0 + 800)
+    second = emergency(T0 + 1401, 7)  # 601 s after: a new alert
+    assert second != first and get_alert(db, second).state is AlertState.RAISED
+    resolve_alert(db, second, T0 + 1500)
+    assert emergency(T0 + 1510, 7) == second and get_alert(db, second).state is AlertState.RAISED  # never taken
+    assert escalate_overdue(db, T0 + 1809, after_s=300) == []  # escalation counts from the re-opening
+    assert escalate_overdue(db, T0 + 1810, after_s=300) == [second]
+
+
 def test_escalation_after_the_delay_from_raise_then_from_the_last_escalation(db: sqlite_utils.Database) -> None:
     urgent = _urgent(db)
     raise_alert(db, "p1", "temp_high", Severity.WARNING, "Temperature high", T0)

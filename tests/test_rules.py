@@ -28,6 +28,10 @@ class Patient:
         self.scores.append(news2.total if news2 else None)
         return [_short(event) for event in events]
 
+    def news2(self, ts: float, **vitals: object) -> list[tuple[str, str]]:
+        """Like `observe`, the NEWS2 alerts only."""
+        return [event for event in self.observe(ts, **vitals) if event[0].startswith("news2")]
+
 
 def _short(event: AlertRaised | AlertCleared) -> tuple[str, str]:
     return (event.condition, "raised" if isinstance(event, AlertRaised) else "cleared")
@@ -130,33 +134,54 @@ def test_news2_needs_a_complete_recent_set() -> None:
     assert patient.scores[-1] is None  # the rest are older than the 15 min window
 
 
-def test_news2_medium_risk_is_urgent_and_high_risk_an_emergency() -> None:
+def test_news2_medium_risk_is_urgent_and_high_risk_an_emergency_each_held_before_raised_and_cleared() -> None:
     patient = Patient()
-    assert patient.observe(0, **FULL_SET) == []
+    assert patient.news2(0, **FULL_SET) == []
     medium = FULL_SET | {"rr": 21, "spo2": 95, "sbp": 101, "hr": 91, "temp": 38.1}  # 6
-    assert patient.observe(10, **medium) == [("news2", "raised")]
+    assert patient.news2(10, **medium) == []
+    assert patient.news2(40, **medium) == [("news2", "raised")]  # held for 30 s
     high = medium | {"rr": 25}  # 7
-    assert patient.observe(20, **high) == [("news2_high", "raised")]
-    assert patient.observe(30, **medium) == [("news2_high", "cleared")]
-    assert patient.observe(40, **FULL_SET) == [("news2", "cleared")]
+    assert patient.news2(50, **high) == []
+    assert patient.news2(80, **high) == [("news2_high", "raised")]
+    assert patient.news2(90, **medium) == []  # 6: within the margin of the high level
+    five = medium | {"temp": 37.0}  # 5
+    assert patient.news2(100, **five) == []  # below by the margin: clearing starts
+    assert patient.news2(129, **five) == []
+    assert patient.news2(130, **five) == [("news2_high", "cleared")]
+    assert patient.news2(140, **FULL_SET) == []
+    assert patient.news2(170, **FULL_SET) == [("news2", "cleared")]
+
+
+def test_a_news2_score_wavering_around_a_boundary_raises_one_alert_and_does_not_flap() -> None:
+    patient = Patient()
+    six = FULL_SET | {"rr": 21, "spo2": 95, "sbp": 101, "hr": 91, "temp": 38.1}
+    seven = six | {"rr": 25}
+    events = [event for second in range(300) for event in patient.news2(second, **(six if second % 3 else seven))]
+    assert events == [("news2", "raised")]  # 7 never held for 30 s
+    events = [event for second in range(300, 331) for event in patient.news2(second, **seven)]
+    assert events == [("news2_high", "raised")]
+    events = [event for second in range(331, 900) for event in patient.news2(second, **(six if second % 3 else seven))]
+    assert events == []  # within a point of 7, never cleared
 
 
 def test_a_patient_jumping_to_high_risk_gets_one_emergency_alert() -> None:
     patient = Patient()
     patient.observe(0, **FULL_SET)
     high = FULL_SET | {"rr": 25, "spo2": 93, "hr": 111}
-    sample = VitalSample(patient_id="p", ts=10, received_at=10, **high)
+    assert patient.news2(10, **high) == []
+    sample = VitalSample(patient_id="p", ts=40, received_at=40, **high)
     _, events, news2 = assess(patient.state, sample, ADULT, CONFIG)
-    assert [(e.condition, e.severity, e.title) for e in events] == [
+    assert [(e.condition, e.severity, e.title) for e in events if e.condition.startswith("news2")] == [
         ("news2_high", Severity.EMERGENCY, "NEWS2 7 (high risk)")
     ]
-    assert events[0].news2 == news2 and news2.components["rr"] == 3
+    assert events[-1].news2 == news2 and news2.components["rr"] == 3
 
 
 def test_a_single_parameter_scoring_three_raises_news2() -> None:
     patient = Patient()
-    assert patient.observe(0, **(FULL_SET | {"acvpu": "C"})) == [("news2", "raised")]
-    assert patient.scores == [3]
+    assert patient.observe(0, **(FULL_SET | {"acvpu": "C"})) == []
+    assert patient.observe(30, **(FULL_SET | {"acvpu": "C"})) == [("news2", "raised")]
+    assert patient.scores == [3, 3]
 
 
 def test_late_samples_are_not_judged() -> None:
