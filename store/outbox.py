@@ -1,8 +1,8 @@
 """The notification outbox: every notice the monitor wants delivered, as a queue of rows.
 
 A notice is queued in the same transaction as the alert change that caused it (`queue_notice`), so a crash
-never loses one; the dispatcher takes pending rows in order, claims each while delivering it, and marks it
-delivered, deferred (to retry later) or failed for good. Pending rows survive restarts.
+never loses one; the dispatcher takes the due rows (`due_notices`), claims each while delivering it, and marks
+it delivered, deferred (to retry later, on its own schedule) or failed for good. Pending rows survive restarts.
 """
 
 from __future__ import annotations
@@ -61,6 +61,28 @@ def pending_notices(db: sqlite_utils.Database, limit: int = 100) -> list[Pending
         [limit],
     )
     return [PendingNotice(_notice(row), row["attempts"], row["next_attempt_at"]) for row in rows]
+
+
+def due_notices(db: sqlite_utils.Database, now: float, limit: int = 100) -> list[PendingNotice]:
+    """Notices due at `now`, each the oldest pending one of its alert (so nobody reads "resolved" before
+    "raised"), emergencies first, then in the order they were queued. A deferred notice holds back only the
+    later notices of its own alert."""
+    rows = db.query(
+        "select o.*, a.patient_id from outbox o join alerts a on a.id = o.alert_id "
+        "where o.delivered_at is null and o.failed_at is null and o.next_attempt_at <= ? and not exists ("
+        "  select 1 from outbox e where e.alert_id = o.alert_id and e.id < o.id "
+        "  and e.delivered_at is null and e.failed_at is null"
+        ") order by a.severity = 'emergency' desc, o.id limit ?",
+        [now, limit],
+    )
+    return [PendingNotice(_notice(row), row["attempts"], row["next_attempt_at"]) for row in rows]
+
+
+def next_due_at(db: sqlite_utils.Database) -> float | None:
+    """When the next pending notice falls due (None when nothing is pending)."""
+    return db.execute(
+        "select min(next_attempt_at) from outbox where delivered_at is null and failed_at is null"
+    ).fetchone()[0]
 
 
 def claim_notice(db: sqlite_utils.Database, outbox_id: int, now: float, until: float) -> bool:

@@ -144,8 +144,13 @@ def _v4_readings_per_device(db: sqlite_utils.Database) -> None:
     db["vitals"].create_index(["patient_id", "ts"])
 
 
+def _v5_outbox_by_alert(db: sqlite_utils.Database) -> None:
+    """Each notice is scheduled on its own and waits only for earlier notices of its own alert: find those fast."""
+    db["outbox"].create_index(["alert_id", "id"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1_initial, _v2_delivery_text, _v3_unique_samples, _v4_readings_per_device,
+    _v1_initial, _v2_delivery_text, _v3_unique_samples, _v4_readings_per_device, _v5_outbox_by_alert,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

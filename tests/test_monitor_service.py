@@ -170,7 +170,7 @@ async def test_silent_sensor_raises_offline_and_returning_data_resolves_it(
     assert notifier.seen() == [("sensor_offline", NoticeKind.RAISED), ("sensor_offline", NoticeKind.RESOLVED)]
 
 
-async def test_deferred_notice_is_retried_in_order_and_refused_one_dropped(
+async def test_deferred_notice_is_retried_on_its_own_schedule_in_order_within_its_alert_and_refused_one_dropped(
     tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
 ) -> None:
     clock = ManualClock()
@@ -178,21 +178,58 @@ async def test_deferred_notice_is_retried_in_order_and_refused_one_dropped(
     async def flaky(notice: AlertNotice) -> None:
         if notice.condition == "news2":
             raise DeliveryRefused("every recipient blocked the bot")
-        if len(notifier.attempts) == 1:
+        if len([n for n in notifier.attempts if n.condition == "spo2_low"]) == 1:
             raise DeliveryDeferred("429: too many requests", retry_after=30)
 
     notifier = RecordingNotifier(flaky)
     async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, clock) as monitor:
         await _subscribed(monitor)
         await _publish(mosquitto.port, [("p1", {"ts": T0, **HYPOXIC}), ("p1", {"ts": T0 + 1, **CALM})])
-        await eventually(lambda: len(notifier.attempts) == 1)
+        # The SpO2 alert's first notice waits 30 s; the other alert's notices do not wait behind it.
+        await eventually(lambda: len(notifier.attempts) == 3)
         await monitor.outbox.deliver_due()
-        assert len(notifier.attempts) == 1  # not due yet, and nothing overtakes it
+        assert [(n.condition, n.kind) for n in notifier.attempts] == [
+            ("spo2_low", NoticeKind.RAISED), ("news2", NoticeKind.RAISED), ("news2", NoticeKind.RESOLVED)
+        ]  # and "resolved" did not overtake the deferred "raised" of its alert
         clock.advance(30)
         monitor.outbox.wake()
         await eventually(lambda: len(notifier.notices) == 2)
     assert notifier.seen() == [("spo2_low", NoticeKind.RAISED), ("spo2_low", NoticeKind.RESOLVED)]
-    assert [(n.condition, n.kind) for n in notifier.attempts].count(("news2", NoticeKind.RAISED)) == 1
+
+
+async def test_an_emergency_after_a_long_outage_goes_first_and_is_retried_at_most_30_s_apart(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+) -> None:
+    clock, outage = ManualClock(), [True]
+
+    async def telegram(notice: AlertNotice) -> None:
+        if outage[0]:
+            raise DeliveryDeferred("Telegram unavailable")
+
+    notifier = RecordingNotifier(telegram)
+    tries = lambda condition: [n for n in notifier.attempts if n.condition == condition]  # noqa: E731
+    settings = _settings(tmp_path, mosquitto.url, escalate_after_s=86400, stale_after_s=86400)
+    async with VitalsMonitor(settings, notifier, clock) as monitor:
+        await _subscribed(monitor)
+        await _publish(mosquitto.port, [("p1", {"ts": T0, "spo2": 85, "gcs": 15})])
+        await eventually(lambda: len(tries("spo2_low")) == 1)
+        for _ in range(12):  # an hour of outage: the urgent notice's backoff grows to 300 s
+            clock.advance(300)
+            await monitor.outbox.deliver_due()
+        assert len(tries("spo2_low")) == 13  # retried 2, 4, ... s, then 300 s apart
+        await _publish(mosquitto.port, [("p1", {"ts": clock(), "gcs": 12})])  # GCS drop: an emergency
+        await eventually(lambda: len(tries("gcs_drop")) == 1)  # offered at once, not behind the urgent one
+        for attempt in range(2, 12):  # still out: tried again within 30 s, however often it failed
+            clock.advance(30)
+            await monitor.outbox.deliver_due()
+            assert len(tries("gcs_drop")) == attempt
+        outage[0] = False
+        clock.advance(30)
+        await monitor.outbox.deliver_due()
+        assert notifier.seen() == [("gcs_drop", NoticeKind.RAISED)]  # the urgent one waits for its own time
+        clock.advance(300)
+        await monitor.outbox.deliver_due()
+    assert notifier.seen() == [("gcs_drop", NoticeKind.RAISED), ("spo2_low", NoticeKind.RAISED)]
 
 
 async def test_broker_restart_mid_stream_loses_no_sample(
