@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     # --- Storage --------------------------------------------------------------------------------
     hemowatch_db: Path = Path("hemowatch.db")
     retention_days: float = Field(30.0, gt=0)  # raw vitals older than this are pruned
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"  # FULL: a commit survives a power cut
 
     # --- MQTT -----------------------------------------------------------------------------------
     mqtt_url: str = ""  # empty: start the embedded broker

@@ -49,7 +49,7 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
     bot_store = StoreThread("hemowatch-bot")
     async with AsyncExitStack() as stack:
         stack.push_async_callback(bot_store.close)
-        await bot_store.open(settings.hemowatch_db)
+        await bot_store.open(settings.hemowatch_db, settings.sqlite_synchronous)
         if not settings.mqtt_url:
             broker = EmbeddedBroker(settings.embedded_broker_host, settings.embedded_broker_port)
             await stack.enter_async_context(broker)

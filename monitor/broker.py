@@ -6,10 +6,13 @@ memory only, so messages queued for an absent client do not survive a restart of
 
 from __future__ import annotations
 
+import logging
 from types import TracebackType
 from typing import Self
 
 from amqtt.broker import Broker
+
+log = logging.getLogger(__name__)
 
 
 class EmbeddedBroker:
@@ -32,6 +35,11 @@ class EmbeddedBroker:
             }
         )
         await self._broker.start()
+        log.warning(
+            "the embedded MQTT broker keeps sessions, and the vitals queued for a monitor that is away, in this "
+            "process's memory only: they are lost whenever the service stops. In production set MQTT_URL to a "
+            "mosquitto configured like deploy/mosquitto.conf"
+        )
         return self
 
     async def __aexit__(

@@ -4,6 +4,10 @@ QoS 1 with a persistent session under a fixed client id, so the broker keeps wha
 monitor is away and delivers it on return. Each message is only timestamped and handed on to a queue; the
 broker gets its acknowledgement (PUBACK) only after the store has committed or rejected it. Until then the
 message stays in the broker's session, so a monitor killed at any moment is sent it again on return.
+
+A broker keeps only so many messages for an absent client (mosquitto: `max_queued_messages`, 1,000 by default)
+and drops the rest without telling anyone. mosquitto counts them in `$SYS/broker/publish/messages/dropped`,
+which the subscriber follows (`BrokerDrops`) and reports at WARNING when it starts and whenever it grows.
 """
 
 from __future__ import annotations
@@ -24,6 +28,32 @@ from monitor.mqtt import Backoff
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # MQTT v5: how long the broker keeps our session while we are away
+DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"  # mosquitto: messages dropped at queue or in-flight limits
+
+
+class BrokerDrops:
+    """Follows mosquitto's count of dropped messages and says, at WARNING, when messages were dropped."""
+
+    def __init__(self) -> None:
+        self.count: int | None = None  # as last reported by the broker; None until it says
+
+    def update(self, payload: bytes) -> None:
+        try:
+            count = int(payload)
+        except ValueError:
+            return
+        if self.count is None and count > 0:
+            log.warning(
+                "the MQTT broker has dropped %d messages since it started (its max_queued_messages or in-flight "
+                "limits): vitals published while this monitor was away may be lost. Set max_queued_messages 0 in "
+                "mosquitto.conf (see deploy/mosquitto.conf)", count,
+            )
+        elif self.count is not None and count > self.count:
+            log.warning(
+                "the MQTT broker dropped %d more messages (%d since it started): a queue or in-flight limit is "
+                "reached; see deploy/mosquitto.conf", count - self.count, count,
+            )
+        self.count = count
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +98,7 @@ class VitalsSubscriber:
         self._taking = True
         self._queue_type = _handing_on(self._hand_on)
         self.subscribed = asyncio.Event()  # set while the subscription is live
+        self.broker_drops = BrokerDrops()
 
     async def run(self) -> NoReturn:
         self._taking = True
@@ -91,6 +122,7 @@ class VitalsSubscriber:
         try:
             async with client:
                 await client.subscribe(self._filter, qos=1)
+                await client.subscribe(DROPPED_TOPIC, qos=0)  # retained: answered at once by mosquitto
                 log.info("subscribed to %s", self._filter)
                 self.subscribed.set()
                 backoff.reset()
@@ -118,7 +150,9 @@ class VitalsSubscriber:
         self._taking = False
 
     def _hand_on(self, message: aiomqtt.Message) -> None:
-        if self._taking:
+        if message.topic.value == DROPPED_TOPIC:
+            self.broker_drops.update(cast(bytes, message.payload))
+        elif self._taking:
             payload = cast(bytes, message.payload)
             self._on_message(
                 Message(message.topic.value, payload, self._clock(), message.mid, message.qos, self._connection)

@@ -74,8 +74,8 @@ class VitalsMonitor:
 
     async def start(self) -> None:
         settings = self._settings
-        db = await self._store.open(settings.hemowatch_db)
-        await self._outbox_store.open(settings.hemowatch_db)
+        db = await self._store.open(settings.hemowatch_db, settings.sqlite_synchronous)
+        await self._outbox_store.open(settings.hemowatch_db, settings.sqlite_synchronous)
         config = EngineConfig(
             hold_s=settings.rule_hold_s, sbp_ceiling=settings.sbp_ceiling, stale_after_s=settings.stale_after_s
         )

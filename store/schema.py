@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import sqlite_utils
 
@@ -155,16 +156,23 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def open_database(path: str | Path) -> sqlite_utils.Database:
+Synchronous = Literal["FULL", "NORMAL"]
+
+
+def open_database(path: str | Path, synchronous: Synchronous = "FULL") -> sqlite_utils.Database:
     """Open (creating or upgrading) the SQLite file at `path` in WAL mode.
 
-    The connection may be used from one thread at a time, not necessarily the one that opened it,
+    `synchronous`: FULL syncs the write-ahead log at every commit, so a commit survives a power cut or an OS
+    crash; NORMAL syncs it only at checkpoints, so such a cut can roll back the last commits (a process crash
+    cannot). The connection may be used from one thread at a time, not necessarily the one that opened it,
     so callers can hand it to a worker thread.
     """
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
     db = sqlite_utils.Database(conn)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA foreign_keys=ON")
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:

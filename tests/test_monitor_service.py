@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -284,7 +285,10 @@ async def test_restart_delivers_the_pending_alert_and_what_was_published_meanwhi
     assert len(vitals_between(db, "p1", T0, T0 + 10)) == 6
 
 
-async def test_embedded_broker_serves_the_monitor(tmp_path: Path, db: sqlite_utils.Database) -> None:
+async def test_embedded_broker_serves_the_monitor_and_says_its_queue_is_memory_only(
+    tmp_path: Path, db: sqlite_utils.Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="monitor.broker")
     notifier = RecordingNotifier()
     port = free_port()
     settings = Settings(
@@ -300,6 +304,7 @@ async def test_embedded_broker_serves_the_monitor(tmp_path: Path, db: sqlite_uti
         ("spo2_low", NoticeKind.RAISED), ("news2", NoticeKind.RAISED),
         ("spo2_low", NoticeKind.RESOLVED), ("news2", NoticeKind.RESOLVED),
     ]
+    assert any("memory only" in r.getMessage() and "deploy/mosquitto.conf" in r.getMessage() for r in caplog.records)
 
 
 async def test_shared_subscription_splits_the_load_between_monitors(

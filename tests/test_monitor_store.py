@@ -109,6 +109,14 @@ def test_an_older_file_loses_its_twins_on_upgrade(tmp_path: Path) -> None:
     assert stored_samples(db, [reading_key(resend)]) == {reading_key(resend)}
 
 
+def test_commits_are_synced_to_disk_unless_normal_is_asked_for(tmp_path: Path) -> None:
+    pragma = lambda db: db.execute("PRAGMA synchronous").fetchone()[0]  # noqa: E731
+    assert pragma(open_database(tmp_path / "a.db")) == 2  # FULL
+    assert pragma(open_database(tmp_path / "b.db", "NORMAL")) == 1
+    with pytest.raises(ValueError, match="FULL or NORMAL"):
+        open_database(tmp_path / "c.db", "OFF")
+
+
 def test_a_resend_is_stored_once_and_different_readings_of_one_second_are_all_kept(tmp_path: Path) -> None:
     path = tmp_path / "older.db"
     _older_file(path, 3, [(T0, T0 + 1, 70)])  # written when one second held one sample per patient
