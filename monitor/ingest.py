@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # MQTT v5: how long the broker keeps our session while we are away
 DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"  # mosquitto: messages dropped at queue or in-flight limits
+SHORT_CONNECTION_S = 5.0  # a subscribed connection lost sooner than this counts towards a session taken over
+SHORT_CONNECTIONS = 5  # that many in a row: another client is using our client id
 
 
 class BrokerDrops:
@@ -99,6 +102,8 @@ class VitalsSubscriber:
         self._queue_type = _handing_on(self._hand_on)
         self.subscribed = asyncio.Event()  # set while the subscription is live
         self.broker_drops = BrokerDrops()
+        self._subscribed_at: float | None = None  # time.monotonic() of the live connection's subscription
+        self._short_connections = 0
 
     async def run(self) -> NoReturn:
         self._taking = True
@@ -108,9 +113,31 @@ class VitalsSubscriber:
                 await self._receive(backoff)
             except aiomqtt.MqttError as error:
                 self.subscribed.clear()
+                self._session_taken_over()
                 delay = backoff.next_delay()
                 log.warning("MQTT connection lost (%s); reconnecting in %.1f s", error, delay)
                 await asyncio.sleep(delay)
+
+    def _session_taken_over(self) -> None:
+        """Say plainly when another client uses our client id: the broker then ends whichever connection is
+        older, so two monitors with one `MQTT_CLIENT_ID` take the session (and its queued messages) from each
+        other in turn. The sign (aiomqtt does not pass on an MQTT v5 reason code) is a connection lost again
+        and again within seconds of subscribing, which a broker restart now and then does not produce."""
+        subscribed_at, self._subscribed_at = self._subscribed_at, None
+        if subscribed_at is None:
+            return
+        if time.monotonic() - subscribed_at >= SHORT_CONNECTION_S:
+            self._short_connections = 0
+            return
+        self._short_connections += 1
+        if self._short_connections % SHORT_CONNECTIONS == 0:
+            log.error(
+                "the MQTT broker ended this monitor's connection %d times in a row within %.0f s of subscribing: "
+                "another client is probably connected with the same client id %r. Two monitors with one "
+                "MQTT_CLIENT_ID take the session and its queued vitals from each other in turn; give each its own "
+                "MQTT_CLIENT_ID (and, to share the load, the same MQTT_SHARED_GROUP)",
+                self._short_connections, SHORT_CONNECTION_S, self._options.get("identifier"),
+            )
 
     async def _receive(self, backoff: Backoff) -> None:
         """One connection: subscribe, then receive until it drops (with MqttError)."""
@@ -124,6 +151,7 @@ class VitalsSubscriber:
                 await client.subscribe(self._filter, qos=1)
                 await client.subscribe(DROPPED_TOPIC, qos=0)  # retained: answered at once by mosquitto
                 log.info("subscribed to %s", self._filter)
+                self._subscribed_at = time.monotonic()
                 self.subscribed.set()
                 backoff.reset()
                 async for _ in client.messages:

@@ -94,3 +94,34 @@ async def test_the_shipped_broker_configuration_keeps_everything_for_the_monitor
         broker.stop()
     assert stored == AWAY
     assert not [r for r in caplog.records if "dropped" in r.getMessage()]
+
+
+@pytest.mark.parametrize("shared_group", ["", "monitors"])  # MQTT 3.1.1, and v5
+async def test_two_monitors_with_one_client_id_are_told_they_take_each_others_session(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture, shared_group: str
+) -> None:
+    open_database(tmp_path / "hemowatch.db")
+    caplog.set_level(logging.WARNING, logger="monitor.ingest")
+    settings = Settings(
+        _env_file=None, mqtt_url=mosquitto.url, hemowatch_db=tmp_path / "hemowatch.db", mqtt_client_id="ward-7",
+        mqtt_shared_group=shared_group,
+    )
+    async with VitalsMonitor(settings, RecordingNotifier()), VitalsMonitor(settings, RecordingNotifier()):
+        await eventually(lambda: any("same client id 'ward-7'" in r.getMessage() for r in caplog.records), timeout=20)
+    told = [r.getMessage() for r in caplog.records if r.name == "monitor.ingest" and r.levelno == logging.ERROR]
+    assert "5 times in a row" in told[0] and "MQTT_CLIENT_ID" in told[0]
+
+
+async def test_one_monitor_reconnecting_after_an_outage_is_not_taken_for_two(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    open_database(tmp_path / "hemowatch.db")
+    caplog.set_level(logging.ERROR, logger="monitor.ingest")
+    settings = Settings(_env_file=None, mqtt_url=mosquitto.url, hemowatch_db=tmp_path / "hemowatch.db")
+    async with VitalsMonitor(settings, RecordingNotifier()) as monitor:
+        for _ in range(3):
+            await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
+            await asyncio.to_thread(mosquitto.restart)
+            await eventually(lambda: not monitor.subscriber.subscribed.is_set())
+        await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
+    assert not [r for r in caplog.records if "client id" in r.getMessage()]
