@@ -18,7 +18,7 @@ from bot.membership import help_command, invite, revoke, start
 from bot.patient_commands import add_patient, list_patients, mute, status, thresholds
 from bot.scans import scan_handlers
 from core.settings import Settings
-from inference.analyzer import Analyzer
+from inference.analyzer import ScanAnalyzer
 from store.thread import StoreThread
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ COMMANDS = [
 
 
 def build_application(
-    settings: Settings, analyzer: Analyzer | None, store: StoreThread, clock: Callable[[], float] = time.time
+    settings: Settings, analyzer: ScanAnalyzer | None, store: StoreThread, clock: Callable[[], float] = time.time
 ) -> Application:
     """The bot, talking to `settings.telegram_api_url`, with every handler registered; `store` is open and
     serves the handlers' store calls."""

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     hemowatch_model: Path = DEFAULT_MODEL
     inference_threads: int = Field(2, ge=1)
     max_upload_mb: float = Field(100.0, gt=0)
+    scan_memory_limit_mb: float = Field(1536.0, ge=700)  # address space of each scan analysis worker process
     max_slices: int = Field(600, ge=1)
     window_center: float = 40.0
     window_width: float = Field(80.0, gt=0)

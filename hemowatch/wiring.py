@@ -21,7 +21,7 @@ from telegram.ext import Application
 from bot.application import build_application, register_menu
 from bot.notifier import TelegramNotifier
 from core.settings import Settings
-from hemowatch.builders import analyzer_from_settings
+from hemowatch.builders import scan_workers_from_settings
 from monitor.broker import EmbeddedBroker
 from monitor.mqtt import Backoff
 from monitor.vitals_monitor import VitalsMonitor
@@ -53,7 +53,9 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         if not settings.mqtt_url:
             broker = EmbeddedBroker(settings.embedded_broker_host, settings.embedded_broker_port)
             await stack.enter_async_context(broker)
-        application = build_application(settings, analyzer_from_settings(settings), bot_store, clock)
+        scan_workers = await asyncio.to_thread(scan_workers_from_settings, settings)
+        stack.callback(scan_workers.close)
+        application = build_application(settings, scan_workers, bot_store, clock)
         stack.push_async_callback(application.shutdown)  # after the monitor has stopped delivering
         monitor = VitalsMonitor(settings, TelegramNotifier(application.bot, bot_store, settings, clock), clock=clock)
         await stack.enter_async_context(monitor)

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -33,6 +34,18 @@ SHOWN_TYPE_PROBABILITY = 0.5
 
 def _silent(_: str) -> None:
     pass
+
+
+class ScanAnalyzer(Protocol):
+    """What the bot needs of an analysis engine: `Analyzer` in this process, or `inference.worker.ProcessAnalyzer`
+    in worker processes."""
+
+    @property
+    def model_info(self) -> ModelInfo: ...
+
+    def analyze_bytes(self, data: bytes, filename: str, progress: Progress | None = None) -> list[StudyResult]: ...
+
+    def analyze_path(self, path: Path, progress: Progress | None = None) -> list[StudyResult]: ...
 
 
 class Analyzer:
