@@ -4,10 +4,12 @@
 
 Prints the machine, then:
 1. sustained ingest: messages queued at the broker while the subscriber is away, then drained; messages per
-   second validated, scored and stored by the monitor, and by a bare aiomqtt subscriber that only parses
-   JSON, in the same run (and their ratio);
+   second validated, scored and stored by the monitor with SQLite `synchronous=FULL` (the default: every
+   commit on disk before the broker is acknowledged) and with `NORMAL`, each into its own database file, and
+   by a bare aiomqtt subscriber that only parses JSON, in the same run (and the ratio FULL / bare);
 2. alert latency from publish to the notifier call (p50, p99) while a separate publisher process sends
-   1,000 messages per second;
+   1,000 messages per second (rules without hold and alerts never re-opened, so every alarming probe sample
+   raises a NEWS2 alert: the latency is the pipeline's, not a rule's hold);
 3. resident memory of this process with every patient's state in memory.
 """
 
@@ -160,27 +162,40 @@ async def main(args: argparse.Namespace) -> None:
     broker = _start_mosquitto(workdir, port)
     try:
         ids = _register(workdir / "hemowatch.db", args.patients)
-        settings = Settings(_env_file=None, mqtt_url=f"mqtt://127.0.0.1:{port}", hemowatch_db=workdir / "hemowatch.db")
+        _register(workdir / "normal.db", args.patients)
+        settings = Settings(
+            _env_file=None, mqtt_url=f"mqtt://127.0.0.1:{port}", hemowatch_db=workdir / "hemowatch.db", rule_hold_s=0,
+            alert_reopen_s=0,
+        )
+        normal = settings.model_copy(update={
+            "hemowatch_db": workdir / "normal.db", "sqlite_synchronous": "NORMAL", "mqtt_client_id": "bench-normal",
+        })
         notifier = LatencyNotifier()
         rss_before = psutil.Process().memory_info().rss
 
-        # 1. Create both persistent sessions, queue the same messages for both, then time each drain.
+        # 1. Create the persistent sessions, queue the same messages for each, then time each drain.
         await _bare_subscriber_rate(port, args.messages, connected=False)
-        monitor = VitalsMonitor(settings, notifier)
-        await monitor.start()
-        await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
-        await monitor.stop()
-        monitor = VitalsMonitor(settings, notifier)
+        for each in (settings, normal):
+            monitor = VitalsMonitor(each, notifier)
+            await monitor.start()
+            await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
+            await monitor.stop()
         base = time.time() - args.messages / 1000
         await _publish(port, [
             (vitals_topic(PREFIX, ids[i % len(ids)]), json.dumps(CALM | {"ts": base + i / 1000, "hr": 60 + i % 30}))
             for i in range(args.messages)
         ])
         bare = await _bare_subscriber_rate(port, args.messages, connected=True)
+        monitor = VitalsMonitor(normal, notifier)
+        ingest_normal = await _ingest_rate(monitor, args.messages)
+        await monitor.stop()
+        monitor = VitalsMonitor(settings, notifier)
         ingest = await _ingest_rate(monitor, args.messages)
-        print(f"sustained ingest: {ingest:,.0f} messages/s validated, scored and stored "
+        print(f"sustained ingest, synchronous=FULL: {ingest:,.0f} messages/s validated, scored and stored "
               f"({args.messages:,} messages, {args.patients:,} patients)")
-        print(f"bare aiomqtt subscriber parsing JSON: {bare:,.0f} messages/s; ratio {ingest / bare:.2f}")
+        print(f"sustained ingest, synchronous=NORMAL: {ingest_normal:,.0f} messages/s; FULL / NORMAL "
+              f"{ingest / ingest_normal:.2f}")
+        print(f"bare aiomqtt subscriber parsing JSON: {bare:,.0f} messages/s; ratio FULL / bare {ingest / bare:.2f}")
 
         # 2. Alert latency under a steady 1,000 messages per second from another process.
         publisher = subprocess.Popen([

@@ -31,6 +31,8 @@ def notice_text(notice: AlertNotice) -> str:
     lines.append(f"Raised at {clock_time(notice.raised_at)}")
     if notice.kind is NoticeKind.ESCALATED:
         lines.append("⏫ Nobody has acknowledged this yet, so it now goes to more people.")
+    if notice.kind is NoticeKind.REOPENED:
+        lines.append("↩️ Back again soon after it resolved: this is the same alert, open again.")
     return "\n".join(lines)
 
 

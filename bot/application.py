@@ -21,7 +21,7 @@ from bot.scans import scan_handlers
 from bot.studies import list_studies, oncall
 from bot.telegram_calls import is_passing
 from core.settings import Settings
-from inference.analyzer import Analyzer
+from inference.analyzer import ScanAnalyzer
 from store.thread import StoreThread
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ COMMANDS = [
 
 
 def build_application(
-    settings: Settings, analyzer: Analyzer | None, store: StoreThread, clock: Callable[[], float] = time.time
+    settings: Settings, analyzer: ScanAnalyzer | None, store: StoreThread, clock: Callable[[], float] = time.time
 ) -> Application:
     """The bot, talking to `settings.telegram_api_url`, with every handler registered; `store` is open and
     serves the handlers' store calls."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from telegram.ext import ContextTypes
 
 from core.settings import Settings
-from inference.analyzer import Analyzer
+from inference.analyzer import ScanAnalyzer
 from store.thread import StoreThread
 
 KEY = "shared"  # where the BotData lives in `application.bot_data`
@@ -23,7 +23,7 @@ class BotData:
     settings: Settings
     store: StoreThread  # the bot's own connection, on a worker thread of its own
     clock: Callable[[], float]  # seconds since the epoch; tests pass a controllable one
-    analyzer: Analyzer | None  # None when the bot runs without scan triage
+    analyzer: ScanAnalyzer | None  # None when the bot runs without scan triage
 
 
 def install(application_bot_data: dict, shared: BotData) -> None:

@@ -1,7 +1,9 @@
 """Scan triage for doctors: a head CT in; the verdict, its heat-map and an audit row out.
 
-The analysis runs in a worker thread, at most `scan_concurrency` at once, so a large series never holds up
-alerts or other users. The scan is read in memory and dropped; only its SHA-256 and the verdict are kept.
+The analysis is awaited on a worker thread, at most `scan_concurrency` at once, so a large series never holds
+up alerts or other users; in the service the analyzer runs it in a worker process with a memory limit
+(`inference.worker`), so no upload can take the service down. The scan is read in memory and dropped; only its
+SHA-256 and the verdict are kept.
 """
 
 from __future__ import annotations

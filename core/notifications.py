@@ -26,6 +26,7 @@ class NoticeKind(StrEnum):
     RAISED = "raised"  # a new alert: tell the patient's doctors and caregivers
     ESCALATED = "escalated"  # urgent/emergency left unacknowledged: the notifier decides who else
     RESOLVED = "resolved"  # the condition cleared
+    REOPENED = "reopened"  # the condition returned soon after it cleared: the same alert is open again
 
 
 @dataclass(frozen=True, slots=True)

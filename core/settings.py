@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -67,10 +67,12 @@ class Settings(ScanSettings):
     scan_concurrency: int = Field(2, ge=1)  # analyses running at once
     scan_rate_limit: int = Field(10, ge=1)  # scans per user per rate window
     scan_rate_window_s: float = Field(600.0, gt=0)
+    scan_memory_limit_mb: float = Field(1536.0, ge=700)  # address space of each scan analysis worker process
 
     # --- Storage --------------------------------------------------------------------------------
     hemowatch_db: Path = Path("hemowatch.db")
     retention_days: float = Field(30.0, gt=0)  # raw vitals older than this are pruned
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"  # FULL: a commit survives a power cut
 
     # --- MQTT -----------------------------------------------------------------------------------
     mqtt_url: str = ""  # empty: start the embedded broker
@@ -87,6 +89,8 @@ class Settings(ScanSettings):
     escalate_after_s: float = Field(300.0, gt=0)  # urgent/emergency unacknowledged this long
     sbp_ceiling: float = Field(160.0, gt=0)  # mmHg, neuro rule for haemorrhage patients
     rule_hold_s: float = Field(30.0, ge=0)  # a vital must stay out of range this long before an alert
+    alert_reopen_s: float = Field(600.0, ge=0)  # a condition back this soon after resolving re-opens its alert
+    device_clock_tolerance_s: float = Field(30.0, gt=0)  # a stamp further ahead: judged on arrival time
 
     # --- DICOM node -----------------------------------------------------------------------------
     dicom_ae_title: str = Field("HEMOWATCH", min_length=1, max_length=16)

@@ -32,6 +32,13 @@ class VitalSample:
     acvpu: str | None = None  # A, C, V, P or U
     news2: int | None = None  # when the sample completed a set of vitals
     news2_components: dict[str, int] | None = None
+    device: str = ""  # which of the patient's devices measured it ("" when the device does not say)
+    device_ts: float | None = None  # the device's own stamp when its clock was judged wrong (`ts` is then arrival)
+
+    @property
+    def stamp(self) -> float:
+        """The time the device put on the sample, which a resend repeats."""
+        return self.ts if self.device_ts is None else self.device_ts
 
     def values(self) -> dict[str, Any]:
         """The vitals present in this sample, by name."""

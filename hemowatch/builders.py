@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from core.settings import ScanSettings
+from core.settings import ScanSettings, Settings
 from inference.analyzer import Analyzer
 from inference.limits import Limits
 from inference.scan import Window
+from inference.worker import ProcessAnalyzer
+
+
+def _engine_options(settings: ScanSettings) -> dict[str, Any]:
+    """Threads, input limits and window, as configured."""
+    return {
+        "threads": settings.inference_threads,
+        "limits": Limits(max_upload_bytes=settings.max_upload_bytes, max_slices=settings.max_slices),
+        "window": Window(settings.window_center, settings.window_width),
+    }
 
 
 def analyzer_from_settings(
     settings: ScanSettings, model_path: Path | None = None, threshold: float | None = None
 ) -> Analyzer:
-    """The scan analysis engine as the service is configured (model, threads, input limits, window)."""
-    return Analyzer(
-        model_path or settings.hemowatch_model,
-        threads=settings.inference_threads,
-        limits=Limits(max_upload_bytes=settings.max_upload_bytes, max_slices=settings.max_slices),
-        window=Window(settings.window_center, settings.window_width),
-        threshold=threshold,
+    """The scan analysis engine in this process, as the service is configured (`hemowatch classify`: one
+    command, one process, nothing else running in it)."""
+    return Analyzer(model_path or settings.hemowatch_model, threshold=threshold, **_engine_options(settings))
+
+
+def scan_workers_from_settings(settings: Settings, threshold: float | None = None) -> ProcessAnalyzer:
+    """The service's analysis engine: `scan_concurrency` worker processes, each capped at `scan_memory_limit_mb`,
+    so no upload can take the memory the vitals monitor needs, and one that kills its worker costs only itself."""
+    return ProcessAnalyzer(
+        settings.hemowatch_model, workers=settings.scan_concurrency, threshold=threshold,
+        memory_limit_bytes=int(settings.scan_memory_limit_mb * 2**20), **_engine_options(settings),
     )

@@ -24,7 +24,7 @@ from bot.notifier import TelegramNotifier
 from bot.telegram_calls import keep_trying, log_polling_error
 from core.settings import Settings
 from dicomnode.node import DicomNode
-from hemowatch.builders import analyzer_from_settings
+from hemowatch.builders import scan_workers_from_settings
 from monitor.broker import EmbeddedBroker
 from monitor.vitals_monitor import VitalsMonitor
 from store.thread import StoreThread
@@ -55,20 +55,23 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
     bot_store = StoreThread("hemowatch-bot")
     async with AsyncExitStack() as stack:
         stack.push_async_callback(bot_store.close)
-        await bot_store.open(settings.hemowatch_db)
+        await bot_store.open(settings.hemowatch_db, settings.sqlite_synchronous)
         if not settings.mqtt_url:
             broker = EmbeddedBroker(settings.embedded_broker_host, settings.embedded_broker_port)
             await stack.enter_async_context(broker)
-        analyzer = analyzer_from_settings(settings)
-        application = build_application(settings, analyzer, bot_store, clock)
+        scan_workers = await asyncio.to_thread(scan_workers_from_settings, settings)
+        stack.callback(scan_workers.close)
+        application = build_application(settings, scan_workers, bot_store, clock)
         stack.push_async_callback(application.shutdown)  # after the monitor has stopped delivering
         monitor = VitalsMonitor(settings, TelegramNotifier(application.bot, bot_store, settings, clock), clock=clock)
         await stack.enter_async_context(monitor)
         dicom = None
         if settings.dicom_port:
+            dicom_workers = scan_workers
             if settings.dicom_threshold is not None:
-                analyzer = analyzer_from_settings(settings, threshold=settings.dicom_threshold)
-            dicom = DicomNode(settings, analyzer, on_alert=monitor.outbox.wake, clock=clock)
+                dicom_workers = await asyncio.to_thread(scan_workers_from_settings, settings, settings.dicom_threshold)
+                stack.callback(dicom_workers.close)
+            dicom = DicomNode(settings, dicom_workers, on_alert=monitor.outbox.wake, clock=clock)
             await stack.enter_async_context(dicom)  # alerts wait in the outbox until the bot is connected
         if not await keep_trying("the token check (getMe)", application.initialize, meanwhile="vitals are still stored"):
             raise InvalidToken("Telegram refused the token check")

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -34,6 +35,18 @@ _LookedAt = dict[int, tuple[np.ndarray, tuple[int, int, int], np.ndarray]]
 
 def _silent(_: str) -> None:
     pass
+
+
+class ScanAnalyzer(Protocol):
+    """What the bot needs of an analysis engine: `Analyzer` in this process, or `inference.worker.ProcessAnalyzer`
+    in worker processes."""
+
+    @property
+    def model_info(self) -> ModelInfo: ...
+
+    def analyze_bytes(self, data: bytes, filename: str, progress: Progress | None = None) -> list[StudyResult]: ...
+
+    def analyze_path(self, path: Path, progress: Progress | None = None) -> list[StudyResult]: ...
 
 
 class Analyzer:

@@ -25,6 +25,8 @@ class _StartupFailure(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return record.getMessage() != "Broker startup failed"
 
+log = logging.getLogger(__name__)
+
 
 class EmbeddedBroker:
     """`async with EmbeddedBroker(host, port) as broker:` serves MQTT 3.1.1 at `broker.url` meanwhile."""
@@ -60,6 +62,11 @@ class EmbeddedBroker:
             raise
         finally:
             logging.getLogger("amqtt.broker").removeFilter(quiet)
+        log.warning(
+            "the embedded MQTT broker keeps sessions, and the vitals queued for a monitor that is away, in this "
+            "process's memory only: they are lost whenever the service stops. In production set MQTT_URL to a "
+            "mosquitto configured like deploy/mosquitto.conf"
+        )
         return self
 
     async def __aexit__(

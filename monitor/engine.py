@@ -1,11 +1,17 @@
 """The alert engine: one patient's state plus one sample in, new state and alert events out.
 
 Pure: no I/O, no clock. Rule durations are measured on the samples' own timestamps, so vitals replayed
-after an outage are judged as they happened. Conditions (one alert each while they persist):
+after an outage are judged as they happened. Each device's samples are judged in the order of its own stamps
+(one that arrives after a newer one from the same device is stored, not judged); a patient's judgement runs
+on one timeline that never goes back, so a device whose clock is a little behind another's is judged at the
+newest time seen for the patient rather than left out. (A stamp too far ahead was already replaced by the
+arrival time, see `monitor.payload`.) Conditions (one alert each while they persist):
 
 - `<vital>_low` / `<vital>_high`: threshold rules (see `monitor.rules`), held for `hold_s`, with hysteresis.
 - `news2` (urgent: aggregate 5-6 or one parameter scoring 3) and `news2_high` (emergency: 7 or more),
-  from the latest observation of each parameter within `news2_window_s`.
+  from the latest observation of each parameter within `news2_window_s`; raised once held for `hold_s`, and
+  cleared only once the score has stayed `NEWS2_MARGIN` below its level (and no parameter scores 3, for
+  `news2`) for `hold_s` as well, so a score wavering around a boundary raises one alert.
 - Haemorrhage patients: `gcs_drop` (emergency: 2 or more points below the recent baseline, the best GCS in
   the last `gcs_baseline_s`) and `sbp_ceiling` (urgent: systolic above the ceiling for `hold_s`).
 - `sensor_offline` (warning): no sample received for `stale_after_s`; see `check_stale`.
@@ -24,6 +30,7 @@ from monitor.rules import IDLE, RAISED, Condition, ThresholdRule, beyond, deboun
 
 SBP_CEILING_MARGIN = 5.0  # mmHg back below the ceiling before `sbp_ceiling` clears
 GCS_DROP = 2  # points below baseline that make an emergency
+NEWS2_MARGIN = 1  # a raised NEWS2 alert stays while the score is within this many points under its level
 _NEWS2_INPUTS = ("rr", "spo2", "sbp", "hr", "temp")
 
 
@@ -47,7 +54,8 @@ class Profile:
 @dataclass(frozen=True, slots=True)
 class PatientState:
     last_seen: float  # when the monitor last received a sample (or started watching)
-    last_ts: float | None = None  # newest measurement time judged so far
+    last_ts: float | None = None  # the patient's timeline: newest time judged so far
+    devices: Mapping[str, float] = field(default_factory=dict)  # device -> newest stamp of it judged
     conditions: Mapping[str, Condition] = field(default_factory=dict)  # only non-idle ones
     observations: Mapping[str, tuple[float, Any]] = field(default_factory=dict)  # vital -> (ts, value)
     gcs_baseline: tuple[float, int] | None = None  # (ts, GCS)
@@ -85,12 +93,12 @@ class _Step:
         """Whether any of these conditions is raised or pending."""
         return any(condition in self.conditions for condition in conditions)
 
-    def judge(self, condition: str, breached: bool, hold_s: float) -> bool:
+    def judge(self, condition: str, breached: bool, hold_s: float, clear_hold_s: float = 0.0) -> bool:
         """Advance one condition; True when this sample raises it (the caller then describes the alert)."""
         current = self.conditions.get(condition)
         if current is None and not breached:  # the common case: nothing going on
             return False
-        new, change = debounce(current or IDLE, breached, self.ts, hold_s)
+        new, change = debounce(current or IDLE, breached, self.ts, hold_s, clear_hold_s)
         if new is IDLE:
             self.conditions.pop(condition, None)
         else:
@@ -110,11 +118,12 @@ def assess(
 ) -> tuple[PatientState, list[Event], News2 | None]:
     """Judge one sample. Returns the new state, the alerts raised or cleared, and the NEWS2 when the
     sample completed a set of observations."""
-    step = _Step(state, sample.ts)
+    at = sample.ts if state.last_ts is None else max(sample.ts, state.last_ts)
+    step = _Step(state, at)
     if step.raised("sensor_offline"):
         step.conditions.pop("sensor_offline")
         step.events.append(AlertCleared("sensor_offline"))
-    if state.last_ts is not None and sample.ts < state.last_ts:  # arrived late: stored, not judged
+    if sample.ts < state.devices.get(sample.device, sample.ts):  # arrived after a newer one of its device
         return replace(state, last_seen=sample.received_at, conditions=step.conditions), step.events, None
 
     present = sample.values()
@@ -139,11 +148,12 @@ def assess(
 
     observations = dict(state.observations)
     for name, value in present.items():
-        observations[name] = (sample.ts, value)
-    news2 = _news2(observations, sample.ts, config.news2_window_s)
+        observations[name] = (at, value)
+    news2 = _news2(observations, at, config.news2_window_s)
     if news2 is not None:
-        _judge_news2(step, news2, observations)
-    new_state = PatientState(sample.received_at, sample.ts, step.conditions, observations, gcs_baseline)
+        _judge_news2(step, news2, observations, config.hold_s)
+    devices = {**state.devices, sample.device: sample.ts}
+    new_state = PatientState(sample.received_at, at, devices, step.conditions, observations, gcs_baseline)
     return new_state, step.events, news2
 
 
@@ -171,16 +181,24 @@ def _news2(observations: Mapping[str, tuple[float, Any]], now: float, window_s: 
     )
 
 
-def _judge_news2(step: _Step, news2: News2, observations: Mapping[str, tuple[float, Any]]) -> None:
-    risk = news2.risk
-    # A patient who jumps straight to high risk gets one (emergency) alert, not two.
-    urgent = risk is Severity.URGENT or (risk is Severity.EMERGENCY and step.raised("news2"))
-    for condition, breached, severity in (
-        ("news2", urgent, Severity.URGENT), ("news2_high", risk is Severity.EMERGENCY, Severity.EMERGENCY)
-    ):
-        if step.judge(condition, breached, 0.0):
-            values = {name: value for name, (_, value) in observations.items()} | {"measured_at": step.ts}
-            step.alert(condition, severity, _news2_title(news2), values, news2)
+def _judge_news2(step: _Step, news2: News2, observations: Mapping[str, tuple[float, Any]], hold_s: float) -> None:
+    total, risk = news2.total, news2.risk
+    high = total >= 7 - (NEWS2_MARGIN if step.raised("news2_high") else 0)
+    _judge_news2_level(step, "news2_high", high, Severity.EMERGENCY, news2, observations, hold_s)
+    if step.raised("news2"):  # stays while within the margin, also once the score has climbed to high risk
+        urgent = total >= 5 - NEWS2_MARGIN or max(news2.components.values()) == 3
+    else:  # counts from 5 (or a 3) up; a patient already alerted at high risk gets no second, urgent, alert
+        urgent = risk is not None and not step.raised("news2_high")
+    _judge_news2_level(step, "news2", urgent, Severity.URGENT, news2, observations, hold_s)
+
+
+def _judge_news2_level(
+    step: _Step, condition: str, breached: bool, severity: Severity, news2: News2,
+    observations: Mapping[str, tuple[float, Any]], hold_s: float,
+) -> None:
+    if step.judge(condition, breached, hold_s, clear_hold_s=hold_s):
+        values = {name: value for name, (_, value) in observations.items()} | {"measured_at": step.ts}
+        step.alert(condition, severity, _news2_title(news2), values, news2)
 
 
 def _news2_title(news2: News2) -> str:

@@ -4,12 +4,17 @@ QoS 1 with a persistent session under a fixed client id, so the broker keeps wha
 monitor is away and delivers it on return. Each message is only timestamped and handed on to a queue; the
 broker gets its acknowledgement (PUBACK) only after the store has committed or rejected it. Until then the
 message stays in the broker's session, so a monitor killed at any moment is sent it again on return.
+
+A broker keeps only so many messages for an absent client (mosquitto: `max_queued_messages`, 1,000 by default)
+and drops the rest without telling anyone. mosquitto counts them in `$SYS/broker/publish/messages/dropped`,
+which the subscriber follows (`BrokerDrops`) and reports at WARNING when it starts and whenever it grows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
@@ -24,6 +29,34 @@ from monitor.mqtt import Backoff
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # MQTT v5: how long the broker keeps our session while we are away
+DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"  # mosquitto: messages dropped at queue or in-flight limits
+SHORT_CONNECTION_S = 5.0  # a subscribed connection lost sooner than this counts towards a session taken over
+SHORT_CONNECTIONS = 5  # that many in a row: another client is using our client id
+
+
+class BrokerDrops:
+    """Follows mosquitto's count of dropped messages and says, at WARNING, when messages were dropped."""
+
+    def __init__(self) -> None:
+        self.count: int | None = None  # as last reported by the broker; None until it says
+
+    def update(self, payload: bytes) -> None:
+        try:
+            count = int(payload)
+        except ValueError:
+            return
+        if self.count is None and count > 0:
+            log.warning(
+                "the MQTT broker has dropped %d messages since it started (its max_queued_messages or in-flight "
+                "limits): vitals published while this monitor was away may be lost. Set max_queued_messages 0 in "
+                "mosquitto.conf (see deploy/mosquitto.conf)", count,
+            )
+        elif self.count is not None and count > self.count:
+            log.warning(
+                "the MQTT broker dropped %d more messages (%d since it started): a queue or in-flight limit is "
+                "reached; see deploy/mosquitto.conf", count - self.count, count,
+            )
+        self.count = count
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +101,9 @@ class VitalsSubscriber:
         self._taking = True
         self._queue_type = _handing_on(self._hand_on)
         self.subscribed = asyncio.Event()  # set while the subscription is live
+        self.broker_drops = BrokerDrops()
+        self._subscribed_at: float | None = None  # time.monotonic() of the live connection's subscription
+        self._short_connections = 0
 
     async def run(self) -> NoReturn:
         self._taking = True
@@ -77,9 +113,31 @@ class VitalsSubscriber:
                 await self._receive(backoff)
             except aiomqtt.MqttError as error:
                 self.subscribed.clear()
+                self._session_taken_over()
                 delay = backoff.next_delay()
                 log.warning("MQTT connection lost (%s); reconnecting in %.1f s", error, delay)
                 await asyncio.sleep(delay)
+
+    def _session_taken_over(self) -> None:
+        """Say plainly when another client uses our client id: the broker then ends whichever connection is
+        older, so two monitors with one `MQTT_CLIENT_ID` take the session (and its queued messages) from each
+        other in turn. The sign (aiomqtt does not pass on an MQTT v5 reason code) is a connection lost again
+        and again within seconds of subscribing, which a broker restart now and then does not produce."""
+        subscribed_at, self._subscribed_at = self._subscribed_at, None
+        if subscribed_at is None:
+            return
+        if time.monotonic() - subscribed_at >= SHORT_CONNECTION_S:
+            self._short_connections = 0
+            return
+        self._short_connections += 1
+        if self._short_connections % SHORT_CONNECTIONS == 0:
+            log.error(
+                "the MQTT broker ended this monitor's connection %d times in a row within %.0f s of subscribing: "
+                "another client is probably connected with the same client id %r. Two monitors with one "
+                "MQTT_CLIENT_ID take the session and its queued vitals from each other in turn; give each its own "
+                "MQTT_CLIENT_ID (and, to share the load, the same MQTT_SHARED_GROUP)",
+                self._short_connections, SHORT_CONNECTION_S, self._options.get("identifier"),
+            )
 
     async def _receive(self, backoff: Backoff) -> None:
         """One connection: subscribe, then receive until it drops (with MqttError)."""
@@ -91,7 +149,9 @@ class VitalsSubscriber:
         try:
             async with client:
                 await client.subscribe(self._filter, qos=1)
+                await client.subscribe(DROPPED_TOPIC, qos=0)  # retained: answered at once by mosquitto
                 log.info("subscribed to %s", self._filter)
+                self._subscribed_at = time.monotonic()
                 self.subscribed.set()
                 backoff.reset()
                 async for _ in client.messages:
@@ -118,7 +178,9 @@ class VitalsSubscriber:
         self._taking = False
 
     def _hand_on(self, message: aiomqtt.Message) -> None:
-        if self._taking:
+        if message.topic.value == DROPPED_TOPIC:
+            self.broker_drops.update(cast(bytes, message.payload))
+        elif self._taking:
             payload = cast(bytes, message.payload)
             self._on_message(
                 Message(message.topic.value, payload, self._clock(), message.mid, message.qos, self._connection)

@@ -2,11 +2,18 @@
 
 Topic `{prefix}/patients/{patient_id}/vitals`, payload a JSON object such as
 `{"ts": "2026-01-02T10:00:00Z", "hr": 72, "spo2": 97, "sbp": 128, "dbp": 80, "rr": 15, "temp": 36.9,
-"gcs": 15, "o2": false, "acvpu": "A"}`; every field is optional but at least one vital must be present.
+"gcs": 15, "o2": false, "acvpu": "A", "device": "monitor-2"}`; every field is optional but at least one vital
+must be present.
+
+Time: `ts` orders the samples of one device. A stamp further ahead of the arrival time than the clock
+tolerance cannot be a measurement (it has not happened yet): the device's clock is wrong, so the sample is
+kept with its arrival time as `ts` (the device's stamp in `device_ts`) and judged as it arrives. A stamp older
+than the retention window, or absurdly far ahead, is rejected.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
@@ -15,7 +22,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from core.vitals import VITAL_FIELDS, VitalSample
 
 
-MAX_CLOCK_SKEW_S = 300.0  # a device clock this far ahead of ours is rejected as wrong
+MAX_AHEAD_S = 86400.0  # a stamp this far ahead is no drifting clock but a broken one: rejected
+DEVICE_ID = r"^[A-Za-z0-9._:-]{1,64}$"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a message must meet to be stored, and when a device's clock is not believed."""
+
+    max_bytes: int = 4096
+    clock_tolerance_s: float = 30.0  # a stamp further ahead of arrival than this: the device clock is wrong
+    max_age_s: float = 30 * 86400.0  # a stamp older than this (the retention window) is rejected
 
 
 class RejectedPayload(ValueError):
@@ -41,6 +58,7 @@ class VitalsPayload(BaseModel):
     gcs: Annotated[int, Field(ge=3, le=15)] | None = None
     o2: bool | None = None
     acvpu: Literal["A", "C", "V", "P", "U"] | None = None
+    device: Annotated[str, Field(pattern=DEVICE_ID)] | None = None  # which of the patient's devices
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -51,10 +69,10 @@ class VitalsPayload(BaseModel):
         return self
 
 
-def parse_vitals(patient_id: str, payload: bytes, received_at: float, max_bytes: int) -> VitalSample:
+def parse_vitals(patient_id: str, payload: bytes, received_at: float, admission: Admission) -> VitalSample:
     """Validate one message; raises RejectedPayload."""
-    if len(payload) > max_bytes:
-        raise RejectedPayload("oversized", f"{len(payload)} bytes, more than {max_bytes}")
+    if len(payload) > admission.max_bytes:
+        raise RejectedPayload("oversized", f"{len(payload)} bytes, more than {admission.max_bytes}")
     try:
         vitals = VitalsPayload.model_validate_json(payload)
     except ValidationError as error:
@@ -71,9 +89,16 @@ def parse_vitals(patient_id: str, payload: bytes, received_at: float, max_bytes:
             ts = moment.timestamp()
         case seconds:
             ts = float(seconds)
-    if ts > received_at + MAX_CLOCK_SKEW_S:
-        raise RejectedPayload("invalid", f"ts: {ts:.0f} is in the future")
+    if ts > received_at + MAX_AHEAD_S:
+        raise RejectedPayload("invalid", f"ts: {ts:.0f} is more than a day in the future")
+    if ts < received_at - admission.max_age_s:
+        days = admission.max_age_s / 86400
+        raise RejectedPayload("too old", f"ts: {ts:.0f} is older than the retention window ({days:g} days)")
+    device_ts = None
+    if ts - received_at > admission.clock_tolerance_s:  # not measured yet: the device's clock runs ahead
+        device_ts, ts = ts, received_at
     return VitalSample(
         patient_id=patient_id, ts=ts, received_at=received_at, hr=vitals.hr, spo2=vitals.spo2, sbp=vitals.sbp,
         dbp=vitals.dbp, rr=vitals.rr, temp=vitals.temp, gcs=vitals.gcs, o2=vitals.o2, acvpu=vitals.acvpu,
+        device=vitals.device or "", device_ts=device_ts,
     )

@@ -72,21 +72,30 @@ def patient_rules(overrides: Mapping[str, Threshold]) -> dict[str, ThresholdRule
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """Where one alert condition stands: raised, or out of range since `pending_since` and not yet raised."""
+    """Where one alert condition stands: out of range since `pending_since` and not yet raised; or raised, and
+    back in range since `clearing_since` but not for long enough to clear."""
 
     raised: bool = False
     pending_since: float | None = None
+    clearing_since: float | None = None
 
 
 IDLE = Condition()
 RAISED = Condition(raised=True)
 
 
-def debounce(condition: Condition, breached: bool, ts: float, hold_s: float) -> tuple[Condition, bool | None]:
-    """Advance one condition by one observation. Returns the new condition and True (raise), False (clear)
-    or None (no change)."""
+def debounce(
+    condition: Condition, breached: bool, ts: float, hold_s: float, clear_hold_s: float = 0.0
+) -> tuple[Condition, bool | None]:
+    """Advance one condition by one observation: raise once breached for `hold_s`, clear once no longer
+    breached for `clear_hold_s`. Returns the new condition and True (raise), False (clear) or None (no change)."""
     if condition.raised:
-        return (condition, None) if breached else (IDLE, False)
+        if breached:
+            return RAISED, None
+        since = ts if condition.clearing_since is None else condition.clearing_since
+        if ts - since >= clear_hold_s:
+            return IDLE, False
+        return Condition(raised=True, clearing_since=since), None
     if not breached:
         return IDLE, None
     since = ts if condition.pending_since is None else condition.pending_since

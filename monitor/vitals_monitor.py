@@ -30,6 +30,7 @@ from monitor.engine import EngineConfig
 from monitor.ingest import Message, VitalsSubscriber, session_options
 from monitor.mqtt import broker_url, client_options, vitals_topic
 from monitor.outbox import OutboxDispatcher
+from monitor.payload import Admission
 from monitor.ward import IngestStats, Ward
 from store.alerts import escalate_overdue
 from store.thread import StoreThread
@@ -73,14 +74,17 @@ class VitalsMonitor:
 
     async def start(self) -> None:
         settings = self._settings
-        db = await self._store.open(settings.hemowatch_db)
-        await self._outbox_store.open(settings.hemowatch_db)
+        db = await self._store.open(settings.hemowatch_db, settings.sqlite_synchronous)
+        await self._outbox_store.open(settings.hemowatch_db, settings.sqlite_synchronous)
         config = EngineConfig(
             hold_s=settings.rule_hold_s, sbp_ceiling=settings.sbp_ceiling, stale_after_s=settings.stale_after_s
         )
+        admission = Admission(
+            settings.mqtt_max_payload_bytes, settings.device_clock_tolerance_s, settings.retention_days * 86400
+        )
         self._ward = Ward(
-            db, config, settings.mqtt_topic_prefix, settings.mqtt_max_payload_bytes,
-            shared=bool(settings.mqtt_shared_group),
+            db, config, settings.mqtt_topic_prefix, admission, shared=bool(settings.mqtt_shared_group),
+            reopen_within_s=settings.alert_reopen_s,
         )
         await self.refresh()
         self._tasks = [

@@ -18,7 +18,7 @@ from core.vitals import Threshold, VitalSample
 from monitor.engine import AlertRaised, EngineConfig, Event, PatientState, Profile, assess, check_stale, seeded_state
 from monitor.ingest import Message
 from monitor.mqtt import patient_from_topic
-from monitor.payload import RejectedPayload, parse_vitals
+from monitor.payload import Admission, RejectedPayload, parse_vitals
 from monitor.rules import patient_rules
 from store.alerts import find_open_alert, open_alerts, raise_alert, resolve_alert
 from store.patients import (
@@ -30,7 +30,7 @@ from store.patients import (
     thresholds_by_patient,
 )
 from store.schema import atomic
-from store.vitals import insert_vitals, stored_samples
+from store.vitals import ReadingKey, insert_vitals, reading_key, stored_samples
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class IngestStats:
     """Running counts since start; `rejected` is keyed by reason ("invalid", "unknown patient", ...)."""
 
     stored: int = 0
-    duplicates: int = 0  # samples delivered again and skipped
+    duplicates: int = 0  # readings delivered again and skipped
     rejected: Counter[str] = field(default_factory=Counter)
     alerts_raised: int = 0
     alerts_resolved: int = 0
@@ -62,16 +62,20 @@ class Ward:
         db: sqlite_utils.Database,
         config: EngineConfig,
         topic_prefix: str,
-        max_payload_bytes: int,
+        admission: Admission,
         shared: bool = False,
+        reopen_within_s: float = 0.0,
     ) -> None:
         """`shared`: this process receives only some patients (a shared subscription), so it judges the
-        silence only of patients it has heard from, leaving the others to the process that gets them."""
+        silence only of patients it has heard from, leaving the others to the process that gets them.
+        `reopen_within_s`: a condition returning this soon after its alert resolved re-opens that alert."""
         self._db = db
         self._shared = shared
         self._config = config
         self._prefix = topic_prefix
-        self._max_bytes = max_payload_bytes
+        self._admission = admission
+        self._reopen_within_s = reopen_within_s
+        self._wrong_clocks: set[tuple[str, str]] = set()  # (patient, device) already reported
         self._patients: dict[str, Patient] = {}
         self._overrides: dict[str, dict[str, Threshold]] = {}
         self._version: tuple[object, ...] = ()
@@ -105,13 +109,14 @@ class Ward:
     def ingest(self, messages: Iterable[Message]) -> bool:
         """Validate, judge and store a batch; returns whether any notice was queued.
 
-        A sample whose patient and measurement time are already stored, or earlier in the batch, is the same
-        message delivered again (a broker resend, a device retry): it is skipped before judging, so the engine
-        sees each stored sample once and nothing else. The look-up runs before the write transaction, so the
+        A sample whose reading (patient, device, the device's stamp and every value) is already stored, or
+        earlier in the batch, is the same message delivered again (a broker resend, a device retry): it is
+        skipped before judging, so the engine sees each stored sample once and nothing else. Different readings
+        of the same second, from one device or two, are all stored and judged. The look-up runs before the write transaction, so the
         lock is held only for the writes; if two processes under a shared subscription both got the same
         sample, each judges it, and the store still keeps one row.
         """
-        fresh: dict[tuple[str, float], VitalSample] = {}
+        fresh: dict[ReadingKey, VitalSample] = {}
         rejected: Counter[str] = Counter()
         valid = 0
         for message in messages:
@@ -123,7 +128,9 @@ class Ward:
                 rejected[rejection.reason] += 1
                 continue
             valid += 1
-            fresh.setdefault((sample.patient_id, sample.ts), sample)
+            if sample.device_ts is not None:
+                self._wrong_clock(sample)
+            fresh.setdefault(reading_key(sample), sample)
         for key in stored_samples(self._db, fresh.keys()):
             del fresh[key]
         samples: list[VitalSample] = []
@@ -161,13 +168,24 @@ class Ward:
         self._states.update(states)
         return bool(changes)
 
+    def _wrong_clock(self, sample: VitalSample) -> None:
+        """Say once per device that its clock runs ahead, and by how much."""
+        if (sample.patient_id, sample.device) in self._wrong_clocks:
+            return
+        self._wrong_clocks.add((sample.patient_id, sample.device))
+        log.warning(
+            "device %r of patient %s stamps its samples %.0f s ahead of this machine's clock; they are judged "
+            "on arrival time until its clock is set right (said once per device)",
+            sample.device or "(no device id)", sample.patient_id, sample.stamp - sample.received_at,
+        )
+
     def _parse(self, message: Message) -> VitalSample:
         patient_id = patient_from_topic(self._prefix, message.topic)
         if patient_id is None:
             raise RejectedPayload("bad topic", "not a vitals topic")
         if patient_id not in self._profiles and not self._admit(patient_id, message.received_at):
             raise RejectedPayload("unknown patient", f"no registered patient {patient_id!r}")
-        return parse_vitals(patient_id, message.payload, message.received_at, self._max_bytes)
+        return parse_vitals(patient_id, message.payload, message.received_at, self._admission)
 
     def _admit(self, patient_id: str, now: float) -> bool:
         """Start watching a patient registered since the last refresh."""
@@ -188,7 +206,7 @@ class Ward:
                 news2 = event.news2
                 raise_alert(
                     self._db, patient_id, event.condition, event.severity, event.title, now, event.values,
-                    news2.total if news2 else None, news2.components if news2 else None,
+                    news2.total if news2 else None, news2.components if news2 else None, self._reopen_within_s,
                 )
                 self.stats.alerts_raised += 1
             elif (alert_id := find_open_alert(self._db, patient_id, event.condition)) is not None:

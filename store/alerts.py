@@ -1,7 +1,8 @@
 """Alerts: their lifecycle and the escalation policy.
 
 Lifecycle: raised -> notified (the RAISED notice was delivered) -> acknowledged -> resolved; an alert may also
-resolve straight from raised or notified. Every transition, and each escalation, is an `alert_events` row.
+resolve straight from raised or notified. A condition that returns soon after its alert resolved re-opens that
+alert (see `raise_alert`) instead of paging anew. Every transition, and each escalation, is an `alert_events` row.
 Each change that people must hear about queues its notice in the outbox (`store.outbox`) in the same
 transaction, so a crash never loses one.
 """
@@ -94,10 +95,31 @@ def raise_alert(
     values: dict[str, Any] | None = None,
     news2: int | None = None,
     news2_components: dict[str, int] | None = None,
+    reopen_within_s: float = 0.0,
 ) -> int:
-    """Open an alert and queue its RAISED notice; returns the alert id."""
+    """Open an alert and queue its RAISED notice; returns the alert id.
+
+    If the patient's alert for this condition resolved within `reopen_within_s`, that alert is re-opened
+    instead: it takes the new title and values, goes back to `acknowledged` if someone had taken it (else to
+    `raised`), keeps its escalation level with the escalation clock restarted, and queues a REOPENED notice
+    rather than a new alert's page."""
     details = json.dumps({"values": values or {}, "news2_components": news2_components or {}})
     with atomic(db):
+        recent = reopen_within_s > 0 and db.execute(
+            "select id, acknowledged_at from alerts where patient_id = ? and condition = ? and state = 'resolved' "
+            "and resolved_at >= ? order by id desc limit 1",
+            [patient_id, condition, now - reopen_within_s],
+        ).fetchone()
+        if recent:
+            alert_id, acknowledged_at = recent
+            db.execute(
+                "update alerts set state = ?, title = ?, details = ?, news2 = ?, resolved_at = null, "
+                "last_escalated_at = ? where id = ?",
+                ["acknowledged" if acknowledged_at is not None else "raised", title, details, news2, now, alert_id],
+            )
+            _record(db, alert_id, now, "reopened")
+            queue_notice(db, get_alert(db, alert_id), NoticeKind.REOPENED, now)
+            return alert_id
         alert_id = db.execute(
             "insert into alerts (patient_id, condition, severity, state, title, details, news2, raised_at, "
             "escalation_level) values (?, ?, ?, 'raised', ?, ?, ?, ?, 0)",
@@ -183,10 +205,10 @@ def alert_events(db: sqlite_utils.Database, alert_id: int) -> list[AlertEvent]:
 
 
 def notice_delivered(db: sqlite_utils.Database, outbox_id: int, now: float) -> None:
-    """The notifier took the notice; a delivered RAISED notice moves its alert to `notified`."""
+    """The notifier took the notice; a delivered RAISED (or REOPENED) notice moves its alert to `notified`."""
     with atomic(db):
         alert_id, kind = mark_delivered(db, outbox_id, now)
-        if kind is NoticeKind.RAISED and db.execute(
+        if kind in (NoticeKind.RAISED, NoticeKind.REOPENED) and db.execute(
             "update alerts set state = 'notified' where id = ? and state = 'raised'", [alert_id]
         ).rowcount:
             _record(db, alert_id, now, AlertState.NOTIFIED)

@@ -1,9 +1,9 @@
 """The notification outbox: every notice the monitor wants delivered, as a queue of rows.
 
 A notice is queued in the same transaction as the alert change that caused it (`queue_notice`), so a crash
-never loses one; the dispatcher takes pending rows in order, claims each while delivering it, and marks it
-delivered, deferred (to retry later), held (nobody can receive it yet) or failed for good. Pending rows survive
-restarts.
+never loses one; the dispatcher takes the due rows (`due_notices`), claims each while delivering it, and marks
+it delivered, deferred (to retry later, on its own schedule), held (nobody can receive it yet) or failed for
+good. Pending rows survive restarts.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class PendingNotice:
 
 
 HELD = "held: "  # how `last_error` marks a held notice
+_HELD_COLUMN = "coalesce(o.last_error, '') like 'held: %' as held"
 
 def queue_notice(db: sqlite_utils.Database, alert: Alert, kind: NoticeKind, now: float) -> None:
     """Queue a notice about `alert` (the caller holds the transaction that changed it)."""
@@ -57,22 +58,36 @@ def _notice(row: dict) -> AlertNotice:
     )
 
 
-def pending_notices(db: sqlite_utils.Database, limit: int = 100, now: float | None = None) -> list[PendingNotice]:
-    """Undelivered, unfailed notices in the order they were queued (due or not: order is kept).
-
-    With `now`, held notices not yet due, and the later notices of their alerts, are left out, so however many
-    wait for a recipient they never fill the batch ahead of the others."""
-    not_waiting = "" if now is None else (
-        " and not exists (select 1 from outbox h where h.alert_id = o.alert_id and h.id <= o.id "
-        "and h.delivered_at is null and h.failed_at is null and h.last_error like 'held: %' and h.next_attempt_at > ?)"
-    )
+def pending_notices(db: sqlite_utils.Database, limit: int = 100) -> list[PendingNotice]:
+    """Undelivered, unfailed notices in the order they were queued, due or not."""
     rows = db.query(
-        "select o.*, a.patient_id, coalesce(o.last_error, '') like 'held: %' as held "
-        "from outbox o join alerts a on a.id = o.alert_id "
-        f"where o.delivered_at is null and o.failed_at is null{not_waiting} order by o.id limit ?",
-        [limit] if now is None else [now, limit],
+        f"select o.*, a.patient_id, {_HELD_COLUMN} from outbox o join alerts a on a.id = o.alert_id "
+        "where o.delivered_at is null and o.failed_at is null order by o.id limit ?",
+        [limit],
     )
     return [PendingNotice(_notice(row), row["attempts"], row["next_attempt_at"], bool(row["held"])) for row in rows]
+
+
+def due_notices(db: sqlite_utils.Database, now: float, limit: int = 100) -> list[PendingNotice]:
+    """Notices due at `now`, each the oldest pending one of its alert (so nobody reads "resolved" before
+    "raised"), emergencies first, then in the order they were queued. A deferred notice holds back only the
+    later notices of its own alert."""
+    rows = db.query(
+        f"select o.*, a.patient_id, {_HELD_COLUMN} from outbox o join alerts a on a.id = o.alert_id "
+        "where o.delivered_at is null and o.failed_at is null and o.next_attempt_at <= ? and not exists ("
+        "  select 1 from outbox e where e.alert_id = o.alert_id and e.id < o.id "
+        "  and e.delivered_at is null and e.failed_at is null"
+        ") order by a.severity = 'emergency' desc, o.id limit ?",
+        [now, limit],
+    )
+    return [PendingNotice(_notice(row), row["attempts"], row["next_attempt_at"], bool(row["held"])) for row in rows]
+
+
+def next_due_at(db: sqlite_utils.Database) -> float | None:
+    """When the next pending notice falls due (None when nothing is pending)."""
+    return db.execute(
+        "select min(next_attempt_at) from outbox where delivered_at is null and failed_at is null"
+    ).fetchone()[0]
 
 
 def claim_notice(db: sqlite_utils.Database, outbox_id: int, now: float, until: float) -> bool:

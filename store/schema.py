@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import sqlite_utils
 
@@ -126,7 +127,30 @@ def _v3_unique_samples(db: sqlite_utils.Database) -> None:
     db["vitals"].create_index(["patient_id", "ts"], unique=True)
 
 
-def _v4_dicom_studies(db: sqlite_utils.Database) -> None:
+_READING = (
+    "patient_id, device, coalesce(device_ts, ts), coalesce(hr, -1), coalesce(spo2, -1), coalesce(sbp, -1), "
+    "coalesce(dbp, -1), coalesce(rr, -1), coalesce(temp, -1), coalesce(gcs, -1), coalesce(o2, -1), "
+    "coalesce(acvpu, '')"
+)
+
+
+def _v4_readings_per_device(db: sqlite_utils.Database) -> None:
+    """Samples name the device that measured them, and keep the device's own stamp (`device_ts`) when its clock
+    was judged wrong and `ts` is the arrival time. A resend repeats patient, device, stamp and every value;
+    two devices, or two different readings, in the same second are two rows. Stored rows stay as they are."""
+    db["vitals"].add_column("device", str, not_null_default="")
+    db["vitals"].add_column("device_ts", float)
+    db.execute("drop index idx_vitals_patient_id_ts")
+    db.execute(f"create unique index idx_vitals_reading on vitals ({_READING})")
+    db["vitals"].create_index(["patient_id", "ts"])
+
+
+def _v5_outbox_by_alert(db: sqlite_utils.Database) -> None:
+    """Each notice is scheduled on its own and waits only for earlier notices of its own alert: find those fast."""
+    db["outbox"].create_index(["alert_id", "id"])
+
+
+def _v6_dicom_studies(db: sqlite_utils.Database) -> None:
     """Head CTs pushed to the DICOM node: one audit row per study (keyed by a hash of its Study Instance UID)
     and per series, and who is on call for their alerts. No name, patient id or birth date has a column."""
     db["dicom_studies"].create(
@@ -156,21 +180,29 @@ def _v4_dicom_studies(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _v1_initial, _v2_delivery_text, _v3_unique_samples, _v4_dicom_studies,
+    _v1_initial, _v2_delivery_text, _v3_unique_samples, _v4_readings_per_device, _v5_outbox_by_alert,
+    _v6_dicom_studies,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def open_database(path: str | Path) -> sqlite_utils.Database:
+Synchronous = Literal["FULL", "NORMAL"]
+
+
+def open_database(path: str | Path, synchronous: Synchronous = "FULL") -> sqlite_utils.Database:
     """Open (creating or upgrading) the SQLite file at `path` in WAL mode.
 
-    The connection may be used from one thread at a time, not necessarily the one that opened it,
+    `synchronous`: FULL syncs the write-ahead log at every commit, so a commit survives a power cut or an OS
+    crash; NORMAL syncs it only at checkpoints, so such a cut can roll back the last commits (a process crash
+    cannot). The connection may be used from one thread at a time, not necessarily the one that opened it,
     so callers can hand it to a worker thread.
     """
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
     db = sqlite_utils.Database(conn)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA foreign_keys=ON")
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:

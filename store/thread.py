@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlite_utils
 
-from store.schema import open_database
+from store.schema import Synchronous, open_database
 
 
 class StoreThread:
@@ -24,8 +24,8 @@ class StoreThread:
         assert self._db is not None, "open() the store first"
         return self._db
 
-    async def open(self, path: Path) -> sqlite_utils.Database:
-        self._db = await self.run(open_database, path)
+    async def open(self, path: Path, synchronous: Synchronous = "FULL") -> sqlite_utils.Database:
+        self._db = await self.run(open_database, path, synchronous)
         return self._db
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:

@@ -12,30 +12,45 @@ from store.schema import atomic
 
 _INSERT = (
     "insert or ignore into vitals (patient_id, ts, received_at, hr, spo2, sbp, dbp, rr, temp, gcs, o2, acvpu, "
-    "news2, news2_components) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "news2, news2_components, device, device_ts) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# The same reading: patient, device, the device's stamp and every value (null-safe), as the unique index has it.
+_STORED = (
+    "select 1 from vitals where patient_id = ? and device = ? and coalesce(device_ts, ts) = ? and hr is ? "
+    "and spo2 is ? and sbp is ? and dbp is ? and rr is ? and temp is ? and gcs is ? and o2 is ? and acvpu is ?"
+)
+
+ReadingKey = tuple[object, ...]
+
+
+def reading_key(s: VitalSample) -> ReadingKey:
+    """What a resend repeats: the patient, the device, the device's stamp and every value. Two readings of the
+    same second that differ in any of these are two readings."""
+    return (
+        s.patient_id, s.device, s.stamp, s.hr, s.spo2, s.sbp, s.dbp, s.rr, s.temp, s.gcs,
+        None if s.o2 is None else int(s.o2), s.acvpu,
+    )
 
 
 def insert_vitals(db: sqlite_utils.Database, samples: Iterable[VitalSample]) -> None:
-    """Store samples (the caller commits, so a batch lands in one transaction). A sample with the patient and
-    measurement time of one already stored is the same sample delivered again, and is skipped."""
+    """Store samples (the caller commits, so a batch lands in one transaction). A sample whose reading key is
+    already stored is the same reading delivered again, and is skipped."""
     db.conn.executemany(
         _INSERT,
         [
             (
                 s.patient_id, s.ts, s.received_at, s.hr, s.spo2, s.sbp, s.dbp, s.rr, s.temp, s.gcs,
                 None if s.o2 is None else int(s.o2), s.acvpu, s.news2,
-                None if s.news2_components is None else json.dumps(s.news2_components),
+                None if s.news2_components is None else json.dumps(s.news2_components), s.device, s.device_ts,
             )
             for s in samples
         ],
     )
 
 
-def stored_samples(db: sqlite_utils.Database, keys: Iterable[tuple[str, float]]) -> set[tuple[str, float]]:
-    """Which of these (patient_id, ts) samples are already stored (a look-up in the unique index each)."""
-    query = "select 1 from vitals where patient_id = ? and ts = ?"
-    return {key for key in keys if db.conn.execute(query, key).fetchone()}
+def stored_samples(db: sqlite_utils.Database, keys: Iterable[ReadingKey]) -> set[ReadingKey]:
+    """Which of these readings (see `reading_key`) are already stored (a look-up in the unique index each)."""
+    return {key for key in keys if db.conn.execute(_STORED, key).fetchone()}
 
 
 def _sample(row: dict) -> VitalSample:
@@ -44,6 +59,7 @@ def _sample(row: dict) -> VitalSample:
         spo2=row["spo2"], sbp=row["sbp"], dbp=row["dbp"], rr=row["rr"], temp=row["temp"], gcs=row["gcs"],
         o2=None if row["o2"] is None else bool(row["o2"]), acvpu=row["acvpu"], news2=row["news2"],
         news2_components=None if row["news2_components"] is None else json.loads(row["news2_components"]),
+        device=row["device"], device_ts=row["device_ts"],
     )
 
 

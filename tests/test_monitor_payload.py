@@ -6,22 +6,30 @@ import pytest
 
 from core.vitals import VitalSample
 from monitor.mqtt import client_options, patient_from_topic
-from monitor.payload import RejectedPayload, parse_vitals
+from monitor.payload import Admission, RejectedPayload, parse_vitals
 
 NOW = 1_800_000_000.0
 
 
 def _parse(payload: bytes, max_bytes: int = 4096) -> VitalSample:
-    return parse_vitals("p1", payload, NOW, max_bytes)
+    return parse_vitals("p1", payload, NOW, Admission(max_bytes=max_bytes, clock_tolerance_s=30, max_age_s=86400))
 
 
 def test_full_payload_with_iso_time() -> None:
     sample = _parse(
         b'{"ts": "2027-01-15T08:00:00+01:00", "hr": 72, "spo2": 97.5, "sbp": 128, "dbp": 80, "rr": 15,'
-        b' "temp": 36.9, "gcs": 15, "o2": false, "acvpu": "A", "device": "ignored"}'
+        b' "temp": 36.9, "gcs": 15, "o2": false, "acvpu": "A", "device": "monitor-2", "firmware": "ignored"}'
     )
     assert sample.ts == NOW - 3600  # NOW is 2027-01-15T08:00:00Z
     assert (sample.hr, sample.spo2, sample.gcs, sample.o2, sample.acvpu) == (72, 97.5, 15, False, "A")
+    assert (sample.device, sample.device_ts) == ("monitor-2", None)
+
+
+def test_a_stamp_ahead_of_the_clock_tolerance_is_replaced_by_the_arrival_time() -> None:
+    within = _parse(b'{"ts": 1800000029, "hr": 70}')
+    assert (within.ts, within.device_ts) == (NOW + 29, None)
+    ahead = _parse(b'{"ts": 1800000290, "hr": 70, "device": "pump"}')
+    assert (ahead.ts, ahead.device_ts, ahead.stamp, ahead.device) == (NOW, NOW + 290, NOW + 290, "pump")
 
 
 def test_epoch_time_or_arrival_time() -> None:
@@ -50,7 +58,15 @@ def test_epoch_time_or_arrival_time() -> None:
         (b'{"acvpu": "X"}', "invalid", "acvpu"),
         (b'{"sbp": 80, "dbp": 95}', "invalid", "diastolic"),
         (b'{"ts": "2027-01-15T08:00:00", "hr": 70}', "invalid", "UTC offset"),
-        (b'{"ts": 1900000000, "hr": 70}', "invalid", "future"),
+        (b'{"ts": 1800086401, "hr": 70}', "invalid", "more than a day in the future"),
+        (b'{"ts": 1e300, "hr": 70}', "invalid", "future"),
+        (b'{"ts": 1799913599, "hr": 70}', "too old", "older than the retention window"),
+        (b'{"ts": -5, "hr": 70}', "too old", "retention"),
+        (b'{"ts": "0001-01-01T00:00:00Z", "hr": 70}', "too old", "retention"),
+        (b'{"ts": 1e400, "hr": 70}', "invalid", "ts"),
+        (b'{"hr": 70, "device": "a/b"}', "invalid", "device"),
+        (b'{"hr": 70, "device": ""}', "invalid", "device"),
+        (b'{"hr": 70, "device": 7}', "invalid", "device"),
         (b'{"ts": 1799999990}', "invalid", "no vitals"),
         (b"{}", "invalid", "no vitals"),
     ],

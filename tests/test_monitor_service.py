@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,23 @@ async def test_alert_delivered_once_per_transition_then_resolved(
     assert open_alerts(db) == []
 
 
+async def test_an_emergency_back_within_minutes_reopens_the_same_alert(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+) -> None:
+    clock, notifier = ManualClock(), RecordingNotifier()
+    high = CALM | {"rr": 25, "spo2": 93, "hr": 111}  # NEWS2 7
+    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, clock) as monitor:
+        await _subscribed(monitor)
+        for stored, (offset, vitals) in enumerate(((0, high), (60, CALM), (240, high)), start=1):
+            clock.now = T0 + offset
+            await _publish(mosquitto.port, [("p1", {"ts": clock.now, **vitals})])
+            await eventually(lambda: monitor.stats.stored == stored and len(notifier.notices) == 2 * stored)  # noqa: B023
+    emergencies = [(n.kind, n.alert_id) for n in notifier.notices if n.condition == "news2_high"]
+    first = emergencies[0][1]
+    assert emergencies == [(NoticeKind.RAISED, first), (NoticeKind.RESOLVED, first), (NoticeKind.REOPENED, first)]
+    assert [a.id for a in open_alerts(db) if a.condition == "news2_high"] == [first]
+
+
 async def test_threshold_changes_are_picked_up(tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database) -> None:
     notifier = RecordingNotifier()
     async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
@@ -154,7 +172,7 @@ async def test_silent_sensor_raises_offline_and_returning_data_resolves_it(
     assert notifier.seen() == [("sensor_offline", NoticeKind.RAISED), ("sensor_offline", NoticeKind.RESOLVED)]
 
 
-async def test_deferred_notice_is_retried_in_order_and_refused_one_dropped(
+async def test_deferred_notice_is_retried_on_its_own_schedule_in_order_within_its_alert_and_refused_one_dropped(
     tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
 ) -> None:
     clock = ManualClock()
@@ -162,21 +180,58 @@ async def test_deferred_notice_is_retried_in_order_and_refused_one_dropped(
     async def flaky(notice: AlertNotice) -> None:
         if notice.condition == "news2":
             raise DeliveryRefused("every recipient blocked the bot")
-        if len(notifier.attempts) == 1:
+        if len([n for n in notifier.attempts if n.condition == "spo2_low"]) == 1:
             raise DeliveryDeferred("429: too many requests", retry_after=30)
 
     notifier = RecordingNotifier(flaky)
     async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, clock) as monitor:
         await _subscribed(monitor)
         await _publish(mosquitto.port, [("p1", {"ts": T0, **HYPOXIC}), ("p1", {"ts": T0 + 1, **CALM})])
-        await eventually(lambda: len(notifier.attempts) == 1)
+        # The SpO2 alert's first notice waits 30 s; the other alert's notices do not wait behind it.
+        await eventually(lambda: len(notifier.attempts) == 3)
         await monitor.outbox.deliver_due()
-        assert len(notifier.attempts) == 1  # not due yet, and nothing overtakes it
+        assert [(n.condition, n.kind) for n in notifier.attempts] == [
+            ("spo2_low", NoticeKind.RAISED), ("news2", NoticeKind.RAISED), ("news2", NoticeKind.RESOLVED)
+        ]  # and "resolved" did not overtake the deferred "raised" of its alert
         clock.advance(30)
         monitor.outbox.wake()
         await eventually(lambda: len(notifier.notices) == 2)
     assert notifier.seen() == [("spo2_low", NoticeKind.RAISED), ("spo2_low", NoticeKind.RESOLVED)]
-    assert [(n.condition, n.kind) for n in notifier.attempts].count(("news2", NoticeKind.RAISED)) == 1
+
+
+async def test_an_emergency_after_a_long_outage_goes_first_and_is_retried_at_most_30_s_apart(
+    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+) -> None:
+    clock, outage = ManualClock(), [True]
+
+    async def telegram(notice: AlertNotice) -> None:
+        if outage[0]:
+            raise DeliveryDeferred("Telegram unavailable")
+
+    notifier = RecordingNotifier(telegram)
+    tries = lambda condition: [n for n in notifier.attempts if n.condition == condition]  # noqa: E731
+    settings = _settings(tmp_path, mosquitto.url, escalate_after_s=86400, stale_after_s=86400)
+    async with VitalsMonitor(settings, notifier, clock) as monitor:
+        await _subscribed(monitor)
+        await _publish(mosquitto.port, [("p1", {"ts": T0, "spo2": 85, "gcs": 15})])
+        await eventually(lambda: len(tries("spo2_low")) == 1)
+        for _ in range(12):  # an hour of outage: the urgent notice's backoff grows to 300 s
+            clock.advance(300)
+            await monitor.outbox.deliver_due()
+        assert len(tries("spo2_low")) == 13  # retried 2, 4, ... s, then 300 s apart
+        await _publish(mosquitto.port, [("p1", {"ts": clock(), "gcs": 12})])  # GCS drop: an emergency
+        await eventually(lambda: len(tries("gcs_drop")) == 1)  # offered at once, not behind the urgent one
+        for attempt in range(2, 12):  # still out: tried again within 30 s, however often it failed
+            clock.advance(30)
+            await monitor.outbox.deliver_due()
+            assert len(tries("gcs_drop")) == attempt
+        outage[0] = False
+        clock.advance(30)
+        await monitor.outbox.deliver_due()
+        assert notifier.seen() == [("gcs_drop", NoticeKind.RAISED)]  # the urgent one waits for its own time
+        clock.advance(300)
+        await monitor.outbox.deliver_due()
+    assert notifier.seen() == [("gcs_drop", NoticeKind.RAISED), ("spo2_low", NoticeKind.RAISED)]
 
 
 async def test_rejected_messages_are_logged_by_a_short_prefix(
@@ -238,7 +293,7 @@ async def test_broker_restart_mid_stream_loses_no_sample(
     notifier = RecordingNotifier()
     total = 300
     samples = [{"ts": T0 + i, **(HYPOXIC if 50 <= i < 250 else CALM)} for i in range(total)]
-    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
+    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock(T0 + total)) as monitor:
         await _subscribed(monitor)
         sent = 0
         while sent < total:  # a device: resend whatever the broker did not acknowledge
@@ -284,7 +339,10 @@ async def test_restart_delivers_the_pending_alert_and_what_was_published_meanwhi
     assert len(vitals_between(db, "p1", T0, T0 + 10)) == 6
 
 
-async def test_embedded_broker_serves_the_monitor(tmp_path: Path, db: sqlite_utils.Database) -> None:
+async def test_embedded_broker_serves_the_monitor_and_says_its_queue_is_memory_only(
+    tmp_path: Path, db: sqlite_utils.Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="monitor.broker")
     notifier = RecordingNotifier()
     port = free_port()
     settings = Settings(
@@ -300,6 +358,7 @@ async def test_embedded_broker_serves_the_monitor(tmp_path: Path, db: sqlite_uti
         ("spo2_low", NoticeKind.RAISED), ("news2", NoticeKind.RAISED),
         ("spo2_low", NoticeKind.RESOLVED), ("news2", NoticeKind.RESOLVED),
     ]
+    assert any("memory only" in r.getMessage() and "deploy/mosquitto.conf" in r.getMessage() for r in caplog.records)
 
 
 async def test_shared_subscription_splits_the_load_between_monitors(
@@ -331,11 +390,14 @@ async def test_shared_subscription_splits_the_load_between_monitors(
 async def test_retention_prunes_old_samples_and_keeps_alerts(
     tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
 ) -> None:
-    clock, notifier = ManualClock(), RecordingNotifier()
+    clock, notifier = ManualClock(T0 - 2 * 86400), RecordingNotifier()
     async with VitalsMonitor(_settings(tmp_path, mosquitto.url, retention_days=1), notifier, clock) as monitor:
         await _subscribed(monitor)
-        await _publish(mosquitto.port, [("p1", {"ts": T0 - 2 * 86400, "spo2": 85}), ("p1", {"ts": T0, "hr": 70})])
-        await eventually(lambda: monitor.stats.stored == 2 and len(notifier.notices) == 1)
+        await _publish(mosquitto.port, [("p1", {"ts": T0 - 2 * 86400, "spo2": 85})])
+        await eventually(lambda: monitor.stats.stored == 1 and len(notifier.notices) == 1)
+        clock.now = T0
+        await _publish(mosquitto.port, [("p1", {"ts": T0, "hr": 70})])
+        await eventually(lambda: monitor.stats.stored == 2)
         await monitor.prune()
     assert [s.ts for s in vitals_between(db, "p1", 0, T0)] == [T0]
     assert [a.condition for a in open_alerts(db, "p1")] == ["spo2_low"]

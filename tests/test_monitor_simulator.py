@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
 import sys
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
+from core.notifications import NoticeKind
 from core.settings import Settings
 from core.vitals import VitalSample
 from monitor.engine import AlertRaised, EngineConfig, PatientState, Profile, assess
 from monitor.rules import patient_rules
+from monitor.mqtt import vitals_topic
 from monitor.simulator import OFFLINE_AFTER_S, SimulatedPatient
 from monitor.vitals_monitor import VitalsMonitor
-from store.patients import list_patients
+from store.patients import add_patient, list_patients
 from store.schema import open_database
 from store.vitals import vitals_between
 from testsupport.broker import Mosquitto
-from testsupport.doubles import T0, RecordingNotifier
+from testsupport.doubles import T0, ManualClock, RecordingNotifier
 from testsupport.waiting import eventually
 
 
@@ -84,3 +88,33 @@ async def test_simulate_command_feeds_the_monitor_until_sigterm(tmp_path: Path, 
     assert b"published" in output
     assert [p.name for p in list_patients(db)] == ["Simulated patient 1", "Simulated patient 2"]
     assert monitor.stats.rejected == {}
+
+
+async def test_hypoxia_scenario_gives_each_patient_at_most_one_alert_per_condition(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """Three patients, 75 s of the hypoxia scenario at 1 Hz on a hand-moved clock, through the broker: the
+    breathing rate and the NEWS2 score waver around their limits, which must not make alerts flap."""
+    db = open_database(tmp_path / "hemowatch.db")
+    patients = [SimulatedPatient(f"sim-{n}", "hypoxia", random.Random(n)) for n in (1, 2, 3)]
+    for patient in patients:
+        add_patient(db, patient.patient_id, patient.patient_id, T0 - 60)
+    clock, notifier = ManualClock(), RecordingNotifier()
+    settings = Settings(_env_file=None, mqtt_url=mosquitto.url, hemowatch_db=tmp_path / "hemowatch.db")
+    async with VitalsMonitor(settings, notifier, clock) as monitor:
+        await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as device:
+            for second in range(76):
+                clock.now = T0 + second
+                for patient in patients:
+                    topic = vitals_topic("hemowatch", patient.patient_id)
+                    await device.publish(topic, json.dumps(patient.reading(second, clock.now)), qos=1)
+                await eventually(lambda: monitor.stats.stored == 3 * (second + 1))  # noqa: B023
+        await monitor.outbox.deliver_due()
+    raised = [(n.patient_id, n.condition) for n in notifier.notices if n.kind is not NoticeKind.RESOLVED]
+    alerts = db.execute("select patient_id, condition, count(*) from alerts group by 1, 2").fetchall()
+    assert {patient_id for patient_id, _ in raised} == {"sim-1", "sim-2", "sim-3"}
+    assert {condition for _, condition in raised} >= {"spo2_low", "news2"}
+    assert sorted(raised) == sorted(set(raised)), "a condition alerted twice"
+    assert all(count == 1 for _, _, count in alerts)
+    assert not any(n.kind is NoticeKind.RESOLVED for n in notifier.notices)  # the episode never cleared

@@ -28,6 +28,7 @@ from store.vitals import (
     insert_vitals,
     latest_vitals,
     prune_vitals,
+    reading_key,
     stored_samples,
     vitals_between,
 )
@@ -87,24 +88,57 @@ def test_vitals_round_trip_latest_trend_and_retention(db: sqlite_utils.Database)
     assert [s.ts for s in vitals_between(db, "p1", 0, T0 + 1000)] == [T0 + 120, T0 + 180, T0 + 300]
 
 
-def test_a_sample_is_stored_once_and_an_older_file_loses_its_twins_on_upgrade(tmp_path: Path) -> None:
-    path = tmp_path / "older.db"
+def _older_file(path: Path, version: int, rows: list[tuple[float, float, float]]) -> None:
+    """A database file as HemoWatch at schema `version` left it, with (ts, received_at, hr) samples of p1."""
     older = sqlite_utils.Database(path)
-    for number, migrate in enumerate(MIGRATIONS[:2], start=1):  # a file written before samples were unique
+    for number, migrate in enumerate(MIGRATIONS[:version], start=1):
         migrate(older)
         older.execute(f"PRAGMA user_version = {number}")
     add_patient(older, "p1", "Ann Smith", T0)
     with older.conn:
-        insert_vitals(older, [VitalSample("p1", T0, T0 + 1, hr=70), VitalSample("p1", T0, T0 + 2, hr=70)])
-    assert older.execute("select count(*) from vitals").fetchone()[0] == 2
+        older.conn.executemany("insert into vitals (patient_id, ts, received_at, hr) values ('p1', ?, ?, ?)", rows)
     older.close()
 
+
+def test_an_older_file_loses_its_twins_on_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "older.db"
+    _older_file(path, 2, [(T0, T0 + 1, 70), (T0, T0 + 2, 70)])  # written before samples were unique
     db = open_database(path)
-    assert [(s.ts, s.received_at) for s in vitals_between(db, "p1", 0, T0 + 60)] == [(T0, T0 + 1)]
-    assert stored_samples(db, [("p1", T0), ("p1", T0 + 60), ("p2", T0)]) == {("p1", T0)}
+    assert [(s.ts, s.received_at, s.device) for s in vitals_between(db, "p1", 0, T0 + 60)] == [(T0, T0 + 1, "")]
+    resend = VitalSample("p1", T0, T0 + 3, hr=70)
+    assert stored_samples(db, [reading_key(resend)]) == {reading_key(resend)}
+
+
+def test_commits_are_synced_to_disk_unless_normal_is_asked_for(tmp_path: Path) -> None:
+    pragma = lambda db: db.execute("PRAGMA synchronous").fetchone()[0]  # noqa: E731
+    assert pragma(open_database(tmp_path / "a.db")) == 2  # FULL
+    assert pragma(open_database(tmp_path / "b.db", "NORMAL")) == 1
+    with pytest.raises(ValueError, match="FULL or NORMAL"):
+        open_database(tmp_path / "c.db", "OFF")
+
+
+def test_a_resend_is_stored_once_and_different_readings_of_one_second_are_all_kept(tmp_path: Path) -> None:
+    path = tmp_path / "older.db"
+    _older_file(path, 3, [(T0, T0 + 1, 70)])  # written when one second held one sample per patient
+    db = open_database(path)
+    readings = [
+        VitalSample("p1", T0, T0 + 2, hr=70),  # the stored one again
+        VitalSample("p1", T0, T0 + 2, spo2=84),  # another reading of the same second
+        VitalSample("p1", T0, T0 + 2, hr=70, device="oximeter"),  # the same values from another device
+        VitalSample("p1", T0 + 2, T0 + 2, hr=70, device_ts=T0 + 290),  # stamped ahead: kept with arrival time
+    ]
+    keys = [reading_key(sample) for sample in readings]
+    assert stored_samples(db, keys) == {keys[0]}
+    # Resent later, when its stamp is no longer ahead, it is still the same reading.
+    assert reading_key(VitalSample("p1", T0 + 290, T0 + 295, hr=70)) == keys[3]
     with db.conn:
-        insert_vitals(db, [VitalSample("p1", T0, T0 + 3, hr=99), VitalSample("p1", T0 + 60, T0 + 61, hr=71)])
-    assert [(s.ts, s.hr) for s in vitals_between(db, "p1", 0, T0 + 60)] == [(T0, 70), (T0 + 60, 71)]
+        insert_vitals(db, readings)
+        insert_vitals(db, readings)  # delivered again
+    stored = [(s.ts, s.hr, s.spo2, s.device, s.device_ts) for s in vitals_between(db, "p1", 0, T0 + 300)]
+    assert stored == [
+        (T0, 70, None, "", None), (T0, None, 84, "", None), (T0, 70, None, "oximeter", None),
+        (T0 + 2, 70, None, "", T0 + 290),
+    ]
 
 
 def test_lifecycle_raised_notified_acknowledged_resolved_is_stored(db: sqlite_utils.Database) -> None:
@@ -128,6 +162,32 @@ def test_lifecycle_raised_notified_acknowledged_resolved_is_stored(db: sqlite_ut
         ("raised", T0, None), ("notified", T0 + 1, None), ("acknowledged", T0 + 2, "4242"), ("resolved", T0 + 4, None)
     ]
     assert [p.notice.kind for p in pending_notices(db)] == [NoticeKind.RESOLVED]
+
+
+def test_a_condition_back_soon_after_resolving_reopens_its_alert(db: sqlite_utils.Database) -> None:
+    def emergency(now: float, score: int) -> int:
+        return raise_alert(
+            db, "p1", "news2_high", Severity.EMERGENCY, f"NEWS2 {score} (high risk)", now, {"rr": 25}, score,
+            {"rr": 3}, reopen_within_s=600,
+        )
+
+    first = emergency(T0, 7)
+    acknowledge_alert(db, first, 4242, T0 + 10)
+    resolve_alert(db, first, T0 + 100)
+    assert emergency(T0 + 700, 8) == first  # 600 s after resolving: the same alert
+    reopened = get_alert(db, first)
+    assert (reopened.state, reopened.title, reopened.news2, reopened.resolved_at) == (
+        AlertState.ACKNOWLEDGED, "NEWS2 8 (high risk)", 8, None
+    )
+    assert [e.state for e in alert_events(db, first)] == ["raised", "acknowledged", "resolved", "reopened"]
+    assert [p.notice.kind for p in pending_notices(db)] == [NoticeKind.RAISED, NoticeKind.RESOLVED, NoticeKind.REOPENED]
+    resolve_alert(db, first, T0 + 800)
+    second = emergency(T0 + 1401, 7)  # 601 s after: a new alert
+    assert second != first and get_alert(db, second).state is AlertState.RAISED
+    resolve_alert(db, second, T0 + 1500)
+    assert emergency(T0 + 1510, 7) == second and get_alert(db, second).state is AlertState.RAISED  # never taken
+    assert escalate_overdue(db, T0 + 1809, after_s=300) == []  # escalation counts from the re-opening
+    assert escalate_overdue(db, T0 + 1810, after_s=300) == [second]
 
 
 def test_escalation_after_the_delay_from_raise_then_from_the_last_escalation(db: sqlite_utils.Database) -> None:

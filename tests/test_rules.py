@@ -22,11 +22,15 @@ class Patient:
         self.state = PatientState(last_seen=0.0)
         self.scores: list[int | None] = []
 
-    def observe(self, ts: float, **vitals: object) -> list[tuple[str, str]]:
-        sample = VitalSample(patient_id="p", ts=ts, received_at=ts, **vitals)
+    def observe(self, ts: float, device: str = "", **vitals: object) -> list[tuple[str, str]]:
+        sample = VitalSample(patient_id="p", ts=ts, received_at=ts, device=device, **vitals)
         self.state, events, news2 = assess(self.state, sample, self.profile, self.config)
         self.scores.append(news2.total if news2 else None)
         return [_short(event) for event in events]
+
+    def news2(self, ts: float, **vitals: object) -> list[tuple[str, str]]:
+        """Like `observe`, the NEWS2 alerts only."""
+        return [event for event in self.observe(ts, **vitals) if event[0].startswith("news2")]
 
 
 def _short(event: AlertRaised | AlertCleared) -> tuple[str, str]:
@@ -130,33 +134,54 @@ def test_news2_needs_a_complete_recent_set() -> None:
     assert patient.scores[-1] is None  # the rest are older than the 15 min window
 
 
-def test_news2_medium_risk_is_urgent_and_high_risk_an_emergency() -> None:
+def test_news2_medium_risk_is_urgent_and_high_risk_an_emergency_each_held_before_raised_and_cleared() -> None:
     patient = Patient()
-    assert patient.observe(0, **FULL_SET) == []
+    assert patient.news2(0, **FULL_SET) == []
     medium = FULL_SET | {"rr": 21, "spo2": 95, "sbp": 101, "hr": 91, "temp": 38.1}  # 6
-    assert patient.observe(10, **medium) == [("news2", "raised")]
+    assert patient.news2(10, **medium) == []
+    assert patient.news2(40, **medium) == [("news2", "raised")]  # held for 30 s
     high = medium | {"rr": 25}  # 7
-    assert patient.observe(20, **high) == [("news2_high", "raised")]
-    assert patient.observe(30, **medium) == [("news2_high", "cleared")]
-    assert patient.observe(40, **FULL_SET) == [("news2", "cleared")]
+    assert patient.news2(50, **high) == []
+    assert patient.news2(80, **high) == [("news2_high", "raised")]
+    assert patient.news2(90, **medium) == []  # 6: within the margin of the high level
+    five = medium | {"temp": 37.0}  # 5
+    assert patient.news2(100, **five) == []  # below by the margin: clearing starts
+    assert patient.news2(129, **five) == []
+    assert patient.news2(130, **five) == [("news2_high", "cleared")]
+    assert patient.news2(140, **FULL_SET) == []
+    assert patient.news2(170, **FULL_SET) == [("news2", "cleared")]
+
+
+def test_a_news2_score_wavering_around_a_boundary_raises_one_alert_and_does_not_flap() -> None:
+    patient = Patient()
+    six = FULL_SET | {"rr": 21, "spo2": 95, "sbp": 101, "hr": 91, "temp": 38.1}
+    seven = six | {"rr": 25}
+    events = [event for second in range(300) for event in patient.news2(second, **(six if second % 3 else seven))]
+    assert events == [("news2", "raised")]  # 7 never held for 30 s
+    events = [event for second in range(300, 331) for event in patient.news2(second, **seven)]
+    assert events == [("news2_high", "raised")]
+    events = [event for second in range(331, 900) for event in patient.news2(second, **(six if second % 3 else seven))]
+    assert events == []  # within a point of 7, never cleared
 
 
 def test_a_patient_jumping_to_high_risk_gets_one_emergency_alert() -> None:
     patient = Patient()
     patient.observe(0, **FULL_SET)
     high = FULL_SET | {"rr": 25, "spo2": 93, "hr": 111}
-    sample = VitalSample(patient_id="p", ts=10, received_at=10, **high)
+    assert patient.news2(10, **high) == []
+    sample = VitalSample(patient_id="p", ts=40, received_at=40, **high)
     _, events, news2 = assess(patient.state, sample, ADULT, CONFIG)
-    assert [(e.condition, e.severity, e.title) for e in events] == [
+    assert [(e.condition, e.severity, e.title) for e in events if e.condition.startswith("news2")] == [
         ("news2_high", Severity.EMERGENCY, "NEWS2 7 (high risk)")
     ]
-    assert events[0].news2 == news2 and news2.components["rr"] == 3
+    assert events[-1].news2 == news2 and news2.components["rr"] == 3
 
 
 def test_a_single_parameter_scoring_three_raises_news2() -> None:
     patient = Patient()
-    assert patient.observe(0, **(FULL_SET | {"acvpu": "C"})) == [("news2", "raised")]
-    assert patient.scores == [3]
+    assert patient.observe(0, **(FULL_SET | {"acvpu": "C"})) == []
+    assert patient.observe(30, **(FULL_SET | {"acvpu": "C"})) == [("news2", "raised")]
+    assert patient.scores == [3, 3]
 
 
 def test_late_samples_are_not_judged() -> None:
@@ -164,6 +189,18 @@ def test_late_samples_are_not_judged() -> None:
     patient.observe(100, spo2=97)
     assert patient.observe(50, spo2=80) == []
     assert patient.observe(131, spo2=80) == []  # the hold did not start at the late sample
+
+
+def test_each_device_keeps_its_own_order_on_the_patients_one_timeline() -> None:
+    patient = Patient()
+    patient.observe(100, device="monitor", hr=70)  # this device's clock runs 20 s ahead of the oximeter's
+    assert patient.observe(81, device="oximeter", spo2=80) == []  # judged, at 100 (the timeline never goes back)
+    assert patient.state.conditions["spo2_low"].pending_since == 100
+    patient.observe(120, device="monitor", hr=71)
+    assert patient.observe(111, device="oximeter", spo2=80) == []
+    assert patient.observe(130, device="oximeter", spo2=80) == [("spo2_low", "raised")]
+    assert patient.observe(129, device="oximeter", spo2=99) == []  # older than the oximeter's last: not judged
+    assert patient.state.conditions["spo2_low"].raised
 
 
 def test_sensor_offline_after_silence_and_cleared_when_data_returns() -> None:

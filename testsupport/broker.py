@@ -24,6 +24,9 @@ class Mosquitto:
     port: int
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    # Broker settings after listener, persistence location and user; by default no limit on queued messages
+    # (mosquitto's own default, without this line, is 1,000). $SYS is refreshed every second.
+    settings: tuple[str, ...] = ("persistence true", "max_queued_messages 0", "sys_interval 1")
 
     @property
     def url(self) -> str:
@@ -32,11 +35,10 @@ class Mosquitto:
     def start(self) -> None:
         config = self.workdir / "mosquitto.conf"
         config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {self.workdir}/\nmax_queued_messages 0\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence_location {self.workdir}/\n"
             # Started as root, mosquitto would switch to its own user and could not save its persistence
             # file in our private temporary folder; keep the current user.
-            f"user {getpass.getuser()}\n"
+            f"user {getpass.getuser()}\n" + "".join(f"{line}\n" for line in self.settings)
         )
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.process = subprocess.Popen([binary, "-c", str(config)], stderr=subprocess.DEVNULL)
