@@ -7,6 +7,7 @@ threshold; a CT-ICH haemorrhage case written as DICOM is flagged at the model ca
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
 import time
@@ -19,7 +20,9 @@ import sqlite_utils
 from botworld import ADMIN, settings_for
 
 from core.roles import Role
+from core.settings import DEFAULT_MODEL
 from hemowatch.wiring import RunningService, running
+from inference.model import ModelCard
 from store import alerts, open_database, people, studies
 from testsupport.botapi import JSON, BotApiServer
 from testsupport.broker import Mosquitto, free_port
@@ -28,6 +31,8 @@ from testsupport.doubles import ManualClock
 from testsupport.waiting import eventually
 from training.ct_ich import by_patient, read_hu, read_slices
 from training.series_writer import write_series
+
+MODEL = ModelCard.beside(DEFAULT_MODEL)
 
 DOCTOR, OTHER_DOCTOR, CAREGIVER = 10, 11, 20
 pytestmark = pytest.mark.timeout(180)
@@ -86,7 +91,8 @@ async def test_the_doctor_on_call_gets_the_heat_map_reads_it_and_everyone_sees_i
     assert statuses == [0] * 28
     alert_message = await bot_api.wait_for_message(DOCTOR, is_study_alert, timeout=60)
     caption = alert_message["caption"]
-    assert "Probability 0.50 (threshold 0.30), model 1.0.0" in caption and "From CTSCANNER" in caption
+    assert re.search(rf"Probability \d\.\d\d \(threshold 0\.30\), model {re.escape(MODEL.version)}\b", caption)
+    assert "From CTSCANNER" in caption
     assert "last slice received" in caption and "Decision support, not a diagnosis" in caption
     assert alert_message["photo"]
     (button,) = alert_message["reply_markup"]["inline_keyboard"][0]
@@ -118,7 +124,7 @@ async def test_the_doctor_on_call_gets_the_heat_map_reads_it_and_everyone_sees_i
     assert alert.acknowledged_by == DOCTOR
 
     listing = (await say(bot_api, OTHER_DOCTOR, "/studies"))["text"]
-    assert "from CTSCANNER" in listing and "haemorrhage suspected 0.50 (≥0.30)" in listing
+    assert "from CTSCANNER" in listing and re.search(r"haemorrhage suspected \d\.\d\d \(≥0\.30\)", listing)
     assert "read by Dr Ada" in listing
     (audit,) = studies.recent_studies(db)
     assert audit.notified_at is not None and audit.acknowledged_at is not None
@@ -161,6 +167,8 @@ async def test_a_haemorrhage_case_is_flagged_at_the_model_cards_threshold(
         await say(bot_api, DOCTOR, "/oncall on")
         assert await asyncio.to_thread(push, running_service.dicom.port, paths) == [0] * len(paths)
         message = await bot_api.wait_for_message(DOCTOR, is_study_alert, timeout=60)
-        assert "Probability 1.00 (threshold 0.60), model 1.0.0" in message["caption"]
+        shown = f"(threshold {MODEL.study.threshold:.2f}), model {MODEL.version}"
+        assert shown in message["caption"]
         (audit,) = studies.recent_studies(db)
-        assert audit.verdict == "hemorrhage" and audit.threshold == pytest.approx(0.6007, abs=1e-4)
+        assert audit.verdict == "hemorrhage" and audit.threshold == pytest.approx(MODEL.study.threshold)
+        assert audit.probability >= audit.threshold

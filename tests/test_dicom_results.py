@@ -4,6 +4,7 @@ Secondary Capture in the same study, also when it comes up only after the first 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from pathlib import Path
 
@@ -13,10 +14,11 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import SecondaryCaptureImageStorage
 
-from core.settings import Settings
+from core.settings import DEFAULT_MODEL, Settings
 from dicomnode.node import DicomNode
 from dicomnode.results import SERIES_DESCRIPTION
 from hemowatch.builders import analyzer_from_settings
+from inference.model import ModelCard
 from testsupport.broker import free_port
 from testsupport.dicom import push
 from testsupport.waiting import eventually
@@ -74,7 +76,9 @@ async def test_the_triage_comes_back_to_pacs_as_a_secondary_capture_in_the_study
     assert capture.StudyInstanceUID == original.StudyInstanceUID
     assert capture.SeriesInstanceUID != original.SeriesInstanceUID
     assert capture.SeriesDescription == SERIES_DESCRIPTION and capture.BurnedInAnnotation == "YES"
-    assert "haemorrhage suspected; probability 0.50 (threshold 0.30); model hemowatch-ich 1.0.0" in capture.ImageComments
+    version = re.escape(ModelCard.beside(DEFAULT_MODEL).version)
+    assert re.search(rf"haemorrhage suspected; probability \d\.\d\d \(threshold 0\.30\); model hemowatch-ich {version}\b",
+                     capture.ImageComments)
     assert "Decision support, not a diagnosis." in capture.ImageComments
     assert capture.pixel_array.ndim == 3 and capture.pixel_array.shape[2] == 3
     assert not str(capture.PatientName) and not capture.PatientID

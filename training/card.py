@@ -105,8 +105,8 @@ def build_card(
                       "meaning": "probability of each haemorrhage type on the slice (not calibrated)"},
         },
         "threshold": points.slice_threshold,
-        "threshold_rule": f"single slice (a picture): highest threshold with out-of-fold slice sensitivity >= "
-        f"{MIN_SENSITIVITY} on the pictures of every slice",
+        "threshold_rule": "single slice (a picture): the threshold with the largest sensitivity + specificity "
+        "(Youden's J) on the out-of-fold pictures of every slice",
         "calibration": _platt(points.slice_calibration, "out-of-fold logits of both ways in (pictures of every "
                               "slice, DICOM slices the gate passed)"),
         "study": {

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from inference.study import aggregate
 
@@ -36,6 +36,12 @@ def triage_threshold(probabilities: np.ndarray, labels: np.ndarray, min_sensitiv
     cut = positives[needed - 1]
     below = probabilities[probabilities < cut]
     return float((cut + below.max()) / 2) if below.size else float(cut)
+
+
+def balanced_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold with the largest sensitivity + specificity (Youden's J) on held-out scores."""
+    false_positive, true_positive, thresholds = roc_curve(labels, probabilities)
+    return float(min(thresholds[np.argmax(true_positive - false_positive)], 1.0))
 
 
 def binary_metrics(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
