@@ -1,4 +1,5 @@
-# The two set-up commands: `make run` (install and start the service) and `make test` (install and run every test).
+# The set-up commands: `make run` (install and start the service), `make demo` (the service with a chat page and no
+# Telegram) and `make test` (install and run every test).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test install install-dev
+.PHONY: run demo test install install-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,9 @@ install-dev: $(INSTALLED_DEV)
 
 run: $(INSTALLED)
 	$(BIN)/hemowatch run
+
+demo: $(INSTALLED)
+	$(BIN)/hemowatch demo
 
 test: $(INSTALLED_DEV)
 	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { \

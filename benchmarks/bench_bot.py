@@ -26,7 +26,7 @@ from core.settings import Settings
 from hemowatch.wiring import serve
 from monitor.mqtt import vitals_topic
 from store import open_database, patients, people
-from testsupport.botapi import BotApiServer
+from localbotapi import BotApiServer
 from testsupport.broker import Mosquitto, free_port
 from testsupport.machine import machine
 

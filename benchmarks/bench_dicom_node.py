@@ -31,7 +31,7 @@ from dicomnode.node import DicomNode
 from hemowatch.builders import analyzer_from_settings
 from hemowatch.wiring import running
 from store import open_database, people, studies
-from testsupport.botapi import BotApiServer
+from localbotapi import BotApiServer
 from testsupport.broker import Mosquitto, free_port
 from testsupport.machine import machine
 

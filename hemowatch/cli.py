@@ -28,6 +28,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("run", help="run the Telegram bot, the vitals monitor and the DICOM node (settings from env / .env)")
 
+    demo = commands.add_parser(
+        "demo", help="try the whole service in a web page, without Telegram (a local stand-in, example scans)"
+    )
+    demo.add_argument("--port", type=int, default=8080, help="port of the chat page on 127.0.0.1 (default 8080)")
+
     simulate = commands.add_parser("simulate", help="publish simulated patient vitals over MQTT")
     simulate.add_argument("--patients", type=int, default=3, help="number of patients (default 3)")
     simulate.add_argument("--rate", type=float, default=1.0, help="samples per second per patient (default 1)")
@@ -65,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from core.settings import ScanSettings, Settings, SettingsError, read_settings
 
     try:  # each command validates only the settings it uses
-        settings = read_settings(ScanSettings if args.command == "classify" else Settings)
+        settings = read_settings(ScanSettings if args.command in ("classify", "demo") else Settings)
     except SettingsError as error:
         print(f"hemowatch {args.command}: {error}", file=sys.stderr)
         return 2
@@ -85,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hemowatch.run_command import run_service
 
         return run_service(settings)
+    if args.command == "demo":
+        from hemowatch.demo_command import run_demo
+
+        return run_demo(args, settings)
     if args.command == "simulate":
         from hemowatch.simulate_command import run_simulator
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 
 from telegram.error import InvalidToken
 
 from core.settings import Settings, env_files_looked_at
+from hemowatch.signals import stop_on_signals
 from hemowatch.wiring import serve
 from monitor.broker import BrokerPortTaken
 
@@ -36,11 +36,7 @@ def run_service(settings: Settings) -> int:
     logging.getLogger("transitions").setLevel(logging.WARNING)  # the embedded broker's state machine chatter
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for number in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(number, stop.set)
-        await serve(settings, stop)
+        await serve(settings, stop_on_signals())
 
     try:
         asyncio.run(main())

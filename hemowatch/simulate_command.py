@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import signal
 import time
 from pathlib import Path
 
 from core.settings import Settings
+from hemowatch.signals import stop_on_signals
 from monitor.mqtt import broker_url, client_options
 from monitor.simulator import SimulatedPatient, simulate
 from store.patients import add_patient, get_patient
@@ -36,10 +36,8 @@ def run_simulator(args: argparse.Namespace, settings: Settings) -> int:
     patients = [SimulatedPatient(patient_id, args.scenario, rng) for patient_id in ids]
 
     async def until_signalled() -> int:
-        stop = asyncio.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-        return await simulate(options, patients, args.rate, settings.mqtt_topic_prefix, stop, args.duration)
+        return await simulate(options, patients, args.rate, settings.mqtt_topic_prefix, stop_on_signals(),
+                              args.duration)
 
     options = client_options(url, settings.mqtt_ca_file)
     print(f"publishing '{args.scenario}' vitals for {len(ids)} patients ({', '.join(ids[:3])}"

@@ -17,7 +17,7 @@ from core.roles import Role
 from core.settings import Settings
 from store import open_database, patients, people
 from store.thread import StoreThread
-from testsupport.botapi import JSON, BotApiServer
+from localbotapi import JSON, BotApiServer
 from testsupport.doubles import ManualClock
 from testsupport.waiting import eventually
 

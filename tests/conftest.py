@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from testsupport.botapi import BotApiServer
+from localbotapi import BotApiServer
 from testsupport.broker import Mosquitto, free_port
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -51,6 +51,6 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 
 @pytest.fixture
 async def bot_api() -> AsyncIterator[BotApiServer]:
-    """A local Telegram Bot API server (testsupport/botapi.py); point TELEGRAM_API_URL at `bot_api.url`."""
+    """A local Telegram Bot API server (localbotapi/); point TELEGRAM_API_URL at `bot_api.url`."""
     async with BotApiServer() as server:
         yield server

@@ -21,7 +21,7 @@ from core.roles import Role
 from hemowatch.wiring import running
 from monitor.mqtt import vitals_topic
 from store import open_database, outbox, patients, people
-from testsupport.botapi import BotApiServer
+from localbotapi import BotApiServer
 from testsupport.broker import Mosquitto
 from testsupport.waiting import eventually
 

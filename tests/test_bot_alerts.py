@@ -12,7 +12,7 @@ from bot.notifier import TelegramNotifier
 from core.notifications import AlertNotice, DeliveryDeferred, DeliveryHeld, NoticeKind, Severity
 from core.roles import Role
 from store import alerts, outbox, people
-from testsupport.botapi import BotApiServer
+from localbotapi import BotApiServer
 
 CAREGIVER, OTHER_CAREGIVER = 20, 21
 

@@ -24,7 +24,7 @@ from core.settings import DEFAULT_MODEL
 from hemowatch.wiring import RunningService, running
 from inference.model import ModelCard
 from store import alerts, open_database, people, studies
-from testsupport.botapi import JSON, BotApiServer
+from localbotapi import JSON, BotApiServer
 from testsupport.broker import Mosquitto, free_port
 from testsupport.dicom import push
 from testsupport.doubles import ManualClock

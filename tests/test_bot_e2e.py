@@ -20,7 +20,7 @@ from core.roles import Role
 from hemowatch.wiring import RunningService, running, serve
 from monitor.mqtt import vitals_topic
 from store import alerts, open_database, outbox, patients, people, vitals
-from testsupport.botapi import JSON, BotApiServer
+from localbotapi import JSON, BotApiServer
 from testsupport.broker import Mosquitto
 from testsupport.doubles import ManualClock
 from testsupport.waiting import eventually

@@ -18,7 +18,7 @@ from core.roles import Role
 from core.settings import Settings
 from hemowatch.admin_command import run_admin
 from store import open_database, patients, people
-from testsupport.botapi import BotApiServer
+from localbotapi import BotApiServer
 
 NEWCOMER, STRANGER = 50, 60
 LINK = re.compile(r"https://t\.me/hemowatch_test_bot\?start=([A-Za-z0-9_-]+)")

@@ -18,7 +18,7 @@ from core.roles import Role
 from hemowatch.wiring import serve
 from monitor.mqtt import vitals_topic
 from store import open_database, patients, people, vitals
-from testsupport.botapi import JSON, BotApiServer
+from localbotapi import JSON, BotApiServer
 from testsupport.broker import Mosquitto
 from testsupport.waiting import eventually
 

@@ -12,8 +12,8 @@ from botworld import ADMIN, BotWorld, running_bot
 from core.notifications import Severity
 from core.roles import Role
 from store import alerts, people
+from localbotapi import BotApiServer
 from store.studies import SeriesRecord, StudyHeader, record_series
-from testsupport.botapi import BotApiServer
 
 DOCTOR, OTHER_DOCTOR, CAREGIVER, OTHER_CAREGIVER, REVOKED, UNKNOWN = 10, 11, 20, 21, 30, 40
 CALLERS = {"admin": ADMIN, "doctor": DOCTOR, "caregiver": CAREGIVER, "revoked": REVOKED, "unknown": UNKNOWN}

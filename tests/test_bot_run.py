@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from testsupport.botapi import BotApiServer
+from localbotapi import BotApiServer
 from testsupport.broker import free_port
 from testsupport.waiting import eventually
 

@@ -23,7 +23,7 @@ from core.settings import Settings
 from hemowatch.builders import analyzer_from_settings
 from inference.analyzer import Analyzer
 from store.scans import scans_of
-from testsupport.botapi import JSON, BotApiServer
+from localbotapi import JSON, BotApiServer
 
 DOCTOR, CAREGIVER, STRANGER = 10, 20, 40
 PATIENT = "bed-1"

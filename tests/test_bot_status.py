@@ -13,7 +13,7 @@ from core.vitals import VitalSample
 from store import alerts, patients
 from store.schema import atomic
 from store.vitals import insert_vitals
-from testsupport.botapi import BotApiServer
+from localbotapi import BotApiServer
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from botworld import ADMIN, settings_for
 
 from hemowatch.wiring import RunningService, running
-from testsupport.botapi import JSON, BotApiServer
+from localbotapi import JSON, BotApiServer
 from testsupport.broker import free_port
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"

@@ -30,7 +30,7 @@ from monitor.mqtt import vitals_topic
 from monitor.vitals_monitor import VitalsMonitor
 from store import open_database, patients, people
 from store.vitals import vitals_between
-from testsupport.botapi import BotApiServer
+from localbotapi import BotApiServer
 from testsupport.broker import Mosquitto
 from testsupport.doubles import ManualClock, RecordingNotifier
 from testsupport.waiting import eventually

@@ -1,4 +1,4 @@
-"""A local stand-in for the Telegram Bot API, for tests and benchmarks that drive the real bot.
+"""A local stand-in for the Telegram Bot API, for the demo and for tests and benchmarks that drive the real bot.
 
 It speaks the HTTP protocol python-telegram-bot uses (form, multipart or JSON POST to
 `/bot<token>/<method>`, answers `{"ok": true, "result": ...}` or `{"ok": false, "error_code": ...,
@@ -19,8 +19,9 @@ and mimics the behaviour a bot meets in production:
   400 "message is not modified";
 - the bot cannot write first to a user who never wrote to it, and gets 403 from a user who blocked it.
 
-Tests play the users (`send_text`, `send_photo`, `send_document`, `press_button`), observe the bot
-(`wait_for_message`, `calls`) and inject failures (`fail_next`, `fail_for`, `block`).
+Tests and the demo's chat page play the users (`introduce`, `send_text`, `send_photo`, `send_document`,
+`press_button`), observe the bot (`wait_for_message`, `calls`, `conversation`, `wait_for_change`) and tests inject
+failures (`fail_next`, `fail_for`, `block`).
 """
 
 from __future__ import annotations
@@ -207,12 +208,13 @@ def _photo_variants(data: bytes) -> list[tuple[bytes, int, int]]:
 class BotApiServer:
     """The local Bot API server on a free loopback port. Use `url` as TELEGRAM_API_URL."""
 
-    def __init__(self, token: str = "123456:TEST-token", download_limit: int | None = CLOUD_DOWNLOAD_LIMIT) -> None:
+    def __init__(self, token: str = "123456:TEST-token", download_limit: int | None = CLOUD_DOWNLOAD_LIMIT,
+                 username: str = "hemowatch_test_bot") -> None:
         self.token = token
         self.download_limit = download_limit
         self.bot_user: JSON = {
             "id": int(token.split(":")[0]), "is_bot": True, "first_name": "HemoWatch",
-            "username": "hemowatch_test_bot", "can_join_groups": False,
+            "username": username, "can_join_groups": False,
             "can_read_all_group_messages": False, "supports_inline_queries": False,
         }
         self.calls: list[ApiCall] = []
@@ -230,6 +232,9 @@ class BotApiServer:
         self._messages: dict[tuple[int, int], JSON] = {}  # the bot's messages as they are now
         self._timeline: dict[int, list[JSON]] = defaultdict(list)  # every version the bot sent, per chat
         self._users: dict[int, JSON] = {}  # users who wrote to the bot, so it may write to them
+        self._names: dict[int, str] = {}  # first names given by `introduce`
+        self._chats: dict[int, dict[int, JSON]] = defaultdict(dict)  # every message of a chat as it is now
+        self.version = 0  # counts every change to a conversation or a callback answer
         self._failures: dict[str, Failure] = {}
         self._poll = _Poll()
         self._closing = False
@@ -281,6 +286,11 @@ class BotApiServer:
         await self.stop()
 
     # --- users ----------------------------------------------------------------------------------
+
+    def introduce(self, user_id: int, first_name: str) -> None:
+        """User `user_id`, called `first_name`, has opened the bot (so the bot may write to them first)."""
+        self._names[user_id] = first_name
+        self._users[user_id] = self._user(user_id)
 
     def send_text(self, user_id: int, text: str) -> JSON:
         """User `user_id` writes `text` (a leading /command gets its entity); returns the message."""
@@ -342,6 +352,15 @@ class BotApiServer:
             seen = [m.get("text") or m.get("caption") or "<media>" for m in self._timeline[chat_id]]
             raise TimeoutError(f"no matching bot message in chat {chat_id} within {timeout} s; it saw: {seen}")
         return message
+
+    def conversation(self, chat_id: int) -> list[JSON]:
+        """The chat as its user sees it: their messages and the bot's, each as it is now, oldest first."""
+        return [self._chats[chat_id][message_id] for message_id in sorted(self._chats[chat_id])]
+
+    async def wait_for_change(self, version: int, timeout: float) -> int:
+        """The current `version`, once it differs from `version` or after `timeout` seconds."""
+        await self._poll.until(lambda: self.version != version or self._closing, timeout)
+        return self.version
 
     def history(self, chat_id: int) -> list[JSON]:
         """Every version of every message the bot sent to `chat_id`, oldest first."""
@@ -534,6 +553,7 @@ class BotApiServer:
         if query_id in self.callback_answers:
             raise ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
         self.callback_answers[query_id] = params
+        self._changed()
         return True
 
     def _get_file(self, params: JSON, files: dict[str, bytes]) -> JSON:
@@ -577,7 +597,8 @@ class BotApiServer:
     # --- helpers --------------------------------------------------------------------------------
 
     def _user(self, user_id: int) -> JSON:
-        return {"id": user_id, "is_bot": False, "first_name": f"User {user_id}", "language_code": "en"}
+        first_name = self._names.get(user_id, f"User {user_id}")
+        return {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": "en"}
 
     def _user_message(self, user_id: int, **content: Any) -> JSON:
         self._users[user_id] = self._user(user_id)
@@ -590,12 +611,13 @@ class BotApiServer:
         return message
 
     def _queue_message(self, message: JSON) -> JSON:
+        self._chats[message["chat"]["id"]][message["message_id"]] = message
         self._queue({"message": message})
         return message
 
     def _queue(self, update: JSON) -> None:
         self._updates.append({"update_id": next(self._update_ids), **update})
-        self._poll.notify()
+        self._changed()
 
     def _chat(self, params: JSON) -> JSON:
         """The private chat `params` addresses, checked as Telegram checks it."""
@@ -649,8 +671,13 @@ class BotApiServer:
     def _record(self, message: JSON) -> JSON:
         self._messages[(message["chat"]["id"], message["message_id"])] = message
         self._timeline[message["chat"]["id"]].append(message)
-        self._poll.notify()
+        self._chats[message["chat"]["id"]][message["message_id"]] = message
+        self._changed()
         return message
+
+    def _changed(self) -> None:
+        self.version += 1
+        self._poll.notify()
 
     def _store_photo(self, image: bytes) -> list[JSON]:
         return [self._photo_size(self._store(data, "photos", "jpg", width, height))

@@ -1,0 +1,75 @@
+"""`hemowatch demo`: the real service against the local Bot API server, with a web chat page, until a signal.
+
+Nothing is read from or written to the configured service: the demo has its own database in a temporary
+folder (removed on exit), its own embedded broker on a free port and a bot token only its Bot API server knows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from core.settings import ScanSettings
+from hemowatch.demo.bedside import BedsideDevice
+from hemowatch.demo.cast import BOT_TOKEN, PATIENT_ID, PEOPLE, demo_settings, free_port, seed
+from hemowatch.demo.chat_page import ChatPage
+from hemowatch.signals import stop_on_signals
+from hemowatch.wiring import running
+from localbotapi import BotApiServer
+from monitor.broker import BrokerPortTaken
+
+log = logging.getLogger(__name__)
+
+
+def run_demo(args: argparse.Namespace, scan: ScanSettings) -> int:
+    """Entry point of `hemowatch demo`."""
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # the embedded broker's state machine chatter
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # a line per poll of the page
+    try:
+        asyncio.run(_demo(args.port, scan))
+    except (PagePortTaken, BrokerPortTaken) as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
+
+
+class PagePortTaken(Exception):
+    """The chat page's port is in use; the message says what to do."""
+
+
+async def _demo(port: int, scan: ScanSettings) -> None:
+    stop = stop_on_signals()
+    with tempfile.TemporaryDirectory(prefix="hemowatch-demo-") as folder:
+        async with BotApiServer(BOT_TOKEN, username="hemowatch_demo_bot") as api:
+            for person in PEOPLE:
+                api.introduce(person.telegram_id, person.name)
+            settings = demo_settings(scan, Path(folder), api.url, free_port())
+            seed(settings.hemowatch_db, time.time())
+            bedside = BedsideDevice(settings, PATIENT_ID)
+            page = ChatPage(api, bedside, settings.rule_hold_s, settings.escalate_after_s)
+            runner = web.AppRunner(page.app, shutdown_timeout=1)
+            await runner.setup()
+            try:
+                await web.TCPSite(runner, "127.0.0.1", port).start()
+            except OSError as error:
+                await runner.cleanup()
+                raise PagePortTaken(
+                    f"The demo's page cannot listen on 127.0.0.1:{port} ({error.strerror}); "
+                    "choose another port with `hemowatch demo --port N`."
+                ) from None
+            try:
+                async with running(settings):
+                    await bedside.switch("stable")
+                    print(f"HemoWatch demo: open http://127.0.0.1:{port} in a browser (Ctrl+C stops it). "
+                          f"Its database is {settings.hemowatch_db}, removed on exit.", flush=True)
+                    await stop.wait()
+                    await bedside.stop()
+            finally:
+                await runner.cleanup()

@@ -1,0 +1,9 @@
+"""A local Bot API server: the Telegram HTTP protocol on a loopback port, users played by code.
+
+Part of the product (`hemowatch demo` runs the real bot against it, with a web page playing the users) and
+used by the tests and benchmarks. It imports none of HemoWatch's packages.
+"""
+
+from localbotapi.server import JSON, ApiCall, ApiError, BotApiServer, StoredFile, plain_text
+
+__all__ = ["JSON", "ApiCall", "ApiError", "BotApiServer", "StoredFile", "plain_text"]
