@@ -32,8 +32,11 @@ run: $(INSTALLED)
 demo: $(INSTALLED)
 	$(BIN)/hemowatch demo
 
+# What the tests run besides Python: a broker, a DICOM sender, a browser for the demo page.
+TEST_PACKAGES := mosquitto dcmtk chromium chromium-driver
+
 test: $(INSTALLED_DEV)
-	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { \
-		echo "installing Debian's mosquitto (the tests start their own broker)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; }
+	@command -v mosquitto >/dev/null && command -v storescu >/dev/null && command -v chromedriver >/dev/null || { \
+		echo "installing Debian's $(TEST_PACKAGES) (the tests start their own broker, sender and browser)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_PACKAGES) >/dev/null; }
 	$(BIN)/python -m pytest
