@@ -77,7 +77,11 @@ def build_card(
         "sha256": file_sha256(shipped),
         "variant": points.variant,
         "variants": {
-            variant: {"file": path.name, "sha256": file_sha256(path), "study_auc": cross_validation["study_auc_by_variant"][variant]}
+            variant: {
+                "file": path.name,
+                "sha256": file_sha256(path),
+                "study_auc": cross_validation["study_auc_by_variant"][variant],
+            }
             for variant, path in paths.items()
         },
         "quantization": "8-bit static quantization (QDQ, weights int8 per output channel, activations uint8), "

@@ -92,7 +92,8 @@ def _grey(data: TrainingSet, rows: torch.Tensor, recipe: Recipe, generator: torc
     """Grey slices (N, S, S) in [0, 1]: the exported picture, or the units through a random window."""
     pictures = (torch.from_numpy(data.pictures[rows.numpy()]) + 1.0) / 2.0
     windowed = random_window(torch.from_numpy(data.hu[rows.numpy()]), generator)
-    use_hu = torch.from_numpy(data.has_hu[rows.numpy()]) & (torch.rand(len(rows), generator=generator) < recipe.hu_share)
+    drawn = torch.rand(len(rows), generator=generator) < recipe.hu_share
+    use_hu = torch.from_numpy(data.has_hu[rows.numpy()]) & drawn
     return torch.where(use_hu.view(-1, 1, 1), windowed, pictures)
 
 
@@ -113,7 +114,8 @@ def train(data: TrainingSet, recipe: Recipe, weights: Path, name: str = "model")
     net = pretrained_network(weights, outputs=data.labels.shape[1], dropout=recipe.dropout)
     labels = torch.from_numpy(data.labels)
     optimizer = torch.optim.AdamW(net.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
-    per_epoch = int((data.labels[:, 0] == 1).sum()) + min(recipe.negatives_per_epoch, int((data.labels[:, 0] == 0).sum()))
+    negatives = int((data.labels[:, 0] == 0).sum())
+    per_epoch = int((data.labels[:, 0] == 1).sum()) + min(recipe.negatives_per_epoch, negatives)
     steps_per_epoch = len(list(_batches(torch.arange(per_epoch), recipe.batch_size)))
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=recipe.learning_rate, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.15

@@ -16,8 +16,8 @@ from training.crossval import CALIBRATION_SLICES, OutOfFold, cross_validate, ser
 from training.data import TrainingSet, load_training_set
 from training.export import export_onnx, quantize
 from training.fit import Recipe, train
-from training.network import checkpoint_path
-from training.report import operating_points_and_report
+from training.network import HaemorrhageNet, checkpoint_path
+from training.report import OperatingPoints, operating_points_and_report
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ MAX_EXPORT_DIFFERENCE = 1e-3
 
 
 def _save_oof(oof: OutOfFold, path: Path) -> None:
-    arrays = {f"{field.name}": getattr(oof, field.name) for field in dataclasses.fields(oof)}
+    arrays = {field.name: getattr(oof, field.name) for field in dataclasses.fields(oof)}
     flat = {key: value for key, value in arrays.items() if not isinstance(value, dict)}
     for name in ("picture", "dicom"):
         flat.update({f"{name}_{variant}": scores for variant, scores in arrays[name].items()})
@@ -33,7 +33,7 @@ def _save_oof(oof: OutOfFold, path: Path) -> None:
 
 
 def export_shipped(
-    net: torch.nn.Module, data: TrainingSet, points: Any, out_dir: Path, seed: int
+    net: HaemorrhageNet, data: TrainingSet, points: OperatingPoints, out_dir: Path, seed: int
 ) -> dict[str, Path]:
     """Write both variants; the shipped one is `<NAME>.onnx`, the other keeps its variant in its name."""
     paths = {"float32": out_dir / f"{NAME}.onnx", "int8": out_dir / f"{NAME}-int8.onnx"}

@@ -48,7 +48,10 @@ def _per_fold(fold: np.ndarray, scores: np.ndarray, labels: np.ndarray, threshol
     return {"pooled": binary_metrics(scores, labels, threshold), "per_fold": folds, "summary": summarise(folds)}
 
 
-def _study(data: TrainingSet, oof: OutOfFold, variant: str, method: str, calibration: PlattScaling):
+def _study(
+    data: TrainingSet, oof: OutOfFold, variant: str, method: str, calibration: PlattScaling
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per scanner patient: name, study score of `method` over calibrated slice log-odds, whether they bled, fold."""
     scanner = data.has_hu
     calibrated_logits = calibration.slope * oof.dicom[variant] + calibration.intercept
     names, scores, bled = study_scores(
@@ -69,7 +72,8 @@ def operating_points_and_report(data: TrainingSet, oof: OutOfFold) -> tuple[Oper
     for variant in VARIANTS:
         _, scores, bled, _ = _study(data, oof, variant, "max", PlattScaling(1.0, 0.0))
         study_auc_by_variant[variant] = auc(scores, bled)
-    variant = "int8" if study_auc_by_variant["int8"] >= study_auc_by_variant["float32"] - MAX_QUANTIZATION_LOSS else "float32"
+    keeps_auc = study_auc_by_variant["int8"] >= study_auc_by_variant["float32"] - MAX_QUANTIZATION_LOSS
+    variant = "int8" if keeps_auc else "float32"
 
     # One slice calibration for both ways in: pictures of every slice, and scanner slices the DICOM gate passed.
     gated = scanner & oof.dicom_assessable
@@ -104,7 +108,8 @@ def operating_points_and_report(data: TrainingSet, oof: OutOfFold) -> tuple[Oper
         patients = len(np.unique(data.groups[with_type]))
         among_bleeds = auc(oof.dicom_types[bleeding_scanner, index], truth[bleeding_scanner].astype(np.int64))
         all_slices = auc(oof.dicom_types[scanner, index], truth[scanner].astype(np.int64))
-        sensitivity = float(flagged[with_type & oof.dicom_assessable].mean()) if (with_type & oof.dicom_assessable).any() else float("nan")
+        seen = with_type & oof.dicom_assessable
+        sensitivity = float(flagged[seen].mean()) if seen.any() else float("nan")
         qualifies = bool(among_bleeds >= MIN_TYPE_AUC)
         if qualifies:
             shown.append(name)
