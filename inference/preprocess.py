@@ -137,7 +137,12 @@ def prepare_slice(grey: np.ndarray) -> PreparedSlice:
 def prepare_batch(slices: Sequence[np.ndarray]) -> tuple[np.ndarray, list[PreparedSlice]]:
     """Prepare several grey slices and stack their tensors into one `(N, 3, S, S)` batch."""
     prepared = [prepare_slice(grey) for grey in slices]
+    return batch_of(prepared), prepared
+
+
+def batch_of(prepared: Sequence[PreparedSlice]) -> np.ndarray:
+    """The prepared slices' tensors as one `(N, 3, S, S)` float32 batch."""
     batch = np.zeros((len(prepared), 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
     for index, item in enumerate(prepared):
         batch[index] = item.tensor
-    return batch, prepared
+    return batch
