@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,21 @@ def analyzer_from_settings(
 
 def scan_workers_from_settings(settings: Settings, threshold: float | None = None) -> ProcessAnalyzer:
     """The service's analysis engine: `scan_concurrency` worker processes, each capped at `scan_memory_limit_mb`,
-    so no upload can take the memory the vitals monitor needs, and one that kills its worker costs only itself."""
+    so no upload can take the memory the vitals monitor needs, and one that kills its worker costs only itself.
+
+    The workers share the cores: each gets at most its share of them as threads, so studies analysed at once
+    do not crowd the cores with more model and decoding threads than there are cores to run them."""
+    options = _engine_options(settings)
+    options["threads"] = worker_threads(settings.inference_threads, settings.scan_concurrency)
     return ProcessAnalyzer(
         settings.hemowatch_model, workers=settings.scan_concurrency, threshold=threshold,
-        memory_limit_bytes=int(settings.scan_memory_limit_mb * 2**20), **_engine_options(settings),
+        memory_limit_bytes=int(settings.scan_memory_limit_mb * 2**20), **options,
     )
+
+
+def worker_threads(threads: int, workers: int, cores: int | None = None) -> int:
+    """Threads for each of `workers` analysis processes: `threads`, but no more than its share of the `cores`
+    this process may run on (at least one)."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(threads, cores // workers))

@@ -20,9 +20,9 @@ from inference.images import picture_format, read_picture
 from inference.limits import Limits
 from inference.model import HaemorrhageModel
 from inference.overlay import OverlayCaption, render_overlay
-from inference.preprocess import prepare_batch
+from inference.preprocess import PreparedSlice, batch_of, prepare_slice
 from inference.result import ModelInfo, StudyResult
-from inference.scan import Series, Window
+from inference.scan import Series, Slice, Window
 from inference.study import OperatingPoint, study_verdict
 
 log = logging.getLogger(__name__)
@@ -179,28 +179,30 @@ class Analyzer:
         return result
 
     def _score(self, series: Series, progress: Progress) -> tuple[list[Assessment], list[float | None], _LookedAt]:
-        """Gate each slice as it is decoded and run the model on every full batch of assessable slices while the
-        next slices decode: `(assessments, probabilities, looked_at)`, one entry per slice, None when not
-        assessed."""
+        """Gate and prepare each slice as it is decoded (in the decoding threads) and run the model on every full
+        batch of assessable slices while the next slices decode: `(assessments, probabilities, looked_at)`, one
+        entry per slice, None when not assessed."""
         assessments: list[Assessment] = []
         probabilities: list[float | None] = []
         looked_at: _LookedAt = {}  # slice index -> (class-activation map, box it covers, type probabilities)
-        waiting: list[int] = []
+        waiting: list[tuple[int, PreparedSlice]] = []
+
+        def gated(item: Slice) -> tuple[Assessment, PreparedSlice | None]:
+            assessment = assess_slice(item, series.is_ct)
+            return assessment, prepare_slice(item.grey(self._window)) if assessment.assessable else None
 
         def run_model() -> None:
-            batch, prepared = prepare_batch([series.slices[index].grey(self._window) for index in waiting])
-            batch_probabilities, cams, types = self._model.predict(batch)
-            for index, probability, cam, item, kinds in zip(waiting, batch_probabilities, cams, prepared, types):
+            batch_probabilities, cams, types = self._model.predict(batch_of([item for _, item in waiting]))
+            for (index, item), probability, cam, kinds in zip(waiting, batch_probabilities, cams, types):
                 probabilities[index] = float(probability)
                 looked_at[index] = (cam, item.box, kinds)
             waiting.clear()
 
-        for index, item in enumerate(series.stream()):
-            assessment = assess_slice(item, series.is_ct)
+        for index, (_, (assessment, prepared)) in enumerate(series.stream(gated)):
             assessments.append(assessment)
             probabilities.append(None)
-            if assessment.assessable:
-                waiting.append(index)
+            if prepared is not None:
+                waiting.append((index, prepared))
             if len(waiting) == BATCH_SIZE:
                 run_model()
                 progress(f"Analysed {len(looked_at)} slices, read {index + 1}/{series.size}")

@@ -6,7 +6,10 @@ never read out of the datasets, so nothing identifying can reach a result, a log
 Headers are read first and every cap is checked on them, before any pixel is decoded. Pixels are then decoded
 as the analysis asks for them, at most `_AHEAD` slices ahead, by `threads` threads, so the model scores one
 batch while the next slices decode. pylibjpeg's JPEG decoder holds the GIL (two threads decode JPEG Lossless
-no faster than one), but onnxruntime releases it, which is where the overlap comes from. Worker processes
+no faster than one), but onnxruntime and most numpy work release it, which is where the overlap comes from.
+The analysis's per-slice work (gate, model input) runs in the same threads right after each slice is
+decoded: done in the consuming thread, every numpy call there would wait for a whole frame's decoding to give
+the GIL back, and the slices would be gated one numpy call per decoded frame. Worker processes
 were measured too: on two cores shared with the model's threads they were slower than threads, and they
 would re-import the caller's main module and escape a per-process memory limit. Each slice is kept as int16
 Hounsfield units, and a file's pixel bytes are dropped once its frames are decoded.
@@ -34,7 +37,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEnd
 
 from inference.errors import InputError
 from inference.limits import Limits
-from inference.scan import Series, Slice
+from inference.scan import Series, Slice, SliceWork
 
 _AXIAL_MIN_COSINE = 0.8  # slice normal within about 37° of the body axis (gantry tilt included) counts as axial
 _HU_RANGE = (-32768, 32767)
@@ -251,7 +254,7 @@ def _series(datasets: Sequence[Dataset], ordinal: int, threads: int) -> Series:
         slices=[],
         is_ct=modality == "CT",
         warnings=warnings,
-        pending=_decoded(frames, threads),
+        pending=_Decoding(frames, threads),
         n_slices=len(frames),
     )
 
@@ -272,30 +275,53 @@ def _order(frames: list[_Frame]) -> list[_Frame]:
     return frames
 
 
-def _decoded(frames: list[_Frame], threads: int) -> Iterator[Slice]:
-    """The frames' slices in order, decoded by `threads` threads at most `_AHEAD` slices ahead of the reader.
+class _Decoding:
+    """The series' frames to decode, once: a second call yields nothing (the slices are in `Series.slices`)."""
+
+    def __init__(self, frames: list[_Frame], threads: int) -> None:
+        self._frames: list[_Frame] | None = frames
+        self._threads = threads
+
+    def __call__(self, work: SliceWork) -> Iterator[tuple[Slice, object]]:
+        frames, self._frames = self._frames, None
+        return _decoded(frames or [], self._threads, work)
+
+
+def _decoded(frames: list[_Frame], threads: int, work: SliceWork) -> Iterator[tuple[Slice, object]]:
+    """The frames' slices in order with `work(slice)`, decoded and worked on by `threads` threads at most
+    `_AHEAD` slices ahead of the reader.
 
     Nothing starts until the first slice is asked for; closing the iterator early stops the threads.
     """
     frames_left = Counter(id(frame.dataset) for frame in frames)
-    waiting: deque[tuple[_Frame, Future[np.ndarray]]] = deque()
+    waiting: deque[tuple[_Frame, Future[tuple[Slice, object]]]] = deque()
     upcoming = iter(frames)
     executor = ThreadPoolExecutor(threads, thread_name_prefix="dicom-decode")
     try:
         while True:
             while len(waiting) < _AHEAD and (frame := next(upcoming, None)) is not None:
                 modality = _lookup(frame.dataset, frame.index, "PixelValueTransformationSequence")
-                waiting.append((frame, executor.submit(decode_hu, frame.dataset, frame.index, modality)))
+                spacing = _spacing(frame.dataset, frame.index)
+                waiting.append(
+                    (frame, executor.submit(_decoded_slice, frame.dataset, frame.index, modality, spacing, work))
+                )
             if not waiting:
                 return
             frame, future = waiting.popleft()
-            hu = future.result()
+            done = future.result()
             frames_left[id(frame.dataset)] -= 1
             if not frames_left[id(frame.dataset)]:
                 del frame.dataset.PixelData  # the pixels now live in the slices; drop the file's copy
-            yield Slice(hu=hu, spacing_mm=_spacing(frame.dataset, frame.index))
+            yield done
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _decoded_slice(
+    ds: Dataset, index: int | None, modality: Dataset, spacing_mm: float | None, work: SliceWork
+) -> tuple[Slice, object]:
+    decoded = Slice(hu=decode_hu(ds, index, modality), spacing_mm=spacing_mm)
+    return decoded, work(decoded)
 
 
 def decode_hu(ds: Dataset, index: int | None, modality: Dataset) -> np.ndarray:

@@ -15,6 +15,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from inference.masks import dilated, eroded, filled
+
 MAX_SIDE = 720  # pixels of the image part: a phone screen's width, and a PNG of roughly 100-400 kB
 _MIN_SIDE = 480  # smaller pictures are enlarged to this, so the caption stays readable beside them
 
@@ -77,10 +79,13 @@ def render_overlay(grey: np.ndarray, cam: np.ndarray, box: tuple[int, int, int],
     top, left, side = box
     shown_box = (round(top * scale), round(left * scale), max(1, round(side * scale)))
     alpha = heat_alpha(shown, cam, shown_box, caption.flagged)
-    base = np.repeat(np.round(shown * 255)[..., None], 3, axis=2)
-    colour = _colour(alpha / _OPACITY[caption.flagged])
-    picture = np.where(alpha[..., None] > 0, base * (1 - alpha[..., None]) + colour * alpha[..., None], base)
-    image = Image.fromarray(np.round(picture).astype(np.uint8), "RGB")
+    grey_levels = np.round(shown * 255)
+    picture = np.repeat(grey_levels.astype(np.uint8)[..., None], 3, axis=2)
+    coloured = alpha > 0  # blended there only: most of the picture keeps its grey
+    strength = alpha[coloured][:, None]
+    colour = _colour(alpha[coloured] / _OPACITY[caption.flagged])
+    picture[coloured] = np.round(grey_levels[coloured][:, None] * (1 - strength) + colour * strength)
+    image = Image.fromarray(picture, "RGB")
     buffer = io.BytesIO()
     _with_caption(image, caption).save(buffer, format="PNG", compress_level=3)  # a little larger, several times faster
     return buffer.getvalue()
@@ -132,24 +137,23 @@ def intracranial_mask(grey: np.ndarray) -> np.ndarray:
     head = _largest_part(tissue)
     if not head.any():
         return head
-    head = ndimage.binary_fill_holes(head)
+    head = filled(head)
     step = max(1, round(_EROSION * max(values.shape)))
-    cross = ndimage.generate_binary_structure(2, 1)
     soft = head & tissue & (values < _BONE)
-    core = ndimage.binary_erosion(soft, cross, iterations=step)
+    core = eroded(soft, step)
     parts, count = ndimage.label(core)
     if count:
-        near_outside = ndimage.binary_dilation(~head, cross, iterations=step + 2, border_value=1)
+        near_outside = dilated(~head, step + 2, border=True)
         sizes = np.bincount(parts.ravel(), minlength=count + 1).astype(float)
         sizes[0] = 0
         sizes[np.unique(parts[near_outside & core])] = 0
         if sizes.max() > 0:
             kept = (sizes >= _MIN_PART * sizes.max())[parts]
-            grown = ndimage.binary_dilation(kept, cross, iterations=step) & soft
-            skull = (values >= _BONE) & ~ndimage.binary_fill_holes(grown)  # bone not enclosed by brain
-            closed = ndimage.binary_fill_holes(ndimage.binary_closing(grown, cross, iterations=2 * step) | grown)
-            return closed & ~ndimage.binary_dilation(skull, cross, iterations=step)
-    return ndimage.binary_erosion(head, cross, iterations=6 * step)
+            grown = dilated(kept, step) & soft
+            skull = (values >= _BONE) & ~filled(grown)  # bone not enclosed by brain
+            closed = filled(eroded(dilated(grown, 2 * step), 2 * step) | grown)  # a closing, then holes filled
+            return closed & ~dilated(skull, step)
+    return eroded(head, 6 * step)
 
 
 def _largest_part(mask: np.ndarray) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,16 @@ class Slice:
         return self.picture
 
 
+SliceWork = Callable[["Slice"], Any]
+"""What the analysis does with each slice once it is decoded (gate it, prepare the model's input)."""
+Decoding = Callable[[SliceWork], Iterator[tuple["Slice", Any]]]
+"""The slices still to decode, in order, each with what `work` gave for it, `work` run by the decoding threads."""
+
+
+def _no_work(_: Slice) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Series:
     """Slices of one acquisition, ordered from the lowest to the highest along the body axis."""
@@ -43,7 +54,7 @@ class Series:
     slices: list[Slice]  # the slices decoded so far: all of them once `stream()` has been consumed
     is_ct: bool = True
     warnings: list[str] = field(default_factory=list)
-    pending: Iterator[Slice] | None = field(default=None, repr=False, compare=False)  # still to decode, in order
+    pending: Decoding | None = field(default=None, repr=False, compare=False)  # runs once, by the first `stream()`
     n_slices: int | None = None  # how many slices the headers announce, while some are still pending
 
     @property
@@ -51,10 +62,12 @@ class Series:
         """How many slices the series has, decoded or not."""
         return len(self.slices) if self.n_slices is None else self.n_slices
 
-    def stream(self) -> Iterator[Slice]:
-        """Every slice in order, the pending ones as soon as each is decoded; each joins `slices` on the way."""
-        yield from list(self.slices)
+    def stream(self, work: SliceWork = _no_work) -> Iterator[tuple[Slice, Any]]:
+        """Every slice in order with `work(slice)`, the pending ones as soon as each is decoded and worked on (in
+        the decoding threads, beside the caller); each joins `slices` on the way."""
+        for item in list(self.slices):
+            yield item, work(item)
         if self.pending is not None:
-            for item in self.pending:
+            for item, done in self.pending(work):
                 self.slices.append(item)
-                yield item
+                yield item, done

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import zipfile
 from collections.abc import Sequence
 
@@ -18,10 +19,10 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MPEG2MPML, gener
 from core.settings import DEFAULT_MODEL
 from inference.analyzer import Analyzer
 from inference.archive import read_zip
-from inference.dicom import read_series
+from inference.dicom import read_series, scan_series
 from inference.errors import InputError
 from inference.limits import Limits
-from inference.scan import Series
+from inference.scan import Series, Slice
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 IDENTITY = {
@@ -285,3 +286,21 @@ def test_enhanced_multi_frame_uses_functional_groups_for_units_and_order() -> No
     ds.save_as(buffer, enforce_file_format=True)
     series = read_one(buffer.getvalue())
     assert [int(item.hu[32, 32]) for item in series.slices] == [30, 20, 10]
+
+
+def test_per_slice_work_runs_in_the_decoding_threads_in_slice_order_and_decoding_happens_once() -> None:
+    files = [dicom_bytes(head_phantom(64) + z, z=float(-z)) for z in range(6)]
+    (series,) = scan_series(files, Limits(), strict=False, threads=2)
+
+    def work(item: Slice) -> tuple[int, str]:
+        return int(item.hu[0, 0]), threading.current_thread().name
+
+    streamed = list(series.stream(work))
+    corners = [done[0] for _, done in streamed]
+    assert corners == list(range(corners[0], corners[0] - 6, -1))  # lowest slice (brightest phantom) first
+    assert corners == [int(item.hu[0, 0]) for item, _ in streamed]
+    assert all(done[1].startswith("dicom-decode") for _, done in streamed)
+    assert [item for item, _ in streamed] == series.slices
+    again = list(series.stream(work))  # the slices already decoded, worked on where the caller is
+    assert [item for item, _ in again] == series.slices
+    assert {done[1] for _, done in again} == {threading.current_thread().name}

@@ -23,6 +23,7 @@ from PIL import Image
 from core.notifications import NoticeKind
 from core.roles import Role
 from core.settings import DEFAULT_MODEL, Settings
+from hemowatch.builders import worker_threads
 from hemowatch.wiring import RunningService, running
 from inference.errors import InputError
 from inference.worker import ANALYSIS_STOPPED, NEEDS_TOO_MUCH_MEMORY, ProcessAnalyzer
@@ -154,3 +155,10 @@ async def test_the_service_answers_a_memory_hungry_upload_plainly_and_keeps_aler
     await bot_api.wait_for_message(  # the next upload is analysed as usual
         DOCTOR, lambda m: "Decision support only" in m.get("text", ""), timeout=120, after=again
     )
+
+
+def test_each_worker_gets_its_share_of_the_cores_as_threads() -> None:
+    assert worker_threads(2, workers=2, cores=2) == 1  # two studies at once on two cores: one thread each
+    assert worker_threads(2, workers=1, cores=2) == 2
+    assert worker_threads(2, workers=4, cores=2) == 1  # never none
+    assert worker_threads(2, workers=2, cores=8) == 2  # never more than configured
