@@ -27,7 +27,7 @@ class Recipe:
     """How one model is trained. The first `warmup_epochs` train only the blocks after `frozen_blocks_warmup`
     and the classifier; the stem stays ImageNet's throughout.
 
-    Each epoch sees every haemorrhage slice, every picture-only slice, and `negatives_per_epoch` normal scanner
+    Each epoch sees every haemorrhage slice, every picture-only slice, and `negatives_per_epoch` other normal
     slices drawn afresh (a scan is mostly normal slices, many of them alike); each scanner slice comes either as
     its exported picture or as its Hounsfield units through a random window (`hu_share` of the time).
     """
@@ -37,6 +37,7 @@ class Recipe:
     frozen_blocks_warmup: int = 16  # MBConv blocks left as pretrained during warm-up (all: only the head learns)
     frozen_blocks: int = 0  # and afterwards: every block adapts to CT's grey levels and textures
     negatives_per_epoch: int = 400
+    every_picture_slice: bool = True  # picture-only slices are all seen each epoch, not drawn with the normals
     hu_share: float = 0.5
     type_loss_weight: float = 0.5
     batch_size: int = 32
@@ -74,17 +75,19 @@ def _freeze(net: HaemorrhageNet, blocks: int) -> None:
 
 def _epoch_rows(data: TrainingSet, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
     """Rows seen in one epoch: every row `_always_seen`, a fresh draw of normal scanner slices, shuffled."""
-    always = _always_seen(data)
+    always = _always_seen(data, recipe)
     negative = torch.from_numpy(np.flatnonzero(~always))
     drawn = negative[torch.randperm(len(negative), generator=generator)[: recipe.negatives_per_epoch]]
     rows = torch.cat([torch.from_numpy(np.flatnonzero(always)), drawn])
     return rows[torch.randperm(len(rows), generator=generator)]
 
 
-def _always_seen(data: TrainingSet) -> np.ndarray:
-    """Every haemorrhage slice, and every slice of a picture-only collection: its few normal slices look unlike
-    scanner slices, and drawn among the many normal scanner slices they would hardly be seen."""
-    return (data.labels[:, 0] == 1) | ~data.has_hu
+def _always_seen(data: TrainingSet, recipe: Recipe) -> np.ndarray:
+    """Every haemorrhage slice, and (`every_picture_slice`) every slice of a picture-only collection: its few
+    normal slices look unlike scanner slices, and drawn among the many normal scanner slices they would hardly
+    be seen."""
+    haemorrhage = data.labels[:, 0] == 1
+    return haemorrhage | ~data.has_hu if recipe.every_picture_slice else haemorrhage
 
 
 def _batches(rows: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
@@ -123,7 +126,7 @@ def train(data: TrainingSet, recipe: Recipe, weights: Path, name: str = "model")
     net = pretrained_network(weights, outputs=data.labels.shape[1], dropout=recipe.dropout)
     labels = torch.from_numpy(data.labels)
     optimizer = torch.optim.AdamW(net.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
-    always = _always_seen(data)
+    always = _always_seen(data, recipe)
     per_epoch = int(always.sum()) + min(recipe.negatives_per_epoch, int((~always).sum()))
     steps_per_epoch = len(list(_batches(torch.arange(per_epoch), recipe.batch_size)))
     schedule = torch.optim.lr_scheduler.OneCycleLR(
