@@ -119,16 +119,24 @@ class DicomNode:
         self._waiting[spooled.series_hash] = (spooled, asyncio.get_running_loop().time())
 
     async def _watch(self) -> None:
+        """Start the analysis of each series once it has been idle long enough, waking at the first deadline
+        (a new series' deadline is at least `idle_s` away, so sleeping until the earliest known one misses none)."""
         idle_s = self._settings.dicom_series_idle_s
+        poll_s = min(0.2, idle_s / 4)
         while True:
             now = asyncio.get_running_loop().time()
+            next_due = now + poll_s
             for series_hash, (spooled, grew_at) in list(self._waiting.items()):
-                if now - grew_at >= idle_s and series_hash not in self._analysing:
-                    del self._waiting[series_hash]
-                    task = asyncio.create_task(self._analyse(spooled, recovered=grew_at == float("-inf")))
-                    self._analysing[series_hash] = task
-                    task.add_done_callback(lambda _, key=series_hash: self._analysing.pop(key, None))
-            await asyncio.sleep(min(0.2, idle_s / 4))
+                if series_hash in self._analysing:
+                    continue
+                if now - grew_at < idle_s:
+                    next_due = min(next_due, grew_at + idle_s)
+                    continue
+                del self._waiting[series_hash]
+                task = asyncio.create_task(self._analyse(spooled, recovered=grew_at == float("-inf")))
+                self._analysing[series_hash] = task
+                task.add_done_callback(lambda _, key=series_hash: self._analysing.pop(key, None))
+            await asyncio.sleep(max(0.0, next_due - now))
 
     async def _send_back(self, result: TriageResult, study_hash: str) -> None:
         """The result to PACS as a Secondary Capture, tried again with growing pauses while it fails."""
