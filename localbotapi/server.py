@@ -21,7 +21,7 @@ and mimics the behaviour a bot meets in production:
 
 Tests and the demo's chat page play the users (`introduce`, `send_text`, `send_photo`, `send_document`,
 `press_button`), observe the bot (`wait_for_message`, `calls`, `conversation`, `wait_for_change`) and tests inject
-failures (`fail_next`, `fail_for`, `block`).
+failures (`fail_next`, `block`).
 """
 
 from __future__ import annotations
@@ -99,8 +99,7 @@ class StoredFile:
 class Failure:
     status: int
     retry_after: int | None
-    remaining: int | None  # calls still to fail; None: every call until `until`
-    until: float | None = None  # time.monotonic() at which the failure ends
+    remaining: int  # calls still to fail
 
 
 @dataclass
@@ -380,10 +379,6 @@ class BotApiServer:
         """Answer the next `count` calls of `method` with HTTP `status` (429 carries `retry_after`)."""
         self._failures[method.lower()] = Failure(status, retry_after, count)
 
-    def fail_for(self, method: str, status: int, seconds: float, retry_after: int | None = None) -> None:
-        """Answer every call of `method` with HTTP `status` for the next `seconds` (an outage of that method)."""
-        self._failures[method.lower()] = Failure(status, retry_after, None, time.monotonic() + seconds)
-
     def recover(self, method: str) -> None:
         """End an injected failure of `method` now."""
         self._failures.pop(method.lower(), None)
@@ -436,13 +431,9 @@ class BotApiServer:
         failure = self._failures.get(method.lower())
         if failure is None:
             return
-        if failure.until is not None and time.monotonic() >= failure.until:
+        failure.remaining -= 1
+        if failure.remaining <= 0:
             del self._failures[method.lower()]
-            return
-        if failure.remaining is not None:
-            failure.remaining -= 1
-            if failure.remaining <= 0:
-                del self._failures[method.lower()]
         reason = STATUS_TEXT.get(failure.status, "Error")
         if failure.retry_after is not None:
             raise ApiError(failure.status, f"{reason}: retry after {failure.retry_after}", failure.retry_after)
