@@ -28,7 +28,7 @@ import torch
 from training.augment import Augmentation
 from training.crossval import patient_folds, serving_inputs
 from training.data import TrainingSet, load_training_set
-from training.evaluation import auc
+from training.evaluation import auc, study_scores
 from training.fit import Recipe, train
 from training.network import HaemorrhageNet, checkpoint_path, mirror_averaged
 
@@ -67,15 +67,15 @@ def judge(data: TrainingSet, held: np.ndarray, net: HaemorrhageNet) -> dict[str,
     """The comparison's figures on the held-out rows."""
     pictures = held_out_logits(net, np.repeat(data.pictures[held, None], 3, axis=1))
     windowed = held_out_logits(net, serving_inputs(data, held))
-    labels, groups, scanner = data.labels[held, 0], data.groups[held], data.has_hu[held]
-    patients = np.unique(groups[scanner])
+    labels, scanner = data.labels[held, 0], data.has_hu[held]
+    _, studies, bled = study_scores(
+        windowed[scanner], np.ones(int(scanner.sum()), dtype=bool), data.groups[held][scanner],
+        data.numbers[held][scanner], labels[scanner], "max",
+    )
     return {
         "slice_auc_pictures": auc(pictures[scanner], labels[scanner]),
         "slice_auc_service_window": auc(windowed[scanner], labels[scanner]),
-        "study_auc_highest_slice": auc(
-            np.array([windowed[groups == patient].max() for patient in patients]),
-            np.array([labels[groups == patient].max() for patient in patients]),
-        ),
+        "study_auc_highest_slice": auc(studies, bled),
         "head_ct_auc": auc(pictures[~scanner], labels[~scanner]),
     }
 
