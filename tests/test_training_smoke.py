@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 from PIL import Image
@@ -69,6 +70,8 @@ def test_training_exports_models_that_serve_and_a_card_that_describes_them(
     assert set(card["variants"]) == {"float32", "int8"}
     for variant in card["variants"].values():
         assert variant["sha256"] == file_sha256(out / variant["file"])
+        graph = onnx.load(str(out / variant["file"])).graph
+        assert "Pad" not in {node.op_type for node in graph.node}  # padding lives in the convolutions
     assert card["input"]["size"] == INPUT_SIZE and card["input"]["window"] == {"center": 40, "width": 80}
     assert 0.0 < card["threshold"] < 1.0 and 0.0 < card["study"]["threshold"] < 1.0
     validation = card["cross_validation"]

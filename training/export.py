@@ -3,12 +3,15 @@ in float32 and as an 8-bit statically quantized copy."""
 
 from __future__ import annotations
 
+import tempfile
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime
+from onnx import helper, numpy_helper
 import torch
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -42,10 +45,67 @@ class CalibratedNet(nn.Module):
         return torch.sigmoid(self.slope * logits[:, 0] + self.intercept), cam, torch.sigmoid(logits[:, 1:])
 
 
-def _declare_fixed_sizes(path: Path, types: int) -> None:
-    """Write the map's side and the type count into the declared output shapes, which the exporter leaves
-    symbolic once the graph holds two passes."""
-    model = onnx.load(str(path))
+def _folded(path: Path) -> onnx.ModelProto:
+    """The graph with its constant subgraphs computed, by onnxruntime's basic optimisations (standard ONNX
+    operators only)."""
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    with tempfile.TemporaryDirectory() as folder:
+        options.optimized_model_filepath = str(Path(folder) / "folded.onnx")
+        onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return onnx.load(options.optimized_model_filepath)
+
+
+def _fuse_padding(graph: onnx.GraphProto) -> None:
+    """Move each zero `Pad` that feeds a single `Conv` into that convolution's own (possibly asymmetric) pads.
+
+    The stride-2 convolutions pad like TensorFlow, which PyTorch exports as a separate `Pad`: a copy of the
+    feature map each, and in the 8-bit graph a dequantize-quantize pair around it.
+    """
+    initializers = {item.name: item for item in graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    for pad in [node for node in graph.node if node.op_type == "Pad"]:
+        users = consumers[pad.output[0]]
+        mode = next((attribute.s for attribute in pad.attribute if attribute.name == "mode"), b"constant")
+        value = pad.input[2] if len(pad.input) > 2 else ""
+        if (
+            len(users) != 1 or users[0].op_type != "Conv" or mode != b"constant" or pad.input[1] not in initializers
+            or (value and (value not in initializers or numpy_helper.to_array(initializers[value]).any()))
+        ):
+            continue
+        amounts = numpy_helper.to_array(initializers[pad.input[1]])
+        rank = len(amounts) // 2
+        if amounts[:2].any() or amounts[rank : rank + 2].any():
+            continue  # pads the batch or channels: not a convolution's padding
+        conv = users[0]
+        attributes = {attribute.name: attribute for attribute in conv.attribute}
+        if attributes.get("auto_pad", helper.make_attribute("auto_pad", b"NOTSET")).s != b"NOTSET":
+            continue
+        spatial = [*amounts[2:rank], *amounts[rank + 2 :]]
+        current = list(attributes["pads"].ints) if "pads" in attributes else [0] * len(spatial)
+        fused = [int(before) + int(added) for before, added in zip(current, spatial, strict=True)]
+        if "pads" in attributes:
+            conv.attribute.remove(attributes["pads"])
+        conv.attribute.append(helper.make_attribute("pads", fused))
+        conv.input[0] = pad.input[0]
+        graph.node.remove(pad)
+    used = {name for node in graph.node for name in node.input}
+    for item in [item for item in graph.initializer if item.name not in used]:
+        graph.initializer.remove(item)
+
+
+def _finish(path: Path, types: int) -> None:
+    """Fold constants and padding into the convolutions, and write the map's side and the type count into the
+    declared output shapes, which the exporter leaves symbolic once the graph holds two passes."""
+    model = _folded(path)
+    _fuse_padding(model.graph)
+    domains = {node.domain for node in model.graph.node} | {""}
+    imports = [item for item in model.opset_import if item.domain in domains]  # onnxruntime lists all it knows
+    del model.opset_import[:]
+    model.opset_import.extend(imports)
     outputs = {output.name: output for output in model.graph.output}
     for dim in outputs["cam"].type.tensor_type.shape.dim[1:]:
         dim.dim_value = CAM_SIDE
@@ -71,7 +131,7 @@ def export_onnx(net: HaemorrhageNet, calibration: PlattScaling, path: Path) -> f
         opset_version=OPSET,
         dynamo=False,
     )
-    _declare_fixed_sizes(path, types=net._fc.out_features - 1)
+    _finish(path, types=net._fc.out_features - 1)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         expected = [output.numpy() for output in model(example)]
