@@ -33,12 +33,15 @@ from training.fit import Recipe, train
 from training.network import HaemorrhageNet, checkpoint_path, mirror_averaged
 
 _ALL_BLOCKS_SMALL_AUGMENTATION = Recipe(
-    every_picture_slice=False,
+    epochs=8, negatives_per_epoch=400, weight_average=0.0, every_picture_slice=False,
     augmentation=Augmentation(max_rotation_degrees=12.0, max_shift=0.06, zoom=(0.9, 1.1), noise=0.02),
 )
+_MODEL_2_1_0 = Recipe(epochs=8, negatives_per_epoch=400, weight_average=0.0)
 CANDIDATES: dict[str, Recipe] = {
     "shipped": Recipe(),
-    "all-blocks-wider-augmentation": Recipe(every_picture_slice=False),
+    "twelve-epochs-600-normals": dataclasses.replace(Recipe(), weight_average=0.0),
+    "model-2.1.0": _MODEL_2_1_0,
+    "all-blocks-wider-augmentation": dataclasses.replace(_MODEL_2_1_0, every_picture_slice=False),
     "model-2.0.0": dataclasses.replace(
         _ALL_BLOCKS_SMALL_AUGMENTATION, warmup_epochs=2, frozen_blocks_warmup=8, frozen_blocks=5, learning_rate=1e-3
     ),

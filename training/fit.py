@@ -33,11 +33,11 @@ class Recipe:
     its exported picture or as its Hounsfield units through a random window (`hu_share` of the time).
     """
 
-    epochs: int = 8
+    epochs: int = 12
     warmup_epochs: int = 1
     frozen_blocks_warmup: int = 16  # MBConv blocks left as pretrained during warm-up (all: only the head learns)
     frozen_blocks: int = 0  # and afterwards: every block adapts to CT's grey levels and textures
-    negatives_per_epoch: int = 400
+    negatives_per_epoch: int = 600
     every_picture_slice: bool = True  # picture-only slices are all seen each epoch, not drawn with the normals
     hu_share: float = 0.5
     type_loss_weight: float = 0.5
@@ -45,7 +45,7 @@ class Recipe:
     learning_rate: float = 5e-4
     weight_decay: float = 1e-4
     dropout: float = 0.2
-    weight_average: float = 0.0  # decay of an exponential moving average of the weights after warm-up (0: none)
+    weight_average: float = 0.99  # decay of a moving average of the weights after warm-up (0: none)
     augmentation: Augmentation = field(default_factory=Augmentation)
     seed: int = 2026
 
