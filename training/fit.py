@@ -156,6 +156,6 @@ def train(data: TrainingSet, recipe: Recipe, weights: Path, name: str = "model")
             total += loss.item() * len(rows)
             seen += len(rows)
         log.info("%s epoch %d/%d: training loss %.3f", name, epoch + 1, recipe.epochs, total / max(seen, 1))
-    if averaged is not None:
+    if averaged is not None and averaged.n_averaged > 0:  # a run of warm-up epochs only has nothing to average
         net = averaged.module
     return net.to(memory_format=torch.contiguous_format).eval()
