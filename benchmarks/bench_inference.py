@@ -42,7 +42,7 @@ from core.settings import DEFAULT_MODEL, PROJECT_ROOT
 from inference.analyzer import Analyzer
 from inference.dicom import read_series
 from inference.limits import Limits
-from inference.model import HaemorrhageModel
+from inference.model import HaemorrhageModel, open_session
 from inference.preprocess import prepare_batch
 from inference.scan import Window
 
@@ -258,6 +258,18 @@ def thin_series_report(source: Path, model: Path, threads: int, repeat: int) -> 
     )
 
 
+def other_variants_report(model_path: Path, threads: int, image: np.ndarray) -> None:
+    """Batch-1 latency of the card's other variants (the graph that did not ship), for comparison."""
+    card = json.loads(model_path.with_suffix(".json").read_text())
+    for name, variant in card.get("variants", {}).items():
+        path = model_path.parent / variant["file"]
+        if variant["file"] == model_path.name or not path.is_file():
+            continue
+        session = open_session(path, threads)
+        measured = timings(lambda: session.run(None, {"image": image}), repeat=100)
+        print(f"  {name} variant {path.name} (not shipped), batch 1: {summary(measured)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
@@ -280,6 +292,7 @@ def main() -> None:
         f"{'met' if statistics.median(single[0]) * 1000 <= TARGET_SLICE_MS else 'NOT met'}"
     )
     print(f"per slice, batch 32:  {summary(timings(lambda: model.predict(batch32), repeat=15), per=32)}")
+    other_variants_report(args.model, args.threads, batch[14:15])
 
     analyzer = Analyzer(args.model, threads=args.threads)
     results = []

@@ -60,6 +60,16 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
+def open_session(model_path: Path, threads: int) -> onnxruntime.InferenceSession:
+    """An onnxruntime CPU session on `threads` threads whose idle workers sleep instead of spinning: the service
+    shares a few cores with the bot and the monitor."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
 class HaemorrhageModel:
     """Calibrated per-slice probabilities and class-activation maps; `predict` is safe to call from threads."""
 
@@ -67,14 +77,7 @@ class HaemorrhageModel:
         self.card = ModelCard.beside(model_path)
         if file_sha256(model_path) != self.card.sha256:
             log.warning("model card %s does not match the model file's sha256", model_path.with_suffix(".json"))
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # Idle workers sleep instead of spinning: the service shares a few cores with the bot and the monitor.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = onnxruntime.InferenceSession(
-            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self._session = open_session(model_path, threads)
         names = {output.name for output in self._session.get_outputs()}
         self._outputs = [name for name in ("probability", "cam", "types") if name in names]
 
