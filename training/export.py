@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime
-from onnx import helper, numpy_helper
 import torch
+from onnx import helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
