@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 from sklearn.model_selection import StratifiedKFold
 
 from inference.dicom import read_series
 from inference.gate import assess_slice
 from inference.limits import Limits
+from inference.model import open_session
 from inference.preprocess import prepare_batch, window_hu
 from training.ct_ich import PIXEL_SPACING_MM, SLICE_THICKNESS_MM, CtIchSlice, read_hu
 from training.data import SERVING_WINDOW, TrainingSet
@@ -59,9 +59,7 @@ class Scorer:
     """An exported model as onnxruntime runs it: log-odds of haemorrhage and type probabilities."""
 
     def __init__(self, path: Path) -> None:
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 2
-        self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._session = open_session(path, threads=2)
 
     def score(self, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
         logits, types = [], []
