@@ -5,8 +5,9 @@ never read out of the datasets, so nothing identifying can reach a result, a log
 
 Headers are read first and every cap is checked on them, before any pixel is decoded. Pixels are then decoded
 as the analysis asks for them, at most `_AHEAD` slices ahead, by `threads` threads, so the model scores one
-batch while the next slices decode. pylibjpeg's JPEG decoder holds the GIL (two threads decode JPEG Lossless
-no faster than one), but onnxruntime and most numpy work release it, which is where the overlap comes from.
+batch while the next slices decode. JPEG Lossless frames are decoded by libjpeg-turbo (`inference.lossless_jpeg`),
+which releases the GIL as onnxruntime and most numpy work do; that is where the overlap comes from (pylibjpeg,
+pydicom's default for the other JPEG syntaxes, holds it).
 The analysis's per-slice work (gate, model input) runs in the same threads right after each slice is
 decoded: done in the consuming thread, every numpy call there would wait for a whole frame's decoding to give
 the GIL back, and the slices would be gated one numpy call per decoded frame. Worker processes
@@ -37,6 +38,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEnd
 
 from inference.errors import InputError
 from inference.limits import Limits
+from inference.lossless_jpeg import decode_frame
 from inference.scan import Series, Slice, SliceWork
 
 _AXIAL_MIN_COSINE = 0.8  # slice normal within about 37° of the body axis (gantry tilt included) counts as axial
@@ -328,7 +330,7 @@ def decode_hu(ds: Dataset, index: int | None, modality: Dataset) -> np.ndarray:
     """One frame of a dataset's pixels in Hounsfield units, rounded to int16, through the modality LUT of
     `modality` (rescale slope and intercept, or a LUT sequence)."""
     try:
-        stored, _ = get_decoder(ds.file_meta.TransferSyntaxUID).as_array(ds, index=index)
+        stored = decode_frame(ds, index)
         if stored.ndim != 2:
             raise InputError("A DICOM image has an unexpected shape and could not be read.")
         return _hounsfield(stored, modality)
