@@ -106,7 +106,7 @@ class Analyzer:
         with path.open("rb") as file:
             zipped = is_zip(file.read(4))
         if zipped:  # read member by member from disk, never the whole archive into memory
-            series = read_series(read_zip(path, self._limits), self._limits, strict=False)
+            series = scan_series(read_zip(path, self._limits), self._limits, strict=False, threads=self._threads)
             return self._analyze_all(series, started, progress or _silent)
         return self.analyze_bytes(path.read_bytes(), path.name, progress)
 

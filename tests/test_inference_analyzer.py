@@ -58,11 +58,17 @@ def test_ge_series_verdict_rests_on_assessable_slices(analyzer: Analyzer, ge_zip
     assert max(overlay.size) <= MAX_SIDE
 
 
-def test_folder_and_zip_of_the_same_series_agree(analyzer: Analyzer, ge_zip: bytes, ge_series_dir: Path) -> None:
+def test_folder_zip_and_zip_file_of_the_same_series_agree(
+    analyzer: Analyzer, ge_zip: bytes, ge_series_dir: Path, tmp_path: Path
+) -> None:
     (from_zip,) = analyzer.analyze_bytes(ge_zip, "ge.zip")
     (from_folder,) = analyzer.analyze_path(ge_series_dir)
-    assert from_folder.top_slice == from_zip.top_slice
-    assert from_folder.n_assessable == from_zip.n_assessable
+    (tmp_path / "ge.zip").write_bytes(ge_zip)
+    (from_zip_file,) = analyzer.analyze_path(tmp_path / "ge.zip")
+    for result in (from_folder, from_zip_file):
+        assert result.top_slice == from_zip.top_slice
+        assert result.n_assessable == from_zip.n_assessable
+        assert result.probability == pytest.approx(from_zip.probability, abs=1e-6)
 
 
 def test_concurrent_analyses_share_one_session(analyzer: Analyzer, head_ct_dir: Path) -> None:
