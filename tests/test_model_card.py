@@ -89,7 +89,11 @@ def test_the_8_bit_model_agrees_with_float32_on_real_slices(card: dict, head_ct_
         for name, variant in card["variants"].items()
     }
     float_p, int8_p = outputs["float32"][0], outputs["int8"][0]
-    assert np.abs(float_p - int8_p).max() < 0.15
-    assert np.corrcoef(float_p, int8_p)[0, 1] > 0.97
+    # Compared in log-odds, the scale that calibration and study aggregation work on (a fixed step in probability
+    # means little near 0.5 and a great deal near 0 or 1).
+    difference = np.abs(np.log(float_p / (1 - float_p)) - np.log(int8_p / (1 - int8_p)))
+    assert difference.mean() < 0.3 and difference.max() < 1.25
+    assert np.corrcoef(float_p, int8_p)[0, 1] > 0.99
+    assert np.corrcoef(outputs["float32"][1].ravel(), outputs["int8"][1].ravel())[0, 1] > 0.98  # the heat-maps
     threshold = card["threshold"]
     assert np.mean((float_p >= threshold) == (int8_p >= threshold)) >= 0.9
