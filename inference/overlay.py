@@ -119,7 +119,9 @@ def heat_alpha(grey: np.ndarray, cam: np.ndarray, box: tuple[int, int, int], fla
     inside[:, : cols.start] = inside[:, cols.stop :] = False  # nothing is known beyond the box
     inside[: rows.start] = inside[rows.stop :] = False
     feather = max(1.0, _FEATHER * max(grey.shape))
-    edge = np.clip(ndimage.distance_transform_edt(inside) / feather, 0.0, 1.0)
+    # Chessboard distance: within the few pixels of the fade it differs from Euclidean only along diagonals, at a
+    # seventh of the cost on a full slice.
+    edge = np.clip(ndimage.distance_transform_cdt(inside, metric="chessboard") / feather, 0.0, 1.0)
     alpha = np.clip((share - _SHOWN_FROM) / _FADE_IN, 0.0, 1.0) * edge * _OPACITY[flagged]
     return alpha.astype(np.float32)
 
