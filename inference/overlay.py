@@ -41,6 +41,7 @@ _VERDICT_COLOUR = {True: (255, 110, 80), False: (150, 210, 255)}
 _TEXT = (240, 240, 240)
 _MUTED = (170, 170, 170)
 _DISCLAIMER = "Decision support, not a diagnosis."
+_NOT_FOCAL = "No single region stands out on this slice"
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,18 @@ class OverlayCaption:
     slice_count: int
     suspected_type: str | None = None  # e.g. "epidural", only where the model is good enough to name it
 
-    def lines(self) -> list[str]:
-        """The caption's lines, the verdict first and the decision-support line last."""
+    def lines(self, focal: bool = True) -> list[str]:
+        """The caption's lines, the verdict first and the decision-support line last. `focal` is whether any
+        region of the slice is coloured: a flagged study whose slice has none says so, so an uncoloured picture
+        is not taken for a failed one."""
         lines = [
             "Haemorrhage suspected" if self.flagged else "No haemorrhage suspected",
             f"Probability {_percent(self.probability)} (threshold {self.threshold:.0%})",
         ]
         if self.slice_count > 1:
             lines.append(f"Heat-map on slice {self.slice_number} of {self.slice_count}")
+        if self.flagged and not focal:
+            lines.append(_NOT_FOCAL)
         if self.suspected_type:
             lines.append(f"Suspected type: {self.suspected_type}")
         lines.append(_DISCLAIMER)
@@ -87,7 +92,7 @@ def render_overlay(grey: np.ndarray, cam: np.ndarray, box: tuple[int, int, int],
     picture[coloured] = np.round(grey_levels[coloured][:, None] * (1 - strength) + colour * strength)
     image = Image.fromarray(picture, "RGB")
     buffer = io.BytesIO()
-    _with_caption(image, caption).save(buffer, format="PNG", compress_level=3)  # a little larger, several times faster
+    _with_caption(image, caption, focal=bool(coloured.any())).save(buffer, format="PNG", compress_level=3)  # a little larger, several times faster
     return buffer.getvalue()
 
 
@@ -182,13 +187,13 @@ def _colour(strength: np.ndarray) -> np.ndarray:
     return _COLOURS[low] * (1 - fraction) + _COLOURS[low + 1] * fraction
 
 
-def _with_caption(image: Image.Image, caption: OverlayCaption) -> Image.Image:
+def _with_caption(image: Image.Image, caption: OverlayCaption, focal: bool) -> Image.Image:
     """The image above a dark band carrying the caption, in letters sized to the image's width."""
     width = image.width
     big = ImageFont.load_default(size=max(16, round(width / 17)))
     small = ImageFont.load_default(size=max(13, round(width / 25)))
     margin = max(8, round(width / 40))
-    lines = caption.lines()
+    lines = caption.lines(focal)
     styled = [(lines[0], big, _VERDICT_COLOUR[caption.flagged])]
     styled += [(line, small, _MUTED if line == _DISCLAIMER else _TEXT) for line in lines[1:]]
     wrapped = [(part, font, colour) for text, font, colour in styled for part in _wrap(text, font, width - 2 * margin)]

@@ -94,10 +94,14 @@ def test_heat_map_is_smooth(slice_name: str, request: pytest.FixtureRequest) -> 
     assert steps <= 32, f"the colour jumps by {steps} of 255 between neighbouring pixels"
 
 
-def test_a_slice_without_positive_evidence_stays_grey(ge_grey: np.ndarray) -> None:
-    cam = -np.abs(RIM_CAM) - 1
-    part, _ = picture_parts(render_overlay(ge_grey, cam, prepare_slice(ge_grey).box, FLAGGED), ge_grey)
+def test_a_slice_without_positive_evidence_stays_grey_and_a_flagged_one_says_so(ge_grey: np.ndarray) -> None:
+    box = prepare_slice(ge_grey).box
+    part, band = picture_parts(render_overlay(ge_grey, -np.abs(RIM_CAM) - 1, box, FLAGGED), ge_grey)
     assert not coloured(part, ge_grey).any()
+    _, focal_band = picture_parts(render_overlay(ge_grey, RIM_CAM, box, FLAGGED), ge_grey)
+    assert band.shape[0] > focal_band.shape[0], "one more caption line: no single region stands out"
+    assert FLAGGED.lines(focal=False)[3] == "No single region stands out on this slice"
+    assert NOT_FLAGGED.lines(focal=False) == NOT_FLAGGED.lines()
 
 
 def test_caption_band_says_whether_haemorrhage_is_suspected(bleed_grey: np.ndarray) -> None:
