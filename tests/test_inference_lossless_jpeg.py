@@ -64,6 +64,21 @@ def test_the_plugin_decodes_what_pydicoms_default_plugin_decodes(signed: bool, t
     np.testing.assert_array_equal(series.slices[0].hu, np.rint(hu).astype(np.int16))
 
 
+@pytest.mark.parametrize(("signed", "bits"), [(False, 12), (True, 12), (False, 16), (True, 16)])
+def test_every_value_of_12_and_16_bit_slices_survives(signed: bool, bits: int, tmp_path: Path) -> None:
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    stored = np.random.default_rng(bits).integers(low, high, (64, 64), endpoint=True)
+    stored = stored.astype(np.int16 if signed else np.uint16)
+    ds = dcmread(io.BytesIO(dicom_bytes(np.zeros((64, 64)))))
+    ds.set_pixel_data(stored, "MONOCHROME2", bits)
+    source = tmp_path / "slice.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    lossless = dcmread(io.BytesIO(compressed(source, "+e1")))
+    decoder = get_decoder(lossless.file_meta.TransferSyntaxUID)
+    np.testing.assert_array_equal(decoder.as_array(lossless, decoding_plugin=PLUGIN)[0], stored)
+    np.testing.assert_array_equal(decoder.as_array(lossless, decoding_plugin="pylibjpeg")[0], stored)
+
+
 def test_a_damaged_lossless_stream_is_a_plain_input_error(tmp_path: Path) -> None:
     source = tmp_path / "slice.dcm"
     source.write_bytes(dicom_bytes(head_phantom(128)))
