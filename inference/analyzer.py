@@ -106,8 +106,7 @@ class Analyzer:
         with path.open("rb") as file:
             zipped = is_zip(file.read(4))
         if zipped:  # read member by member from disk, never the whole archive into memory
-            series = scan_series(read_zip(path, self._limits), self._limits, strict=False, threads=self._threads)
-            return self._analyze_all(series, started, progress or _silent)
+            return self._analyze_all(self._zip_series(path), started, progress or _silent)
         return self.analyze_bytes(path.read_bytes(), path.name, progress)
 
     def analyze_bytes(self, data: bytes | bytearray, filename: str, progress: Progress | None = None) -> list[StudyResult]:
@@ -125,9 +124,12 @@ class Analyzer:
                 "can be analysed."
             )
 
+    def _zip_series(self, source: bytes | bytearray | Path) -> list[Series]:
+        return scan_series(read_zip(source, self._limits), self._limits, strict=False, threads=self._threads)
+
     def _read(self, data: bytes | bytearray, filename: str) -> list[Series]:
         if is_zip(data):
-            return scan_series(read_zip(data, self._limits), self._limits, strict=False, threads=self._threads)
+            return self._zip_series(data)
         if picture_format(data):
             return [read_picture(data, self._limits)]
         if is_dicom(data) or filename.lower().endswith((".dcm", ".dicom")):

@@ -9,6 +9,7 @@ libjpeg-turbo refuses is still read if another decoder can.
 
 from __future__ import annotations
 
+import imagecodecs
 import numpy as np
 from pydicom import Dataset, uid
 from pydicom.pixels import get_decoder
@@ -21,19 +22,11 @@ DECODER_DEPENDENCIES = {syntax: ("imagecodecs>=2024.1",) for syntax in SYNTAXES}
 
 def is_available(transfer_syntax: str) -> bool:
     """pydicom's plugin contract: whether this plugin can decode the transfer syntax here."""
-    if transfer_syntax not in SYNTAXES:
-        return False
-    try:
-        import imagecodecs
-    except ImportError:
-        return False
-    return bool(imagecodecs.JPEG8.available)
+    return transfer_syntax in SYNTAXES and bool(imagecodecs.JPEG8.available)
 
 
 def _decode_frame(src: bytes, runner: DecodeRunner) -> bytes:
     """pydicom's plugin contract: one encoded frame's samples, in the container pydicom expects."""
-    import imagecodecs
-
     return imagecodecs.jpeg8_decode(src).tobytes()
 
 

@@ -92,7 +92,8 @@ def render_overlay(grey: np.ndarray, cam: np.ndarray, box: tuple[int, int, int],
     picture[coloured] = np.round(grey_levels[coloured][:, None] * (1 - strength) + colour * strength)
     image = Image.fromarray(picture, "RGB")
     buffer = io.BytesIO()
-    _with_caption(image, caption, focal=bool(coloured.any())).save(buffer, format="PNG", compress_level=3)  # a little larger, several times faster
+    captioned = _with_caption(image, caption, focal=bool(coloured.any()))
+    captioned.save(buffer, format="PNG", compress_level=3)  # a little larger, several times faster
     return buffer.getvalue()
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from inference.study import AGGREGATIONS
 from training.crossval import VARIANTS, OutOfFold
 from training.ct_ich import HAEMORRHAGE_TYPES
+from training.export import IDENTITY
 from training.data import TrainingSet
 from training.evaluation import (
     PlattScaling,
@@ -66,7 +67,7 @@ def _aggregation_aucs(data: TrainingSet, oof: OutOfFold, variant: str) -> dict[s
     """Out-of-fold patient AUC of each study aggregation over the variant's uncalibrated slice log-odds."""
     aucs = {}
     for method in AGGREGATIONS:
-        _, scores, bled, _ = _study(data, oof, variant, method, PlattScaling(1.0, 0.0))
+        _, scores, bled, _ = _study(data, oof, variant, method, IDENTITY)
         aucs[method] = auc(scores, bled)
     return aucs
 
