@@ -34,6 +34,7 @@ _TISSUE = 0.08  # above: soft tissue or fluid, not air
 _EROSION = 0.008  # of the image side: breaks thin bridges to the neck and face; the margin kept from the skull
 _MIN_PART = 0.1  # a separate intracranial part counts when at least this share of the largest one
 _FEATHER = 0.012  # of the image side: the colour fades in over this distance from the region's edge
+_MASK_SIDE = 256  # pixels across of the copy the region is found on
 
 # Caption band.
 _BAND = (18, 18, 18)
@@ -139,8 +140,26 @@ def intracranial_mask(grey: np.ndarray) -> np.ndarray:
     the head (scalp, face, neck) are dropped, the rest (brain, with any blood inside it) kept, grown back, closed
     and hole-filled, and kept a few pixels clear of the skull, so the colour never lies on the inner table. When no
     part is enclosed (a picture without visible bone), the head itself, well eroded, stands in.
+
+    The region is found on a copy at most `_MASK_SIDE` pixels across and scaled back (a quarter of the labelling
+    and morphology of a 512-pixel slice), then kept clear of bone at full size; the colour's fade from the edge
+    smooths its steps of a pixel or two.
     """
     values = np.asarray(grey, dtype=np.float32)
+    height, width = values.shape
+    scale = _MASK_SIDE / max(height, width, 1)
+    if scale >= 1:
+        return _intracranial(values)
+    small = Image.fromarray(values).resize(
+        (max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR
+    )
+    mask = np.array(Image.fromarray(_intracranial(np.asarray(small))).resize((width, height), Image.Resampling.NEAREST))
+    # The copy blurs thin bone below the bone level: the clearance from bone is kept at full size.
+    return mask & ~dilated(values >= _BONE, max(1, round(_EROSION * max(height, width))))
+
+
+def _intracranial(values: np.ndarray) -> np.ndarray:
+    """`intracranial_mask` at the slice's own size."""
     tissue = values > _TISSUE
     head = _largest_part(tissue)
     if not head.any():
@@ -210,6 +229,8 @@ def _with_caption(image: Image.Image, caption: OverlayCaption, focal: bool) -> I
 
 
 def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, room: float) -> list[str]:
+    if font.getlength(text) <= room:  # the usual case: measured once, not word by word
+        return [text]
     lines: list[str] = []
     for word in text.split():
         if lines and font.getlength(f"{lines[-1]} {word}") <= room:
