@@ -123,7 +123,7 @@ def _parse(data: bytes, limits: Limits, *, strict: bool) -> Dataset | None:
 
 def _dataset(data: bytes, limits: Limits) -> Dataset:
     """The dataset of one file; a deflated one is inflated within caps (pydicom would inflate it unbounded)."""
-    if not is_dicom(data):
+    if not is_dicom(data) or not _may_be_deflated(data):
         return dcmread(io.BytesIO(data))  # raises InvalidDicomError, as for any file without the preamble
     stream = DicomBytesIO(data)
     read_preamble(stream, force=False)
@@ -135,6 +135,13 @@ def _dataset(data: bytes, limits: Limits) -> Dataset:
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # what the dataset is once inflated
     ds.set_original_encoding(False, True)
     return ds
+
+
+def _may_be_deflated(data: bytes) -> bool:
+    """False only when the Deflated syntax's UID is nowhere in the file, so its meta cannot name it: such files
+    are read once by pydicom, not their meta first (a millisecond each). The whole file is searched, as pydicom
+    reads every meta element whatever the meta's group length says."""
+    return DeflatedExplicitVRLittleEndian.encode() in data
 
 
 def _inflate(deflated: bytes, limits: Limits) -> bytes:

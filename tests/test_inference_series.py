@@ -210,6 +210,20 @@ def test_a_deflate_bomb_is_refused_before_it_inflates(header: bool, zeros_tag: i
     assert peak_allocated(read) < 48 * MB
 
 
+@pytest.mark.parametrize("meta_length", ["dropped", "understated"])
+def test_a_deflate_bomb_is_refused_whatever_its_meta_group_length_says(meta_length: str) -> None:
+    ds = _image_header()
+    ds.PixelData = bytes(64 * 64 * 2)
+    bomb = bytearray(deflated_dicom(ds, zeros_after=256 * MB))
+    assert bomb[132:136] == b"\x02\x00\x00\x00"  # (0002,0000): the meta's group length, 12 bytes
+    if meta_length == "dropped":  # pydicom reads a meta without it
+        bomb[132:144] = b""
+    else:  # a length that ends the meta before its transfer syntax
+        bomb[140:144] = (4).to_bytes(4, "little")
+    with pytest.raises(InputError, match="It was not opened"):
+        read_series([bytes(bomb)], Limits(), strict=True)
+
+
 def test_a_deflate_bomb_through_the_analyzer_gets_the_plain_message() -> None:
     if not DEFAULT_MODEL.is_file():
         pytest.skip(f"the model is not at {DEFAULT_MODEL}")
