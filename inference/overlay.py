@@ -142,31 +142,31 @@ def intracranial_mask(grey: np.ndarray) -> np.ndarray:
     part is enclosed (a picture without visible bone), the head itself, well eroded, stands in.
 
     The region is found on a copy at most `_MASK_SIDE` pixels across and scaled back (a quarter of the labelling
-    and morphology of a 512-pixel slice), then kept clear of bone at full size; the colour's fade from the edge
-    smooths its steps of a pixel or two.
+    and morphology of a 512-pixel slice); the colour's fade from the edge smooths its steps of a pixel or two.
     """
     values = np.asarray(grey, dtype=np.float32)
+    bone = values >= _BONE
     height, width = values.shape
     scale = _MASK_SIDE / max(height, width, 1)
     if scale >= 1:
-        return _intracranial(values)
-    small = Image.fromarray(values).resize(
-        (max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR
-    )
-    mask = np.array(Image.fromarray(_intracranial(np.asarray(small))).resize((width, height), Image.Resampling.NEAREST))
-    # The copy blurs thin bone below the bone level: the clearance from bone is kept at full size.
-    return mask & ~dilated(values >= _BONE, max(1, round(_EROSION * max(height, width))))
+        return _intracranial(values, bone)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.asarray(Image.fromarray(values).resize(size, Image.Resampling.BILINEAR))
+    # Thin bone blurs below the bone level on the copy: there a pixel is bone when any bone reaches into it.
+    small_bone = np.asarray(Image.fromarray(bone.astype(np.float32)).resize(size, Image.Resampling.BILINEAR)) > 0
+    mask = Image.fromarray(_intracranial(small, small_bone)).resize((width, height), Image.Resampling.NEAREST)
+    return np.array(mask, dtype=bool)
 
 
-def _intracranial(values: np.ndarray) -> np.ndarray:
-    """`intracranial_mask` at the slice's own size."""
+def _intracranial(values: np.ndarray, bone: np.ndarray) -> np.ndarray:
+    """`intracranial_mask` of grey levels `values` where `bone` is bone, at their own size."""
     tissue = values > _TISSUE
     head = _largest_part(tissue)
     if not head.any():
         return head
     head = filled(head)
     step = max(1, round(_EROSION * max(values.shape)))
-    soft = head & tissue & (values < _BONE)
+    soft = head & tissue & ~bone
     core = eroded(soft, step)
     parts, count = ndimage.label(core)
     if count:
@@ -177,7 +177,7 @@ def _intracranial(values: np.ndarray) -> np.ndarray:
         if sizes.max() > 0:
             kept = (sizes >= _MIN_PART * sizes.max())[parts]
             grown = dilated(kept, step) & soft
-            skull = (values >= _BONE) & ~filled(grown)  # bone not enclosed by brain
+            skull = bone & ~filled(grown)  # bone not enclosed by brain
             closed = filled(eroded(dilated(grown, 2 * step), 2 * step) | grown)  # a closing, then holes filled
             return closed & ~dilated(skull, step)
     return eroded(head, 6 * step)

@@ -16,7 +16,7 @@ from hemowatch.builders import analyzer_from_settings
 from inference.dicom import read_series
 from inference.images import read_picture
 from inference.limits import Limits
-from inference.overlay import MAX_SIDE, OverlayCaption, intracranial_mask, render_overlay
+from inference.overlay import MAX_SIDE, OverlayCaption, heat_alpha, intracranial_mask, render_overlay
 from inference.preprocess import prepare_slice
 from inference.scan import Window
 
@@ -79,6 +79,20 @@ def test_colour_stays_inside_the_skull(slice_name: str, request: pytest.FixtureR
     assert not (colour & ~ndimage.binary_erosion(head, iterations=12)).any()
     if slice_name == "ge_grey":  # a slice above the skull base: the skull is a closed ring
         assert not (colour & ~ndimage.binary_fill_holes(skull)).any()
+
+
+def test_a_haematoma_as_bright_as_bone_inside_the_brain_is_coloured(head_ct_dir: Path) -> None:
+    # A publication picture whose fresh haematoma is speckled as white as bone: inside the brain it is not skull.
+    grey = read_picture((head_ct_dir / "images" / "000.png").read_bytes(), Limits()).slices[0].grey(Window())
+    bright = grey >= BONE
+    parts, _ = ndimage.label(bright)
+    skull = parts == np.argmax(np.bincount(parts.ravel())[1:]) + 1
+    inside = bright & ~ndimage.binary_dilation(skull, iterations=12) & ndimage.binary_fill_holes(skull)
+    assert inside.sum() > 200, "the picture's haematoma has bone-white pixels"
+    assert intracranial_mask(grey)[inside].mean() > 0.95
+    cam = np.zeros((5, 5), dtype=np.float32)
+    cam[1:3, 2:4] = 10.0  # evidence over the haematoma (front left of the picture)
+    assert (heat_alpha(grey, cam, prepare_slice(grey).box, flagged=True)[inside] > 0).mean() > 0.9
 
 
 @pytest.mark.parametrize("slice_name", ["ge_grey", "bleed_grey"])
