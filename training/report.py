@@ -15,7 +15,6 @@ import numpy as np
 from inference.study import AGGREGATIONS
 from training.crossval import VARIANTS, OutOfFold
 from training.ct_ich import HAEMORRHAGE_TYPES
-from training.export import IDENTITY
 from training.data import TrainingSet
 from training.evaluation import (
     PlattScaling,
@@ -27,6 +26,7 @@ from training.evaluation import (
     summarise,
     triage_threshold,
 )
+from training.export import IDENTITY
 
 MIN_TYPE_AUC = 0.80
 MAX_QUANTIZATION_LOSS = 0.005  # study AUC the 8-bit model may lose and still ship
