@@ -5,7 +5,8 @@ patients, so the shipped recipe is chosen by patients the models never saw.
         --recipe shipped --recipe model-2.0.0 --fold 2 --out comparisons.jsonl
 
 Each line of the output is one recipe on one fold: slice AUC of the held-out scanner slices as pictures and
-through the service's window, study AUC (highest slice, service window) and the head-ct pictures' AUC. The
+through the service's window, study AUC (highest slice, service window), and the head-ct pictures' AUC and
+accuracy (at the threshold balancing sensitivity and specificity on all held-out pictures, as the card's). The
 models are scored in PyTorch with the mirror averaging the exported graph does; the full cross-validation of
 the chosen recipe (`python -m training`) scores exported graphs through the service's readers.
 """
@@ -28,7 +29,7 @@ import torch
 from training.augment import Augmentation
 from training.crossval import patient_folds, serving_inputs
 from training.data import TrainingSet, load_training_set
-from training.evaluation import auc, study_scores
+from training.evaluation import auc, balanced_threshold, study_scores
 from training.fit import Recipe, train
 from training.network import HaemorrhageNet, checkpoint_path, mirror_averaged
 
@@ -40,6 +41,7 @@ _MODEL_2_1_0 = Recipe(epochs=8, negatives_per_epoch=400, weight_average=0.0)
 CANDIDATES: dict[str, Recipe] = {
     "shipped": Recipe(),
     "twelve-epochs-600-normals": dataclasses.replace(Recipe(), weight_average=0.0),
+    "picture-only-weight-3": dataclasses.replace(Recipe(), picture_only_weight=3.0),
     "model-2.1.0": _MODEL_2_1_0,
     "all-blocks-wider-augmentation": dataclasses.replace(_MODEL_2_1_0, every_picture_slice=False),
     "model-2.0.0": dataclasses.replace(
@@ -71,6 +73,8 @@ def judge(data: TrainingSet, held: np.ndarray, net: HaemorrhageNet) -> dict[str,
     pictures = held_out_logits(net, np.repeat(data.pictures[held, None], 3, axis=1))
     windowed = held_out_logits(net, serving_inputs(data, held))
     labels, scanner = data.labels[held, 0], data.has_hu[held]
+    # flagged as the card's single-slice threshold flags: balancing sensitivity and specificity on all pictures
+    flagged = pictures >= balanced_threshold(pictures, labels)
     _, studies, bled = study_scores(
         windowed[scanner], np.ones(int(scanner.sum()), dtype=bool), data.groups[held][scanner],
         data.numbers[held][scanner], labels[scanner], "max",
@@ -80,6 +84,7 @@ def judge(data: TrainingSet, held: np.ndarray, net: HaemorrhageNet) -> dict[str,
         "slice_auc_service_window": auc(windowed[scanner], labels[scanner]),
         "study_auc_highest_slice": auc(studies, bled),
         "head_ct_auc": auc(pictures[~scanner], labels[~scanner]),
+        "head_ct_accuracy": float(np.mean(flagged[~scanner] == labels[~scanner])),
     }
 
 

@@ -41,6 +41,7 @@ class Recipe:
     every_picture_slice: bool = True  # picture-only slices are all seen each epoch, not drawn with the normals
     hu_share: float = 0.5
     type_loss_weight: float = 0.5
+    picture_only_weight: float = 1.0  # haemorrhage-loss weight of a picture-only collection's slices
     batch_size: int = 32
     learning_rate: float = 5e-4
     weight_decay: float = 1e-4
@@ -111,9 +112,11 @@ def _grey(data: TrainingSet, rows: torch.Tensor, recipe: Recipe, generator: torc
     return torch.where(use_hu.view(-1, 1, 1), windowed, pictures)
 
 
-def _loss(logits: torch.Tensor, labels: torch.Tensor, recipe: Recipe) -> torch.Tensor:
-    """Haemorrhage cross-entropy plus the weighted cross-entropy of each type where the type is known."""
-    haemorrhage = functional.binary_cross_entropy_with_logits(logits[:, 0], labels[:, 0])
+def _loss(logits: torch.Tensor, labels: torch.Tensor, picture_only: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    """Haemorrhage cross-entropy (a picture-only slice weighing `picture_only_weight`) plus the weighted
+    cross-entropy of each type where the type is known."""
+    weights = torch.where(picture_only, recipe.picture_only_weight, 1.0)
+    haemorrhage = functional.binary_cross_entropy_with_logits(logits[:, 0], labels[:, 0], weight=weights)
     known = labels[:, 1:] != UNKNOWN
     if not known.any():
         return haemorrhage
@@ -129,6 +132,7 @@ def train(data: TrainingSet, recipe: Recipe, weights: Path, name: str = "model")
     net = pretrained_network(weights, outputs=data.labels.shape[1], dropout=recipe.dropout)
     net = net.to(memory_format=torch.channels_last)
     labels = torch.from_numpy(data.labels)
+    picture_only = torch.from_numpy(~data.has_hu)
     optimizer = torch.optim.AdamW(net.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
     always = _always_seen(data, recipe)
     per_epoch = int(always.sum()) + min(recipe.negatives_per_epoch, int((~always).sum()))
@@ -146,7 +150,7 @@ def train(data: TrainingSet, recipe: Recipe, weights: Path, name: str = "model")
             with torch.no_grad():
                 images = augment(_grey(data, rows, recipe, generator), generator, recipe.augmentation)
                 images = images.contiguous(memory_format=torch.channels_last)
-            loss = _loss(net(images), labels[rows], recipe)
+            loss = _loss(net(images), labels[rows], picture_only[rows], recipe)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
