@@ -24,9 +24,9 @@ import aiomqtt
 from core.roles import Role
 from core.settings import Settings
 from hemowatch.wiring import serve
+from localbotapi import BotApiServer
 from monitor.mqtt import vitals_topic
 from store import open_database, patients, people
-from localbotapi import BotApiServer
 from testsupport.broker import Mosquitto, free_port
 from testsupport.machine import machine
 

@@ -30,8 +30,8 @@ from core.settings import Settings
 from dicomnode.node import DicomNode
 from hemowatch.builders import analyzer_from_settings
 from hemowatch.wiring import running
-from store import open_database, people, studies
 from localbotapi import BotApiServer
+from store import open_database, people, studies
 from testsupport.broker import Mosquitto, free_port
 from testsupport.machine import machine
 

@@ -10,11 +10,11 @@ from telegram.error import TelegramError
 
 from bot import texts
 from bot.access import Caller, Context, authorize, may_view
-from core.notifications import STUDY_CONDITION
-from core.roles import Role
 from bot.alert_text import acknowledged_text
 from bot.bot_data import bot_data
 from bot.buttons import parse_ack
+from core.notifications import STUDY_CONDITION
+from core.roles import Role
 from store import alerts, deliveries
 
 log = logging.getLogger(__name__)

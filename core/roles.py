@@ -5,7 +5,6 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-
 class Role(StrEnum):
     ADMIN = "admin"
     DOCTOR = "doctor"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-
 # Vitals with numeric alert thresholds, and their units (for texts).
 VITAL_UNITS: dict[str, str] = {
     "hr": "/min", "spo2": "%", "sbp": "mmHg", "dbp": "mmHg", "rr": "/min", "temp": "°C",

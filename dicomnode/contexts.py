@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import (
+    JPEG2000,
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGLossless,
     JPEGLosslessSV1,

@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from core.vitals import VITAL_FIELDS, VitalSample
 
-
 MAX_AHEAD_S = 86400.0  # a stamp this far ahead is no drifting clock but a broken one: rejected
 DEVICE_ID = r"^[A-Za-z0-9._:-]{1,64}$"
 

@@ -14,7 +14,6 @@ import sqlite_utils
 from core.roles import Role
 from store.schema import atomic
 
-
 SERVER = 0  # `created_by` of invitations made with `hemowatch admin` when no admin id is configured
 
 

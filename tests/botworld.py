@@ -15,9 +15,9 @@ from telegram.ext import Application
 from bot.application import build_application
 from core.roles import Role
 from core.settings import Settings
+from localbotapi import JSON, BotApiServer
 from store import open_database, patients, people
 from store.thread import StoreThread
-from localbotapi import JSON, BotApiServer
 from testsupport.doubles import ManualClock
 from testsupport.waiting import eventually
 

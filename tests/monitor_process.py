@@ -9,7 +9,6 @@ import asyncio
 import sys
 from pathlib import Path
 
-
 from core.settings import Settings
 from monitor.vitals_monitor import VitalsMonitor
 from testsupport.doubles import RecordingNotifier

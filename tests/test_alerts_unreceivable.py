@@ -19,9 +19,9 @@ from botworld import settings_for
 
 from core.roles import Role
 from hemowatch.wiring import running
+from localbotapi import BotApiServer
 from monitor.mqtt import vitals_topic
 from store import open_database, outbox, patients, people
-from localbotapi import BotApiServer
 from testsupport.broker import Mosquitto
 from testsupport.waiting import eventually
 

@@ -11,8 +11,8 @@ from botworld import ADMIN, DOCTOR, PATIENT, BotWorld, running_ward
 from bot.notifier import TelegramNotifier
 from core.notifications import AlertNotice, DeliveryDeferred, DeliveryHeld, NoticeKind, Severity
 from core.roles import Role
-from store import alerts, outbox, people
 from localbotapi import BotApiServer
+from store import alerts, outbox, people
 
 CAREGIVER, OTHER_CAREGIVER = 20, 21
 

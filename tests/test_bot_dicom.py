@@ -23,8 +23,8 @@ from core.roles import Role
 from core.settings import DEFAULT_MODEL
 from hemowatch.wiring import RunningService, running
 from inference.model import ModelCard
-from store import alerts, open_database, people, studies
 from localbotapi import JSON, BotApiServer
+from store import alerts, open_database, people, studies
 from testsupport.broker import Mosquitto, free_port
 from testsupport.dicom import push
 from testsupport.doubles import ManualClock

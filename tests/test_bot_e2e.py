@@ -18,9 +18,9 @@ from botworld import ADMIN, settings_for
 
 from core.roles import Role
 from hemowatch.wiring import RunningService, running, serve
+from localbotapi import JSON, BotApiServer
 from monitor.mqtt import vitals_topic
 from store import alerts, open_database, outbox, patients, people, vitals
-from localbotapi import JSON, BotApiServer
 from testsupport.broker import Mosquitto
 from testsupport.doubles import ManualClock
 from testsupport.waiting import eventually

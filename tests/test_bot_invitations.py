@@ -17,8 +17,8 @@ from bot.application import register_menu
 from core.roles import Role
 from core.settings import Settings
 from hemowatch.admin_command import run_admin
-from store import open_database, patients, people
 from localbotapi import BotApiServer
+from store import open_database, patients, people
 
 NEWCOMER, STRANGER = 50, 60
 LINK = re.compile(r"https://t\.me/hemowatch_test_bot\?start=([A-Za-z0-9_-]+)")

@@ -16,9 +16,9 @@ from botworld import ADMIN, settings_for
 
 from core.roles import Role
 from hemowatch.wiring import serve
+from localbotapi import JSON, BotApiServer
 from monitor.mqtt import vitals_topic
 from store import open_database, patients, people, vitals
-from localbotapi import JSON, BotApiServer
 from testsupport.broker import Mosquitto
 from testsupport.waiting import eventually
 

@@ -11,8 +11,8 @@ from botworld import ADMIN, BotWorld, running_bot
 
 from core.notifications import Severity
 from core.roles import Role
-from store import alerts, people
 from localbotapi import BotApiServer
+from store import alerts, people
 from store.studies import SeriesRecord, StudyHeader, record_series
 
 DOCTOR, OTHER_DOCTOR, CAREGIVER, OTHER_CAREGIVER, REVOKED, UNKNOWN = 10, 11, 20, 21, 30, 40

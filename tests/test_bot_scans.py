@@ -22,8 +22,8 @@ from core.roles import Role
 from core.settings import Settings
 from hemowatch.builders import analyzer_from_settings
 from inference.analyzer import Analyzer
-from store.scans import scans_of
 from localbotapi import JSON, BotApiServer
+from store.scans import scans_of
 
 DOCTOR, CAREGIVER, STRANGER = 10, 20, 40
 PATIENT = "bed-1"

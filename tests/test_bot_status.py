@@ -10,10 +10,10 @@ from botworld import DOCTOR, PATIENT, BotWorld, running_ward
 
 from core.notifications import Severity
 from core.vitals import VitalSample
+from localbotapi import BotApiServer
 from store import alerts, patients
 from store.schema import atomic
 from store.vitals import insert_vitals
-from localbotapi import BotApiServer
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_inference_dicom import dicom_bytes, head_phantom, unknown_modality_vr
 
 from core.settings import DEFAULT_MODEL, PROJECT_ROOT
 from hemowatch.cli import main
-from test_inference_dicom import dicom_bytes, head_phantom, unknown_modality_vr
 
 RESULT_KEYS = {
     "input", "series", "verdict", "probability", "threshold", "n_slices", "n_assessable", "top_slice",

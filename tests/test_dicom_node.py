@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from pynetdicom import AE
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless, generate_uid
+from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage, MRImageStorage, Verification
 
 from core.settings import DEFAULT_MODEL, Settings

@@ -14,7 +14,7 @@ import pytest
 from pydicom import Dataset, dcmread
 from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MPEG2MPML, generate_uid
+from pydicom.uid import MPEG2MPML, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from core.settings import DEFAULT_MODEL
 from inference.analyzer import Analyzer

@@ -13,12 +13,12 @@ import pytest
 from pydicom import dcmread
 from pydicom.pixels import get_decoder
 from pydicom.uid import JPEGLossless, JPEGLosslessSV1
+from test_inference_dicom import dicom_bytes, head_phantom
 
 from inference.dicom import read_series
 from inference.errors import InputError
 from inference.limits import Limits
 from inference.lossless_jpeg import PLUGIN, decode_frame
-from test_inference_dicom import dicom_bytes, head_phantom
 
 pytestmark = pytest.mark.skipif(
     shutil.which("dcmcjpeg") is None, reason="dcmtk is not installed (apt-get install dcmtk)"

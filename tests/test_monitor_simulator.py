@@ -17,8 +17,8 @@ from core.notifications import NoticeKind
 from core.settings import Settings
 from core.vitals import VitalSample
 from monitor.engine import AlertRaised, EngineConfig, PatientState, Profile, assess
-from monitor.rules import patient_rules
 from monitor.mqtt import vitals_topic
+from monitor.rules import patient_rules
 from monitor.simulator import OFFLINE_AFTER_S, SimulatedPatient
 from monitor.vitals_monitor import VitalsMonitor
 from store.patients import add_patient, list_patients

@@ -27,11 +27,11 @@ from hemowatch.builders import worker_threads
 from hemowatch.wiring import RunningService, running
 from inference.errors import InputError
 from inference.worker import ANALYSIS_STOPPED, NEEDS_TOO_MUCH_MEMORY, ProcessAnalyzer
+from localbotapi import BotApiServer
 from monitor.mqtt import vitals_topic
 from monitor.vitals_monitor import VitalsMonitor
 from store import open_database, patients, people
 from store.vitals import vitals_between
-from localbotapi import BotApiServer
 from testsupport.broker import Mosquitto
 from testsupport.doubles import ManualClock, RecordingNotifier
 from testsupport.waiting import eventually

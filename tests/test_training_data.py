@@ -11,8 +11,8 @@ from pydicom import dcmread
 
 from inference.dicom import read_series
 from inference.limits import Limits
-from training.ct_ich import BONE_WINDOW, BRAIN_WINDOW, by_patient, read_hu, read_slices, rebuild_hu
 from training.crossval import patient_folds
+from training.ct_ich import BONE_WINDOW, BRAIN_WINDOW, by_patient, read_hu, read_slices, rebuild_hu
 from training.data import TrainingSet
 from training.series_writer import write_series
 
