@@ -41,7 +41,7 @@ _MODEL_2_1_0 = Recipe(epochs=8, negatives_per_epoch=400, weight_average=0.0)
 CANDIDATES: dict[str, Recipe] = {
     "shipped": Recipe(),
     "twelve-epochs-600-normals": dataclasses.replace(Recipe(), weight_average=0.0),
-    "picture-only-weight-3": dataclasses.replace(Recipe(), picture_only_weight=3.0),
+    "model-2.3.0": dataclasses.replace(Recipe(), picture_only_weight=1.0),
     "model-2.1.0": _MODEL_2_1_0,
     "all-blocks-wider-augmentation": dataclasses.replace(_MODEL_2_1_0, every_picture_slice=False),
     "model-2.0.0": dataclasses.replace(

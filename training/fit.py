@@ -41,7 +41,7 @@ class Recipe:
     every_picture_slice: bool = True  # picture-only slices are all seen each epoch, not drawn with the normals
     hu_share: float = 0.5
     type_loss_weight: float = 0.5
-    picture_only_weight: float = 1.0  # haemorrhage-loss weight of a picture-only collection's slices
+    picture_only_weight: float = 3.0  # haemorrhage-loss weight of a picture-only collection's slices
     batch_size: int = 32
     learning_rate: float = 5e-4
     weight_decay: float = 1e-4
