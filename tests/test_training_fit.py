@@ -61,7 +61,8 @@ def test_warm_up_alone_returns_the_trained_network(few_slices: TrainingSet) -> N
 
 
 def test_picture_only_weight_weighs_only_picture_only_slices(few_slices: TrainingSet) -> None:
-    recipe = Recipe(epochs=1, warmup_epochs=1, negatives_per_epoch=12, batch_size=8, weight_average=0.0)
+    recipe = Recipe(epochs=1, warmup_epochs=1, negatives_per_epoch=12, batch_size=8, weight_average=0.0,
+                    picture_only_weight=1.0)
     heavier = dataclasses.replace(recipe, picture_only_weight=3.0)
     assert torch.equal(_head(train(few_slices, recipe, checkpoint_path())),
                        _head(train(few_slices, heavier, checkpoint_path())))
