@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
+import torch
 from PIL import Image
 
 from inference.model import HaemorrhageModel, file_sha256
@@ -59,10 +60,13 @@ def few_slices(head_ct_dir: Path, tmp_path: Path) -> Path:
 def test_training_exports_models_that_serve_and_a_card_that_describes_them(
     few_patients: Path, few_slices: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "models"
+    out, work = tmp_path / "models", tmp_path / "work"
     args = ["--ct-ich", str(few_patients), "--head-ct", str(few_slices), "--out", str(out), "--folds", "2",
-            "--epochs", "1", "--negatives-per-epoch", "16"]
+            "--epochs", "1", "--negatives-per-epoch", "16", "--work", str(work)]
     assert main(args) == 0
+    kept = {name: torch.load(work / f"{name}.pt", weights_only=True) for name in ("fold-1", "fold-2", "final")}
+    assert not torch.equal(kept["fold-1"]["_fc.weight"], kept["fold-2"]["_fc.weight"])  # each fold's own model
+    assert set(np.load(work / "out_of_fold.npz")["fold"]) == {0, 1}
 
     card = json.loads((out / "hemowatch-ich.json").read_text())
     assert card["file"] == "hemowatch-ich.onnx"

@@ -20,7 +20,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ct-ich", type=Path, help="the CT-ICH folder (labels.csv, brain/, bone/)")
     parser.add_argument("--head-ct", type=Path, help="the head-ct folder (labels.csv, images/)")
     parser.add_argument("--out", type=Path, required=True, help="where to write the ONNX models and their card")
-    parser.add_argument("--work", type=Path, help="where to keep out-of-fold scores and the final weights")
+    parser.add_argument(
+        "--work", type=Path, help="where to keep out-of-fold scores, each fold's weights and the final weights"
+    )
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     parser.add_argument(
         "--epochs", type=int, default=defaults.epochs, help=f"epochs per model (default {defaults.epochs})"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.model_selection import StratifiedKFold
 
 from inference.dicom import read_series
@@ -134,9 +135,10 @@ def score_fold(
 
 
 def cross_validate(
-    data: TrainingSet, recipe: Recipe, folds: int, weights: Path, ct_ich: Path | None
+    data: TrainingSet, recipe: Recipe, folds: int, weights: Path, ct_ich: Path | None, keep: Path | None = None
 ) -> OutOfFold:
-    """Train one model per fold and score its held-out patients with its exported float32 and 8-bit graphs."""
+    """Train one model per fold and score its held-out patients with its exported float32 and 8-bit graphs;
+    with `keep`, each fold's weights are saved there (`fold-1.pt`, ...) to export or quantize again later."""
     fold_of = patient_folds(data, folds, recipe.seed)
     oof = OutOfFold.empty(len(data), data.labels.shape[1] - 1)
     oof.fold = fold_of
@@ -144,6 +146,8 @@ def cross_validate(
         started = time.monotonic()
         held, fit = np.flatnonzero(fold_of == fold), np.flatnonzero(fold_of != fold)
         net = train(data.subset(fit), recipe, weights, name=f"fold {fold + 1}/{folds}")
+        if keep is not None:
+            torch.save(net.state_dict(), keep / f"fold-{fold + 1}.pt")
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
             export_onnx(net, IDENTITY, folder / "float32.onnx")

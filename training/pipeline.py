@@ -58,9 +58,10 @@ def reproduce(
     data = load_training_set(ct_ich, head_ct)
     log.info("%d slices (%d with haemorrhage) from %d patients", len(data), int(data.labels[:, 0].sum()),
              len(np.unique(data.groups)))
-    oof = cross_validate(data, recipe, folds, weights, ct_ich)
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
+    oof = cross_validate(data, recipe, folds, weights, ct_ich, keep=work_dir)
+    if work_dir is not None:
         _save_oof(oof, work_dir / "out_of_fold.npz")
     points, report = operating_points_and_report(data, oof)
     studies = report["studies_through_dicom"]["pooled"]
