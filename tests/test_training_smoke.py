@@ -98,3 +98,13 @@ def test_training_exports_models_that_serve_and_a_card_that_describes_them(
     assert types.shape == (3, len(HAEMORRHAGE_TYPES))
     session = onnxruntime.InferenceSession(str(out / card["file"]), providers=["CPUExecutionProvider"])
     assert [node.name for node in session.get_outputs()] == ["probability", "cam", "types"]
+
+    again = tmp_path / "again"  # the kept weights, exported and scored again without training
+    reuse_args = [*args, "--reuse-weights"]
+    reuse_args[reuse_args.index("--out") + 1] = str(again)
+    assert main(reuse_args) == 0
+    card_again = json.loads((again / "hemowatch-ich.json").read_text())
+    assert card_again["cross_validation"] == validation and card_again["threshold"] == card["threshold"]
+    assert card_again["training_minutes"] == card["training_minutes"] > 0
+    assert all(torch.equal(torch.load(work / f"{name}.pt", weights_only=True)["_fc.weight"], kept[name]["_fc.weight"])
+               for name in kept)

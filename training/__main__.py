@@ -34,10 +34,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--comparisons", type=Path, help="JSON lines of `python -m training.compare` to report in the card"
     )
+    parser.add_argument(
+        "--reuse-weights", action="store_true",
+        help="export and score again the weights an earlier run with the same settings kept in --work, "
+        "instead of training them",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"random seed (default {defaults.seed})")
     args = parser.parse_args(argv)
     if args.ct_ich is None and args.head_ct is None:
         parser.error("give --ct-ich, --head-ct or both")
+    if args.reuse_weights and args.work is None:
+        parser.error("--reuse-weights needs --work")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     recipe = Recipe(
         epochs=args.epochs, warmup_epochs=min(defaults.warmup_epochs, args.epochs),
@@ -47,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.comparisons is not None:
         comparisons = [json.loads(line) for line in args.comparisons.read_text().splitlines() if line.strip()]
     card = reproduce(args.ct_ich, args.head_ct, args.out, recipe, folds=args.folds, work_dir=args.work,
-                     comparisons=comparisons)
+                     comparisons=comparisons, reuse=args.reuse_weights)
     studies = card["cross_validation"]["studies_through_dicom"]["pooled"]
     print(f"wrote {args.out / card['file']} (cross-validated study AUC {studies['auc']:.3f}, "
           f"study threshold {card['study']['threshold']:.3f})")

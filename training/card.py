@@ -66,7 +66,7 @@ def build_card(
     cross_validation: dict[str, Any],
     recipe: Recipe,
     data: TrainingSet,
-    training_minutes: float,
+    training_minutes: float | None,
     comparisons: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Every fact a user of the model needs, with keys that other code reads."""
@@ -104,9 +104,9 @@ def build_card(
         },
         "outputs": {
             "probability": {"shape": ["N"], "meaning": "calibrated probability that the slice shows intracranial "
-                            "haemorrhage, from the mean logit of the slice and its left-right mirror"},
-            "cam": {"shape": ["N", CAM_SIDE, CAM_SIDE], "meaning": "class-activation map for haemorrhage (raw), "
-                    "averaged with the mirror's map mirrored back; covers the prepared square (PreparedSlice.box)"},
+                            "haemorrhage"},
+            "cam": {"shape": ["N", CAM_SIDE, CAM_SIDE], "meaning": "class-activation map for haemorrhage (raw); "
+                    "covers the prepared square (PreparedSlice.box)"},
             "types": {"shape": ["N", len(HAEMORRHAGE_TYPES)], "names": list(HAEMORRHAGE_TYPES),
                       "meaning": "probability of each haemorrhage type on the slice (not calibrated)"},
         },
@@ -147,7 +147,7 @@ def build_card(
             ],
         },
         "seed": recipe.seed,
-        "training_minutes": round(training_minutes, 1),
+        "training_minutes": None if training_minutes is None else round(training_minutes, 1),
         "reproduce": REPRODUCE,
         "intended_use": (
             "decision support for triage: flag head CT studies and slices that may show intracranial haemorrhage "

@@ -7,7 +7,7 @@ patients, so the shipped recipe is chosen by patients the models never saw.
 Each line of the output is one recipe on one fold: slice AUC of the held-out scanner slices as pictures and
 through the service's window, study AUC (highest slice, service window), and the head-ct pictures' AUC and
 accuracy (at the threshold balancing sensitivity and specificity on all held-out pictures, as the card's). The
-models are scored in PyTorch with the mirror averaging the exported graph does; the full cross-validation of
+models are scored in PyTorch as the exported graph scores them; the full cross-validation of
 the chosen recipe (`python -m training`) scores exported graphs through the service's readers.
 """
 
@@ -31,7 +31,7 @@ from training.crossval import patient_folds, serving_inputs
 from training.data import TrainingSet, load_training_set
 from training.evaluation import auc, balanced_threshold, study_scores
 from training.fit import Recipe, train
-from training.network import HaemorrhageNet, checkpoint_path, mirror_averaged
+from training.network import HaemorrhageNet, checkpoint_path
 
 _ALL_BLOCKS_SMALL_AUGMENTATION = Recipe(
     epochs=8, negatives_per_epoch=400, weight_average=0.0, every_picture_slice=False,
@@ -60,10 +60,10 @@ CANDIDATES: dict[str, Recipe] = {
 
 
 def held_out_logits(net: HaemorrhageNet, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Haemorrhage logits of images (N, 3, S, S), mean of each slice and its mirror."""
+    """Haemorrhage logits of images (N, 3, S, S)."""
     with torch.no_grad():
         return np.concatenate([
-            mirror_averaged(net, torch.from_numpy(np.ascontiguousarray(images[start : start + batch])))[0][:, 0].numpy()
+            net(torch.from_numpy(np.ascontiguousarray(images[start : start + batch])))[:, 0].numpy()
             for start in range(0, len(images), batch)
         ])
 

@@ -23,6 +23,7 @@ from training.ct_ich import PIXEL_SPACING_MM, SLICE_THICKNESS_MM, CtIchSlice, re
 from training.data import SERVING_WINDOW, TrainingSet
 from training.export import IDENTITY, INPUT_NAME, export_onnx, quantize
 from training.fit import Recipe, train
+from training.network import trained_network
 from training.series_writer import write_series
 
 log = logging.getLogger(__name__)
@@ -135,19 +136,25 @@ def score_fold(
 
 
 def cross_validate(
-    data: TrainingSet, recipe: Recipe, folds: int, weights: Path, ct_ich: Path | None, keep: Path | None = None
+    data: TrainingSet, recipe: Recipe, folds: int, weights: Path, ct_ich: Path | None, keep: Path | None = None,
+    reuse: bool = False,
 ) -> OutOfFold:
     """Train one model per fold and score its held-out patients with its exported float32 and 8-bit graphs;
-    with `keep`, each fold's weights are saved there (`fold-1.pt`, ...) to export or quantize again later."""
+    with `keep`, each fold's weights are saved there (`fold-1.pt`, ...), or with `reuse` too, taken from there
+    (trained earlier with the same recipe and data) instead of trained again."""
     fold_of = patient_folds(data, folds, recipe.seed)
     oof = OutOfFold.empty(len(data), data.labels.shape[1] - 1)
     oof.fold = fold_of
     for fold in range(folds):
         started = time.monotonic()
         held, fit = np.flatnonzero(fold_of == fold), np.flatnonzero(fold_of != fold)
-        net = train(data.subset(fit), recipe, weights, name=f"fold {fold + 1}/{folds}")
-        if keep is not None:
-            torch.save(net.state_dict(), keep / f"fold-{fold + 1}.pt")
+        kept = None if keep is None else keep / f"fold-{fold + 1}.pt"
+        if reuse and kept is not None:
+            net = trained_network(weights, kept, outputs=data.labels.shape[1])
+        else:
+            net = train(data.subset(fit), recipe, weights, name=f"fold {fold + 1}/{folds}")
+            if kept is not None:
+                torch.save(net.state_dict(), kept)
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
             export_onnx(net, IDENTITY, folder / "float32.onnx")

@@ -19,7 +19,7 @@ from torch import nn
 
 from inference.preprocess import INPUT_SIZE
 from training.evaluation import PlattScaling
-from training.network import HaemorrhageNet, mirror_averaged
+from training.network import HaemorrhageNet, logits_and_map
 
 OPSET = 17
 INPUT_NAME = "image"
@@ -31,8 +31,7 @@ CALIBRATION_BATCH = 16
 
 class CalibratedNet(nn.Module):
     """`image` (N, 3, S, S) -> `probability` (N,) calibrated, `cam` (N, S/32, S/32) raw haemorrhage evidence,
-    `types` (N, T) probability of each haemorrhage type; all averaged over the slice and its left-right
-    mirror."""
+    `types` (N, T) probability of each haemorrhage type."""
 
     def __init__(self, net: HaemorrhageNet, calibration: PlattScaling) -> None:
         super().__init__()
@@ -41,7 +40,7 @@ class CalibratedNet(nn.Module):
         self.register_buffer("intercept", torch.tensor(calibration.intercept, dtype=torch.float32))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits, cam = mirror_averaged(self.net, image)
+        logits, cam = logits_and_map(self.net, image)
         return torch.sigmoid(self.slope * logits[:, 0] + self.intercept), cam, torch.sigmoid(logits[:, 1:])
 
 

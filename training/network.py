@@ -127,14 +127,10 @@ class HaemorrhageNet(nn.Module):
         return torch.einsum("nchw,c->nhw", features, self._fc.weight[0])
 
 
-def mirror_averaged(net: HaemorrhageNet, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (N, outputs) and haemorrhage class-activation map (N, h, w), each the mean over the slice and
-    its left-right mirror (the map of the mirror mirrored back): a bleed can be on either side."""
-    count = image.shape[0]
-    features = net.features(torch.cat([image, image.flip(-1)]))
-    logits = net.logits_from_features(features)
-    maps = net.class_activation_map(features)
-    return (logits[:count] + logits[count:]) / 2, (maps[:count] + maps[count:].flip(-1)) / 2
+def logits_and_map(net: HaemorrhageNet, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (N, outputs) and the haemorrhage class-activation map (N, h, w) of images (N, 3, S, S)."""
+    features = net.features(image)
+    return net.logits_from_features(features), net.class_activation_map(features)
 
 
 def pretrained_network(weights: Path, outputs: int, dropout: float = 0.2) -> HaemorrhageNet:
@@ -145,6 +141,13 @@ def pretrained_network(weights: Path, outputs: int, dropout: float = 0.2) -> Hae
     net.load_state_dict(state, strict=True)
     net._fc = nn.Linear(FEATURES, outputs)
     return net
+
+
+def trained_network(weights: Path, state: Path, outputs: int) -> HaemorrhageNet:
+    """A network fine-tuned earlier, from its saved `state` (built on the ImageNet `weights`), ready to score."""
+    net = pretrained_network(weights, outputs)
+    net.load_state_dict(torch.load(state, map_location="cpu", weights_only=True), strict=True)
+    return net.eval()
 
 
 def checkpoint_path() -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from training.crossval import CALIBRATION_SLICES, OutOfFold, cross_validate, ser
 from training.data import TrainingSet, load_training_set
 from training.export import export_onnx, quantize
 from training.fit import Recipe, train
-from training.network import HaemorrhageNet, checkpoint_path
+from training.network import HaemorrhageNet, checkpoint_path, trained_network
 from training.report import OperatingPoints, operating_points_and_report
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,16 @@ def _save_oof(oof: OutOfFold, path: Path) -> None:
     for name in ("picture", "dicom"):
         flat.update({f"{name}_{variant}": scores for variant, scores in arrays[name].items()})
     np.savez_compressed(path, **flat)
+
+
+def _training_minutes(work_dir: Path | None, measured: float | None) -> float | None:
+    """How long training took: as measured now, kept beside the weights; or, reusing them, as kept then."""
+    record = None if work_dir is None else work_dir / "training-minutes.json"
+    if measured is not None and record is not None:
+        record.write_text(json.dumps(round(measured, 1)))
+    if measured is None and record is not None and record.exists():
+        return float(json.loads(record.read_text()))
+    return measured
 
 
 def export_shipped(
@@ -50,9 +61,12 @@ def export_shipped(
 
 def reproduce(
     ct_ich: Path | None, head_ct: Path | None, out_dir: Path, recipe: Recipe, folds: int = 5,
-    work_dir: Path | None = None, comparisons: list[dict[str, Any]] | None = None,
+    work_dir: Path | None = None, comparisons: list[dict[str, Any]] | None = None, reuse: bool = False,
 ) -> dict[str, Any]:
-    """Cross-validate the recipe, then fit it on every slice and write the models and `<NAME>.json`."""
+    """Cross-validate the recipe, then fit it on every slice and write the models and `<NAME>.json`. With
+    `reuse`, the weights an earlier run kept in `work_dir` are exported and scored again instead of trained."""
+    if reuse and work_dir is None:
+        raise ValueError("reusing weights needs the work folder that keeps them")
     started = time.monotonic()
     weights = checkpoint_path()
     data = load_training_set(ct_ich, head_ct)
@@ -60,20 +74,25 @@ def reproduce(
              len(np.unique(data.groups)))
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
-    oof = cross_validate(data, recipe, folds, weights, ct_ich, keep=work_dir)
+    oof = cross_validate(data, recipe, folds, weights, ct_ich, keep=work_dir, reuse=reuse)
     if work_dir is not None:
         _save_oof(oof, work_dir / "out_of_fold.npz")
     points, report = operating_points_and_report(data, oof)
     studies = report["studies_through_dicom"]["pooled"]
     log.info("cross-validation: study AUC %.3f, sensitivity %.3f, specificity %.3f (%s, %s)", studies["auc"],
              studies["sensitivity"], studies["specificity"], points.aggregation, points.variant)
-    net = train(data, recipe, weights, name="final")
-    if work_dir is not None:
-        torch.save(net.state_dict(), work_dir / "final.pt")
+    if reuse:
+        assert work_dir is not None
+        net = trained_network(weights, work_dir / "final.pt", outputs=data.labels.shape[1])
+    else:
+        net = train(data, recipe, weights, name="final")
+        if work_dir is not None:
+            torch.save(net.state_dict(), work_dir / "final.pt")
     paths = export_shipped(net, data, points, out_dir, recipe.seed)
+    minutes = _training_minutes(work_dir, None if reuse else (time.monotonic() - started) / 60)
     card = build_card(
         paths, points=points, cross_validation=report, recipe=recipe, data=data,
-        training_minutes=(time.monotonic() - started) / 60, comparisons=comparisons,
+        training_minutes=minutes, comparisons=comparisons,
     )
     write_card(card, out_dir / f"{NAME}.json")
     return card
