@@ -150,7 +150,7 @@ def cross_validate(
         held, fit = np.flatnonzero(fold_of == fold), np.flatnonzero(fold_of != fold)
         kept = None if keep is None else keep / f"fold-{fold + 1}.pt"
         if reuse and kept is not None:
-            net = trained_network(weights, kept, outputs=data.labels.shape[1])
+            net = trained_network(kept, outputs=data.labels.shape[1])
         else:
             net = train(data.subset(fit), recipe, weights, name=f"fold {fold + 1}/{folds}")
             if kept is not None:

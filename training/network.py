@@ -143,9 +143,9 @@ def pretrained_network(weights: Path, outputs: int, dropout: float = 0.2) -> Hae
     return net
 
 
-def trained_network(weights: Path, state: Path, outputs: int) -> HaemorrhageNet:
-    """A network fine-tuned earlier, from its saved `state` (built on the ImageNet `weights`), ready to score."""
-    net = pretrained_network(weights, outputs)
+def trained_network(state: Path, outputs: int) -> HaemorrhageNet:
+    """A network fine-tuned earlier, from its saved `state`, ready to score."""
+    net = HaemorrhageNet(classes=outputs)
     net.load_state_dict(torch.load(state, map_location="cpu", weights_only=True), strict=True)
     return net.eval()
 

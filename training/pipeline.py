@@ -83,7 +83,7 @@ def reproduce(
              studies["sensitivity"], studies["specificity"], points.aggregation, points.variant)
     if reuse:
         assert work_dir is not None
-        net = trained_network(weights, work_dir / "final.pt", outputs=data.labels.shape[1])
+        net = trained_network(work_dir / "final.pt", outputs=data.labels.shape[1])
     else:
         net = train(data, recipe, weights, name="final")
         if work_dir is not None:
