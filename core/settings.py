@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -42,14 +42,20 @@ class ScanSettings(BaseSettings):
     inference_threads: int = Field(2, ge=1)
     max_upload_mb: float = Field(100.0, gt=0)
     max_slices: int = Field(600, ge=1)
-    window_center: float = 40.0
-    window_width: float = Field(80.0, gt=0)
+    window_center: float | None = None  # with window_width, or neither: the model card's window
+    window_width: float | None = Field(None, gt=0)
 
     log_level: str = "INFO"
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _window_set_whole(self) -> ScanSettings:
+        if (self.window_center is None) != (self.window_width is None):
+            raise ValueError("set WINDOW_CENTER and WINDOW_WIDTH together, or neither to use the model's window")
+        return self
 
 
 class Settings(ScanSettings):
@@ -148,12 +154,12 @@ def read_settings(kind: type[AnySettings]) -> AnySettings:
         return kind()
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else "a setting"
+        which = f"The setting {str(first['loc'][0]).upper()} is" if first["loc"] else "Settings are"
         reason = first["msg"].removeprefix("Value error, ")
         others = error.error_count() - 1
         more = f" ({others} more setting{'s' * (others > 1)} wrong too)" if others else ""
         raise SettingsError(
-            f"The setting {name} is wrong: {reason[0].lower()}{reason[1:]}{more}. It comes from the environment "
+            f"{which} wrong: {reason[0].lower()}{reason[1:]}{more}. It comes from the environment "
             f"or a .env file (looked for: {env_files_looked_at()}); .env.example describes every setting."
         ) from None
 

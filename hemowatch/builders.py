@@ -14,11 +14,14 @@ from inference.worker import ProcessAnalyzer
 
 
 def _engine_options(settings: ScanSettings) -> dict[str, Any]:
-    """Threads, input limits and window, as configured."""
+    """Threads, input limits and window, as configured (no window: the model card's)."""
+    window = None
+    if settings.window_center is not None and settings.window_width is not None:
+        window = Window(settings.window_center, settings.window_width)
     return {
         "threads": settings.inference_threads,
         "limits": Limits(max_upload_bytes=settings.max_upload_bytes, max_slices=settings.max_slices),
-        "window": Window(settings.window_center, settings.window_width),
+        "window": window,
     }
 
 

@@ -62,14 +62,14 @@ class Analyzer:
         model_path: Path,
         threads: int = 2,
         limits: Limits = Limits(),
-        window: Window = Window(),
+        window: Window | None = None,
         threshold: float | None = None,
     ) -> None:
         self._model = HaemorrhageModel(model_path, threads)
         self._threads = threads
         self._limits = limits
-        self._window = window
         card = self._model.card
+        self._window = window or card.window
         self._info = ModelInfo(card.name, card.version, card.sha256, card.threshold)
         self._point = card.operating_point
         if threshold is not None:  # one threshold for single slices and studies alike

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
+from inference.scan import Window
 from inference.study import OperatingPoint, StudyCalibration
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class ModelCard:
     study: StudyCalibration | None = None  # for a series of slices
     type_names: tuple[str, ...] = ()  # the model's `types` outputs, in order
     shown_types: tuple[str, ...] = ()  # the types it tells apart well enough to be named
+    window: Window = Window()  # how its DICOM slices' Hounsfield units are shown to it
 
     @classmethod
     def beside(cls, model_path: Path) -> ModelCard:
@@ -48,6 +50,7 @@ class ModelCard:
             ),
             type_names=tuple(card["outputs"].get("types", {}).get("names", ())),
             shown_types=tuple(card.get("types", {}).get("shown", ())),
+            window=Window(float(card["input"]["window"]["center"]), float(card["input"]["window"]["width"])),
         )
 
     @property

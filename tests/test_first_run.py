@@ -37,6 +37,13 @@ def test_a_wrong_setting_is_one_line_naming_it(tmp_path: Path, name: str, value:
     assert str(tmp_path / ".env") in line and str(PROJECT_ROOT / ".env") in line
 
 
+def test_half_a_window_is_refused_in_one_line(tmp_path: Path, head_ct_dir: Path) -> None:
+    done = hemowatch(tmp_path, "classify", str(head_ct_dir / "images" / SLICE), WINDOW_CENTER="35")
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert "set WINDOW_CENTER and WINDOW_WIDTH together, or neither to use the model's window" in line
+
+
 def test_a_wrong_setting_from_dot_env_in_the_current_folder_is_found(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("ADMIN_USER_IDS=me\n")
     done = hemowatch(tmp_path, "admin", "patients")

@@ -20,6 +20,7 @@ from inference.errors import InputError
 from inference.limits import Limits
 from inference.model import ModelCard
 from inference.overlay import MAX_SIDE
+from inference.scan import Window
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,17 @@ def ge_zip(ge_series_dir: Path) -> bytes:
         for path in sorted(ge_series_dir.glob("*.dcm"), reverse=True):  # the order inside the ZIP must not matter
             archive.write(path, f"scan/{path.name}")
     return buffer.getvalue()
+
+
+def test_dicom_slices_are_windowed_as_the_model_card_says_unless_configured(
+    analyzer: Analyzer, ge_zip: bytes
+) -> None:
+    window = ModelCard.beside(DEFAULT_MODEL).window
+    (by_card,) = analyzer.analyze_bytes(ge_zip, "ge.zip")
+    (same,) = Analyzer(DEFAULT_MODEL, window=window).analyze_bytes(ge_zip, "ge.zip")
+    (other,) = Analyzer(DEFAULT_MODEL, window=Window(window.center + 10, window.width)).analyze_bytes(ge_zip, "ge.zip")
+    assert by_card.probability == same.probability
+    assert other.probability != pytest.approx(by_card.probability, abs=1e-4)
 
 
 def test_ge_series_verdict_rests_on_assessable_slices(analyzer: Analyzer, ge_zip: bytes) -> None:

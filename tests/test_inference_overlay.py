@@ -16,6 +16,7 @@ from hemowatch.builders import analyzer_from_settings
 from inference.dicom import read_series
 from inference.images import read_picture
 from inference.limits import Limits
+from inference.model import ModelCard
 from inference.overlay import MAX_SIDE, OverlayCaption, heat_alpha, intracranial_mask, render_overlay
 from inference.preprocess import prepare_slice
 from inference.scan import Window
@@ -162,7 +163,7 @@ def test_every_assessable_study_gets_a_captioned_picture(ge_series_dir: Path) ->
         (result,) = analyzer.analyze_path(ge_series_dir)
         assert result.verdict == ("hemorrhage" if threshold == 0.0 else "no_hemorrhage")
         (series,) = read_series([path.read_bytes() for path in ge_series_dir.glob("*.dcm")], Limits(), strict=False)
-        grey = series.slices[result.top_slice[0] - 1].grey(Window(Settings().window_center, Settings().window_width))
+        grey = series.slices[result.top_slice[0] - 1].grey(ModelCard.beside(DEFAULT_MODEL).window)
         part, bands[threshold] = picture_parts(result.overlay_png, grey)
         assert not (coloured(part, grey) & ~intracranial_mask(grey)).any()
     assert bands[0.0].shape != bands[1.0].shape or (bands[0.0] != bands[1.0]).any()
