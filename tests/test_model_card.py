@@ -69,7 +69,7 @@ def test_operating_points_and_evidence_are_recorded(card: dict) -> None:
     assert studies["pooled"]["sensitivity"] >= 0.95
     shown = card["types"]["shown"]
     assert all(validation["types"][name]["auc_among_haemorrhage_slices"] >= 0.8 for name in shown)
-    assert card["input"]["window"] == {"center": 40, "width": 80}
+    assert card["input"]["window"] == {"center": 35, "width": 80}
 
 
 def test_every_training_source_is_named_with_its_licence(card: dict) -> None:
@@ -83,7 +83,7 @@ def test_every_training_source_is_named_with_its_licence(card: dict) -> None:
 def test_the_8_bit_model_agrees_with_float32_on_real_slices(card: dict, head_ct_dir: Path, ge_series_dir: Path) -> None:
     pictures = [grey_from_image(Image.open(path)) for path in sorted((head_ct_dir / "images").glob("*.png"))[:24]]
     (series,) = read_series([path.read_bytes() for path in sorted(ge_series_dir.iterdir())], Limits(), strict=False)
-    batch, _ = prepare_batch(pictures + [item.grey(Window()) for item in series.slices])
+    batch, _ = prepare_batch(pictures + [item.grey(Window(**card["input"]["window"])) for item in series.slices])
     outputs = {
         name: _session(MODELS / variant["file"]).run(None, {"image": batch})
         for name, variant in card["variants"].items()

@@ -78,7 +78,7 @@ def test_training_exports_models_that_serve_and_a_card_that_describes_them(
         assert "Pad" not in {node.op_type for node in graph.node}  # padding lives in the convolutions
         producers = {output: node.op_type for node in graph.node for output in node.output}
         assert producers["probability"] == producers["types"] == "Sigmoid"  # in float, never 256 steps
-    assert card["input"]["size"] == INPUT_SIZE and card["input"]["window"] == {"center": 40, "width": 80}
+    assert card["input"]["size"] == INPUT_SIZE and card["input"]["window"] == {"center": 35, "width": 80}
     assert 0.0 < card["threshold"] < 1.0 and 0.0 < card["study"]["threshold"] < 1.0
     validation = card["cross_validation"]
     assert validation["folds"] == 2

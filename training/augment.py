@@ -18,7 +18,7 @@ from torch.nn import functional
 class Augmentation:
     """How far each variation reaches; every slice draws its own values uniformly within these ranges."""
 
-    window_center: tuple[float, float] = (30.0, 50.0)  # HU; the service windows at 40
+    window_center: tuple[float, float] = (30.0, 50.0)  # HU; the service windows at 35
     window_width: tuple[float, float] = (70.0, 130.0)  # HU; the service uses 80, viewers' brain presets reach 120
     max_rotation_degrees: float = 20.0
     max_shift: float = 0.08  # of the image side
