@@ -49,7 +49,6 @@ from inference.lossless_jpeg import PLUGIN
 from inference.model import HaemorrhageModel, open_session
 from inference.overlay import OverlayCaption, render_overlay
 from inference.preprocess import prepare_batch, prepare_slice
-from inference.scan import Window
 
 DEFAULT_SERIES = PROJECT_ROOT.parent / "shared" / "data" / "dicom" / "ge-head-ct"
 THIN_SLICES = 238
@@ -237,7 +236,7 @@ def series_stages_report(archive: bytes, model: HaemorrhageModel, threads: int, 
     with every header parsed and checked, gating and preparing every slice on one thread, the model on the
     assessable slices in batches of the analysis's size, and the heat-map of the top slice."""
     (series,) = read_series(read_zip(archive, Limits()), Limits(), strict=False, threads=threads)
-    greys = [item.grey(Window()) for item in series.slices]
+    greys = [item.grey(model.card.window) for item in series.slices]
     assessable = [grey for item, grey in zip(series.slices, greys) if assess_slice(item).assessable]
     batch, prepared = prepare_batch(assessable)
     probabilities, cams, _ = model.predict(batch)
@@ -319,8 +318,8 @@ def main() -> None:
     print(f"machine: {machine(args.threads)}")
     archive = series_zip(args.series)
     (series,) = read_series([path.read_bytes() for path in sorted(args.series.glob("*.dcm"))], Limits(), strict=False)
-    batch, _ = prepare_batch([item.grey(Window()) for item in series.slices])
     model = HaemorrhageModel(args.model, args.threads)
+    batch, _ = prepare_batch([item.grey(model.card.window) for item in series.slices])
     batch32 = np.concatenate([batch, batch])[:32]
     print(f"model {args.model.name}, input {batch.shape[1:]}")
     single = timings(lambda: model.predict(batch[14:15]), repeat=100)

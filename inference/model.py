@@ -26,10 +26,10 @@ class ModelCard:
     sha256: str
     threshold: float  # for a single slice
     input_size: int
+    window: Window  # how its DICOM slices' Hounsfield units are shown to it
     study: StudyCalibration | None = None  # for a series of slices
     type_names: tuple[str, ...] = ()  # the model's `types` outputs, in order
     shown_types: tuple[str, ...] = ()  # the types it tells apart well enough to be named
-    window: Window = Window()  # how its DICOM slices' Hounsfield units are shown to it
 
     @classmethod
     def beside(cls, model_path: Path) -> ModelCard:

@@ -13,10 +13,11 @@ from inference.preprocess import window_hu
 
 @dataclass(frozen=True)
 class Window:
-    """The display window that maps Hounsfield units to the grey levels the model sees."""
+    """The display window that maps Hounsfield units to the grey levels the model sees (its card names the one it
+    was validated with)."""
 
-    center: float = 40.0
-    width: float = 80.0
+    center: float
+    width: float
 
 
 @dataclass(frozen=True)

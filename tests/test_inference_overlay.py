@@ -21,6 +21,7 @@ from inference.overlay import MAX_SIDE, OverlayCaption, heat_alpha, intracranial
 from inference.preprocess import prepare_slice
 from inference.scan import Window
 
+BRAIN_WINDOW = Window(40.0, 80.0)  # a usual brain window for the pictures these tests draw on
 CT_ICH_BLEED = Path("brain") / "049" / "15.jpg"  # epidural haemorrhage and a fracture, inside the CT-ICH folder
 # Evidence strongest in the outer ring of cells, where the box holds scalp, skull and air: the case that used to
 # paint blocks of colour outside the head.
@@ -36,12 +37,12 @@ BONE = 0.95
 def ge_grey(ge_series_dir: Path) -> np.ndarray:
     """Slice 14 of the GE series (mid-brain level, the skull a closed ring) in the brain window."""
     (series,) = read_series([path.read_bytes() for path in ge_series_dir.glob("*.dcm")], Limits(), strict=False)
-    return series.slices[13].grey(Window())
+    return series.slices[13].grey(BRAIN_WINDOW)
 
 
 @pytest.fixture(scope="module")
 def bleed_grey(ct_ich_dir: Path) -> np.ndarray:
-    return read_picture((ct_ich_dir / CT_ICH_BLEED).read_bytes(), Limits()).slices[0].grey(Window())
+    return read_picture((ct_ich_dir / CT_ICH_BLEED).read_bytes(), Limits()).slices[0].grey(BRAIN_WINDOW)
 
 
 def picture_parts(png: bytes, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +85,7 @@ def test_colour_stays_inside_the_skull(slice_name: str, request: pytest.FixtureR
 
 def test_a_haematoma_as_bright_as_bone_inside_the_brain_is_coloured(head_ct_dir: Path) -> None:
     # A publication picture whose fresh haematoma is speckled as white as bone: inside the brain it is not skull.
-    grey = read_picture((head_ct_dir / "images" / "000.png").read_bytes(), Limits()).slices[0].grey(Window())
+    grey = read_picture((head_ct_dir / "images" / "000.png").read_bytes(), Limits()).slices[0].grey(BRAIN_WINDOW)
     bright = grey >= BONE
     parts, _ = ndimage.label(bright)
     skull = parts == np.argmax(np.bincount(parts.ravel())[1:]) + 1
