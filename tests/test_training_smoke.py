@@ -16,9 +16,11 @@ from PIL import Image
 
 from inference.model import HaemorrhageModel, file_sha256
 from inference.preprocess import INPUT_SIZE, grey_from_image, prepare_batch
+from training import compare
 from training.__main__ import main
 from training.ct_ich import HAEMORRHAGE_TYPES
 from training.data import read_head_ct_labels
+from training.fit import Recipe
 
 pytestmark = pytest.mark.slow
 
@@ -108,3 +110,19 @@ def test_training_exports_models_that_serve_and_a_card_that_describes_them(
     assert card_again["training_minutes"] == card["training_minutes"] > 0
     assert all(torch.equal(torch.load(work / f"{name}.pt", weights_only=True)["_fc.weight"], kept[name]["_fc.weight"])
                for name in kept)
+
+
+def test_compare_trains_a_recipe_once_per_seed_on_the_same_held_out_patients(
+    few_patients: Path, few_slices: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(compare.CANDIDATES, "shipped", Recipe(epochs=1, negatives_per_epoch=16))
+    out = tmp_path / "comparisons.jsonl"
+    args = ["--ct-ich", str(few_patients), "--head-ct", str(few_slices), "--recipe", "shipped", "--fold", "0",
+            "--folds", "2", "--seed", "7", "--seed", "8", "--out", str(out)]
+    assert compare.main(args) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    runs = [(row["recipe"], row["fold"], row["settings"]["seed"]) for row in rows]
+    assert runs == [("shipped", 0, 7), ("shipped", 0, 8)]
+    assert rows[0]["settings"] | {"seed": 8} == rows[1]["settings"]  # only the seed differs
+    figures = ("slice_auc_pictures", "slice_auc_service_window", "study_auc_highest_slice", "head_ct_accuracy")
+    assert all(0.0 <= row[figure] <= 1.0 for row in rows for figure in figures)

@@ -4,6 +4,9 @@ patients, so the shipped recipe is chosen by patients the models never saw.
     python -m training.compare --ct-ich ../shared/data/ct-ich --head-ct ../shared/data/head-ct \
         --recipe shipped --recipe model-2.0.0 --fold 2 --out comparisons.jsonl
 
+`--seed` trains each candidate again with other seeds on the same patients, which shows how much of a
+difference between recipes one training run's draw can make.
+
 Each line of the output is one recipe on one fold: slice AUC of the held-out scanner slices as pictures and
 through the service's window, study AUC (highest slice, service window), and the head-ct pictures' AUC and
 accuracy (at the threshold balancing sensitivity and specificity on all held-out pictures, as the card's). The
@@ -107,16 +110,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recipe", action="append", choices=sorted(CANDIDATES), required=True)
     parser.add_argument("--fold", type=int, action="append", required=True, help="held-out fold (0-based)")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument(
+        "--seed", type=int, action="append",
+        help="train with this seed instead of the recipe's (repeatable); the folds stay the same patients",
+    )
     parser.add_argument("--out", type=Path, required=True, help="JSON lines file the results are appended to")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     data = load_training_set(args.ct_ich, args.head_ct)
     for fold in args.fold:
         for name in args.recipe:
-            result = compare(data, name, CANDIDATES[name], fold, args.folds)
-            with args.out.open("a") as handle:
-                handle.write(json.dumps(result) + "\n")
-            print(json.dumps({key: value for key, value in result.items() if key != "settings"}))
+            for seed in args.seed or [CANDIDATES[name].seed]:
+                recipe = dataclasses.replace(CANDIDATES[name], seed=seed)
+                result = compare(data, name, recipe, fold, args.folds)
+                with args.out.open("a") as handle:
+                    handle.write(json.dumps(result) + "\n")
+                print(json.dumps({key: value for key, value in result.items() if key != "settings"}))
     return 0
 
 
