@@ -44,6 +44,8 @@ class ScanSettings(BaseSettings):
     max_slices: int = Field(600, ge=1)
     window_center: float | None = None  # with window_width, or neither: the model card's window
     window_width: float | None = Field(None, gt=0)
+    hemowatch_db: Path = Path("hemowatch.db")  # also holds the site profile the verdicts use
+    site_sensitivity: float = Field(0.95, gt=0.5, lt=1.0)  # what site commissioning chooses thresholds for
 
     log_level: str = "INFO"
 
@@ -76,7 +78,6 @@ class Settings(ScanSettings):
     scan_memory_limit_mb: float = Field(1536.0, ge=700)  # address space of each scan analysis worker process
 
     # --- Storage --------------------------------------------------------------------------------
-    hemowatch_db: Path = Path("hemowatch.db")
     retention_days: float = Field(30.0, gt=0)  # raw vitals older than this are pruned
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"  # FULL: a commit survives a power cut
 
@@ -95,6 +96,7 @@ class Settings(ScanSettings):
     escalate_after_s: float = Field(300.0, gt=0)  # urgent/emergency unacknowledged this long
     sbp_ceiling: float = Field(160.0, gt=0)  # mmHg, neuro rule for haemorrhage patients
     rule_hold_s: float = Field(30.0, ge=0)  # a vital must stay out of range this long before an alert
+    site_auto_update: bool = False  # refit the site profile nightly from doctors' reads; never adopts a worse one
     alert_reopen_s: float = Field(600.0, ge=0)  # a condition back this soon after resolving re-opens its alert
     device_clock_tolerance_s: float = Field(30.0, gt=0)  # a stamp further ahead: judged on arrival time
 

@@ -53,6 +53,24 @@ def _build_parser() -> argparse.ArgumentParser:
     echo.add_argument("--calling-ae", help="the AE title to call from (default: DICOM_AE_TITLE)")
     echo.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
 
+    site = commands.add_parser(
+        "site", help="commission the model on this hospital's confirmed cases (a site profile) and look after it"
+    )
+    site_commands = site.add_subparsers(dest="site_command", required=True, metavar="ACTION")
+    commission = site_commands.add_parser(
+        "commission", help="fit a site profile on confirmed cases; adopted only when not worse than what is in use",
+        description="CSV columns: path,hemorrhage[,patient]. A path is anything `classify` reads (picture, DICOM "
+        "file, folder or ZIP of one series), relative to the CSV's folder; hemorrhage is 0 or 1 for that path (a "
+        "series takes the study's label); rows of one patient share a patient value (default: one per row). "
+        "Exit codes: 0 adopted, 2 bad input or too few cases, 3 judged worse and not adopted.",
+    )
+    commission.add_argument("csv", type=Path, metavar="CSV", help="the confirmed cases")
+    site_commands.add_parser("update", help="refit from the commissioning cases and doctors' reads; never adopts a worse profile")
+    site_commands.add_parser("report", help="the profile in use, its figures and its agreement with doctors' reads")
+    site_commands.add_parser("history", help="every change of the profile in use")
+    site_commands.add_parser("rollback", help="go back to what was in use before the last change")
+    site_commands.add_parser("off", help="stop using a site profile: verdicts come from the shipped model")
+
     admin = commands.add_parser("admin", help="server-side administration")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
     invite = admin_commands.add_parser("invite", help="create a one-time invitation link")
@@ -70,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from core.settings import ScanSettings, Settings, SettingsError, read_settings
 
     try:  # each command validates only the settings it uses
-        settings = read_settings(ScanSettings if args.command in ("classify", "demo") else Settings)
+        settings = read_settings(ScanSettings if args.command in ("classify", "demo", "site") else Settings)
     except SettingsError as error:
         print(f"hemowatch {args.command}: {error}", file=sys.stderr)
         return 2
@@ -102,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hemowatch.dicom_command import run_dicom
 
         return run_dicom(args, settings)
+    if args.command == "site":
+        from hemowatch.site_command import run_site
+
+        return run_site(args, settings)
     from hemowatch.admin_command import run_admin
 
     return run_admin(args, settings)

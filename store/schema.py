@@ -179,9 +179,39 @@ def _v6_dicom_studies(db: sqlite_utils.Database) -> None:
     db["on_call"].create({"telegram_id": int, "since": float}, pk="telegram_id", not_null={"since"})
 
 
+def _v7_site_profiles(db: sqlite_utils.Database) -> None:
+    """Site commissioning: the profiles fitted on the hospital's own cases, which one is active and every change
+    of it, and the casebook of confirmed cases (pooled features and labels; never pixels or identifiers)."""
+    db["site_profiles"].create(
+        {
+            "id": int, "created_at": float, "created_by": str, "model_sha256": str, "model_version": str,
+            "profile": str, "figures": str, "case_ids": str, "n_cases": int, "n_patients": int,
+            "n_bleeding": int, "sensitivity_target": float,
+        },
+        pk="id",
+        not_null={"created_at", "created_by", "model_sha256", "profile", "figures", "case_ids", "n_cases"},
+    )
+    db["site_changes"].create(
+        {"id": int, "at": float, "by": str, "action": str, "profile_id": int, "note": str},
+        pk="id",
+        not_null={"at", "by", "action"},
+        foreign_keys=[("profile_id", "site_profiles", "id")],
+    )
+    db["site_cases"].create(
+        {
+            "id": int, "created_at": float, "source": str, "model_sha256": str, "group_key": str, "label": int,
+            "features": bytes, "shipped": bytes, "verdict": str, "probability": float, "profile_id": int,
+            "scan_ref": str, "read_by": int, "read_at": float,
+        },
+        pk="id",
+        not_null={"created_at", "source", "model_sha256", "group_key", "features", "shipped"},
+    )
+    db["site_cases"].create_index(["scan_ref"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial, _v2_delivery_text, _v3_unique_samples, _v4_readings_per_device, _v5_outbox_by_alert,
-    _v6_dicom_studies,
+    _v6_dicom_studies, _v7_site_profiles,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
