@@ -1,20 +1,26 @@
-"""The Acknowledge button under alert messages."""
+"""The Acknowledge button under alert messages.
+
+A doctor's or an admin's press acknowledges the alert, which ends its escalation. Anyone else who may see the
+patient (a caregiver) only records that they have seen it: a relative's tap is not a clinical response, so the
+alert keeps escalating and its button stays for the doctors. Every copy of the message lists both.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from telegram import Update
+import sqlite_utils
+from telegram import Bot, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 
 from bot import texts
-from bot.access import Caller, Context, authorize, may_view
-from bot.alert_text import acknowledged_text
-from bot.bot_data import bot_data
-from bot.buttons import parse_ack
-from core.notifications import STUDY_CONDITION
-from core.roles import Role
+from bot.access import Caller, Context, authorize, patient_role
+from bot.alert_text import acknowledgement, with_responses
+from bot.bot_data import BotData, bot_data
+from bot.buttons import alert_markup, parse_ack
+from core.notifications import STUDY_CONDITION, NoticeKind
+from core.roles import CLINICAL_ROLES, Role
 from store import alerts, deliveries
 
 log = logging.getLogger(__name__)
@@ -22,30 +28,58 @@ log = logging.getLogger(__name__)
 
 @authorize()
 async def acknowledge(update: Update, context: Context, caller: Caller) -> None:
-    """Records who is dealing with an alert and shows it on everyone's copy of the message."""
+    """Records the press as an acknowledgement or as "seen" and shows it on everyone's copy of the message."""
     shared = bot_data(context)
     query = update.callback_query
     alert_id = parse_ack(query.data)
     alert = await shared.store.call(alerts.get_alert, alert_id) if alert_id is not None else None
-    is_study = alert is not None and alert.condition == STUDY_CONDITION
-    if alert is None or not (
-        caller.has_role(Role.DOCTOR) if is_study else await shared.store.call(may_view, caller, alert.patient_id)
-    ):
+    role = None if alert is None else await shared.store.call(_role_for, caller, alert)
+    if alert is None or role is None:
         await query.answer(texts.ALERT_GONE, show_alert=True)
         return
     now = shared.clock()
-    if not await shared.store.call(alerts.acknowledge_alert, alert_id, caller.telegram_id, now):
-        current = await shared.store.call(alerts.get_alert, alert_id)
-        await query.answer(texts.ALREADY_ACKNOWLEDGED if current.is_open else texts.ALREADY_RESOLVED)
+    clinical = role in CLINICAL_ROLES
+    record = alerts.acknowledge_alert if clinical else alerts.note_seen
+    if not await shared.store.call(record, alert.id, caller.telegram_id, now, caller.name, role):
+        await query.answer(_refusal(await shared.store.call(alerts.get_alert, alert.id)))
         return
-    await query.answer(texts.STUDY_ACKNOWLEDGED if is_study else texts.ACKNOWLEDGED)
-    for sent in await shared.store.call(deliveries.alert_messages, alert_id):
-        edited = acknowledged_text(sent.text, caller.name, now)
-        where = {"chat_id": sent.chat_id, "message_id": sent.message_id, "parse_mode": ParseMode.HTML}
-        try:
-            if is_study:  # sent as a picture with its caption
-                await context.bot.edit_message_caption(caption=edited, reply_markup=None, **where)
-            else:
-                await context.bot.edit_message_text(edited, reply_markup=None, **where)
-        except TelegramError as error:  # one stale copy must not stop the others
-            log.warning("could not mark alert %s acknowledged in chat %s: %s", alert_id, sent.chat_id, error)
+    if alert.condition == STUDY_CONDITION:
+        await query.answer(texts.STUDY_ACKNOWLEDGED)
+    else:
+        await query.answer(texts.ACKNOWLEDGED if clinical else texts.SEEN)
+    await _show_responses(context.bot, shared, alert)
+
+
+def _role_for(db: sqlite_utils.Database, caller: Caller, alert: alerts.Alert) -> Role | None:
+    """The caller's role for the alert's patient, None when they may not press its button. A head CT from a
+    scanner belongs to no followed patient: only doctors (and admins) may take it."""
+    if alert.condition == STUDY_CONDITION:
+        return caller.role if caller.has_role(Role.DOCTOR) else None
+    return patient_role(db, caller, alert.patient_id)
+
+
+def _refusal(alert: alerts.Alert) -> str:
+    if not alert.is_open:
+        return texts.ALREADY_RESOLVED
+    return texts.ALREADY_ACKNOWLEDGED if alert.state is alerts.AlertState.ACKNOWLEDGED else texts.ALREADY_SEEN
+
+
+async def _show_responses(bot: Bot, shared: BotData, alert: alerts.Alert) -> None:
+    """Edit every copy of the alert (not its "resolved" notices) to list who has seen and acknowledged it; the
+    button goes once a clinician has acknowledged it. One press at a time renders, so the last edit of each
+    copy always shows every response."""
+    async with shared.alert_edits:
+        responses = await shared.store.call(alerts.responses, alert.id)
+        markup = None if acknowledgement(responses) else alert_markup(alert.id, alert.condition)
+        for sent in await shared.store.call(deliveries.alert_messages, alert.id):
+            if sent.kind is NoticeKind.RESOLVED:
+                continue
+            edited = with_responses(sent.text, responses)
+            where = {"chat_id": sent.chat_id, "message_id": sent.message_id, "parse_mode": ParseMode.HTML}
+            try:
+                if alert.condition == STUDY_CONDITION:  # sent as a picture with its caption
+                    await bot.edit_message_caption(caption=edited, reply_markup=markup, **where)
+                else:
+                    await bot.edit_message_text(edited, reply_markup=markup, **where)
+            except TelegramError as error:  # one stale copy must not stop the others
+                log.warning("could not show who responded to alert %s in chat %s: %s", alert.id, sent.chat_id, error)

@@ -1,12 +1,17 @@
-"""The wording of alert messages (HTML), shared by the notifier and the Acknowledge button."""
+"""The wording of alert messages (HTML), shared by the notifier and the Acknowledge button.
+
+Under an alert, every copy lists who has seen it and who acknowledged it (`with_responses`); the lines are
+rendered afresh from the stored events on each edit, so all copies tell the same story."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
 
 from bot import vitals_text
 from core.notifications import STUDY_CONDITION, AlertNotice, NoticeKind, Severity
+from store.alerts import AlertEvent, AlertState
 
 SEVERITY_MARK = {Severity.WARNING: "🟡 Warning", Severity.URGENT: "🟠 Urgent", Severity.EMERGENCY: "🔴 EMERGENCY"}
 
@@ -30,7 +35,7 @@ def notice_text(notice: AlertNotice) -> str:
         lines.append(escape(vitals_text.news2(notice.news2, notice.news2_components)))
     lines.append(f"Raised at {clock_time(notice.raised_at)}")
     if notice.kind is NoticeKind.ESCALATED:
-        lines.append("⏫ Nobody has acknowledged this yet, so it now goes to more people.")
+        lines.append("⏫ No doctor has acknowledged this yet, so it now goes to more people.")
     if notice.kind is NoticeKind.REOPENED:
         lines.append("↩️ Back again soon after it resolved: this is the same alert, open again.")
     return "\n".join(lines)
@@ -58,6 +63,26 @@ def study_notice_text(notice: AlertNotice) -> str:
     return "\n".join(lines)
 
 
-def acknowledged_text(text: str, name: str, at: float) -> str:
-    """An alert message as it reads once someone has acknowledged it."""
-    return f"{text}\n\n✅ Acknowledged by {escape(name)} at {clock_time(at)}"
+def who(event: AlertEvent) -> str:
+    """The person behind a response, with their role for the patient (plain text)."""
+    name = event.actor_name or "someone"
+    return name if event.actor_role is None else f"{name} ({event.actor_role.value})"
+
+
+def acknowledgement(responses: Sequence[AlertEvent]) -> AlertEvent | None:
+    """The clinical acknowledgement among an alert's responses, if it has one."""
+    return next((event for event in responses if event.state == AlertState.ACKNOWLEDGED), None)
+
+
+def with_responses(text: str, responses: Sequence[AlertEvent]) -> str:
+    """An alert message with a line for each person who has seen or acknowledged it (`alerts.responses`)."""
+    if not responses:
+        return text
+    lines = [
+        f"{'✅ Acknowledged' if event.state == AlertState.ACKNOWLEDGED else '👀 Seen'} by {escape(who(event))} "
+        f"at {clock_time(event.at)}"
+        for event in responses
+    ]
+    if acknowledgement(responses) is None:
+        lines.append("⏳ No doctor has acknowledged it yet.")
+    return f"{text}\n\n" + "\n".join(lines)

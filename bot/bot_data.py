@@ -6,8 +6,9 @@ store thread, so a slow disk never stalls the event loop (updates, alert deliver
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from telegram.ext import ContextTypes
 
@@ -24,6 +25,7 @@ class BotData:
     store: StoreThread  # the bot's own connection, on a worker thread of its own
     clock: Callable[[], float]  # seconds since the epoch; tests pass a controllable one
     analyzer: ScanAnalyzer | None  # None when the bot runs without scan triage
+    alert_edits: asyncio.Lock = field(default_factory=asyncio.Lock)  # one Acknowledge press edits copies at a time
 
 
 def install(application_bot_data: dict, shared: BotData) -> None:

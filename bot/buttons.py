@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from core.notifications import STUDY_CONDITION
 
-def acknowledge_markup(alert_id: int, label: str = "Acknowledge") -> InlineKeyboardMarkup:
+
+def alert_markup(alert_id: int, condition: str) -> InlineKeyboardMarkup:
+    """The button under an alert; under a head CT from a scanner it says the doctor is reading it."""
+    label = "I am reading it" if condition == STUDY_CONDITION else "Acknowledge"
     return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=f"ack:{alert_id}")]])
 
 

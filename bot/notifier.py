@@ -5,9 +5,10 @@ patient, unless it is an emergency); an escalation goes to the patient's doctors
 on to the admins too; a "resolved" notice goes to whoever heard the alert. With nobody linked to a patient,
 the admins are told, and with no admin configured every doctor. A head CT flagged by the DICOM node goes, with
 its heat-map, to the doctors on call (every doctor when nobody is, the admins when there is no doctor); its
-escalation to every doctor and the admins. A notice nobody can receive yet is held (`DeliveryHeld`): it stays in
-the outbox and reaches the first admin or member who joins. Each (notice, chat) is sent at most once, so outbox
-retries never repeat a message.
+escalation to every doctor and the admins. Each copy (but a "resolved" one) lists who has already seen or
+acknowledged the alert, and has no button once a clinician acknowledged it. A notice nobody can receive yet is
+held (`DeliveryHeld`): it stays in the outbox and reaches the first admin or member who joins. Each (notice,
+chat) is sent at most once, so outbox retries never repeat a message.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from telegram import Bot
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
-from bot.alert_text import notice_text
-from bot.buttons import acknowledge_markup
+from bot.alert_text import acknowledgement, notice_text, with_responses
+from bot.buttons import alert_markup
 from bot.studies import study_recipients
 from bot.telegram_calls import retry_after_s
 from core.notifications import STUDY_CONDITION, AlertNotice, DeliveryDeferred, DeliveryHeld, NoticeKind, Severity
 from core.roles import Role
 from core.settings import Settings
-from store import deliveries, people, studies
+from store import alerts, deliveries, people, studies
 from store.deliveries import DeliveryStatus
 from store.thread import StoreThread
 
@@ -91,11 +92,14 @@ class TelegramNotifier:
     async def deliver(self, notice: AlertNotice) -> None:
         """Send the notice to every recipient not yet served; raise DeliveryDeferred or DeliveryHeld per the port."""
         settled = await self._store.call(deliveries.settled_chats, notice.outbox_id)
-        text = notice_text(notice)
-        markup = None if notice.kind is NoticeKind.RESOLVED else acknowledge_markup(notice.alert_id)
+        text = shown = notice_text(notice)  # the delivery keeps `text`: an Acknowledge press adds the responses anew
+        markup = None
+        if notice.kind is not NoticeKind.RESOLVED:
+            responses = await self._store.call(alerts.responses, notice.alert_id)
+            shown = with_responses(text, responses)
+            markup = None if acknowledgement(responses) else alert_markup(notice.alert_id, notice.condition)
         picture = None
         if notice.condition == STUDY_CONDITION:
-            markup = acknowledge_markup(notice.alert_id, "I am reading it")
             picture = await self._store.call(studies.study_overlay, notice.values["study"])
         deferred: DeliveryDeferred | None = None
         chosen = await self._store.call(recipients, notice, self._settings.admin_user_ids, self._clock())
@@ -105,11 +109,11 @@ class TelegramNotifier:
             try:
                 if picture is not None:
                     message = await self._bot.send_photo(
-                        recipient.chat_id, picture, caption=text, parse_mode=ParseMode.HTML, reply_markup=markup
+                        recipient.chat_id, picture, caption=shown, parse_mode=ParseMode.HTML, reply_markup=markup
                     )
                 else:
                     message = await self._bot.send_message(
-                        recipient.chat_id, text, parse_mode=ParseMode.HTML, reply_markup=markup
+                        recipient.chat_id, shown, parse_mode=ParseMode.HTML, reply_markup=markup
                     )
             except RetryAfter as error:
                 raise DeliveryDeferred("Telegram rate limit", retry_after_s(error)) from error

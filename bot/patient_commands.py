@@ -12,6 +12,7 @@ from telegram import Update
 
 from bot import texts, vitals_text
 from bot.access import Caller, Context, authorize, may_manage, may_view, visible_patient_ids
+from bot.alert_text import acknowledgement, who
 from bot.bot_data import bot_data
 from bot.trend import render_trend
 from core.roles import Role
@@ -135,7 +136,14 @@ async def status(update: Update, context: Context, caller: Caller, patient_id: s
             lines.append(vitals_text.news2(latest.news2, latest.news2_components or {}))
     open_now = await shared.store.call(alerts.open_alerts, patient_id)
     lines.append(texts.open_alerts_heading(len(open_now)))
-    lines += [texts.open_alert(a.severity, a.title, vitals_text.age(now - a.raised_at)) for a in open_now]
+    for alert in open_now:
+        responses = await shared.store.call(alerts.responses, alert.id)
+        taken = acknowledgement(responses)
+        acknowledged_by = None if taken is None else who(taken)
+        seen_by = [who(event) for event in responses if event is not taken]
+        lines.append(texts.open_alert(
+            alert.severity, alert.title, vitals_text.age(now - alert.raised_at), acknowledged_by, seen_by
+        ))
     await update.effective_message.reply_text("\n".join(lines))
     recent = await shared.store.call(vitals.vitals_between, patient_id, now - TREND_HOURS * 3600, now)
     samples = [asdict(s) for s in recent]

@@ -43,7 +43,8 @@ HELP_ALL = (
     "/mute <patient> <minutes> – pause non-emergency alerts about a patient (0 ends it); "
     "emergencies always come through\n"
     "/help – this message\n\n"
-    "When an alert arrives, press Acknowledge to tell the others you are dealing with it."
+    "When an alert arrives, press Acknowledge: everyone's copy shows who pressed it. Urgent alerts keep going to "
+    "more people until a doctor acknowledges them; a caregiver's press shows the others they have seen it."
 )
 
 HELP_DOCTOR = (
@@ -108,8 +109,15 @@ def open_alerts_heading(count: int) -> str:
     return "No open alerts." if count == 0 else f"Open alerts ({count}):"
 
 
-def open_alert(severity: str, title: str, age: str) -> str:
-    return f"• {severity}: {title}, raised {age}"
+def open_alert(
+    severity: str, title: str, age: str, acknowledged_by: str | None = None, seen_by: Sequence[str] = ()
+) -> str:
+    line = f"• {severity}: {title}, raised {age}"
+    if acknowledged_by is not None:
+        return f"{line}, acknowledged by {acknowledged_by}"
+    if seen_by:
+        return f"{line}, seen by {', '.join(seen_by)}; no doctor has acknowledged it yet"
+    return line
 
 
 def trend_caption(hours: int) -> str:
@@ -167,7 +175,9 @@ def mute_too_long(limit: int) -> str:
 
 ALREADY_ACKNOWLEDGED = "Already acknowledged."
 ALREADY_RESOLVED = "This alert has already been resolved."
+ALREADY_SEEN = "Already noted, thank you. A doctor still needs to acknowledge it."
 ACKNOWLEDGED = "Thank you. The others can see you are on it."
+SEEN = "Thank you. The others can see you have seen it; the doctors keep being alerted until one of them acknowledges."
 ALERT_GONE = "This alert is no longer available to you."
 STUDY_ACKNOWLEDGED = "Thank you. The others can see you are reading it."
 

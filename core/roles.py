@@ -9,3 +9,6 @@ class Role(StrEnum):
     ADMIN = "admin"
     DOCTOR = "doctor"
     CAREGIVER = "caregiver"
+
+
+CLINICAL_ROLES = frozenset({Role.ADMIN, Role.DOCTOR})  # whose Acknowledge is a clinical response (admins are staff)

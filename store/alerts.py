@@ -1,8 +1,10 @@
 """Alerts: their lifecycle and the escalation policy.
 
-Lifecycle: raised -> notified (the RAISED notice was delivered) -> acknowledged -> resolved; an alert may also
-resolve straight from raised or notified. A condition that returns soon after its alert resolved re-opens that
-alert (see `raise_alert`) instead of paging anew. Every transition, and each escalation, is an `alert_events` row.
+Lifecycle: raised -> notified (the RAISED notice was delivered) -> acknowledged (by a clinician) -> resolved; an
+alert may also resolve straight from raised or notified. Someone who cannot take charge clinically (a caregiver)
+only records that they have seen it (a `seen` event): its state stays, so it keeps escalating. A condition
+that returns soon after its alert resolved re-opens that alert (see `raise_alert`) instead of paging anew. Every
+transition, each escalation and each `seen` is an `alert_events` row.
 Each change that people must hear about queues its notice in the outbox (`store.outbox`) in the same
 transaction, so a crash never loses one.
 """
@@ -17,6 +19,7 @@ from typing import Any
 import sqlite_utils
 
 from core.notifications import NoticeKind, Severity
+from core.roles import Role
 from store.outbox import mark_delivered, queue_notice
 from store.schema import atomic
 
@@ -56,13 +59,23 @@ class Alert:
 
 @dataclass(frozen=True, slots=True)
 class AlertEvent:
-    """One stored step of an alert's history: a state change or an escalation."""
+    """One stored step of an alert's history: a state change, an escalation or someone having seen it."""
 
     alert_id: int
     at: float
-    state: str  # an AlertState value, or "escalated"
-    actor: str | None  # who acknowledged (Telegram id), else None
+    state: str  # an AlertState value, "escalated", "reopened" or "seen"
+    actor: str | None  # who acknowledged or saw it (Telegram id), else None
     note: str | None
+    actor_name: str | None = None  # the actor's name at the time
+    actor_role: Role | None = None  # the actor's role for the patient at the time
+
+
+def _event(row: dict) -> AlertEvent:
+    role = row["actor_role"]
+    return AlertEvent(
+        row["alert_id"], row["at"], row["state"], row["actor"], row["note"], row["actor_name"],
+        None if role is None else Role(role),
+    )
 
 
 def _alert(row: dict) -> Alert:
@@ -78,10 +91,11 @@ def _alert(row: dict) -> Alert:
 
 
 def _record(db: sqlite_utils.Database, alert_id: int, at: float, state: str, actor: str | None = None,
-            note: str | None = None) -> None:
+            note: str | None = None, actor_name: str | None = None, actor_role: Role | None = None) -> None:
     db.execute(
-        "insert into alert_events (alert_id, at, state, actor, note) values (?, ?, ?, ?, ?)",
-        [alert_id, at, state, actor, note],
+        "insert into alert_events (alert_id, at, state, actor, note, actor_name, actor_role) "
+        "values (?, ?, ?, ?, ?, ?, ?)",
+        [alert_id, at, state, actor, note, actor_name, actor_role],
     )
 
 
@@ -142,8 +156,12 @@ def resolve_alert(db: sqlite_utils.Database, alert_id: int, now: float) -> bool:
     return bool(changed)
 
 
-def acknowledge_alert(db: sqlite_utils.Database, alert_id: int, telegram_id: int, now: float) -> bool:
-    """Record that someone took charge; False when the alert is unknown, already acknowledged or resolved."""
+def acknowledge_alert(
+    db: sqlite_utils.Database, alert_id: int, telegram_id: int, now: float, name: str | None = None,
+    role: Role | None = None,
+) -> bool:
+    """Record that a clinician took charge, which ends the escalation; False when the alert is unknown, already
+    acknowledged or resolved. Who may do so is the caller's decision (the bot: doctors and admins)."""
     with atomic(db):
         changed = db.execute(
             "update alerts set state = 'acknowledged', acknowledged_by = ?, acknowledged_at = ? "
@@ -151,8 +169,23 @@ def acknowledge_alert(db: sqlite_utils.Database, alert_id: int, telegram_id: int
             [telegram_id, now, alert_id],
         ).rowcount
         if changed:
-            _record(db, alert_id, now, AlertState.ACKNOWLEDGED, actor=str(telegram_id))
+            _record(db, alert_id, now, AlertState.ACKNOWLEDGED, str(telegram_id), actor_name=name, actor_role=role)
     return bool(changed)
+
+
+def note_seen(db: sqlite_utils.Database, alert_id: int, telegram_id: int, now: float, name: str, role: Role) -> bool:
+    """Record that someone who cannot take charge clinically has seen an alert still waiting for a clinician.
+    The alert's state does not change, so it keeps escalating. False when they already said so, or the alert
+    is unknown, acknowledged or resolved."""
+    with atomic(db):
+        waiting = db.execute(
+            "select 1 from alerts where id = ? and state in ('raised', 'notified') and not exists "
+            "(select 1 from alert_events where alert_id = ? and state = 'seen' and actor = ?)",
+            [alert_id, alert_id, str(telegram_id)],
+        ).fetchone()
+        if waiting:
+            _record(db, alert_id, now, "seen", str(telegram_id), actor_name=name, actor_role=role)
+    return waiting is not None
 
 
 def escalate_overdue(db: sqlite_utils.Database, now: float, after_s: float) -> list[int]:
@@ -201,7 +234,20 @@ def find_open_alert(db: sqlite_utils.Database, patient_id: str, condition: str) 
 def alert_events(db: sqlite_utils.Database, alert_id: int) -> list[AlertEvent]:
     """The alert's history, oldest first."""
     rows = db.query("select * from alert_events where alert_id = ? order by id", [alert_id])
-    return [AlertEvent(row["alert_id"], row["at"], row["state"], row["actor"], row["note"]) for row in rows]
+    return [_event(row) for row in rows]
+
+
+def responses(db: sqlite_utils.Database, alert_id: int) -> list[AlertEvent]:
+    """Who has seen the alert and who acknowledged it, oldest first; an event stored without a name (before
+    names were kept) takes the person's current one."""
+    rows = db.query(
+        "select e.alert_id, e.at, e.state, e.actor, e.note, e.actor_role, "
+        "coalesce(e.actor_name, u.display_name, e.actor) as actor_name from alert_events e "
+        "left join users u on u.telegram_id = cast(e.actor as integer) "
+        "where e.alert_id = ? and e.state in ('seen', 'acknowledged') order by e.id",
+        [alert_id],
+    )
+    return [_event(row) for row in rows]
 
 
 def notice_delivered(db: sqlite_utils.Database, outbox_id: int, now: float) -> None:

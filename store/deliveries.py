@@ -7,6 +7,8 @@ from enum import StrEnum
 
 import sqlite_utils
 
+from core.notifications import NoticeKind
+
 
 class DeliveryStatus(StrEnum):
     SENT = "sent"
@@ -18,7 +20,8 @@ class DeliveryStatus(StrEnum):
 class SentMessage:
     chat_id: int
     message_id: int
-    text: str
+    text: str  # as first sent, without the lines saying who has seen or acknowledged it
+    kind: NoticeKind
 
 
 def settled_chats(db: sqlite_utils.Database, outbox_id: int) -> set[int]:
@@ -53,8 +56,8 @@ def was_sent(db: sqlite_utils.Database, outbox_id: int) -> bool:
 def alert_messages(db: sqlite_utils.Database, alert_id: int) -> list[SentMessage]:
     """Every message sent about this alert (all its notices, all chats), oldest first."""
     rows = db.query(
-        "select d.chat_id, d.message_id, d.text from deliveries d join outbox o on o.id = d.outbox_id "
+        "select d.chat_id, d.message_id, d.text, o.kind from deliveries d join outbox o on o.id = d.outbox_id "
         "where o.alert_id = ? and d.status = 'sent' and d.message_id is not null order by d.sent_at",
         [alert_id],
     )
-    return [SentMessage(row["chat_id"], row["message_id"], row["text"] or "") for row in rows]
+    return [SentMessage(row["chat_id"], row["message_id"], row["text"] or "", NoticeKind(row["kind"])) for row in rows]

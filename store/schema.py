@@ -179,7 +179,28 @@ def _v6_dicom_studies(db: sqlite_utils.Database) -> None:
     db["on_call"].create({"telegram_id": int, "since": float}, pk="telegram_id", not_null={"since"})
 
 
-def _v7_site_profiles(db: sqlite_utils.Database) -> None:
+def _v7_event_actors(db: sqlite_utils.Database) -> None:
+    """Alert events keep the name and role of who acted, so every copy of an alert can say who has seen it and
+    who acknowledged it clinically. A caregiver's press no longer acknowledges (it stopped escalation): ones
+    stored before become `seen` events, and the alerts they had taken escalate again until a clinician acts."""
+    db["alert_events"].add_column("actor_name", str)
+    db["alert_events"].add_column("actor_role", str)
+    taken = db.execute(
+        "select a.id, a.acknowledged_by from alerts a join patient_members m "
+        "on m.patient_id = a.patient_id and m.telegram_id = a.acknowledged_by where m.role = 'caregiver'"
+    ).fetchall()
+    for alert_id, telegram_id in taken:
+        db.execute(
+            "update alert_events set state = 'seen', actor_role = 'caregiver' "
+            "where alert_id = ? and state = 'acknowledged' and actor = ?",
+            [alert_id, str(telegram_id)],
+        )
+        db.execute(
+            "update alerts set acknowledged_by = null, acknowledged_at = null, "
+            "state = case state when 'acknowledged' then 'notified' else state end where id = ?",
+            [alert_id],
+        )
+def _v8_site_profiles(db: sqlite_utils.Database) -> None:
     """Site commissioning: the profiles fitted on the hospital's own cases, which one is active and every change
     of it, and the casebook of confirmed cases (pooled features and labels; never pixels or identifiers)."""
     db["site_profiles"].create(
@@ -211,7 +232,7 @@ def _v7_site_profiles(db: sqlite_utils.Database) -> None:
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial, _v2_delivery_text, _v3_unique_samples, _v4_readings_per_device, _v5_outbox_by_alert,
-    _v6_dicom_studies, _v7_site_profiles,
+    _v6_dicom_studies, _v7_event_actors, _v8_site_profiles,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -62,24 +63,92 @@ async def test_alert_reaches_the_patients_people_with_values_news2_and_a_button(
     assert alert_messages(world, ADMIN) == []
 
 
-async def test_acknowledging_records_who_and_edits_everyone_s_message(
+def hhmm(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%H:%M UTC")
+
+
+def button(message: dict) -> dict:
+    return message["reply_markup"]["inline_keyboard"][0][0]
+
+
+async def copies_ending(world: BotWorld, copies: list[dict], ending: str) -> list[dict]:
+    """Each copy (a message in its user's chat) as it is once its text ends with `ending`."""
+    for copy in copies:
+        chat, message_id = copy["chat"]["id"], copy["message_id"]
+        await world.api.wait_for_message(
+            chat, lambda m, i=message_id: m["message_id"] == i and m["text"].endswith(ending)
+        )
+    return [world.api.message(copy["chat"]["id"], copy["message_id"]) for copy in copies]
+
+
+async def test_a_caregiver_s_press_is_seen_on_every_copy_and_only_a_doctor_s_acknowledges(
+    world: BotWorld, notifier: TelegramNotifier
+) -> None:
+    notice = raise_notice(world, Severity.EMERGENCY)
+    await notifier.deliver(notice)
+    copies = [
+        await world.api.wait_for_message(user, lambda m: "SpO2 low" in m.get("text", ""))
+        for user in (DOCTOR, CAREGIVER, OTHER_CAREGIVER)
+    ]
+    doctor_s, caregiver_s, other_caregiver_s = copies
+    data = button(caregiver_s)["callback_data"]
+
+    world.clock.advance(60)
+    seen = f"👀 Seen by User 20 (caregiver) at {hhmm(world.clock())}"
+    answer = await world.press(CAREGIVER, caregiver_s, data)
+    assert answer["text"] == (
+        "Thank you. The others can see you have seen it; the doctors keep being alerted until one of them acknowledges."
+    )
+    alert = alerts.get_alert(world.db, notice.alert_id)
+    assert (alert.state, alert.acknowledged_by) == (alerts.AlertState.RAISED, None)
+    for edited in await copies_ending(world, copies, f"\n\n{seen}\n⏳ No doctor has acknowledged it yet."):
+        assert edited["text"].startswith("🔴 EMERGENCY – Patient ward-1 (ward-1)\nSpO2 low\n")
+        assert button(edited) == {"text": "Acknowledge", "callback_data": data}  # still there for the doctors
+    again = await world.press(CAREGIVER, caregiver_s, data)
+    assert again["text"] == "Already noted, thank you. A doctor still needs to acknowledge it."
+
+    escalate_after = world.application.bot_data["shared"].settings.escalate_after_s
+    world.clock.advance(escalate_after - 60)  # the caregiver's press did not stop the escalation clock
+    assert alerts.escalate_overdue(world.db, world.clock(), escalate_after) == [notice.alert_id]
+    await notifier.deliver(newest_notice(world))
+    escalation = await world.api.wait_for_message(DOCTOR, lambda m: "now goes to more people" in m.get("text", ""))
+    assert escalation["text"].endswith(
+        f"⏫ No doctor has acknowledged this yet, so it now goes to more people.\n\n{seen}\n"
+        "⏳ No doctor has acknowledged it yet."
+    )
+    assert button(escalation) == {"text": "Acknowledge", "callback_data": data}
+    copies.append(escalation)
+
+    world.clock.advance(60)
+    acknowledged = f"\n\n{seen}\n✅ Acknowledged by User 10 (doctor) at {hhmm(world.clock())}"
+    answer = await world.press(DOCTOR, escalation, data)
+    assert answer["text"] == "Thank you. The others can see you are on it."
+    assert alerts.get_alert(world.db, notice.alert_id).acknowledged_by == DOCTOR
+    for edited in await copies_ending(world, copies, acknowledged):
+        assert "reply_markup" not in edited
+    world.clock.advance(escalate_after)
+    assert alerts.escalate_overdue(world.db, world.clock(), escalate_after) == []
+
+    status = await world.say(OTHER_CAREGIVER, f"/status {PATIENT}")
+    assert "• emergency: SpO2 low, raised 11 min ago, acknowledged by User 10 (doctor)" in status["text"]
+    assert (await world.press(OTHER_CAREGIVER, other_caregiver_s, data))["text"] == "Already acknowledged."
+    alerts.resolve_alert(world.db, notice.alert_id, world.clock())
+    assert (await world.press(DOCTOR, doctor_s, data))["text"] == "This alert has already been resolved."
+
+
+async def test_status_says_who_has_seen_an_alert_no_doctor_has_acknowledged(
     world: BotWorld, notifier: TelegramNotifier
 ) -> None:
     notice = raise_notice(world)
     await notifier.deliver(notice)
-    message = await world.api.wait_for_message(CAREGIVER, lambda m: "SpO2 low" in m.get("text", ""))
-    button = message["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
-    answer = await world.press(CAREGIVER, message, button)
-    assert "Thank you" in answer["text"]
-    assert alerts.get_alert(world.db, notice.alert_id).acknowledged_by == CAREGIVER
-    for user in (DOCTOR, CAREGIVER, OTHER_CAREGIVER):
-        edited = await world.api.wait_for_message(user, lambda m: "Acknowledged by User 20" in m.get("text", ""))
-        assert "SpO2 low" in edited["text"] and "reply_markup" not in edited
-    doctor_message = await world.api.wait_for_message(DOCTOR, lambda m: "SpO2 low" in m.get("text", ""))
-    again = await world.press(DOCTOR, doctor_message, button)
-    assert again["text"] == "Already acknowledged."
-    alerts.resolve_alert(world.db, notice.alert_id, world.clock())
-    assert (await world.press(DOCTOR, doctor_message, button))["text"] == "This alert has already been resolved."
+    for user in (CAREGIVER, OTHER_CAREGIVER):
+        message = await world.api.wait_for_message(user, lambda m: "SpO2 low" in m.get("text", ""))
+        await world.press(user, message, button(message)["callback_data"])
+    status = await world.say(DOCTOR, f"/status {PATIENT}")
+    assert (
+        "• urgent: SpO2 low, raised just now, seen by User 20 (caregiver), User 21 (caregiver); "
+        "no doctor has acknowledged it yet"
+    ) in status["text"]
 
 
 async def test_rate_limit_then_server_error_still_delivers_exactly_once(

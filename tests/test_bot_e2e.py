@@ -1,6 +1,7 @@
 """The whole service (`hemowatch.wiring.running`: bot, monitor, real mosquitto, the local Bot API server):
-a caregiver joins, a patient deteriorates, the alert arrives with its button, acknowledging stops escalation,
-and Telegram failures still end in exactly one message per person."""
+a caregiver joins, a patient deteriorates, the alert arrives with its button, the caregiver's press is shown as
+seen while the alert keeps escalating, the doctor's acknowledgement stops it, and Telegram failures still end in
+exactly one message per person."""
 
 from __future__ import annotations
 
@@ -74,7 +75,11 @@ async def deteriorate(mosquitto_url: str, clock: ManualClock, settings_hold_s: f
             clock.advance(10)
 
 
-async def test_caregiver_receives_acknowledges_and_escalation_stops(
+def is_escalation(message: JSON) -> bool:
+    return "now goes to more people" in message.get("text", "") and "edit_date" not in message
+
+
+async def test_a_caregiver_s_press_leaves_the_alert_escalating_until_the_doctor_acknowledges(
     bot_api: BotApiServer, mosquitto: Mosquitto, service: Served
 ) -> None:
     running_service, clock, db = service
@@ -84,31 +89,52 @@ async def test_caregiver_receives_acknowledges_and_escalation_stops(
 
     alert_message = await bot_api.wait_for_message(CAREGIVER, is_alert, timeout=30)
     assert "SpO2 85%" in alert_message["text"]
-    await bot_api.wait_for_message(DOCTOR, is_alert)
+    doctor_message = await bot_api.wait_for_message(DOCTOR, is_alert)
     (alert,) = alerts.open_alerts(db, PATIENT)
-
-    # nobody answers: the doctors are told again
-    clock.advance(settings.escalate_after_s)
-    await running_service.monitor.escalate()
-    await bot_api.wait_for_message(DOCTOR, lambda m: "now goes to more people" in m.get("text", ""))
-
     button = alert_message["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
-    bot_api.press_button(CAREGIVER, alert_message, button)
-    await bot_api.wait_for_message(DOCTOR, lambda m: "Acknowledged by User 20" in m.get("text", ""))
-    assert alerts.get_alert(db, alert.id).acknowledged_by == CAREGIVER
 
-    # acknowledged: however long it stays open, it escalates no further
+    # the caregiver has seen it: every copy says so, and the doctors are still told, then the admins
+    bot_api.press_button(CAREGIVER, alert_message, button)
+    for user, message in ((CAREGIVER, alert_message), (DOCTOR, doctor_message)):
+        await bot_api.wait_for_message(
+            user, lambda m, i=message["message_id"]: m["message_id"] == i and "Seen by User 20 (caregiver)" in m["text"]
+        )
+    for level in (1, 2):
+        clock.advance(settings.escalate_after_s)
+        await running_service.monitor.escalate()
+        assert alerts.get_alert(db, alert.id).escalation_level == level
+    for user in (DOCTOR, ADMIN):
+        await bot_api.wait_for_message(user, lambda m: is_escalation(m) and "Seen by User 20 (caregiver)" in m["text"])
+    assert alerts.get_alert(db, alert.id).acknowledged_by is None
+    await eventually(lambda: not outbox.pending_notices(db), 30, "the outbox to empty")
+    assert [len([m for m in bot_api.history(user) if is_escalation(m)]) for user in (DOCTOR, ADMIN, CAREGIVER)] == [
+        2, 1, 0
+    ]
+
+    # the doctor acknowledges: every copy, the escalations too, names them and loses its button
+    bot_api.press_button(DOCTOR, doctor_message, button)
+    copies = [m for user in (DOCTOR, ADMIN, CAREGIVER) for m in bot_api.history(user) if "edit_date" not in m
+              and (is_alert(m) or is_escalation(m))]
+    assert len(copies) == 5
+    for copy in copies:
+        chat, message_id = copy["chat"]["id"], copy["message_id"]
+        await bot_api.wait_for_message(
+            chat, lambda m, i=message_id: m["message_id"] == i and "Acknowledged by Dr Ada (doctor)" in m["text"]
+        )
+        assert "reply_markup" not in bot_api.message(chat, message_id)
+    assert alerts.get_alert(db, alert.id).acknowledged_by == DOCTOR
+
+    # acknowledged by a doctor: however long it stays open, it escalates no further
     for _ in range(3):
         clock.advance(settings.escalate_after_s)
         await running_service.monitor.escalate()
-    assert alerts.get_alert(db, alert.id).escalation_level == 1
-    await eventually(lambda: not outbox.pending_notices(db), 30, "the outbox to empty")
-    escalations = [m for m in bot_api.history(DOCTOR) if "now goes to more people" in m.get("text", "")
-                   and "edit_date" not in m]
-    assert len(escalations) == 1
+    assert alerts.get_alert(db, alert.id).escalation_level == 2
+    history = [e.state for e in alerts.alert_events(db, alert.id) if e.state != "notified"]  # notified: any time
+    assert history == ["raised", "seen", "escalated", "escalated", "acknowledged"]
 
     status = await say(bot_api, CAREGIVER, f"/status {PATIENT}")
     assert "SpO2 85%" in status["text"] and "SpO2 low" in status["text"]
+    assert "acknowledged by Dr Ada (doctor)" in status["text"]
     trend = await bot_api.wait_for_message(CAREGIVER, lambda m: "photo" in m, after=status)
     assert "heart rate, SpO2 and blood pressure" in trend["caption"]
     refused = await say(bot_api, CAREGIVER, f"/status {OTHER_PATIENT}")

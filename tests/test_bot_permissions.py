@@ -115,20 +115,26 @@ async def test_command_permissions(world: BotWorld, command: str, role: str, own
 @pytest.mark.parametrize("own", [True, False], ids=["own-patient", "other-patient"])
 @pytest.mark.parametrize("role", list(CALLERS))
 async def test_acknowledge_button_permissions(world: BotWorld, role: str, own: bool) -> None:
-    """A replayed or forged button is re-checked: only people who may see the patient can acknowledge."""
+    """A replayed or forged button is re-checked: only people who may see the patient can press it, and only
+    the patient's doctors (and the admins) acknowledge; a caregiver's press records that they have seen it."""
     caller = CALLERS[role]
     patient = OWN if own else OTHER
     alert_id = alerts.raise_alert(world.db, patient, "spo2_low", Severity.URGENT, "SpO2 low", world.clock())
     some_message = await world.say(caller, "hello")
     answer = await world.press(caller, some_message, f"ack:{alert_id}")
-    allowed = role == "admin" or (own and role in ("doctor", "caregiver"))
+    clinical = role == "admin" or (own and role == "doctor")
+    seen = own and role == "caregiver"
     acknowledged_by = alerts.get_alert(world.db, alert_id).acknowledged_by
-    if allowed:
-        assert "Thank you" in answer["text"]
-        assert acknowledged_by == caller
+    responses = [(e.state, e.actor, e.actor_role) for e in alerts.responses(world.db, alert_id)]
+    if clinical:
+        assert answer["text"] == "Thank you. The others can see you are on it."
+        assert (acknowledged_by, responses) == (caller, [("acknowledged", str(caller), Role(role))])
+    elif seen:
+        assert "you have seen it; the doctors keep being alerted" in answer["text"]
+        assert (acknowledged_by, responses) == (None, [("seen", str(caller), Role.CAREGIVER)])
     else:
         assert NOT_KNOWN in answer["text"] or "no longer available" in answer["text"]
-        assert acknowledged_by is None
+        assert (acknowledged_by, responses) == (None, [])
 
 
 async def test_forged_button_data_is_refused(world: BotWorld) -> None:

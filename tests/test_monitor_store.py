@@ -8,6 +8,7 @@ import pytest
 import sqlite_utils
 
 from core.notifications import NoticeKind, Severity
+from core.roles import Role
 from core.vitals import Threshold
 from store.alerts import (
     AlertState,
@@ -15,10 +16,12 @@ from store.alerts import (
     alert_events,
     escalate_overdue,
     get_alert,
+    note_seen,
     notice_delivered,
     open_alerts,
     raise_alert,
     resolve_alert,
+    responses,
 )
 from store.outbox import claim_notice, defer_notice, fail_notice, pending_notices
 from store.patients import add_patient, get_patient, get_thresholds, list_patients, set_threshold
@@ -202,6 +205,60 @@ def test_escalation_after_the_delay_from_raise_then_from_the_last_escalation(db:
     assert [n.escalation_level for n in escalations] == [1, 2]
     acknowledge_alert(db, urgent, 1, T0 + 601)
     assert escalate_overdue(db, T0 + 5000, after_s=300) == []
+
+
+def test_an_alert_someone_has_only_seen_keeps_escalating_until_a_clinician_acknowledges(
+    db: sqlite_utils.Database,
+) -> None:
+    urgent = _urgent(db)
+    assert note_seen(db, urgent, 20, T0 + 10, "Sam", Role.CAREGIVER) is True
+    assert note_seen(db, urgent, 20, T0 + 20, "Sam", Role.CAREGIVER) is False  # once per person
+    assert note_seen(db, urgent, 21, T0 + 30, "Kim", Role.CAREGIVER) is True
+    assert (get_alert(db, urgent).state, get_alert(db, urgent).acknowledged_by) == (AlertState.RAISED, None)
+    assert escalate_overdue(db, T0 + 300, after_s=300) == [urgent]
+    assert acknowledge_alert(db, urgent, 10, T0 + 301, "Dr Ada", Role.DOCTOR) is True
+    assert note_seen(db, urgent, 22, T0 + 302, "Lee", Role.CAREGIVER) is False  # a clinician has it
+    assert escalate_overdue(db, T0 + 5000, after_s=300) == []
+    assert [(e.state, e.at, e.actor, e.actor_name, e.actor_role) for e in responses(db, urgent)] == [
+        ("seen", T0 + 10, "20", "Sam", Role.CAREGIVER), ("seen", T0 + 30, "21", "Kim", Role.CAREGIVER),
+        ("acknowledged", T0 + 301, "10", "Dr Ada", Role.DOCTOR),
+    ]
+    resolve_alert(db, urgent, T0 + 400)
+    assert note_seen(db, urgent, 22, T0 + 401, "Lee", Role.CAREGIVER) is False
+    assert note_seen(db, 999, 22, T0 + 401, "Lee", Role.CAREGIVER) is False
+
+
+def test_an_older_file_turns_caregivers_acknowledgements_into_seen_and_escalates_again(tmp_path: Path) -> None:
+    path = tmp_path / "older.db"
+    _older_file(path, 6, [])  # written when a caregiver's press acknowledged an alert
+    older = sqlite_utils.Database(path)
+    with older.conn:
+        for telegram_id, role, name in ((10, "doctor", "Dr Ada"), (20, "caregiver", "Sam")):
+            older.execute(
+                "insert into users (telegram_id, role, display_name, chat_id, joined_at) values (?, ?, ?, ?, ?)",
+                [telegram_id, role, name, telegram_id, T0],
+            )
+            older.execute("insert into patient_members values ('p1', ?, ?, ?)", [telegram_id, role, T0])
+        for alert_id, state, by in ((1, "acknowledged", 20), (2, "acknowledged", 10), (3, "resolved", 20)):
+            older.execute(
+                "insert into alerts (id, patient_id, condition, severity, state, title, raised_at, "
+                "acknowledged_by, acknowledged_at, escalation_level) "
+                "values (?, 'p1', 'gcs_drop', 'emergency', ?, 'GCS dropped', ?, ?, ?, 0)",
+                [alert_id, state, T0, by, T0 + 5],
+            )
+            older.execute("insert into alert_events (alert_id, at, state, actor) values (?, ?, 'acknowledged', ?)",
+                          [alert_id, T0 + 5, str(by)])
+    older.close()
+    db = open_database(path)
+    taken_by_sam, taken_by_doctor, resolved = get_alert(db, 1), get_alert(db, 2), get_alert(db, 3)
+    assert (taken_by_sam.state, taken_by_sam.acknowledged_by, taken_by_sam.acknowledged_at) == (
+        AlertState.NOTIFIED, None, None
+    )
+    assert (taken_by_doctor.state, taken_by_doctor.acknowledged_by) == (AlertState.ACKNOWLEDGED, 10)
+    assert (resolved.state, resolved.acknowledged_at) == (AlertState.RESOLVED, None)  # re-opens unacknowledged
+    assert [(e.state, e.actor_name, e.actor_role) for e in responses(db, 1)] == [("seen", "Sam", Role.CAREGIVER)]
+    assert [(e.state, e.actor_name, e.actor_role) for e in responses(db, 2)] == [("acknowledged", "Dr Ada", None)]
+    assert escalate_overdue(db, T0 + 300, after_s=300) == [1]
 
 
 def test_outbox_keeps_order_and_records_retries_and_refusals(db: sqlite_utils.Database) -> None:

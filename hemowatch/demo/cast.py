@@ -56,7 +56,7 @@ def demo_settings(scan: ScanSettings, data_dir: Path, bot_api_url: str, broker_p
     """The service's settings for the demo: scan settings as configured, everything else the demo's own."""
     return Settings(
         _env_file=None,
-        **scan.model_dump(),
+        **scan.model_dump(exclude={"hemowatch_db"}),
         telegram_bot_token=BOT_TOKEN,
         telegram_api_url=bot_api_url,
         telegram_local_mode=False,

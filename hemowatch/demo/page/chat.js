@@ -50,7 +50,7 @@ function buildSidebar() {
   $("patient-title").textContent = `Simulated patient ${setup.patient.id}`;
   $("scenario-hint").textContent = `The deterioration slowly lowers GCS and slows pulse and breathing while blood `
     + `pressure rises; alerts come once a vital has stayed out of range ${setup.rule_hold_s} s, and an urgent alert `
-    + `nobody acknowledges escalates after ${setup.escalate_after_s} s.`;
+    + `no doctor acknowledges escalates after ${setup.escalate_after_s} s.`;
   for (const button of document.querySelectorAll("[data-scenario]")) {
     button.addEventListener("click", async () => {
       const answer = await post("/api/scenario", { scenario: button.dataset.scenario }).catch((e) => toast(e.message));
