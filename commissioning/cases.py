@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from commissioning.fitting import Case
-from inference.analyzer import ScanAnalyzer
+from inference.analyzer import Judging, ScanAnalyzer
 from inference.errors import InputError
 
 REQUIRED = ("path", "hemorrhage")
@@ -83,7 +83,7 @@ def read_cases(
         if progress is not None:
             progress(position, len(rows), row)
         try:
-            results = analyzer.analyze_path(row.path, with_features=True)
+            results = analyzer.analyze_path(row.path, judging=Judging(with_features=True))
         except InputError as error:
             problems.append(f"row {row.number}: {row.path.name}: {error}")
             continue

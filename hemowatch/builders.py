@@ -6,11 +6,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from commissioning.adoption import active_site_profile
 from core.settings import ScanSettings, Settings
 from inference.analyzer import Analyzer
 from inference.limits import Limits
 from inference.scan import Window
+from inference.site_profile import SiteProfile
 from inference.worker import ProcessAnalyzer
+from store import open_database
 
 
 def _engine_options(settings: ScanSettings) -> dict[str, Any]:
@@ -53,3 +56,15 @@ def worker_threads(threads: int, workers: int, cores: int | None = None) -> int:
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(threads, cores // workers))
+
+
+def site_profile_from_settings(settings: ScanSettings, model_sha256: str) -> SiteProfile | None:
+    """The site profile in use in HEMOWATCH_DB for this model file; None when there is none, or no database yet
+    (which is not created just to look)."""
+    if not settings.hemowatch_db.is_file():
+        return None
+    db = open_database(settings.hemowatch_db)
+    try:
+        return active_site_profile(db, model_sha256)
+    finally:
+        db.close()

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import ScanSettings
-from hemowatch.builders import analyzer_from_settings
-from inference.analyzer import Analyzer
+from hemowatch.builders import analyzer_from_settings, site_profile_from_settings
+from inference.analyzer import Analyzer, Judging
 from inference.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,12 @@ def run_classify(args: argparse.Namespace, settings: ScanSettings) -> int:
     finished = 0
     try:
         analyzer = analyzer_from_settings(settings, model_path=model_path, threshold=args.threshold)
+        judging = Judging(site_profile_from_settings(settings, analyzer.model_info.sha256))
+        print(f"hemowatch classify: {_site_note(judging)}", file=sys.stderr)
         for position, path in enumerate(inputs, start=1):
             if progress:
                 progress.show(path)
-            rows, ok = _classify(analyzer, path, position, overlays)
+            rows, ok = _classify(analyzer, path, position, overlays, judging)
             failed |= not ok
             if progress:
                 progress.clear()
@@ -76,6 +78,12 @@ def run_classify(args: argparse.Namespace, settings: ScanSettings) -> int:
         print(f"hemowatch classify: {overlays.written} heat-map overlay{'s' * (overlays.written > 1)} written to "
               f"{args.overlay_dir}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _site_note(judging: Judging) -> str:
+    if judging.profile is None:
+        return "no site profile: the model has not been validated at this site (see `hemowatch site commission`)"
+    return f"verdicts calibrated for this hospital on {judging.profile.n_cases} cases (site profile {judging.profile.id})"
 
 
 def _usage(message: str) -> int:
@@ -100,11 +108,11 @@ def _starts_like_dicom(path: Path) -> bool:
 
 
 def _classify(
-    analyzer: Analyzer, path: Path, position: int, overlays: _OverlayNames | None
+    analyzer: Analyzer, path: Path, position: int, overlays: _OverlayNames | None, judging: Judging
 ) -> tuple[list[dict[str, Any]], bool]:
     """The rows of one input (one per series, or its error) and whether it could be read."""
     try:
-        results = analyzer.analyze_path(path)
+        results = analyzer.analyze_path(path, judging=judging)
     except InputError as error:
         return [{"input": str(path), "error": str(error)}], False
     except Exception:  # a fault on one input must not stop the others

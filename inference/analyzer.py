@@ -7,6 +7,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -21,8 +22,9 @@ from inference.limits import Limits
 from inference.model import HaemorrhageModel
 from inference.overlay import OverlayCaption, render_overlay
 from inference.preprocess import PreparedSlice, batch_of, prepare_slice
-from inference.result import ModelInfo, StudyResult
+from inference.result import ModelInfo, SiteProfileInfo, StudyResult
 from inference.scan import Series, Slice, Window
+from inference.site_profile import SiteProfile
 from inference.study import OperatingPoint, study_verdict
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,18 @@ def _silent(_: str) -> None:
     pass
 
 
+@dataclass(frozen=True)
+class Judging:
+    """How one analysis judges its slices: with a site profile (None: the model card's calibration and
+    thresholds), and whether the result keeps the slices' features."""
+
+    profile: SiteProfile | None = None
+    with_features: bool = False
+
+
+SHIPPED = Judging()
+
+
 class ScanAnalyzer(Protocol):
     """What the bot needs of an analysis engine: `Analyzer` in this process, or `inference.worker.ProcessAnalyzer`
     in worker processes."""
@@ -44,9 +58,13 @@ class ScanAnalyzer(Protocol):
     @property
     def model_info(self) -> ModelInfo: ...
 
-    def analyze_bytes(self, data: bytes, filename: str, progress: Progress | None = None) -> list[StudyResult]: ...
+    def analyze_bytes(
+        self, data: bytes, filename: str, progress: Progress | None = None, judging: Judging = SHIPPED
+    ) -> list[StudyResult]: ...
 
-    def analyze_path(self, path: Path, progress: Progress | None = None) -> list[StudyResult]: ...
+    def analyze_path(
+        self, path: Path, progress: Progress | None = None, judging: Judging = SHIPPED
+    ) -> list[StudyResult]: ...
 
 
 class Analyzer:
@@ -71,10 +89,23 @@ class Analyzer:
         card = self._model.card
         self._window = window or card.window
         self._info = ModelInfo(card.name, card.version, card.sha256, card.threshold)
-        self._point = card.operating_point
-        if threshold is not None:  # one threshold for single slices and studies alike
-            study = None if card.study is None else dataclasses.replace(card.study, threshold=threshold)
-            self._point = OperatingPoint(threshold, study)
+        self._threshold = threshold
+
+    def _operating_point(self, profile: SiteProfile | None) -> OperatingPoint:
+        """The profile's operating point, else the model card's; `threshold` set: one threshold for single
+        slices and studies alike."""
+        point = profile.operating_point if profile is not None else self._model.card.operating_point
+        if self._threshold is None:
+            return point
+        study = None if point.study is None else dataclasses.replace(point.study, threshold=self._threshold)
+        return OperatingPoint(self._threshold, study)
+
+    def _usable(self, profile: SiteProfile | None) -> SiteProfile | None:
+        """The profile, unless it was fitted on another model file's features."""
+        if profile is not None and profile.model_sha256 != self._info.sha256:
+            log.warning("site profile %s was fitted for another model file; using the model card instead", profile.id)
+            return None
+        return profile
 
     def _suspected_type(self, verdict: str, type_probabilities: np.ndarray) -> str | None:
         """The most likely haemorrhage type on the top slice of a flagged study, among the types the model card
@@ -94,26 +125,30 @@ class Analyzer:
     def model_info(self) -> ModelInfo:
         return self._info
 
-    def analyze_path(self, path: Path, progress: Progress | None = None) -> list[StudyResult]:
+    def analyze_path(
+        self, path: Path, progress: Progress | None = None, judging: Judging = SHIPPED
+    ) -> list[StudyResult]:
         """A picture, DICOM file, ZIP or folder of DICOM files on disk."""
         started = time.perf_counter()
         if path.is_dir():
             series = scan_series(read_folder(path, self._limits), self._limits, strict=False, threads=self._threads)
-            return self._analyze_all(series, started, progress or _silent)
+            return self._analyze_all(series, started, progress or _silent, judging)
         if not path.is_file():
             raise InputError("No such file or folder.")
         self._check_size(path.stat().st_size)
         with path.open("rb") as file:
             zipped = is_zip(file.read(4))
         if zipped:  # read member by member from disk, never the whole archive into memory
-            return self._analyze_all(self._zip_series(path), started, progress or _silent)
-        return self.analyze_bytes(path.read_bytes(), path.name, progress)
+            return self._analyze_all(self._zip_series(path), started, progress or _silent, judging)
+        return self.analyze_bytes(path.read_bytes(), path.name, progress, judging)
 
-    def analyze_bytes(self, data: bytes | bytearray, filename: str, progress: Progress | None = None) -> list[StudyResult]:
+    def analyze_bytes(
+        self, data: bytes | bytearray, filename: str, progress: Progress | None = None, judging: Judging = SHIPPED
+    ) -> list[StudyResult]:
         """An uploaded file, recognised by its content; a `.dcm` name that is not DICOM gets a DICOM message."""
         started = time.perf_counter()
         self._check_size(len(data))
-        return self._analyze_all(self._read(data, filename), started, progress or _silent)
+        return self._analyze_all(self._read(data, filename), started, progress or _silent, judging)
 
     def _check_size(self, size: int) -> None:
         if size == 0:
@@ -136,16 +171,27 @@ class Analyzer:
             return scan_series([data], self._limits, strict=True, threads=self._threads)
         raise InputError("HemoWatch reads PNG, JPEG, DICOM, or a ZIP of DICOM files; this file is none of these.")
 
-    def _analyze_all(self, series: list[Series], started: float, progress: Progress) -> list[StudyResult]:
+    def _analyze_all(
+        self, series: list[Series], started: float, progress: Progress, judging: Judging
+    ) -> list[StudyResult]:
         progress(f"Read {sum(item.size for item in series)} slices")
         read_ms = (time.perf_counter() - started) * 1000
-        return [self._analyze(item, read_ms, progress) for item in series]
+        profile = self._usable(judging.profile)
+        return [self._analyze(item, read_ms, progress, profile, judging.with_features) for item in series]
 
-    def _analyze(self, series: Series, read_ms: float, progress: Progress) -> StudyResult:
+    def _analyze(
+        self, series: Series, read_ms: float, progress: Progress, profile: SiteProfile | None, with_features: bool
+    ) -> StudyResult:
         started = time.perf_counter()
-        assessments, probabilities, looked_at = self._score(series, progress)
+        assessments, scores, looked_at = self._score(series, progress)
         assessable = [index for index, assessment in enumerate(assessments) if assessment.assessable]
-        outcome = study_verdict(probabilities, self._point)
+        features = np.array([scores[index][1] for index in assessable]).reshape(len(assessable), -1)
+        shipped = np.array([scores[index][0] for index in assessable], dtype=np.float32)
+        probabilities: list[float | None] = [None] * len(assessments)
+        judged = profile.slice_probabilities(features) if profile is not None and assessable else shipped
+        for index, probability in zip(assessable, judged):
+            probabilities[index] = float(probability)
+        outcome = study_verdict(probabilities, self._operating_point(profile))
         overlay, suspected_type = None, None
         if outcome.top_slice is not None:
             top = outcome.top_slice[0]
@@ -175,17 +221,22 @@ class Analyzer:
             warnings=list(series.warnings),
             overlay_png=overlay,
             suspected_type=suspected_type,
+            site_profile=None if profile is None or profile.id is None else SiteProfileInfo(profile.id, profile.n_cases),
+            slice_features=features.astype(np.float32) if with_features else None,
+            slice_probabilities=shipped if with_features else None,
         )
         log.debug("analysed %s: %s (%d of %d slices assessable)", series.label, result.verdict,
                  result.n_assessable, result.n_slices)
         return result
 
-    def _score(self, series: Series, progress: Progress) -> tuple[list[Assessment], list[float | None], _LookedAt]:
+    def _score(
+        self, series: Series, progress: Progress
+    ) -> tuple[list[Assessment], list[tuple[float, np.ndarray] | None], _LookedAt]:
         """Gate and prepare each slice as it is decoded (in the decoding threads) and run the model on every full
-        batch of assessable slices while the next slices decode: `(assessments, probabilities, looked_at)`, one
-        entry per slice, None when not assessed."""
+        batch of assessable slices while the next slices decode: `(assessments, scores, looked_at)`, one entry per
+        slice; a score is the shipped probability and the pooled features, None when not assessed."""
         assessments: list[Assessment] = []
-        probabilities: list[float | None] = []
+        scores: list[tuple[float, np.ndarray] | None] = []
         looked_at: _LookedAt = {}  # slice index -> (class-activation map, box it covers, type probabilities)
         waiting: list[tuple[int, PreparedSlice]] = []
 
@@ -202,7 +253,7 @@ class Analyzer:
 
         for index, (_, (assessment, prepared)) in enumerate(series.stream(gated)):
             assessments.append(assessment)
-            probabilities.append(None)
+            scores.append(None)
             if prepared is not None:
                 waiting.append((index, prepared))
             if len(waiting) == BATCH_SIZE:
@@ -213,7 +264,7 @@ class Analyzer:
         if len(assessments) > 1:
             progress(f"{len(looked_at)} of {len(assessments)} slices show enough brain to assess")
         progress(f"Analysed {len(looked_at)}/{len(looked_at)} slices")
-        return assessments, probabilities, looked_at
+        return assessments, scores, looked_at
 
 
 def _unassessable_reason(n_slices: int, reasons: Counter[str | None]) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from inference.study import Verdict
 
 
@@ -14,6 +16,14 @@ class ModelInfo:
     version: str
     sha256: str
     threshold: float  # the model card's operating point
+
+
+@dataclass(frozen=True)
+class SiteProfileInfo:
+    """The site profile a verdict came from."""
+
+    id: int
+    n_cases: int
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,11 @@ class StudyResult:
     warnings: list[str] = field(default_factory=list)
     overlay_png: bytes | None = field(default=None, repr=False)  # heat-map on the top slice
     suspected_type: str | None = None  # e.g. "epidural", only on a flagged study, only types the model tells apart
+    site_profile: SiteProfileInfo | None = None  # None: the shipped model's own calibration and thresholds
+    # The assessable slices' pooled features and the shipped model's probabilities of them (lowest slice first),
+    # kept only when asked for: what a doctor's read or a commissioning case is learned from.
+    slice_features: np.ndarray | None = field(default=None, repr=False, compare=False)
+    slice_probabilities: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_json_dict(self, input_name: str) -> dict[str, Any]:
         """The `hemowatch classify --json` object for this study."""
@@ -51,5 +66,6 @@ class StudyResult:
             "reason": self.reason,
             "warnings": self.warnings,
             "model": {"name": self.model.name, "version": self.model.version, "sha256": self.model.sha256},
+            "site_profile": None if self.site_profile is None else self.site_profile.id,
             "elapsed_ms": round(self.elapsed_ms, 1),
         }

@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from inference.analyzer import Analyzer, Progress
+from inference.analyzer import SHIPPED, Analyzer, Judging, Progress
 from inference.errors import InputError
 from inference.result import ModelInfo, StudyResult
 
@@ -57,14 +57,14 @@ def _model_info() -> ModelInfo:
     return _analyzer.model_info
 
 
-def _analyze_bytes(data: bytes, filename: str) -> list[StudyResult]:
+def _analyze_bytes(data: bytes, filename: str, judging: Judging) -> list[StudyResult]:
     assert _analyzer is not None
-    return _analyzer.analyze_bytes(data, filename, _report)
+    return _analyzer.analyze_bytes(data, filename, _report, judging)
 
 
-def _analyze_path(path: Path) -> list[StudyResult]:
+def _analyze_path(path: Path, judging: Judging) -> list[StudyResult]:
     assert _analyzer is not None
-    return _analyzer.analyze_path(path, _report)
+    return _analyzer.analyze_path(path, _report, judging)
 
 
 # --- in the service ----------------------------------------------------------------------------------------
@@ -139,13 +139,17 @@ class ProcessAnalyzer:
     def model_info(self) -> ModelInfo:
         return self._info
 
-    def analyze_bytes(self, data: bytes, filename: str, progress: Progress | None = None) -> list[StudyResult]:
+    def analyze_bytes(
+        self, data: bytes, filename: str, progress: Progress | None = None, judging: Judging = SHIPPED
+    ) -> list[StudyResult]:
         """An uploaded file, analysed in a worker; raises InputError with a plain message when it cannot be."""
-        return self._run(progress, _analyze_bytes, data, filename)
+        return self._run(progress, _analyze_bytes, data, filename, judging)
 
-    def analyze_path(self, path: Path, progress: Progress | None = None) -> list[StudyResult]:
+    def analyze_path(
+        self, path: Path, progress: Progress | None = None, judging: Judging = SHIPPED
+    ) -> list[StudyResult]:
         """A picture, DICOM file, ZIP or folder on disk, analysed in a worker."""
-        return self._run(progress, _analyze_path, path)
+        return self._run(progress, _analyze_path, path, judging)
 
     def worker_pids(self) -> list[int]:
         """The process ids of the idle workers that have started (for monitoring, and tests)."""
