@@ -73,8 +73,18 @@ def open_session(model_path: Path, threads: int) -> onnxruntime.InferenceSession
     return onnxruntime.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """The model's outputs for one batch of N slices."""
+
+    probability: np.ndarray  # (N,) calibrated
+    cam: np.ndarray  # (N, h, w) class-activation map
+    types: np.ndarray  # (N, T) probability of each type; T is 0 for a model without type outputs
+
+
 class HaemorrhageModel:
-    """Calibrated per-slice probabilities and class-activation maps; `predict` is safe to call from threads."""
+    """Calibrated per-slice probabilities, class-activation maps and type probabilities; `predict` is safe to call
+    from threads."""
 
     def __init__(self, model_path: Path, threads: int = 2) -> None:
         self.card = ModelCard.beside(model_path)
@@ -84,14 +94,12 @@ class HaemorrhageModel:
         names = {output.name for output in self._session.get_outputs()}
         self._outputs = [name for name in ("probability", "cam", "types") if name in names]
 
-    def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`(probability [N], cam [N, h, w], types [N, T])` for one `(N, 3, S, S)` float32 batch (T is 0 for
-        a model without type outputs)."""
-        outputs = self._session.run(self._outputs, {"image": batch})
-        probability, cam = outputs[0], outputs[1]
-        types = outputs[2] if len(outputs) > 2 else np.zeros((len(batch), 0), dtype=np.float32)
-        return (
-            np.asarray(probability, dtype=np.float32).reshape(-1),
-            np.asarray(cam, dtype=np.float32),
-            np.asarray(types, dtype=np.float32),
+    def predict(self, batch: np.ndarray) -> Prediction:
+        """The outputs for one `(N, 3, S, S)` float32 batch."""
+        outputs = dict(zip(self._outputs, self._session.run(self._outputs, {"image": batch}), strict=True))
+        absent = np.zeros((len(batch), 0), dtype=np.float32)
+        return Prediction(
+            probability=np.asarray(outputs["probability"], dtype=np.float32).reshape(-1),
+            cam=np.asarray(outputs["cam"], dtype=np.float32),
+            types=np.asarray(outputs.get("types", absent), dtype=np.float32),
         )

@@ -94,10 +94,11 @@ def test_training_exports_models_that_serve_and_a_card_that_describes_them(
     assert model.card.study is not None and model.card.type_names == HAEMORRHAGE_TYPES
     greys = [grey_from_image(Image.open(path)) for path in sorted((few_slices / "images").glob("*.png"))[:3]]
     batch, _ = prepare_batch(greys)
-    probability, cam, types = model.predict(batch)
+    prediction = model.predict(batch)
+    probability, cam = prediction.probability, prediction.cam
     assert probability.shape == (3,) and np.all((probability >= 0) & (probability <= 1))
     assert cam.shape == (3, INPUT_SIZE // 32, INPUT_SIZE // 32) and np.isfinite(cam).all()
-    assert types.shape == (3, len(HAEMORRHAGE_TYPES))
+    assert prediction.types.shape == (3, len(HAEMORRHAGE_TYPES))
     session = onnxruntime.InferenceSession(str(out / card["file"]), providers=["CPUExecutionProvider"])
     assert [node.name for node in session.get_outputs()] == ["probability", "cam", "types"]
 
