@@ -239,9 +239,9 @@ def series_stages_report(archive: bytes, model: HaemorrhageModel, threads: int, 
     greys = [item.grey(model.card.window) for item in series.slices]
     assessable = [grey for item, grey in zip(series.slices, greys) if assess_slice(item).assessable]
     batch, prepared = prepare_batch(assessable)
-    probabilities, cams, _ = model.predict(batch)
-    top = int(np.argmax(probabilities))
-    caption = OverlayCaption(True, float(probabilities[top]), 0.5, top + 1, len(series.slices))
+    prediction = model.predict(batch)
+    top = int(np.argmax(prediction.probability))
+    caption = OverlayCaption(True, float(prediction.probability[top]), 0.5, top + 1, len(series.slices))
     stages = {
         "read and parse": lambda: scan_series(read_zip(archive, Limits()), Limits(), strict=False, threads=threads),
         "gate and prepare, one thread": lambda: [
@@ -250,7 +250,7 @@ def series_stages_report(archive: bytes, model: HaemorrhageModel, threads: int, 
         f"model, {len(assessable)} slices": lambda: [
             model.predict(batch[start : start + BATCH_SIZE]) for start in range(0, len(batch), BATCH_SIZE)
         ],
-        "heat-map": lambda: render_overlay(assessable[top], cams[top], prepared[top].box, caption),
+        "heat-map": lambda: render_overlay(assessable[top], prediction.cam[top], prepared[top].box, caption),
     }
     print("  stages on their own: " + ", ".join(
         f"{name} {statistics.median(timings(run, repeat)[0]) * 1000:.0f} ms" for name, run in stages.items()

@@ -245,8 +245,10 @@ class Analyzer:
             return assessment, prepare_slice(item.grey(self._window)) if assessment.assessable else None
 
         def run_model() -> None:
-            batch_probabilities, cams, types = self._model.predict(batch_of([item for _, item in waiting]))
-            for (index, item), probability, cam, kinds in zip(waiting, batch_probabilities, cams, types):
+            prediction = self._model.predict(batch_of([item for _, item in waiting]))
+            for (index, item), probability, cam, kinds in zip(
+                waiting, prediction.probability, prediction.cam, prediction.types
+            ):
                 probabilities[index] = float(probability)
                 looked_at[index] = (cam, item.box, kinds)
             waiting.clear()

@@ -7,8 +7,15 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from core.settings import DEFAULT_MODEL
+from inference.dicom import read_series
+from inference.limits import Limits
+from inference.model import ModelCard
+from inference.preprocess import grey_from_image, prepare_batch
 from localbotapi import BotApiServer
 from testsupport.broker import Mosquitto, free_port
 
@@ -37,6 +44,17 @@ def ge_series_dir() -> Path:
     if not GE_SERIES.is_dir():
         pytest.skip(f"reference DICOM series not found at {GE_SERIES} (it lives in ../shared beside the checkout)")
     return GE_SERIES
+
+
+@pytest.fixture(scope="session")
+def real_slices(head_ct_dir: Path, ge_series_dir: Path) -> np.ndarray:
+    """A batch of real slices for the shipped model: the first 24 head-ct pictures, then the 28 slices of the GE
+    series through the model's window."""
+    pictures = [grey_from_image(Image.open(path)) for path in sorted((head_ct_dir / "images").glob("*.png"))[:24]]
+    (series,) = read_series([path.read_bytes() for path in sorted(ge_series_dir.iterdir())], Limits(), strict=False)
+    window = ModelCard.beside(DEFAULT_MODEL).window
+    batch, _ = prepare_batch(pictures + [item.grey(window) for item in series.slices])
+    return batch
 
 
 @pytest.fixture

@@ -10,13 +10,9 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-from PIL import Image
 
-from inference.dicom import read_series
-from inference.limits import Limits
 from inference.model import file_sha256
-from inference.preprocess import INPUT_SIZE, grey_from_image, prepare_batch
-from inference.scan import Window
+from inference.preprocess import INPUT_SIZE
 from inference.study import AGGREGATIONS
 from training.ct_ich import HAEMORRHAGE_TYPES
 
@@ -49,10 +45,13 @@ def test_declared_input_and_outputs_match_the_graph(card: dict) -> None:
     assert image.name == card["input"]["name"] == "image"
     assert image.type == "tensor(float)"
     assert image.shape[1:] == card["input"]["shape"][1:] == [3, INPUT_SIZE, INPUT_SIZE]
-    assert [output.name for output in session.get_outputs()] == list(card["outputs"]) == ["probability", "cam", "types"]
-    probability, cam, types = session.get_outputs()
+    names = ["probability", "cam", "types", "features"]
+    assert [output.name for output in session.get_outputs()] == list(card["outputs"]) == names
+    probability, cam, types, features = session.get_outputs()
     assert len(probability.shape) == 1 and cam.shape[1:] == card["outputs"]["cam"]["shape"][1:]
     assert types.shape[1] == len(card["outputs"]["types"]["names"]) == len(HAEMORRHAGE_TYPES)
+    assert features.type == "tensor(float)" and features.shape[1:] == card["outputs"]["features"]["shape"][1:] == [1280]
+    assert len(card["outputs"]["features"]["head"]["weights"]) == 1280
 
 
 def test_operating_points_and_evidence_are_recorded(card: dict) -> None:
@@ -80,12 +79,9 @@ def test_every_training_source_is_named_with_its_licence(card: dict) -> None:
     assert card["reproduce"].startswith("python -m training")
 
 
-def test_the_8_bit_model_agrees_with_float32_on_real_slices(card: dict, head_ct_dir: Path, ge_series_dir: Path) -> None:
-    pictures = [grey_from_image(Image.open(path)) for path in sorted((head_ct_dir / "images").glob("*.png"))[:24]]
-    (series,) = read_series([path.read_bytes() for path in sorted(ge_series_dir.iterdir())], Limits(), strict=False)
-    batch, _ = prepare_batch(pictures + [item.grey(Window(**card["input"]["window"])) for item in series.slices])
+def test_the_8_bit_model_agrees_with_float32_on_real_slices(card: dict, real_slices: np.ndarray) -> None:
     outputs = {
-        name: _session(MODELS / variant["file"]).run(None, {"image": batch})
+        name: _session(MODELS / variant["file"]).run(None, {"image": real_slices})
         for name, variant in card["variants"].items()
     }
     float_p, int8_p = outputs["float32"][0], outputs["int8"][0]

@@ -80,6 +80,8 @@ def test_training_exports_models_that_serve_and_a_card_that_describes_them(
         assert "Pad" not in {node.op_type for node in graph.node}  # padding lives in the convolutions
         producers = {output: node.op_type for node in graph.node for output in node.output}
         assert producers["probability"] == producers["types"] == "Sigmoid"  # in float, never 256 steps
+        head_input = next(node.input[0] for node in graph.node if node.op_type == "Gemm")
+        assert head_input == "features" and producers["features"] in ("ReduceMean", "DequantizeLinear")
     assert card["input"]["size"] == INPUT_SIZE and card["input"]["window"] == {"center": 35, "width": 80}
     assert 0.0 < card["threshold"] < 1.0 and 0.0 < card["study"]["threshold"] < 1.0
     validation = card["cross_validation"]
@@ -94,12 +96,18 @@ def test_training_exports_models_that_serve_and_a_card_that_describes_them(
     assert model.card.study is not None and model.card.type_names == HAEMORRHAGE_TYPES
     greys = [grey_from_image(Image.open(path)) for path in sorted((few_slices / "images").glob("*.png"))[:3]]
     batch, _ = prepare_batch(greys)
-    probability, cam, types = model.predict(batch)
+    prediction = model.predict(batch)
+    probability, cam = prediction.probability, prediction.cam
     assert probability.shape == (3,) and np.all((probability >= 0) & (probability <= 1))
     assert cam.shape == (3, INPUT_SIZE // 32, INPUT_SIZE // 32) and np.isfinite(cam).all()
-    assert types.shape == (3, len(HAEMORRHAGE_TYPES))
+    assert prediction.types.shape == (3, len(HAEMORRHAGE_TYPES))
+    assert model.card.head is not None and prediction.features.shape == (3, len(model.card.head.weights))
     session = onnxruntime.InferenceSession(str(out / card["file"]), providers=["CPUExecutionProvider"])
-    assert [node.name for node in session.get_outputs()] == ["probability", "cam", "types"]
+    assert [node.name for node in session.get_outputs()] == ["probability", "cam", "types", "features"]
+    float32 = onnxruntime.InferenceSession(str(out / card["variants"]["float32"]["file"]),
+                                           providers=["CPUExecutionProvider"])
+    float_probability, features = float32.run(["probability", "features"], {"image": batch})
+    np.testing.assert_allclose(model.card.head.probability(features), float_probability, rtol=0, atol=1e-6)
 
     again = tmp_path / "again"  # the kept weights, exported and scored again without training
     reuse_args = [*args, "--reuse-weights"]

@@ -15,8 +15,9 @@ from inference.model import file_sha256
 from inference.preprocess import INPUT_SIZE
 from training.ct_ich import HAEMORRHAGE_TYPES
 from training.data import SERVING_WINDOW, TrainingSet
-from training.export import CAM_SIDE, INPUT_NAME, OPSET
+from training.export import CAM_SIDE, FEATURES_OUTPUT, INPUT_NAME, OPSET, haemorrhage_head
 from training.fit import Recipe
+from training.network import FEATURES
 from training.report import MIN_SENSITIVITY, MIN_TYPE_AUC, OperatingPoints
 
 NAME = "hemowatch-ich"
@@ -33,6 +34,27 @@ WINDOW_SELECTION = (
 
 def _platt(calibration: Any, fitted_on: str) -> dict[str, Any]:
     return {"method": "platt", "slope": calibration.slope, "intercept": calibration.intercept, "fitted_on": fitted_on}
+
+
+def features_output(float_path: Path) -> dict[str, Any]:
+    """The card's entry for the `features` output, with the haemorrhage row of the final layer that reads it
+    (weights as float32 in their shortest decimal form: read back as float32 they are exact)."""
+    weights, bias = haemorrhage_head(float_path)
+    return {
+        "shape": ["N", FEATURES],
+        "meaning": "the pooled vector the final layer reads: the last feature map (after ReLU6) averaged over its "
+        "positions, one value per channel; in the 8-bit graph, the dequantized 8-bit copy of that average that "
+        "its final layer reads",
+        "head": {
+            "weights": [float(str(weight)) for weight in weights.astype(np.float32)],
+            "bias": float(str(np.float32(bias))),
+            "meaning": "the haemorrhage row of the float32 final layer: logit = features . weights + bias, and "
+            "probability = sigmoid(calibration.slope * logit + calibration.intercept). The 8-bit graph rounds "
+            "these weights to 8 bits and its logit to 8-bit steps, so from its own features the formula differs "
+            "from its probability by those steps in log-odds, and beyond its calibrated range, where that "
+            "probability saturates",
+        },
+    }
 
 
 def _sources(data: TrainingSet) -> list[dict[str, Any]]:
@@ -116,6 +138,7 @@ def build_card(
                     "covers the prepared square (PreparedSlice.box)"},
             "types": {"shape": ["N", len(HAEMORRHAGE_TYPES)], "names": list(HAEMORRHAGE_TYPES),
                       "meaning": "probability of each haemorrhage type on the slice (not calibrated)"},
+            FEATURES_OUTPUT: features_output(paths["float32"]),
         },
         "threshold": points.slice_threshold,
         "threshold_rule": "single slice (a picture): the threshold with the largest sensitivity + specificity "

@@ -66,7 +66,9 @@ class Scorer:
     def score(self, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
         logits, types = [], []
         for start in range(0, len(images), batch):
-            probability, _, type_probability = self._session.run(None, {INPUT_NAME: images[start : start + batch]})
+            probability, type_probability = self._session.run(
+                ["probability", "types"], {INPUT_NAME: images[start : start + batch]}
+            )
             p = np.clip(probability.astype(np.float64), 1e-7, 1 - 1e-7)
             logits.append(np.log(p / (1 - p)))
             types.append(type_probability)

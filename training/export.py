@@ -1,5 +1,5 @@
-"""The shipped ONNX graphs: calibrated probability, class-activation map and type probabilities per slice,
-in float32 and as an 8-bit statically quantized copy."""
+"""The shipped ONNX graphs: calibrated probability, class-activation map, type probabilities and the pooled
+features per slice, in float32 and as an 8-bit statically quantized copy."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ from torch import nn
 
 from inference.preprocess import INPUT_SIZE
 from training.evaluation import PlattScaling
-from training.network import HaemorrhageNet, logits_and_map
+from training.network import FEATURES, HaemorrhageNet, logits_and_map
 
 OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("probability", "cam", "types")
+FEATURES_OUTPUT = "features"
 CAM_SIDE = INPUT_SIZE // 32  # the network downsamples five times
 IDENTITY = PlattScaling(slope=1.0, intercept=0.0)
 CALIBRATION_BATCH = 16
@@ -96,9 +97,56 @@ def _fuse_padding(graph: onnx.GraphProto) -> None:
         graph.initializer.remove(item)
 
 
+def _head(graph: onnx.GraphProto) -> onnx.NodeProto:
+    """The final layer (haemorrhage logit, then the type logits): the graph's one Gemm."""
+    heads = [node for node in graph.node if node.op_type == "Gemm"]
+    if len(heads) != 1:
+        raise ValueError(f"expected one final Gemm, found {len(heads)}")
+    return heads[0]
+
+
+def haemorrhage_head(float_path: Path) -> tuple[np.ndarray, float]:
+    """The haemorrhage row of the float32 graph's final layer, `(weights (1280,), bias)`: the raw haemorrhage
+    logit is `features @ weights + bias`."""
+    graph = onnx.load(str(float_path)).graph
+    head = _head(graph)
+    initializers = {item.name: numpy_helper.to_array(item) for item in graph.initializer}
+    weights = initializers[head.input[1]]
+    transposed = any(attribute.name == "transB" and attribute.i for attribute in head.attribute)
+    return (weights[0] if transposed else weights[:, 0]), float(initializers[head.input[2]][0])
+
+
+def expose_features(graph: onnx.GraphProto) -> None:
+    """Name the pooled vector the final layer reads `features` and add it to the graph's outputs, (N, 1280)
+    float32, without touching any computation. In the 8-bit graph that vector is the dequantized copy the head
+    reads. Does nothing to a graph that already has the output."""
+    pooled = _head(graph).input[0]
+    outputs = {output.name for output in graph.output}
+    if pooled == FEATURES_OUTPUT and FEATURES_OUTPUT in outputs:
+        return
+    if FEATURES_OUTPUT in outputs:
+        raise ValueError(f"the graph's `{FEATURES_OUTPUT}` output is not what its final layer reads")
+    for node in graph.node:
+        node.input[:] = [FEATURES_OUTPUT if name == pooled else name for name in node.input]
+        node.output[:] = [FEATURES_OUTPUT if name == pooled else name for name in node.output]
+    for info in [info for info in graph.value_info if info.name == pooled]:
+        graph.value_info.remove(info)
+    batch = graph.output[0].type.tensor_type.shape.dim[0].dim_param or "batch"
+    graph.output.append(helper.make_tensor_value_info(FEATURES_OUTPUT, onnx.TensorProto.FLOAT, [batch, FEATURES]))
+
+
+def add_features_output(path: Path) -> None:
+    """Rewrite the ONNX file at `path` with a `features` output (see `expose_features`)."""
+    model = onnx.load(str(path))
+    expose_features(model.graph)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
 def _finish(path: Path, types: int) -> None:
-    """Fold constants and padding into the convolutions, and write the map's side and the type count into the
-    declared output shapes, which the exporter leaves symbolic once the graph holds two passes."""
+    """Fold constants and padding into the convolutions, write the map's side and the type count into the
+    declared output shapes, which the exporter leaves symbolic once the graph holds two passes, and add the
+    `features` output."""
     model = _folded(path)
     _fuse_padding(model.graph)
     domains = {node.domain for node in model.graph.node} | {""}
@@ -109,13 +157,14 @@ def _finish(path: Path, types: int) -> None:
     for dim in outputs["cam"].type.tensor_type.shape.dim[1:]:
         dim.dim_value = CAM_SIDE
     outputs["types"].type.tensor_type.shape.dim[1].dim_value = types
+    expose_features(model.graph)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
 
 
 def export_onnx(net: HaemorrhageNet, calibration: PlattScaling, path: Path) -> float:
     """Write the float32 ONNX model and return the largest difference between onnxruntime's and torch's
-    outputs."""
+    outputs (the features among them)."""
     model = CalibratedNet(net, calibration).eval()
     shape = (2, 3, INPUT_SIZE, INPUT_SIZE)
     example = torch.from_numpy(np.linspace(-1, 1, int(np.prod(shape)), dtype=np.float32).reshape(shape))
@@ -133,8 +182,8 @@ def export_onnx(net: HaemorrhageNet, calibration: PlattScaling, path: Path) -> f
     _finish(path, types=net._fc.out_features - 1)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
-        expected = [output.numpy() for output in model(example)]
-    actual = session.run(list(OUTPUT_NAMES), {INPUT_NAME: example.numpy()})
+        expected = [output.numpy() for output in (*model(example), net.pooled(net.features(example)))]
+    actual = session.run([*OUTPUT_NAMES, FEATURES_OUTPUT], {INPUT_NAME: example.numpy()})
     return float(max(np.abs(want - got).max() for want, got in zip(expected, actual, strict=True)))
 
 
@@ -153,7 +202,8 @@ def quantize(float_path: Path, path: Path, calibration_images: np.ndarray) -> No
     `calibration_images` (N, 3, S, S) from the training slices.
 
     The output sigmoids stay in float: quantized, a probability would take 256 values and every slice below
-    about 0.2% would read as exactly 0, losing the log-odds that study aggregation and calibration use.
+    about 0.2% would read as exactly 0, losing the log-odds that study aggregation and calibration use. The
+    `features` output is the dequantized 8-bit pooled vector the final layer reads, as in float.
     """
     prepared = path.with_suffix(".prepared.onnx")
     quant_pre_process(str(float_path), str(prepared))
@@ -171,3 +221,4 @@ def quantize(float_path: Path, path: Path, calibration_images: np.ndarray) -> No
         )
     finally:
         prepared.unlink(missing_ok=True)
+    add_features_output(path)  # the quantizer already feeds the head from the output; this checks it does

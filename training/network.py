@@ -114,8 +114,13 @@ class HaemorrhageNet(nn.Module):
             x = block(x)
         return nn.functional.relu6(self._bn1(self._conv_head(x)))
 
+    @staticmethod
+    def pooled(features: torch.Tensor) -> torch.Tensor:
+        """The vector the final layer reads, (N, 1280): the last feature map averaged over its positions."""
+        return features.mean(dim=(2, 3))
+
     def logits_from_features(self, features: torch.Tensor) -> torch.Tensor:
-        return self._fc(self._dropout(features.mean(dim=(2, 3))))
+        return self._fc(self._dropout(self.pooled(features)))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits per image, shape (N, outputs): haemorrhage first, then each haemorrhage type."""
