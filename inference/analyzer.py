@@ -185,7 +185,7 @@ class Analyzer:
         started = time.perf_counter()
         assessments, scores, looked_at = self._score(series, progress)
         assessable = [index for index, assessment in enumerate(assessments) if assessment.assessable]
-        features = np.array([scores[index][1] for index in assessable]).reshape(len(assessable), -1)
+        features = np.stack([scores[index][1] for index in assessable]) if assessable else np.zeros((0, 0))
         shipped = np.array([scores[index][0] for index in assessable], dtype=np.float32)
         probabilities: list[float | None] = [None] * len(assessments)
         judged = profile.slice_probabilities(features) if profile is not None and assessable else shipped
@@ -246,10 +246,10 @@ class Analyzer:
 
         def run_model() -> None:
             prediction = self._model.predict(batch_of([item for _, item in waiting]))
-            for (index, item), probability, cam, kinds in zip(
-                waiting, prediction.probability, prediction.cam, prediction.types
+            for (index, item), probability, features, cam, kinds in zip(
+                waiting, prediction.probability, prediction.features, prediction.cam, prediction.types
             ):
-                probabilities[index] = float(probability)
+                scores[index] = (float(probability), features)
                 looked_at[index] = (cam, item.box, kinds)
             waiting.clear()
 

@@ -16,7 +16,7 @@ from hemowatch.cli import main
 
 RESULT_KEYS = {
     "input", "series", "verdict", "probability", "threshold", "n_slices", "n_assessable", "top_slice",
-    "suspected_type", "reason", "warnings", "model", "elapsed_ms",
+    "suspected_type", "reason", "warnings", "model", "site_profile", "elapsed_ms",
 }  # fmt: skip
 
 
@@ -51,6 +51,7 @@ def test_json_lines_one_per_input_and_exit_1_when_one_fails(
     assert scored["verdict"] in ("hemorrhage", "no_hemorrhage")
     assert scored["top_slice"] == {"index": 1, "probability": scored["probability"]}
     assert set(scored["model"]) == {"name", "version", "sha256"}
+    assert scored["site_profile"] is None  # no profile in HEMOWATCH_DB
     assert failed == {"input": str(missing), "error": "No such file or folder."}
     assert blank["verdict"] == "not_assessable"
     assert blank["probability"] is None and blank["top_slice"] is None
