@@ -1,4 +1,5 @@
-"""The wording of alert messages (HTML), shared by the notifier and the Acknowledge button."""
+"""The wording of alert messages (HTML), shared by the notifier and the Acknowledge button, and of the
+service notices to the admins."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import UTC, datetime
 from html import escape
 
 from bot import vitals_text
-from core.notifications import STUDY_CONDITION, AlertNotice, NoticeKind, Severity
+from core.notifications import STUDY_CONDITION, AlertNotice, NoticeKind, ServiceEvent, ServiceNotice, Severity
 
 SEVERITY_MARK = {Severity.WARNING: "🟡 Warning", Severity.URGENT: "🟠 Urgent", Severity.EMERGENCY: "🔴 EMERGENCY"}
 
@@ -61,3 +62,19 @@ def study_notice_text(notice: AlertNotice) -> str:
 def acknowledged_text(text: str, name: str, at: float) -> str:
     """An alert message as it reads once someone has acknowledged it."""
     return f"{text}\n\n✅ Acknowledged by {escape(name)} at {clock_time(at)}"
+
+
+def service_text(notice: ServiceNotice) -> str:
+    """A service notice to the admins: what fails since when and why, what it means for alerts, or that it ended."""
+    if notice.event is ServiceEvent.STORE_FAILING:
+        return (
+            f"<b>🔴 Vitals are not being stored</b>\nThe database has been failing since {clock_time(notice.since)} "
+            f"({escape(notice.reason)}). Readings wait at the MQTT broker and are stored once it works again; until "
+            "then no vitals alert can be raised. Check the server's disk and database file."
+        )
+    until = notice.until or notice.since
+    return (
+        f"✅ <b>Vitals are stored again</b>\nThe database failed from {clock_time(notice.since)} to "
+        f"{clock_time(until)} ({escape(notice.reason)}). The readings kept at the broker meanwhile are being stored "
+        "and judged now."
+    )
