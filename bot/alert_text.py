@@ -1,4 +1,5 @@
-"""The wording of alert messages (HTML), shared by the notifier and the Acknowledge button.
+"""The wording of alert messages (HTML), shared by the notifier and the Acknowledge button, and of the
+service notices to the admins.
 
 Under an alert, every copy lists who has seen it and who acknowledged it (`with_responses`); the lines are
 rendered afresh from the stored events on each edit, so all copies tell the same story."""
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 from html import escape
 
 from bot import vitals_text
-from core.notifications import STUDY_CONDITION, AlertNotice, NoticeKind, Severity
+from core.notifications import STUDY_CONDITION, AlertNotice, NoticeKind, ServiceEvent, ServiceNotice, Severity
 from store.alerts import AlertEvent, AlertState
 
 SEVERITY_MARK = {Severity.WARNING: "🟡 Warning", Severity.URGENT: "🟠 Urgent", Severity.EMERGENCY: "🔴 EMERGENCY"}
@@ -86,3 +87,19 @@ def with_responses(text: str, responses: Sequence[AlertEvent]) -> str:
     if acknowledgement(responses) is None:
         lines.append("⏳ No doctor has acknowledged it yet.")
     return f"{text}\n\n" + "\n".join(lines)
+
+
+def service_text(notice: ServiceNotice) -> str:
+    """A service notice to the admins: what fails since when and why, what it means for alerts, or that it ended."""
+    if notice.event is ServiceEvent.STORE_FAILING:
+        return (
+            f"<b>🔴 Vitals are not being stored</b>\nThe database has been failing since {clock_time(notice.since)} "
+            f"({escape(notice.reason)}). Readings wait at the MQTT broker and are stored once it works again; until "
+            "then no vitals alert can be raised. Check the server's disk and database file."
+        )
+    until = notice.until or notice.since
+    return (
+        f"✅ <b>Vitals are stored again</b>\nThe database failed from {clock_time(notice.since)} to "
+        f"{clock_time(until)} ({escape(notice.reason)}). The readings kept at the broker meanwhile are being stored "
+        "and judged now."
+    )

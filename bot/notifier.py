@@ -8,7 +8,8 @@ its heat-map, to the doctors on call (every doctor when nobody is, the admins wh
 escalation to every doctor and the admins. Each copy (but a "resolved" one) lists who has already seen or
 acknowledged the alert, and has no button once a clinician acknowledged it. A notice nobody can receive yet is
 held (`DeliveryHeld`): it stays in the outbox and reaches the first admin or member who joins. Each (notice,
-chat) is sent at most once, so outbox retries never repeat a message.
+chat) is sent at most once, so outbox retries never repeat a message. A service notice (the vitals store
+failing, and working again) goes to the admins named in the settings, without the store.
 """
 
 from __future__ import annotations
@@ -17,17 +18,26 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import sqlite_utils
 from telegram import Bot
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
-from bot.alert_text import acknowledgement, notice_text, with_responses
+from bot.alert_text import acknowledgement, notice_text, service_text, with_responses
 from bot.buttons import alert_markup
 from bot.studies import study_recipients
-from bot.telegram_calls import retry_after_s
-from core.notifications import STUDY_CONDITION, AlertNotice, DeliveryDeferred, DeliveryHeld, NoticeKind, Severity
+from bot.telegram_calls import keep_trying, retry_after_s
+from core.notifications import (
+    STUDY_CONDITION,
+    AlertNotice,
+    DeliveryDeferred,
+    DeliveryHeld,
+    NoticeKind,
+    ServiceNotice,
+    Severity,
+)
 from core.roles import Role
 from core.settings import Settings
 from store import alerts, deliveries, people, studies
@@ -135,6 +145,16 @@ class TelegramNotifier:
                 "nobody can receive it (set ADMIN_USER_IDS or invite a doctor)" if not chosen
                 else "every recipient blocked the bot or cannot be written to"
             )
+
+    async def tell_admins(self, notice: ServiceNotice) -> None:
+        """Send a service notice to each admin in ADMIN_USER_IDS (an admin's chat id is their user id), trying
+        again while Telegram fails; no store call, as it may be the store the notice is about."""
+        if not self._settings.admin_user_ids:
+            raise DeliveryHeld("no admin is configured (set ADMIN_USER_IDS)")
+        text = service_text(notice)
+        for admin_id in sorted(self._settings.admin_user_ids):
+            send = partial(self._bot.send_message, admin_id, text, parse_mode=ParseMode.HTML)
+            await keep_trying(f"the service notice to admin {admin_id}", send)
 
     async def _record(
         self, notice: AlertNotice, recipient: Recipient, status: DeliveryStatus,

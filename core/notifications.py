@@ -1,6 +1,8 @@
 """The port between the monitor and whatever delivers its alerts (the Telegram bot, or a test recorder).
 
-The monitor only knows `Notifier`; the bot implements it. Neither imports the other.
+The monitor only knows `Notifier`; the bot implements it. Neither imports the other. Alert notices come from
+the outbox; service notices (about the service itself, for the admins) are handed over directly, as they may
+be about the store the outbox lives in.
 """
 
 from __future__ import annotations
@@ -62,6 +64,21 @@ class AlertNotice:
         )
 
 
+class ServiceEvent(StrEnum):
+    STORE_FAILING = "store_failing"  # vitals cannot be stored: they wait at the broker, and so do their alerts
+    STORE_RECOVERED = "store_recovered"  # they are stored again
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceNotice:
+    """A word to the admins about the service itself rather than about a patient."""
+
+    event: ServiceEvent
+    since: datetime  # when the trouble began
+    reason: str  # the last error, e.g. "database is locked"
+    until: datetime | None = None  # when it ended (STORE_RECOVERED)
+
+
 class DeliveryDeferred(Exception):
     """Delivery failed for a passing reason (rate limit, network, server error); retry later."""
 
@@ -82,4 +99,9 @@ class DeliveryRefused(Exception):
 class Notifier(Protocol):
     async def deliver(self, notice: AlertNotice) -> None:
         """Deliver `notice` to the people concerned, or raise DeliveryDeferred / DeliveryHeld / DeliveryRefused."""
+        ...
+
+    async def tell_admins(self, notice: ServiceNotice) -> None:
+        """Send `notice` to the admins without using the store (it may be the store that fails), retrying passing
+        failures meanwhile; raise DeliveryHeld when there is no admin to tell."""
         ...

@@ -80,6 +80,7 @@ class Settings(ScanSettings):
     # --- Storage --------------------------------------------------------------------------------
     retention_days: float = Field(30.0, gt=0)  # raw vitals older than this are pruned
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"  # FULL: a commit survives a power cut
+    store_outage_notice_s: float = Field(30.0, gt=0)  # vitals failing to be stored this long: the admins are told
 
     # --- MQTT -----------------------------------------------------------------------------------
     mqtt_url: str = ""  # empty: start the embedded broker

@@ -7,7 +7,8 @@ notice twice. A deferred notice holds back only the later notices of its own ale
 "resolved" before "raised" while other alerts go ahead; emergencies are offered first and retried at most
 EMERGENCY_RETRY_S apart, whatever the backoff (or `retry_after`) of other notices. A notice nobody can receive
 yet (`DeliveryHeld`) is logged with its content once and kept, offered again like a deferred one, at once when
-someone joins (`release_held`), and at every start.
+someone joins (`release_held`), and at every start. A failing store (a full disk, a lost or locked database)
+pauses delivery, tried again with backoff, rather than ending it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from contextlib import suppress
 from typing import Any, NoReturn
 
 from core.notifications import AlertNotice, DeliveryDeferred, DeliveryHeld, DeliveryRefused, Notifier, Severity
+from monitor.mqtt import Backoff
 from store.alerts import notice_delivered
 from store.outbox import (
     PendingNotice,
@@ -64,10 +66,20 @@ class OutboxDispatcher:
         self._wake.set()
 
     async def run(self) -> NoReturn:
-        await self._store(release_held, self._clock())  # the settings may have changed: admins, say
+        released = False  # held notices are offered again at start: the settings may have changed (admins, say)
+        backoff = Backoff(self._poll_s, EMERGENCY_RETRY_S)
         while True:
             self._wake.clear()
-            pause_s = await self.deliver_due()
+            try:
+                if not released:
+                    await self._store(release_held, self._clock())
+                    released = True
+                pause_s = await self.deliver_due()
+            except Exception as error:  # the store fails: the notices wait in it
+                pause_s = backoff.next_delay()
+                log.warning("delivering notices waits for the store (%s); trying again in %.1f s", error, pause_s)
+            else:
+                backoff.reset()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), pause_s)
 

@@ -6,10 +6,11 @@
 Everything that touches SQLite runs on worker threads with the monitor's own connections, so disk never
 blocks the event loop: one thread stores vitals and alerts, another serves the outbox, so notices do not
 wait behind a large batch of samples. A message is acknowledged to the broker only once its batch is
-committed (or it is rejected), so a process killed at any moment loses nothing: the broker sends what was
-not acknowledged again, and the store skips what it already has. The composition root calls `stop()`
-(leaving the `async with`) on SIGTERM: messages already received are stored and acknowledged, then the
-subscription closes and the store is closed.
+committed (or it is rejected for a reason in the message itself), so a process killed at any moment loses
+nothing: the broker sends what was not acknowledged again, and the store skips what it already has. While the
+store fails, a batch is retried until it is stored (see `monitor.store_outage`). The composition root calls
+`stop()` (leaving the `async with`) on SIGTERM: messages already received are stored and acknowledged (unless
+the store is failing: they are then left to the broker), then the subscription closes and the store is closed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from types import TracebackType
 from typing import Any, Self
@@ -31,6 +32,7 @@ from monitor.ingest import Message, VitalsSubscriber, session_options
 from monitor.mqtt import broker_url, client_options, vitals_topic
 from monitor.outbox import OutboxDispatcher
 from monitor.payload import Admission
+from monitor.store_outage import StoreOutage
 from monitor.ward import IngestStats, Ward
 from store.alerts import escalate_overdue
 from store.thread import StoreThread
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000  # messages per store transaction
 BATCH_LINGER_S = 0.005  # after the first message, wait this long for more: fewer hand-offs to the store thread
-STORE_ATTEMPTS = 3  # tries per batch before its messages are rejected as unstorable
+STORE_BUSY_S = 5.0  # a store attempt waits this long for another writer; also bounds how long stop() waits for it
 REFRESH_S = 10.0  # how often patients and thresholds changed by the bot are picked up
 RETENTION_EVERY_S = 3600.0
 
@@ -50,11 +52,13 @@ class VitalsMonitor:
 
     def __init__(self, settings: Settings, notifier: Notifier, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
+        self._notifier = notifier
         self._clock = clock
         self._store = StoreThread("hemowatch-store")
         self._outbox_store = StoreThread("hemowatch-outbox")
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._ward: Ward | None = None
+        self._outage: StoreOutage | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._scheduler = AsyncIOScheduler()
         self.outbox = OutboxDispatcher(self._outbox_store.call, notifier, clock)
@@ -74,8 +78,8 @@ class VitalsMonitor:
 
     async def start(self) -> None:
         settings = self._settings
-        db = await self._store.open(settings.hemowatch_db, settings.sqlite_synchronous)
-        await self._outbox_store.open(settings.hemowatch_db, settings.sqlite_synchronous)
+        db = await self._store.open(settings.hemowatch_db, settings.sqlite_synchronous, STORE_BUSY_S)
+        await self._outbox_store.open(settings.hemowatch_db, settings.sqlite_synchronous, STORE_BUSY_S)
         config = EngineConfig(
             hold_s=settings.rule_hold_s, sbp_ceiling=settings.sbp_ceiling, stale_after_s=settings.stale_after_s
         )
@@ -86,34 +90,38 @@ class VitalsMonitor:
             db, config, settings.mqtt_topic_prefix, admission, shared=bool(settings.mqtt_shared_group),
             reopen_within_s=settings.alert_reopen_s,
         )
+        self._outage = StoreOutage(self._ward.stats, self._notifier, self._clock, settings.store_outage_notice_s)
         await self.refresh()
         self._tasks = [
             asyncio.create_task(self.subscriber.run(), name="mqtt-ingest"),
             asyncio.create_task(self._store_messages(), name="store-vitals"),
             asyncio.create_task(self.outbox.run(), name="outbox"),
+            asyncio.create_task(self._outage.tell_admins(), name="admin-notices"),
         ]
         every = partial(self._scheduler.add_job, trigger="interval", coalesce=True, max_instances=1)
-        every(self.refresh, seconds=REFRESH_S)
-        every(self.check_stale, seconds=min(10.0, max(1.0, settings.stale_after_s / 5)))
-        every(self.escalate, seconds=min(10.0, max(1.0, settings.escalate_after_s / 5)))
-        every(self.prune, seconds=RETENTION_EVERY_S)
+        every(self._unless_failing(self.refresh), seconds=REFRESH_S)
+        every(self._unless_failing(self.check_stale), seconds=min(10.0, max(1.0, settings.stale_after_s / 5)))
+        every(self._unless_failing(self.escalate), seconds=min(10.0, max(1.0, settings.escalate_after_s / 5)))
+        every(self._unless_failing(self.prune), seconds=RETENTION_EVERY_S)
         self._scheduler.start()
         log.info("monitor started; vitals from %s", self._source)
 
     async def stop(self) -> None:
         """Stop taking messages, store and acknowledge what was taken, disconnect, stop delivering, close the
-        store. Messages arriving meanwhile stay unacknowledged in the broker's session for the next start."""
+        store. Messages arriving meanwhile stay unacknowledged in the broker's session for the next start, and
+        so do those taken when the store is failing: stopping then gives up on them."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         if not self._tasks:
             return
-        ingest, storing, outbox = self._tasks
+        ingest, storing, outbox, admin_notices = self._tasks
         self._tasks = []
         self.subscriber.stop_taking()
-        await self._queue.join()
+        await self._settle()
         await _cancel(ingest)
         await _cancel(storing)
         await _cancel(outbox)
+        await _cancel(admin_notices)
         await self._store.close()
         await self._outbox_store.close()
         log.info("monitor stopped")
@@ -155,6 +163,31 @@ class VitalsMonitor:
 
     # --- internals ----------------------------------------------------------------------------------
 
+    def _unless_failing(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """`job`, skipped while storing fails: the batch being retried finds out when the store is back, and
+        the job would only wait for the store and fail again."""
+
+        async def run() -> None:
+            if not self._outage.failing.is_set():
+                await job()
+
+        return run
+
+    async def _settle(self) -> None:
+        """Wait until the messages taken are stored and acknowledged, or until storing fails."""
+        settled = asyncio.ensure_future(self._queue.join())
+        failing = asyncio.ensure_future(self._outage.failing.wait())
+        try:
+            done, _ = await asyncio.wait({settled, failing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            settled.cancel()
+            failing.cancel()
+        if settled not in done:
+            log.warning(
+                "stopping while vitals cannot be stored: the messages received and not stored are left "
+                "unacknowledged, for the broker to send again at the next start"
+            )
+
     async def _store_messages(self) -> None:
         """Take whatever has queued up as one batch, so the batch size follows the load."""
         while True:
@@ -163,23 +196,12 @@ class VitalsMonitor:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                if await self._store_batch(batch):
+                if await self._outage.retry(partial(self._store.run, self._ward.ingest, batch)):
                     self.outbox.wake()
-                self.subscriber.acknowledge(batch)  # stored or rejected for good: the broker may forget them
+                self.subscriber.acknowledge(batch)  # stored, or rejected for good: the broker may forget them
             finally:
                 for _ in batch:
                     self._queue.task_done()
-
-    async def _store_batch(self, batch: list[Message]) -> bool:
-        for attempt in range(1, STORE_ATTEMPTS + 1):
-            try:
-                return await self._store.run(self._ward.ingest, batch)
-            except Exception:
-                log.exception("storing %d messages failed (attempt %d of %d)", len(batch), attempt, STORE_ATTEMPTS)
-                await asyncio.sleep(attempt)
-        log.error("rejected %d messages: the store keeps failing", len(batch))
-        self._ward.stats.rejected["store error"] += len(batch)
-        return False
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

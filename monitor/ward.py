@@ -54,6 +54,9 @@ class IngestStats:
     rejected: Counter[str] = field(default_factory=Counter)
     alerts_raised: int = 0
     alerts_resolved: int = 0
+    store_failing_since: float | None = None  # when the batch being retried first failed; None while storing works
+    store_failures: int = 0  # failed attempts to store a batch (each one retried)
+    store_outages: int = 0  # times storing started to fail
 
 
 class Ward:

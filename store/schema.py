@@ -240,17 +240,20 @@ SCHEMA_VERSION = len(MIGRATIONS)
 Synchronous = Literal["FULL", "NORMAL"]
 
 
-def open_database(path: str | Path, synchronous: Synchronous = "FULL") -> sqlite_utils.Database:
+def open_database(
+    path: str | Path, synchronous: Synchronous = "FULL", busy_timeout_s: float = 30.0
+) -> sqlite_utils.Database:
     """Open (creating or upgrading) the SQLite file at `path` in WAL mode.
 
     `synchronous`: FULL syncs the write-ahead log at every commit, so a commit survives a power cut or an OS
     crash; NORMAL syncs it only at checkpoints, so such a cut can roll back the last commits (a process crash
-    cannot). The connection may be used from one thread at a time, not necessarily the one that opened it,
-    so callers can hand it to a worker thread.
+    cannot). `busy_timeout_s`: how long a write waits for another connection's write to end before it fails
+    with "database is locked" (SQLite cannot interrupt that wait). The connection may be used from one thread
+    at a time, not necessarily the one that opened it, so callers can hand it to a worker thread.
     """
     if synchronous not in ("FULL", "NORMAL"):
         raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
-    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=busy_timeout_s)
     db = sqlite_utils.Database(conn)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")

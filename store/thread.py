@@ -24,8 +24,10 @@ class StoreThread:
         assert self._db is not None, "open() the store first"
         return self._db
 
-    async def open(self, path: Path, synchronous: Synchronous = "FULL") -> sqlite_utils.Database:
-        self._db = await self.run(open_database, path, synchronous)
+    async def open(
+        self, path: Path, synchronous: Synchronous = "FULL", busy_timeout_s: float = 30.0
+    ) -> sqlite_utils.Database:
+        self._db = await self.run(open_database, path, synchronous, busy_timeout_s)
         return self._db
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:

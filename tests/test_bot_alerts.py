@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from botworld import ADMIN, DOCTOR, PATIENT, BotWorld, running_ward
 
 from bot.notifier import TelegramNotifier
-from core.notifications import AlertNotice, DeliveryDeferred, DeliveryHeld, NoticeKind, Severity
+from core.notifications import (
+    AlertNotice,
+    DeliveryDeferred,
+    DeliveryHeld,
+    NoticeKind,
+    ServiceEvent,
+    ServiceNotice,
+    Severity,
+)
 from core.roles import Role
 from localbotapi import BotApiServer
 from store import alerts, outbox, people
+from store.thread import StoreThread
 
 CAREGIVER, OTHER_CAREGIVER = 20, 21
 
@@ -215,3 +224,28 @@ async def test_escalation_goes_to_the_doctors_then_the_admins(world: BotWorld, n
         assert len(escalations) == level
         assert any("now goes to more people" in m.get("text", "") for m in world.api.history(ADMIN)) == admin_told
     assert not any("now goes to more people" in m.get("text", "") for m in world.api.history(CAREGIVER))
+
+
+async def test_service_notices_reach_the_admins_only_and_need_no_store(world: BotWorld) -> None:
+    settings = world.application.bot_data["shared"].settings
+    never_opened = StoreThread("unused")  # any store call would fail: the notice may be about the store failing
+    notifier = TelegramNotifier(world.application.bot, never_opened, settings, world.clock)
+    since, reason = datetime(2027, 1, 15, 9, 41, tzinfo=UTC), "database or disk is full"
+    world.api.fail_next("sendMessage", 502)  # Telegram fails once: tried again
+    await notifier.tell_admins(ServiceNotice(ServiceEvent.STORE_FAILING, since, reason))
+    await notifier.tell_admins(ServiceNotice(ServiceEvent.STORE_RECOVERED, since, reason, since + timedelta(minutes=7)))
+    assert [m["text"] for m in world.api.history(ADMIN) if "Vitals" in m.get("text", "")] == [
+        "🔴 Vitals are not being stored\nThe database has been failing since 09:41 UTC (database or disk is full). "
+        "Readings wait at the MQTT broker and are stored once it works again; until then no vitals alert can be "
+        "raised. Check the server's disk and database file.",
+        "✅ Vitals are stored again\nThe database failed from 09:41 UTC to 09:48 UTC (database or disk is full). "
+        "The readings kept at the broker meanwhile are being stored and judged now.",
+    ]
+    for user in (DOCTOR, CAREGIVER):
+        assert not any("Vitals" in m.get("text", "") for m in world.api.history(user))
+    no_admins = settings.model_copy(update={"admin_user_ids": frozenset()})
+    with pytest.raises(DeliveryHeld, match="ADMIN_USER_IDS"):
+        await TelegramNotifier(world.application.bot, never_opened, no_admins).tell_admins(
+            ServiceNotice(ServiceEvent.STORE_FAILING, since, reason)
+        )
+    await never_opened.close()
