@@ -66,13 +66,18 @@ def _commission(args: argparse.Namespace, settings: ScanSettings, db: sqlite_uti
     try:
         rows = read_rows(args.csv)
         analyzer = analyzer_from_settings(settings)
-        cases = read_cases(rows, analyzer, _show_progress)
+        cases, left_out = read_cases(rows, analyzer, _show_progress)
     except CasesError as error:
         print(f"hemowatch site commission: {len(error.problems)} problem{'s' * (len(error.problems) > 1)} "
               f"in {args.csv}:", file=sys.stderr)
         for problem in error.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    if left_out:
+        print(f"{len(left_out)} row{'s' * (len(left_out) > 1)} left out, as nothing in them can be assessed:",
+              file=sys.stderr)
+        for note in left_out:
+            print(f"  {note}", file=sys.stderr)
     print(f"{len(cases)} cases ({sum(case.label for case in cases)} with haemorrhage) from "
           f"{len({case.group for case in cases})} patients; cross-validating by patient …", file=sys.stderr)
     try:
