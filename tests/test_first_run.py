@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import DEFAULT_MODEL, PROJECT_ROOT
+from testsupport.broker import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SLICE = "001.png"
@@ -78,6 +81,50 @@ def test_the_embedded_broker_port_taken_suggests_using_that_broker(tmp_path: Pat
     assert "Traceback" not in done.stderr
     assert f"MQTT_URL=mqtt://127.0.0.1:{port}" in done.stderr
     assert len([line for line in done.stderr.splitlines() if "already taken" in line]) == 1
+
+
+def test_a_taken_dicom_port_is_one_line_naming_it(tmp_path: Path) -> None:
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"the model is not at {DEFAULT_MODEL}")  # the scan workers start before the DICOM node
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = hemowatch(tmp_path, "run", TELEGRAM_BOT_TOKEN="123:abc", TELEGRAM_API_URL="http://127.0.0.1:9",
+                         EMBEDDED_BROKER_PORT=str(free_port()), DICOM_PORT=str(port))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"Port {port} on 127.0.0.1 is already taken, so the DICOM node cannot start; another DICOM node may be "
+        "running there. Set DICOM_PORT to a free port (DICOM_PORT=0 runs without the node)."
+    )
+
+
+@pytest.mark.timeout(180)
+def test_the_demo_takes_free_ports_says_which_and_ctrl_c_stops_it_without_a_traceback(tmp_path: Path) -> None:
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"the model is not at {DEFAULT_MODEL}")
+    page = free_port()
+    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    with socket.socket() as standard, (tmp_path / "demo.log").open("w") as log:
+        with contextlib.suppress(OSError):  # when this fails, something else holds the port: taken either way
+            standard.bind(("127.0.0.1", 11112))
+            standard.listen()
+        demo = subprocess.Popen([sys.executable, "-m", "hemowatch.cli", "demo", "--port", str(page)], cwd=tmp_path,
+                                env=clean, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+        try:
+            started = demo.stdout.readline()  # once the service runs
+            os.killpg(demo.pid, signal.SIGINT)  # what a terminal sends on Ctrl+C: to every process of the group
+            demo.communicate(timeout=60)
+        finally:
+            if demo.poll() is None:
+                os.killpg(demo.pid, signal.SIGKILL)
+    errors = (tmp_path / "demo.log").read_text()
+    assert started.startswith(f"HemoWatch demo: open http://127.0.0.1:{page} in a browser"), errors
+    dicom = re.search(r"its DICOM node is HEMOWATCH@127\.0\.0\.1:(\d+)\.$", started.strip())
+    assert dicom is not None and int(dicom[1]) != 11112, started
+    assert demo.returncode == 0, errors
+    assert "Traceback" not in errors and "KeyboardInterrupt" not in errors
 
 
 def test_ctrl_c_during_a_batch_keeps_the_rows_printed_so_far(tmp_path: Path, head_ct_dir: Path) -> None:
