@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import signal
@@ -128,16 +129,23 @@ def test_the_demo_takes_free_ports_says_which_and_ctrl_c_stops_it_without_a_trac
 
 
 def test_ctrl_c_during_a_batch_keeps_the_rows_printed_so_far(tmp_path: Path, head_ct_dir: Path) -> None:
+    """The rows go to a pipe of one page that is read on only after Ctrl+C: the batch, whose rows need several
+    pages, cannot have finished before the signal arrives."""
     if not DEFAULT_MODEL.is_file():
         pytest.skip(f"the model is not at {DEFAULT_MODEL}")
-    paths = [str(head_ct_dir / "images" / f"{number:03d}.png") for number in range(40)]
+    paths = [str(head_ct_dir / "images" / f"{number:03d}.png") for number in range(100)]
     clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    reading, writing = os.pipe()
+    assert fcntl.fcntl(writing, fcntl.F_SETPIPE_SZ, 4096) == 4096  # about 30 rows
     process = subprocess.Popen([sys.executable, "-m", "hemowatch.cli", "classify", *paths], cwd=tmp_path, env=clean,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    heading = process.stdout.readline()
-    first = process.stdout.readline()  # printed as soon as the first input is done
-    process.send_signal(signal.SIGINT)
-    rest, errors = process.communicate(timeout=60)
+                               stdout=writing, stderr=subprocess.PIPE, text=True)
+    os.close(writing)
+    with open(reading, "rb", buffering=0) as rows:  # unbuffered: takes from the pipe only the lines read
+        heading = rows.readline().decode()
+        first = rows.readline().decode()  # printed as soon as the first input is done
+        process.send_signal(signal.SIGINT)
+        rest = rows.read().decode()
+    _, errors = process.communicate(timeout=60)
     assert heading.startswith("input") and paths[0] in first
     assert process.returncode == 130
     assert "Traceback" not in errors and "interrupted;" in errors
