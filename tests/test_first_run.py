@@ -152,6 +152,26 @@ def test_ctrl_c_during_a_batch_keeps_the_rows_printed_so_far(tmp_path: Path, hea
     assert len(rest.splitlines()) < len(paths) - 1
 
 
+def help_of(capsys: pytest.CaptureFixture[str], *command: str) -> str:
+    """`hemowatch COMMAND --help`, its lines joined by single spaces (argparse wraps to the terminal's width)."""
+    from hemowatch.cli import main
+
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_run_help_says_what_run_needs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "It needs only TELEGRAM_BOT_TOKEN (from @BotFather), set in the environment or in a .env file" in help_of(
+        capsys, "run")
+
+
+def test_add_patient_help_describes_its_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    shown = help_of(capsys, "admin", "add-patient")
+    assert "PATIENT_ID 1-32 letters, digits, '-' or '_'; the bedside device publishes under it" in shown
+    assert "NAME the name alerts and /status show (default: the id)" in shown
+
+
 def test_make_run_installs_only_when_pyproject_changed(tmp_path: Path) -> None:
     (tmp_path / "Makefile").write_text((REPO / "Makefile").read_text())
     (tmp_path / "pyproject.toml").write_text("[project]\n")
