@@ -51,7 +51,9 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=["stable", "hypoxia", "hypertension", "deterioration", "offline"],
         help="what happens to the patients (default stable)",
     )
-    simulate.add_argument("--duration", type=float, help="seconds to run (default: until interrupted)")
+    simulate.add_argument(
+        "--duration", type=float, help="seconds to run, waiting for the broker included (default: until interrupted)"
+    )
     simulate.add_argument("--prefix", help="patient id prefix (default 'sim-')", default="sim-")
 
     dicom = commands.add_parser("dicom", help="DICOM node tools")
