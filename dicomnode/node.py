@@ -99,7 +99,11 @@ class DicomNode:
         self._workers.shutdown(wait=True)
 
     async def __aenter__(self) -> Self:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:  # a taken port, say: let go of the store and the threads already started
+            await self.stop()
+            raise
         return self
 
     async def __aexit__(

@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
+from core.ports import PortTaken, is_taken
 from dicomnode.contexts import supported_contexts
 from dicomnode.spool import Spool, SpooledSeries, SpoolFull
 
@@ -78,10 +79,19 @@ class StorageScp:
         if not config.allowed_aes and config.host not in ("127.0.0.1", "::1", "localhost"):
             log.warning("DICOM node on %s:%d accepts any calling AE title; set DICOM_ALLOWED_AES",
                         config.host, config.port)
-        self._server = ae.start_server(
-            (config.host, config.port), block=False, ssl_context=self._tls(),
-            evt_handlers=[(evt.EVT_C_ECHO, self._echo), (evt.EVT_C_STORE, self._store)],
-        )
+        try:
+            self._server = ae.start_server(
+                (config.host, config.port), block=False, ssl_context=self._tls(),
+                evt_handlers=[(evt.EVT_C_ECHO, self._echo), (evt.EVT_C_STORE, self._store)],
+            )
+        except OSError as error:
+            if is_taken(error):
+                raise PortTaken(
+                    f"Port {config.port} on {config.host} is already taken, so the DICOM node cannot start; another "
+                    f"DICOM node may be running there. Set DICOM_PORT to a free port (DICOM_PORT=0 runs without "
+                    f"the node)."
+                ) from None
+            raise
         log.info("DICOM node %s listening on %s:%d", config.ae_title, config.host, self.port)
 
     def stop(self) -> None:
