@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from bot.telegram_limits import IDENTIFIER_MAX, NAME_MAX, clip
+
 if TYPE_CHECKING:
     from inference.result import StudyResult
 
@@ -37,7 +39,7 @@ def someone_joined(name: str, telegram_id: int, role: str, patient_id: str | Non
 
 HELP_ALL = (
     "HemoWatch watches your patients' vital signs and tells you when something needs attention.\n\n"
-    "/patients – the patients you follow\n"
+    "/patients [page] – the patients you follow (a long list comes in pages)\n"
     "/status <patient> – latest vital signs, the NEWS2 score, open alerts and a trend picture\n"
     "/thresholds <patient> – the alert limits for a patient\n"
     "/mute <patient> <minutes> – pause non-emergency alerts about a patient (0 ends it); "
@@ -51,7 +53,8 @@ HELP_DOCTOR = (
     "\n\nFor doctors:\n"
     "Send a head CT (a photo, a PNG or JPEG export, a DICOM file or a ZIP of a series) to get a haemorrhage "
     "triage. Do not send images that show the patient's name or other identifying details.\n"
-    "/addpatient <id> [name] – register a patient; you become their doctor\n"
+    f"/addpatient <id> [name] – register a patient (an id of 1-32 letters, digits, - or _; a name of at most "
+    f"{NAME_MAX} characters); you become their doctor\n"
     "/thresholds <patient> <vital> <low> <high> – change an alert limit\n"
     "/invite caregiver <patient> – a one-time link for a relative or nurse to follow that patient\n"
     "/revoke <user id> – remove a caregiver of your patients\n"
@@ -77,7 +80,10 @@ def invitation(role: str, patient_id: str | None, link: str, hours: float) -> st
 
 INVITE_USAGE = "Use /invite doctor [patient] or /invite caregiver <patient>."
 REVOKE_USAGE = "Use /revoke <user id>. You see user ids in /patients and when someone joins."
-ADDPATIENT_USAGE = "Use /addpatient <id> [name], for example /addpatient bed-12 Ann Smith."
+ADDPATIENT_USAGE = (
+    "Use /addpatient <id> [name], for example /addpatient bed-12 Ann Smith. "
+    "The id is 1-32 letters, digits, - or _."
+)
 THRESHOLDS_USAGE = "Use /thresholds <patient> to see the limits, or /thresholds <patient> <vital> <low> <high>."
 
 
@@ -95,7 +101,7 @@ def thresholds(patient_id: str, lines: list[str]) -> str:
 
 
 def status_heading(patient_id: str, name: str) -> str:
-    return f"Patient {patient_id} ({name})"
+    return f"Patient {patient_id} ({clip(name, NAME_MAX)})"
 
 
 NO_VITALS = "No vital signs received yet."
@@ -129,7 +135,7 @@ MUTE_USAGE = "Use /mute <patient> <minutes>, for example /mute bed-12 60. /mute 
 
 
 def no_patient(patient_id: str) -> str:
-    return f"I can't find patient {patient_id} among yours. Send /patients to see the ids."
+    return f"I can't find patient {clip(patient_id, IDENTIFIER_MAX)} among yours. Send /patients to see the ids."
 
 
 def not_your_patient_to_manage(patient_id: str) -> str:
@@ -147,15 +153,30 @@ def patient_added(patient_id: str, name: str) -> str:
     )
 
 
+def name_shortened(limit: int) -> str:
+    return f"Names are kept to {limit} characters, so the name is stored shortened, as above."
+
+
 def revoked(telegram_id: int) -> str:
     return f"User {telegram_id} no longer has access."
 
 
 def not_revocable(telegram_id: int) -> str:
-    return f"User {telegram_id} is not someone you can remove."
+    return f"User {clip(str(telegram_id), IDENTIFIER_MAX)} is not someone you can remove."
 
 
 NO_PATIENTS = "You are not following any patient yet."
+
+
+def patients_page(number: int, total: int) -> str:
+    more = f" Send /patients {number + 1} for the next." if number < total else ""
+    return f"Page {number} of {total}.{more}"
+
+
+def patients_usage(total: int) -> str:
+    if total == 1:
+        return "Your list fits on one page: send /patients."
+    return f"Use /patients, or /patients <page> for a page from 1 to {total}."
 
 
 def muted(patient_id: str, minutes: int) -> str:
