@@ -14,7 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from commissioning.figures import Figures
-from commissioning.fitting import Case, Recipe, check_counts, choose_pull, cross_validate, fit_profile, verdicts
+from commissioning.fitting import (
+    Case,
+    Recipe,
+    Verdicts,
+    check_counts,
+    choose_pull,
+    cross_validate,
+    fit_profile,
+    verdicts,
+)
 from inference.site_profile import SiteProfile
 from inference.study import OperatingPoint
 
@@ -36,6 +45,8 @@ class Judgement:
     figures: dict[str, Figures]  # "shipped", "current" (when a profile is in use) and "candidate"
     adopt: bool
     reason: str
+    out_of_fold: Verdicts  # the candidate's, one per case
+    labels: list[int]
 
 
 def judge(cases: Sequence[Case], recipe: Recipe, shipped: OperatingPoint, current: Current | None) -> Judgement:
@@ -58,7 +69,7 @@ def judge(cases: Sequence[Case], recipe: Recipe, shipped: OperatingPoint, curren
     in_use = figures["current" if current is not None else "shipped"]
     adopt, reason = _decide(figures["candidate"], in_use, recipe.sensitivity,
                             "the current site profile" if current is not None else "the shipped model")
-    return Judgement(fit_profile(cases, recipe, pull), _ordered(figures), adopt, reason)
+    return Judgement(fit_profile(cases, recipe, pull), _ordered(figures), adopt, reason, found["candidate"], labels)
 
 
 def _decide(candidate: Figures, in_use: Figures, target: float, in_use_name: str) -> tuple[bool, str]:

@@ -76,7 +76,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     commission.add_argument("csv", type=Path, metavar="CSV", help="the confirmed cases")
     site_commands.add_parser("update", help="refit from the commissioning cases and doctors' reads; never adopts a worse profile")
-    site_commands.add_parser("report", help="the profile in use, its figures and its agreement with doctors' reads")
+    report = site_commands.add_parser(
+        "report", help="the profile in use, its figures and its agreement with doctors' reads")
+    report.add_argument("--plot", type=Path, metavar="FILE", help="also write its ROC and calibration as a PNG")
     site_commands.add_parser("history", help="every change of the profile in use")
     site_commands.add_parser("rollback", help="go back to what was in use before the last change")
     site_commands.add_parser("off", help="stop using a site profile: verdicts come from the shipped model")

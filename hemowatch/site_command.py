@@ -8,6 +8,9 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from pathlib import Path
+
+import numpy as np
 import sqlite_utils
 
 from commissioning.adoption import Outcome, commission, update
@@ -16,6 +19,7 @@ from commissioning.figures import Figures
 from commissioning.fitting import Recipe, TooFewCases
 from commissioning.head import Head
 from commissioning.live import live_agreement
+from commissioning.plot import report_png
 from core.settings import ScanSettings
 from hemowatch.builders import analyzer_from_settings
 from hemowatch.tables import print_table
@@ -42,7 +46,7 @@ def run_site(args: argparse.Namespace, settings: ScanSettings) -> int:
             return _report_outcome(update(db, _recipe(settings, card), card.operating_point,
                                           model_version=card.version, by=_who(), now=time.time()))
         if action == "report":
-            return _report(db, card)
+            return _report(db, card, args.plot)
         if action == "history":
             return _history(db)
         if action == "rollback":
@@ -126,7 +130,7 @@ def _when(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _report(db: sqlite_utils.Database, card: ModelCard) -> int:
+def _report(db: sqlite_utils.Database, card: ModelCard, plot: Path | None) -> int:
     stored = site_profiles.active_profile(db)
     if stored is None:
         print(f"No site profile: verdicts come from the shipped model {card.name} {card.version}, which has not "
@@ -141,6 +145,16 @@ def _report(db: sqlite_utils.Database, card: ModelCard) -> int:
     print("At adoption:")
     print_figures(figures)
     print(live_agreement(db, stored).describe())
+    if plot is not None:
+        out_of_fold = stored.figures["out_of_fold"]
+        png = report_png(np.array(out_of_fold["probability"]), np.array(out_of_fold["label"]),
+                         f"Site profile {stored.id}: {stored.n_cases} cases, out of fold")
+        try:
+            plot.write_bytes(png)
+        except OSError as error:
+            print(f"hemowatch site report: cannot write {plot} ({error.strerror})", file=sys.stderr)
+            return 1
+        print(f"ROC and calibration written to {plot}")
     return 0
 
 

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from commissioning import adoption
 from commissioning.fitting import Case, Recipe
 from commissioning.head import Head
+from commissioning.plot import calibration_points, roc_points
 from core.settings import DEFAULT_MODEL
 from hemowatch.cli import main
 from inference.model import ModelCard
@@ -67,13 +69,17 @@ def test_commissioning_adopts_a_profile_that_classify_then_names_until_rolled_ba
     db = open_database(_database)
     stored = site_profiles.active_profile(db)
     assert (stored.id, stored.n_cases, stored.n_bleeding, stored.sensitivity_target) == (1, 160, 80, 0.95)
-    assert set(stored.figures) == {"shipped", "candidate", "reason"}
+    assert set(stored.figures) == {"shipped", "candidate", "reason", "out_of_fold"}
+    assert len(stored.figures["out_of_fold"]["probability"]) == 160
     assert stored.figures["candidate"]["sensitivity"] >= 0.9
 
-    assert main(["site", "report"]) == 0
+    assert main(["site", "report", "--plot", str(tmp_path / "report.png")]) == 0
     report = capsys.readouterr().out
     assert report.startswith("Site profile 1, adopted ")
     assert "Since adoption: no doctor's read yet." in report
+    assert f"ROC and calibration written to {tmp_path / 'report.png'}" in report
+    with Image.open(tmp_path / "report.png") as plot:
+        assert plot.format == "PNG" and plot.size == (1170, 650)
 
     assert main(["site", "off"]) == 0
     assert _classify(capsys, picture)["site_profile"] is None
@@ -150,3 +156,12 @@ def test_rollback_returns_to_what_was_in_use_before_the_last_change(tmp_path: Pa
     assert site_profiles.roll_back(db, "test", 6.0).id == first
     assert [change.action for change in site_profiles.changes(db)] == [
         "adopted", "adopted", "rolled back", "off", "rolled back"]
+
+
+def test_the_roc_and_calibration_points_follow_the_cases() -> None:
+    probabilities = np.array([0.9, 0.8, 0.3, 0.2, 0.05])
+    labels = np.array([1, 0, 1, 0, 0])
+    fpr, tpr = roc_points(probabilities, labels)
+    assert list(zip(fpr, tpr)) == [(0, 0), (0, 0.5), (1 / 3, 0.5), (1 / 3, 1), (2 / 3, 1), (1, 1)]
+    assert calibration_points(probabilities, labels) == [
+        (0.05, 0.0, 1), (0.2, 0.0, 1), (0.3, 1.0, 1), (0.8, 0.0, 1), (0.9, 1.0, 1)]
