@@ -18,17 +18,17 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import sqlite_utils
 from telegram import Bot
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
+from bot.admin_messages import tell_admins
 from bot.alert_text import acknowledgement, notice_text, service_text, with_responses
 from bot.buttons import alert_markup
 from bot.studies import study_recipients
-from bot.telegram_calls import keep_trying, retry_after_s
+from bot.telegram_calls import retry_after_s
 from core.notifications import (
     STUDY_CONDITION,
     AlertNotice,
@@ -107,7 +107,7 @@ class TelegramNotifier:
         if notice.kind is not NoticeKind.RESOLVED:
             responses = await self._store.call(alerts.responses, notice.alert_id)
             shown = with_responses(text, responses)
-            markup = None if acknowledgement(responses) else alert_markup(notice.alert_id, notice.condition)
+            markup = alert_markup(notice.alert_id, notice.condition, notice.values, bool(acknowledgement(responses)))
         picture = None
         if notice.condition == STUDY_CONDITION:
             picture = await self._store.call(studies.study_overlay, notice.values["study"])
@@ -151,10 +151,7 @@ class TelegramNotifier:
         again while Telegram fails; no store call, as it may be the store the notice is about."""
         if not self._settings.admin_user_ids:
             raise DeliveryHeld("no admin is configured (set ADMIN_USER_IDS)")
-        text = service_text(notice)
-        for admin_id in sorted(self._settings.admin_user_ids):
-            send = partial(self._bot.send_message, admin_id, text, parse_mode=ParseMode.HTML)
-            await keep_trying(f"the service notice to admin {admin_id}", send)
+        await tell_admins(self._bot, self._settings.admin_user_ids, service_text(notice), "the service notice")
 
     async def _record(
         self, notice: AlertNotice, recipient: Recipient, status: DeliveryStatus,
