@@ -19,6 +19,7 @@ from bot.membership import help_command, invite, revoke, start
 from bot.patient_commands import add_patient, list_patients, mute, status, thresholds
 from bot.reads import record_read
 from bot.scans import scan_handlers
+from bot.site_admin import site_rollback
 from bot.studies import list_studies, oncall
 from bot.telegram_calls import is_passing
 from core.settings import Settings
@@ -48,6 +49,7 @@ COMMANDS = [
     Command("revoke", revoke, "remove someone's access"),
     Command("oncall", oncall, "go on or off call for head CT alerts, or see who is on call (doctors)"),
     Command("studies", list_studies, "the last head CTs the scanners sent, with their triage (doctors)"),
+    Command("siterollback", site_rollback, "go back to the site profile in use before the last change (admins)"),
     Command("help", help_command, "what this bot can do"),
     Command("start", start, None),  # opened from an invitation link, or by Telegram's Start button
 ]

@@ -37,6 +37,7 @@ class BotData:
     analyzer: ScanAnalyzer | None  # None when the bot runs without scan triage
     site_profile: SiteProfileLookup = no_site_profile
     alert_edits: asyncio.Lock = field(default_factory=asyncio.Lock)  # one Acknowledge press edits copies at a time
+    site_announcing: asyncio.Lock = field(default_factory=asyncio.Lock)  # each profile change is told once
 
 
 def install(application_bot_data: dict, shared: BotData) -> None:

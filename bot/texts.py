@@ -65,7 +65,9 @@ HELP_ADMIN = (
     "\n\nFor administrators:\n"
     "/invite doctor [patient] – a one-time link for a doctor (optionally linked to a patient)\n"
     "/revoke <user id> – remove anyone's access\n"
-    "You can see and manage every patient."
+    "/siterollback – go back to the site profile in use before the last change\n"
+    "You can see and manage every patient, and you are told of every change of the site profile and of any "
+    "bleed a doctor confirms on a scan HemoWatch called normal."
 )
 
 
@@ -202,6 +204,7 @@ ONCALL_ON = "You are on call: head CT alerts come to you (and to any other docto
 ONCALL_OFF = "You are no longer on call."
 NOBODY_ON_CALL = "Nobody is on call: head CT alerts go to every doctor, or to the administrators when there is none."
 NO_STUDIES = "No head CT has been received from a scanner yet."
+NOTHING_TO_ROLL_BACK = "Nothing to roll back to: no site profile has been adopted."
 
 
 def on_call_list(names: list[str]) -> str:

@@ -25,6 +25,7 @@ from bot.telegram_calls import keep_trying, log_polling_error
 from core.settings import Settings
 from dicomnode.node import DicomNode
 from hemowatch.builders import scan_workers_from_settings, site_profile_lookup
+from hemowatch.site_jobs import announce_changes, update_nightly
 from monitor.broker import EmbeddedBroker
 from monitor.vitals_monitor import VitalsMonitor
 from store.thread import StoreThread
@@ -45,7 +46,8 @@ class RunningService:
 @asynccontextmanager
 async def running(settings: Settings, clock: Callable[[], float] = time.time) -> AsyncIterator[RunningService]:
     """Start the broker (when embedded), the monitor, the DICOM node and the bot; stop them in reverse order. The bot
-    and the DICOM node judge scans with the site profile in use.
+    and the DICOM node judge scans with the site profile in use, the admins hear of every change of it, and with
+    SITE_AUTO_UPDATE it is refitted every night (`hemowatch.site_jobs`).
 
     The monitor starts first, so vitals are stored and alerts queued in the outbox even while Telegram
     cannot be reached; the bot keeps trying to connect and the outbox delivers once it can. Only the token
@@ -84,7 +86,10 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         background = [
             asyncio.create_task(keep_trying("the command menu (setMyCommands)", lambda: register_menu(application.bot))),
             asyncio.create_task(_receive_updates(application, settings, receiving)),
+            asyncio.create_task(announce_changes(application), name="site-profile-changes"),
         ]
+        if settings.site_auto_update:
+            background.append(asyncio.create_task(update_nightly(settings, application), name="site-profile-nightly"))
         stack.push_async_callback(_stop_receiving, application, background)
         log.info("HemoWatch is running as @%s", application.bot.username)
         yield RunningService(application, monitor, receiving, dicom)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from botworld import ADMIN, BotWorld, running_bot
+from botworld import ADMIN, BotWorld, adopt_card_profile, running_bot
 
 from core.notifications import Severity
 from core.roles import Role
@@ -211,3 +211,14 @@ async def test_study_read_button_permissions(world: BotWorld, role: str) -> None
         assert (NOT_KNOWN if role in ("revoked", "unknown") else "only for doctors") in answer["text"]
         assert (case.label, case.read_by) == (None, None)
 
+
+@pytest.mark.parametrize("role", list(CALLERS))
+async def test_site_rollback_is_for_admins(world: BotWorld, role: str) -> None:
+    profile_id = adopt_card_profile(world.db, 42, world.clock())
+    reply = await world.say(CALLERS[role], "/siterollback")
+    active = site_profiles.active_profile(world.db)
+    if role == "admin":
+        assert reply["text"].startswith(f"🧪 Site profile {profile_id} adopted") and active is None
+    else:
+        assert (NOT_KNOWN if role in ("revoked", "unknown") else "only for admins") in reply["text"]
+        assert active.id == profile_id

@@ -2,7 +2,8 @@
 SQLite file and the shipped ONNX model. A verdict names the site profile it came from (or that there is none),
 carries the Bleed confirmed / No bleed buttons for the doctor who sent the scan, and a read lands in the casebook
 with the features of the assessed slices and nothing of the picture; a bleed confirmed on a scan called normal
-reaches the admins at once."""
+reaches the admins at once; the admins hear of every change of the profile and roll it back with one command;
+the nightly update learns from the reads."""
 
 from __future__ import annotations
 
@@ -16,15 +17,19 @@ from botworld import ADMIN, BotWorld, adopt_card_profile, running_bot
 from PIL import Image
 
 from bot import texts
+from bot.site_admin import announce_site_changes
 from core.roles import Role
 from core.settings import DEFAULT_MODEL, Settings
 from hemowatch.builders import analyzer_from_settings, site_profile_lookup
+from hemowatch.site_jobs import NIGHTLY, update_site_profile
 from inference.analyzer import Analyzer
 from inference.model import ModelCard
 from localbotapi import JSON, BotApiServer
 from store import site_profiles, studies
+from store.schema import atomic
 from store.site_profiles import group_key, study_ref
 from store.studies import SeriesRecord, StudyHeader
+from testsupport.waiting import eventually
 
 DOCTOR, OTHER_DOCTOR, CAREGIVER = 10, 11, 20
 PATIENT = "bed-1"
@@ -164,3 +169,73 @@ async def test_studies_say_which_have_been_read(world: BotWorld) -> None:
     assert "a head CT from a scanner (see /studies)" in told["text"]
     listing = await world.say(DOCTOR, "/studies")
     assert listing["text"].endswith(f"· read: bleed confirmed (User {DOCTOR})")
+
+
+async def test_admins_hear_of_each_change_of_the_site_profile_and_roll_it_back_with_one_command(
+    world: BotWorld
+) -> None:
+    first = adopt_card_profile(world.db, 42, world.clock())
+    assert await announce_site_changes(world.application) == 1
+    told = await world.api.wait_for_message(ADMIN, lambda m: "adopted" in m.get("text", ""))
+    assert told["text"] == (
+        f"🧪 Site profile {first} adopted by ana (command line): fitted on 42 cases from 30 patients (12 with "
+        f"haemorrhage) for model {ModelCard.beside(DEFAULT_MODEL).version}, thresholds chosen for sensitivity "
+        "0.95.\nCross-validated on those cases, the shipped model → the new profile:\n"
+        "• AUC 0.850 → 0.900\n• sensitivity 0.96 → 0.96\n• specificity 0.40 → 0.55\n"
+        "• alerts per 100 cases 62 → 53\n"
+        "/siterollback goes back to the shipped model, which has not been validated at this site."
+    )
+    assert await announce_site_changes(world.application) == 0  # told once
+    second = adopt_card_profile(world.db, 50, world.clock())
+
+    refused = await world.say(DOCTOR, "/siterollback")
+    assert refused["text"] == texts.only_for(["admin"])
+    assert site_profiles.active_profile(world.db).id == second
+    rolled = await world.say(ADMIN, "/siterollback")
+    assert rolled["text"].startswith(f"🧪 Site profile {second} adopted")  # the change not yet told comes first
+    told = await world.api.wait_for_message(ADMIN, lambda m: "rolled back" in m.get("text", ""), after=rolled)
+    assert told["text"] == (
+        f"↩️ Site profile rolled back by Ana (Telegram): verdicts now come from site profile {first} "
+        f"(fitted on 42 cases), instead of site profile {second} (fitted on 50 cases). /siterollback undoes this."
+    )
+    assert site_profiles.active_profile(world.db).id == first
+    await eventually(lambda: all(change.announced_at for change in site_profiles.changes(world.db)), 10,
+                     "every change to be marked as told")
+
+
+def _read_cases(world: BotWorld, patients: int, seed: int) -> None:
+    """Doctors' reads of chat scans, half of them bleeds, whose features carry the bleed along the shipped head."""
+    card = ModelCard.beside(DEFAULT_MODEL)
+    direction = card.head.weights / np.linalg.norm(card.head.weights)
+    rng = np.random.default_rng(seed)
+    for number in range(patients):
+        label = number % 2
+        features = rng.normal(0.0, 0.05, size=(1, FEATURES)) + 0.2 + label * 3.0 * direction
+        ref = f"scan-{seed * 1000 + number}"
+        with atomic(world.db):
+            site_profiles.add_case(world.db, source="scan", model_sha256=card.sha256, group=ref, label=None,
+                                   features=features, shipped=card.head.probability(features.astype(np.float32)),
+                                   now=world.clock(), verdict="hemorrhage", probability=0.5, scan_ref=ref)
+            site_profiles.record_read(world.db, ref, label, DOCTOR, world.clock())
+
+
+async def test_the_nightly_update_learns_from_reads_and_leaves_an_admins_choice_alone(world: BotWorld) -> None:
+    settings = world.application.bot_data["shared"].settings
+    assert update_site_profile(settings, world.clock()) is None  # no read yet
+    _read_cases(world, 24, seed=1)
+    world.clock.advance(60)
+    outcome = update_site_profile(settings, world.clock())
+    assert outcome is not None and outcome.profile_id == 1, outcome.judgement.reason
+    assert site_profiles.active_profile(world.db).created_by == NIGHTLY
+    await announce_site_changes(world.application)
+    told = await world.api.wait_for_message(ADMIN, lambda m: "adopted" in m.get("text", ""))
+    assert told["text"].startswith(f"🧪 Site profile 1 adopted by {NIGHTLY}: fitted on 24 cases from 24 patients")
+    assert "Cross-validated on those cases, the shipped model → the new profile:\n• AUC " in told["text"]
+
+    world.clock.advance(60)
+    assert update_site_profile(settings, world.clock()) is None  # nothing read since
+    site_profiles.switch_off(world.db, "ana (command line)", world.clock())
+    world.clock.advance(60)
+    _read_cases(world, 2, seed=2)
+    assert update_site_profile(settings, world.clock()) is None  # switched off stays off
+    assert site_profiles.active_profile(world.db) is None
