@@ -3,9 +3,10 @@
 Instances arrive on pynetdicom's threads and are spooled there; the node (on the event loop) only notes when
 each series last grew. A series idle for `DICOM_SERIES_IDLE_S` is analysed in a worker thread with the site
 profile in use, its result recorded on the node's own store thread (raising the study's alert in the outbox when
-flagged, and keeping the study's case for a doctor's read), and only then are its spool files deleted. At start-up whatever a crash left in the spool is analysed; a series already
-recorded (the crash came after recording, before deleting) is only deleted, so it is alerted exactly once; one
-that grew after it was recorded is judged again (its study is still alerted once).
+flagged, and keeping the study's case for a doctor's read), and only then are its spool files deleted. At
+start-up whatever a crash left in the spool is analysed; a series already recorded (the crash came after
+recording, before deleting) is only deleted, so it is alerted exactly once; one that grew after it was recorded
+is judged again (its study is still alerted once).
 """
 
 from __future__ import annotations
