@@ -12,6 +12,7 @@ from html import escape
 
 from bot import vitals_text
 from bot.telegram_limits import IDENTIFIER_MAX, MAX_TEXT, NAME_MAX, clip
+from bot.texts import site_line
 from core.notifications import STUDY_CONDITION, AlertNotice, NoticeKind, ServiceEvent, ServiceNotice, Severity
 from store.alerts import AlertEvent, AlertState
 
@@ -46,8 +47,9 @@ def notice_text(notice: AlertNotice) -> str:
 
 def study_notice_text(notice: AlertNotice) -> str:
     """The caption of a flagged head CT from a scanner: verdict, probability and threshold, model, the study
-    (accession and time, when shown), the sending scanner and how long ago its last slice arrived. What comes
-    from the scanner's headers is cut short, so that it fits a caption with room for "Acknowledged by"."""
+    (accession and time, when shown), the sending scanner and how long ago its last slice arrived, and the site
+    profile the verdict came from. What comes from the scanner's headers is cut short, so that it fits a caption
+    with room for "Acknowledged by"."""
     facts = {key: clip(value, IDENTIFIER_MAX) if isinstance(value, str) else value
              for key, value in notice.values.items()}
     lines = [f"<b>{SEVERITY_MARK[notice.severity]}</b> – {escape(notice.title)}"]
@@ -62,6 +64,7 @@ def study_notice_text(notice: AlertNotice) -> str:
         lines.append(", ".join(study))
     lines.append(f"From {escape(facts['ae_title'])}; last slice received {facts['since_last_slice_s']:.0f} s "
                  "before this alert")
+    lines.append(escape(site_line(facts.get("site_profile"), facts.get("site_profile_cases"))))
     if notice.kind is NoticeKind.ESCALATED:
         lines.append("⏫ Nobody is reading it yet, so it now goes to more people.")
     lines.append("Decision support, not a diagnosis: read the study.")

@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from html import escape
 
 import sqlite_utils
@@ -27,6 +26,7 @@ from telegram import Bot, InlineKeyboardMarkup, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
+from bot.admin_messages import tell_admins
 from bot.alert_text import (
     acknowledgement,
     notice_text,
@@ -37,7 +37,7 @@ from bot.alert_text import (
 )
 from bot.buttons import alert_markup
 from bot.studies import study_recipients
-from bot.telegram_calls import keep_trying, retry_after_s
+from bot.telegram_calls import retry_after_s
 from core.notifications import (
     STUDY_CONDITION,
     AlertNotice,
@@ -128,7 +128,7 @@ class TelegramNotifier:
         if notice.kind is not NoticeKind.RESOLVED:
             responses = await self._store.call(alerts.responses, notice.alert_id)
             shown = with_responses(text, responses)
-            markup = None if acknowledgement(responses) else alert_markup(notice.alert_id, notice.condition)
+            markup = alert_markup(notice.alert_id, notice.condition, notice.values, bool(acknowledgement(responses)))
         picture = None
         if notice.condition == STUDY_CONDITION:
             picture = await self._store.call(studies.study_overlay, notice.values["study"])
@@ -189,10 +189,7 @@ class TelegramNotifier:
         again while Telegram fails; no store call, as it may be the store the notice is about."""
         if not self._settings.admin_user_ids:
             raise DeliveryHeld("no admin is configured (set ADMIN_USER_IDS)")
-        text = service_text(notice)
-        for admin_id in sorted(self._settings.admin_user_ids):
-            send = partial(self._bot.send_message, admin_id, text, parse_mode=ParseMode.HTML)
-            await keep_trying(f"the service notice to admin {admin_id}", send)
+        await tell_admins(self._bot, self._settings.admin_user_ids, service_text(notice), "the service notice")
 
     async def _tell_admins(self, notice: AlertNotice, refused: list[tuple[Recipient, BadRequest]]) -> None:
         """Name to the admins the recipients an alert did not reach at all."""

@@ -68,7 +68,8 @@ async def oncall(update: Update, context: Context, caller: Caller) -> None:
 
 @authorize(Role.DOCTOR)
 async def list_studies(update: Update, context: Context, caller: Caller) -> None:
-    """The last 20 head CTs the scanners sent: when, accession, scanner, verdict, probability, who is reading."""
+    """The last 20 head CTs the scanners sent: when, accession, scanner, verdict, probability, who is reading it
+    and the doctor's read."""
     shared = bot_data(context)
     audits = await shared.store.call(studies.recent_studies, 20)
     if not audits:
@@ -81,8 +82,9 @@ async def list_studies(update: Update, context: Context, caller: Caller) -> None
 
 
 def study_line(audit: studies.StudyAudit) -> str:
-    """One study: received, accession, scanner, verdict with probability, who acknowledged its alert (what came
-    from the scanner cut short, so that the line stays a line)."""
+    """One study: received, accession, scanner, verdict with probability, and the doctor's read of it (bleed
+    confirmed or not, and by whom), else who is reading it (acknowledged its alert); what came from the scanner is
+    cut short, so that the line stays a line."""
     received = datetime.fromtimestamp(audit.last_received_at, UTC).strftime("%d %b %H:%M UTC")
     parts = [received]
     if audit.accession:
@@ -94,8 +96,12 @@ def study_line(audit: studies.StudyAudit) -> str:
     elif audit.reason:
         verdict += f": {escape(clip(audit.reason, NAME_MAX))}"
     parts.append(verdict)
-    if audit.acknowledged_by:
-        parts.append(f"read by {escape(clip(audit.acknowledged_by, NAME_MAX))}")
+    if audit.read_label is not None:
+        parts.append(f"read: {texts.READ_WORDS[audit.read_label]} ({escape(clip(audit.read_by or 'someone', NAME_MAX))})")
+    elif audit.acknowledged_by:
+        parts.append(f"being read by {escape(clip(audit.acknowledged_by, NAME_MAX))}")
     elif audit.alert_id is not None:
         parts.append("not acknowledged yet")
+    elif audit.in_casebook:
+        parts.append("not read yet")
     return "• " + " · ".join(parts)

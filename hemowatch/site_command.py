@@ -43,7 +43,7 @@ def run_site(args: argparse.Namespace, settings: ScanSettings) -> int:
         if action == "commission":
             return _commission(args, settings, db, card)
         if action == "update":
-            return _report_outcome(update(db, _recipe(settings, card), card.operating_point,
+            return _report_outcome(update(db, site_recipe(settings, card), card.operating_point,
                                           model_version=card.version, by=_who(), now=time.time()))
         if action == "report":
             return _report(db, card, args.plot)
@@ -60,7 +60,8 @@ def _who() -> str:
     return f"{getpass.getuser()} (command line)"
 
 
-def _recipe(settings: ScanSettings, card: ModelCard) -> Recipe:
+def site_recipe(settings: ScanSettings, card: ModelCard) -> Recipe:
+    """What every profile of this site is fitted for: the model's head and aggregation, the sensitivity target."""
     aggregation = card.study.aggregation if card.study is not None else "max"
     return Recipe(Head(card.head.weights.astype(float), card.head.bias), card.sha256, aggregation,
                   settings.site_sensitivity)
@@ -85,7 +86,7 @@ def _commission(args: argparse.Namespace, settings: ScanSettings, db: sqlite_uti
     print(f"{len(cases)} cases ({sum(case.label for case in cases)} with haemorrhage) from "
           f"{len({case.group for case in cases})} patients; cross-validating by patient …", file=sys.stderr)
     try:
-        outcome = commission(db, cases, _recipe(settings, card), card.operating_point,
+        outcome = commission(db, cases, site_recipe(settings, card), card.operating_point,
                              model_version=card.version, by=_who(), now=time.time())
     except TooFewCases as error:
         print(f"hemowatch site commission: {error}", file=sys.stderr)

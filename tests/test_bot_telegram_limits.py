@@ -99,7 +99,9 @@ async def test_a_flagged_study_with_a_1100_character_accession_reaches_the_admin
         assert "Accession " + "7" * 63 + "…, study time 2026-11-26 14:02\nFrom CTSCANNER;" in alert["caption"]
         await world.press(ADMIN, alert, alert["reply_markup"]["inline_keyboard"][0][0]["callback_data"])
         read = await world.api.wait_for_message(ADMIN, lambda m: "Acknowledged by" in (m.get("caption") or ""))
-        assert read["caption"].startswith(alert["caption"]) and "reply_markup" not in read
+        assert read["caption"].startswith(alert["caption"])
+        buttons = [button["callback_data"] for row in read["reply_markup"]["inline_keyboard"] for button in row]
+        assert buttons == ["read:study-t1:1", "read:study-t1:0"]  # the doctor's read is still to come
 
         studies = await world.say(ADMIN, "/studies")
         assert "acc. " + "7" * 63 + "… · from CTSCANNER · " in studies["text"]
