@@ -70,7 +70,8 @@ class DicomNode:
         self._loop = asyncio.get_running_loop()
         await self._store.open(settings.hemowatch_db)
         self._spool = await asyncio.to_thread(
-            Spool, settings.spool_dir, int(settings.dicom_spool_max_gb * 2**30)
+            Spool, settings.spool_dir, int(settings.dicom_spool_max_gb * 2**30),
+            "accession" in settings.dicom_notify_fields,
         )
         for spooled in await asyncio.to_thread(self._spool.pending):  # left by a crash or a stop
             self._waiting[spooled.series_hash] = (spooled, float("-inf"))

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pydicom.config
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicomnode.contexts import supported_contexts
@@ -71,6 +72,7 @@ class StorageScp:
 
     def start(self) -> None:
         config = self._config
+        keep_values_out_of_logs()
         ae = AE(ae_title=config.ae_title)
         ae.supported_contexts = supported_contexts()
         ae.require_calling_aet = sorted(config.allowed_aes)
@@ -128,3 +130,12 @@ class StorageScp:
             return PROCESSING_FAILURE
         self._on_stored(spooled)
         return SUCCESS
+
+
+def keep_values_out_of_logs() -> None:
+    """pydicom and pynetdicom quote values they find odd (a UID with a NUL byte, a name in unexpected characters)
+    in warnings and log lines, and pynetdicom's standard handlers log every message's UIDs at debug level. Values
+    never leave the node, so it asks them to check and log no values (for this process: the node's)."""
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    _config.LOG_HANDLER_LEVEL = "none"
+    logging.getLogger("pynetdicom.utils").setLevel(logging.CRITICAL)  # "Non-conformant ... value '<the UID>'"
