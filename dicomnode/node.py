@@ -77,7 +77,8 @@ class DicomNode:
             self._waiting[spooled.series_hash] = (spooled, float("-inf"))
         config = ScpConfig(
             settings.dicom_ae_title, settings.dicom_host, settings.dicom_port, settings.dicom_allowed_aes,
-            settings.dicom_tls_cert, settings.dicom_tls_key, settings.dicom_tls_ca,
+            int(settings.dicom_max_instance_mb * 2**20), settings.dicom_tls_cert, settings.dicom_tls_key,
+            settings.dicom_tls_ca,
         )
         self._scp = StorageScp(config, self._spool, self._stored, self._clock)
         await asyncio.to_thread(self._scp.start)
