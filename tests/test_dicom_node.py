@@ -10,6 +10,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -397,6 +398,14 @@ async def test_one_address_holds_at_most_its_share_of_connections(
     await eventually(lambda: echo_from(node.port, "127.0.0.2"), 10, "the address to be let in again")
 
 
+async def test_a_called_ae_title_not_the_nodes_is_refused_and_logged(
+    node: DicomNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    refused = await asyncio.to_thread(echo, SCANNER, NodeAddress("WRONG", "127.0.0.1", node.port))
+    assert refused is not None and refused.startswith("the association was rejected: Called AE title not recognised")
+    assert f"association from {SCANNER} at 127.0.0.1 refused: it called AE title 'WRONG'" in caplog.text
+
+
 async def test_an_instance_over_the_size_cap_aborts_its_association_and_is_not_spooled(
     tmp_path: Path, analyzer: Analyzer, ge_series_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -422,6 +431,18 @@ async def test_an_instance_over_the_size_cap_aborts_its_association_and_is_not_s
         assert await asyncio.to_thread(push_both) == (0, False, True)
     assert "larger than DICOM_MAX_INSTANCE_MB (2 MB); association aborted" in caplog.text
     assert len(list((tmp_path / "dicom-spool").rglob("*.dcm"))) == 1
+
+
+@pytest.mark.parametrize("address", ["X@nonexistent.invalid:104", "HEMOWATCH@127.0.0.1:{free}"],
+                         ids=["unknown-host", "refused"])
+async def test_a_failed_echo_from_the_cli_is_one_line(tmp_path: Path, address: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "hemowatch.cli", "dicom", "echo", address.format(free=free_port()),
+                         "--timeout", "5"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 1 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(address.split("{")[0])
 
 
 async def test_an_instance_too_large_for_an_analysis_is_skipped_with_that_reason(
