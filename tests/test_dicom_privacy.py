@@ -94,7 +94,6 @@ async def test_nothing_identifying_is_stored_or_logged(
         assert await asyncio.to_thread(push, node.port, paths[:27]) == [0] * 27
         await asyncio.to_thread(spy)
         assert await asyncio.to_thread(push, node.port, paths[27:]) == [0]
-        await asyncio.sleep(0.2)
         await eventually(lambda: node.idle and recent_studies(open_database(settings.hemowatch_db)), 60, "the study")
     (study,) = recent_studies(open_database(settings.hemowatch_db))
     assert study.study_hash == uid_hash(dcmread(paths[0]).StudyInstanceUID)
