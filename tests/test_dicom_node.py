@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless, generate_uid
-from pynetdicom import AE
+from pynetdicom import AE, Association
 from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage, MRImageStorage, Verification
 
 from core.settings import DEFAULT_MODEL, Settings
@@ -329,12 +329,16 @@ async def test_listening_beyond_loopback_with_no_allow_list_is_warned_about(
     assert "DICOM_ALLOWED_AES" not in caplog.text
 
 
-def echo_from(port: int, source: str) -> bool:
-    """A C-ECHO over a connection from `source` (an address of the loopback range)."""
+def associated_from(port: int, source: str) -> Association:
+    """An association for C-ECHO over a connection from `source` (an address of the loopback range)."""
     ae = AE(ae_title=SCANNER)
     ae.add_requested_context(Verification)
     ae.acse_timeout = ae.network_timeout = 5
-    assoc = ae.associate("127.0.0.1", port, ae_title="HEMOWATCH", bind_address=(source, 0))
+    return ae.associate("127.0.0.1", port, ae_title="HEMOWATCH", bind_address=(source, 0))
+
+
+def echo_from(port: int, source: str) -> bool:
+    assoc = associated_from(port, source)
     if not assoc.is_established:
         return False
     try:
@@ -356,12 +360,8 @@ def is_closed_by_peer(connection: socket.socket, within_s: float) -> bool:
 @pytest.mark.skipif(shutil.which("echoscu") is None, reason="dcmtk is not installed (apt-get install dcmtk)")
 async def test_idle_connections_and_silent_associations_do_not_lock_a_scanner_out(node: DicomNode) -> None:
     idle = [socket.create_connection(("127.0.0.1", node.port)) for _ in range(12)]
-    silent = []
-    for _ in range(10):  # associations accepted, then nothing: from another address of the loopback range
-        ae = AE(ae_title=SCANNER)
-        ae.add_requested_context(Verification)
-        silent.append(await asyncio.to_thread(ae.associate, "127.0.0.1", node.port, None, "HEMOWATCH",
-                                              bind_address=("127.0.0.3", 0)))
+    # associations accepted, then nothing: from another address of the loopback range
+    silent = [await asyncio.to_thread(associated_from, node.port, "127.0.0.3") for _ in range(10)]
     try:
         assert all(assoc.is_established for assoc in silent)
         started = time.monotonic()
@@ -383,19 +383,21 @@ async def test_idle_connections_and_silent_associations_do_not_lock_a_scanner_ou
 async def test_one_address_holds_at_most_its_share_of_connections(
     node: DicomNode, caplog: pytest.LogCaptureFixture
 ) -> None:
-    crowd = [socket.create_connection(("127.0.0.1", node.port), source_address=("127.0.0.2", 0))
-             for _ in range(MAX_PER_PEER + 4)]
+    held = [await asyncio.to_thread(associated_from, node.port, "127.0.0.2") for _ in range(MAX_PER_PEER)]
+    more = [socket.create_connection(("127.0.0.1", node.port), source_address=("127.0.0.2", 0)) for _ in range(4)]
     try:
-        refused = await asyncio.gather(*(asyncio.to_thread(is_closed_by_peer, c, 2) for c in crowd[MAX_PER_PEER:]))
+        assert all(assoc.is_established for assoc in held)
+        refused = await asyncio.gather(*(asyncio.to_thread(is_closed_by_peer, c, 5) for c in more))
         assert refused == [True] * 4
         assert caplog.text.count(f"connections from 127.0.0.2 refused: it holds {MAX_PER_PEER}") == 1
         assert await asyncio.to_thread(echo_from, node.port, "127.0.0.1")  # a scanner elsewhere is not held up
         assert not await asyncio.to_thread(echo_from, node.port, "127.0.0.2")
     finally:
-        for connection in crowd:
+        for connection in more:
             connection.close()
+        for assoc in held:
+            await asyncio.to_thread(assoc.release)
     await eventually(lambda: echo_from(node.port, "127.0.0.2"), 10, "the address to be let in again")
-
 
 async def test_a_called_ae_title_not_the_nodes_is_refused_and_logged(
     node: DicomNode, caplog: pytest.LogCaptureFixture
