@@ -77,13 +77,15 @@ class DicomNode:
         self._loop = asyncio.get_running_loop()
         await self._store.open(settings.hemowatch_db)
         self._spool = await asyncio.to_thread(
-            Spool, settings.spool_dir, int(settings.dicom_spool_max_gb * 2**30)
+            Spool, settings.spool_dir, int(settings.dicom_spool_max_gb * 2**30),
+            "accession" in settings.dicom_notify_fields,
         )
         for spooled in await asyncio.to_thread(self._spool.pending):  # left by a crash or a stop
             self._waiting[spooled.series_hash] = (spooled, float("-inf"))
         config = ScpConfig(
             settings.dicom_ae_title, settings.dicom_host, settings.dicom_port, settings.dicom_allowed_aes,
-            settings.dicom_tls_cert, settings.dicom_tls_key, settings.dicom_tls_ca,
+            int(settings.dicom_max_instance_mb * 2**20), settings.dicom_tls_cert, settings.dicom_tls_key,
+            settings.dicom_tls_ca,
         )
         self._scp = StorageScp(config, self._spool, self._stored, self._clock)
         await asyncio.to_thread(self._scp.start)
