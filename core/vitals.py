@@ -1,16 +1,49 @@
-"""The vitals vocabulary: the vitals a device reports, their units, one sample, and a patient's own limits."""
+"""The vitals vocabulary: each vital's name and unit, the NEWS2 parameters, one sample, and a patient's own
+limits. Every text about a vital reads it from here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-# Vitals with numeric alert thresholds, and their units (for texts).
-VITAL_UNITS: dict[str, str] = {
-    "hr": "/min", "spo2": "%", "sbp": "mmHg", "dbp": "mmHg", "rr": "/min", "temp": "°C",
+
+@dataclass(frozen=True, slots=True)
+class Vital:
+    """One vital as texts name it."""
+
+    label: str
+    unit: str = ""
+
+    @property
+    def after_number(self) -> str:
+        """The unit as written after a number: `88%`, `120/min`, `140 mmHg`, `36.8 °C`."""
+        return self.unit if not self.unit or self.unit[0] in "%/" else f" {self.unit}"
+
+    def reading(self, value: Any) -> str:
+        """`120/min`, `36.8 °C`, `A`; a number in its shortest form."""
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return f"{value:g}{self.after_number}" if number else f"{value}{self.after_number}"
+
+
+VITALS: dict[str, Vital] = {
+    "hr": Vital("Heart rate", "/min"),
+    "spo2": Vital("SpO2", "%"),
+    "sbp": Vital("Systolic pressure", "mmHg"),
+    "dbp": Vital("Diastolic pressure", "mmHg"),
+    "rr": Vital("Respiratory rate", "/min"),
+    "temp": Vital("Temperature", "°C"),
+    "gcs": Vital("GCS"),
+    "o2": Vital("On oxygen"),
+    "acvpu": Vital("Consciousness (ACVPU)"),
 }
-THRESHOLD_VITALS = tuple(VITAL_UNITS)
-VITAL_FIELDS = (*THRESHOLD_VITALS, "gcs", "o2", "acvpu")
+THRESHOLD_VITALS = ("hr", "spo2", "sbp", "dbp", "rr", "temp")  # the vitals with alert limits
+VITAL_FIELDS = tuple(VITALS)
+
+# The NEWS2 parameters by the names its score components carry (Royal College of Physicians chart terms).
+NEWS2_PARAMETERS = {
+    "rr": "respiration rate", "spo2": "SpO2", "o2": "supplemental oxygen", "sbp": "systolic pressure",
+    "hr": "pulse", "consciousness": "consciousness", "temp": "temperature",
+}
 
 
 @dataclass(slots=True)

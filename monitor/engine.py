@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.notifications import Severity
-from core.vitals import VitalSample
-from monitor.news2 import PARAMETER_NAMES, News2, consciousness, news2_score
+from core.vitals import NEWS2_PARAMETERS, VitalSample
+from monitor.news2 import News2, consciousness, news2_score
 from monitor.rules import IDLE, RAISED, Condition, ThresholdRule, beyond, debounce, threshold_title
 
 SBP_CEILING_MARGIN = 5.0  # mmHg back below the ceiling before `sbp_ceiling` clears
@@ -205,7 +205,7 @@ def _news2_title(news2: News2) -> str:
     if news2.total >= 5:
         return f"NEWS2 {news2.total} ({'high' if news2.total >= 7 else 'medium'} risk)"
     worst = max(news2.components, key=news2.components.__getitem__)
-    return f"NEWS2 {news2.total} ({PARAMETER_NAMES[worst]} scores 3)"
+    return f"NEWS2 {news2.total} ({NEWS2_PARAMETERS[worst]} scores 3)"
 
 
 def check_stale(state: PatientState, now: float, config: EngineConfig) -> tuple[PatientState, list[Event]]:

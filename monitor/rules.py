@@ -11,15 +11,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from core.notifications import Severity
-from core.vitals import VITAL_UNITS, Threshold
+from core.vitals import THRESHOLD_VITALS, VITALS, Threshold
 
 Side = Literal["low", "high"]
-VITAL_NAMES = {
-    "hr": "Heart rate", "spo2": "SpO2", "sbp": "Systolic pressure", "dbp": "Diastolic pressure",
-    "rr": "Respiratory rate", "temp": "Temperature",
-}
 
-_CONDITIONS = {vital: (f"{vital}_low", f"{vital}_high") for vital in VITAL_NAMES}
+_CONDITIONS = {vital: (f"{vital}_low", f"{vital}_high") for vital in THRESHOLD_VITALS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,5 +112,5 @@ def threshold_title(rule: ThresholdRule, side: Side) -> str:
     """E.g. "SpO2 low (below 90%)"."""
     limit = rule.low if side == "low" else rule.high
     direction = "below" if side == "low" else "above"
-    unit = VITAL_UNITS[rule.vital]
-    return f"{VITAL_NAMES[rule.vital]} {side} ({direction} {limit:g}{'' if unit in ('%', '/min') else ' '}{unit})"
+    vital = VITALS[rule.vital]
+    return f"{vital.label} {side} ({direction} {vital.reading(limit)})"
