@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.notifications import Severity
-from core.vitals import NEWS2_PARAMETERS, VitalSample
+from core.vitals import NEWS2_PARAMETERS, VITALS, VitalSample
 from monitor.news2 import News2, consciousness, news2_score
 from monitor.rules import IDLE, RAISED, Condition, ThresholdRule, beyond, debounce, threshold_title
 
@@ -36,9 +36,12 @@ _NEWS2_INPUTS = ("rr", "spo2", "sbp", "hr", "temp")
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    hold_s: float = 30.0
-    sbp_ceiling: float = 160.0
-    stale_after_s: float = 300.0
+    """The engine's limits; those a site may set come from the settings, which hold their defaults (see
+    `monitor.vitals_monitor.engine_config`)."""
+
+    hold_s: float
+    sbp_ceiling: float
+    stale_after_s: float
     gcs_baseline_s: float = 3600.0
     news2_window_s: float = 900.0  # how old an observation may be and still complete a NEWS2 set
 
@@ -141,7 +144,7 @@ def assess(
         if sample.sbp is not None:
             breached = beyond(sample.sbp, config.sbp_ceiling, "high", step.raised("sbp_ceiling"), SBP_CEILING_MARGIN)
             if step.judge("sbp_ceiling", breached, config.hold_s):
-                title = f"Systolic pressure above {config.sbp_ceiling:g} mmHg"
+                title = f"{VITALS['sbp'].label} above {VITALS['sbp'].reading(config.sbp_ceiling)}"
                 step.alert("sbp_ceiling", Severity.URGENT, title, present | {"measured_at": step.ts})
         if sample.gcs is not None:
             gcs_baseline = _judge_gcs(step, gcs_baseline, sample.gcs, present, config)
