@@ -37,17 +37,18 @@ class ThresholdRule:
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
 
-# Sensible adult limits, roughly where NEWS2 scores a parameter 3; a patient's thresholds override them.
+_MARGIN_AND_SEVERITY: dict[str, tuple[float, Severity]] = {
+    "hr": (5, Severity.URGENT),
+    "spo2": (2, Severity.URGENT),
+    "sbp": (5, Severity.URGENT),
+    "dbp": (5, Severity.WARNING),
+    "rr": (2, Severity.URGENT),
+    "temp": (0.3, Severity.WARNING),
+}
+# The standard adult limits (`core.vitals.VITALS`); a patient's thresholds override them.
 ADULT_DEFAULTS: dict[str, ThresholdRule] = {
-    rule.vital: rule
-    for rule in (
-        ThresholdRule("hr", 40, 130, 5, Severity.URGENT),
-        ThresholdRule("spo2", 90, None, 2, Severity.URGENT),
-        ThresholdRule("sbp", 90, 200, 5, Severity.URGENT),
-        ThresholdRule("dbp", 40, 120, 5, Severity.WARNING),
-        ThresholdRule("rr", 8, 24, 2, Severity.URGENT),
-        ThresholdRule("temp", 35.0, 39.0, 0.3, Severity.WARNING),
-    )
+    vital: ThresholdRule(vital, *VITALS[vital].standard, margin, severity)
+    for vital, (margin, severity) in _MARGIN_AND_SEVERITY.items()
 }
 
 
