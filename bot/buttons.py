@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from core.notifications import STUDY_CONDITION
+
+ACK_DATA = re.compile(r"ack:([0-9]{1,12})")  # ASCII digits: int() refuses "²", which str.isdigit() accepts
 
 
 def alert_markup(alert_id: int, condition: str) -> InlineKeyboardMarkup:
@@ -15,7 +19,5 @@ def alert_markup(alert_id: int, condition: str) -> InlineKeyboardMarkup:
 
 def parse_ack(data: str | None) -> int | None:
     """The alert id of an `ack:` button, or None for anything else."""
-    prefix, _, number = (data or "").partition(":")
-    if prefix != "ack" or not number.isdigit() or len(number) > 12:
-        return None
-    return int(number)
+    found = ACK_DATA.fullmatch(data or "")
+    return int(found[1]) if found else None

@@ -24,7 +24,7 @@ from store import alerts, patients, people, vitals
 TREND_HOURS = 6
 MAX_MUTE_MINUTES = 12 * 60
 PAGE_FOOTER_ROOM = 100  # of a /patients page, kept for "Page 2 of 3. Send /patients 3 for the next."
-PAGE_NUMBER = re.compile(r"[0-9]{1,6}")
+WHOLE_NUMBER = re.compile(r"[0-9]{1,6}")  # a page, minutes: ASCII digits only, as int() takes them
 LIMIT = re.compile(r"-|[0-9]{1,3}(?:\.[0-9]{1,2})?")  # an alert limit, or `-` for the standard one
 
 
@@ -76,7 +76,7 @@ def _page_number(args: list[str], total: int) -> int | None:
     """The page `/patients [page]` asks for (the first without one); None when it is not one of `total`."""
     if not args:
         return 1
-    if len(args) == 1 and PAGE_NUMBER.fullmatch(args[0]) and 1 <= int(args[0]) <= total:
+    if len(args) == 1 and WHOLE_NUMBER.fullmatch(args[0]) and 1 <= int(args[0]) <= total:
         return int(args[0])
     return None
 
@@ -188,7 +188,7 @@ async def status(update: Update, context: Context, caller: Caller, patient_id: s
 async def mute(update: Update, context: Context, caller: Caller, patient_id: str, args: list[str]) -> None:
     """Pauses non-emergency alerts about one patient for this user (at night, say)."""
     shared = bot_data(context)
-    if len(args) != 1 or not args[0].isdigit():
+    if len(args) != 1 or not WHOLE_NUMBER.fullmatch(args[0]):
         await update.effective_message.reply_text(texts.MUTE_USAGE)
         return
     minutes = int(args[0])

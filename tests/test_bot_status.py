@@ -88,6 +88,6 @@ async def test_one_sided_threshold(world: BotWorld) -> None:
 
 
 @pytest.mark.parametrize(("minutes", "answer"), [("721", "at most 720 minutes"), ("soon", "Use /mute"),
-                                                 ("0", "are on again")])
+                                                 ("²", "Use /mute"), ("0", "are on again")])
 async def test_mute_answers(world: BotWorld, minutes: str, answer: str) -> None:
     assert answer in (await world.say(DOCTOR, f"/mute {PATIENT} {minutes}"))["text"]
