@@ -13,6 +13,7 @@ than the retention window, or absurdly far ahead, is rejected.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
@@ -73,6 +74,15 @@ class VitalsPayload(BaseModel):
         return self
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> None:
+    """Refuse an object with a key twice (`{"hr": 80, "hr": 25}`): which value the device meant is unknown."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise RejectedPayload("duplicate key", f"{key}: appears more than once")
+        seen.add(key)
+
+
 def parse_vitals(patient_id: str, payload: bytes, received_at: float, admission: Admission) -> VitalSample:
     """Validate one message; raises RejectedPayload."""
     if len(payload) > admission.max_bytes:
@@ -84,6 +94,7 @@ def parse_vitals(patient_id: str, payload: bytes, received_at: float, admission:
         reason = "malformed" if first["type"] in ("json_invalid", "model_type") else "invalid"
         where = ".".join(str(part) for part in first["loc"])
         raise RejectedPayload(reason, f"{where + ': ' if where else ''}{first['msg']}") from None
+    json.loads(payload, object_pairs_hook=_unique_keys)  # valid JSON by now; the schema reader keeps a key's last value
     match vitals.ts:
         case None:
             ts = received_at

@@ -69,10 +69,13 @@ async def test_vitals_are_stored_and_bad_messages_counted_without_stopping(
             ("p1", b'{"spo2": 140}'),
             ("p1", b'{"hr": 70, "pad": "' + b"x" * 5000 + b'"}'),
             ("intruder", {"ts": T0, "hr": 70}),
+            ("p1", b'{"hr": 80, "hr": 25}'),
             ("p1", {"ts": T0, **CALM, "gcs": 15, "o2": True}),
         ])
-        await eventually(lambda: monitor.stats.stored == 1 and sum(monitor.stats.rejected.values()) == 6)
-        assert monitor.stats.rejected == {"malformed": 1, "invalid": 3, "oversized": 1, "unknown patient": 1}
+        await eventually(lambda: monitor.stats.stored == 1 and sum(monitor.stats.rejected.values()) == 7)
+        assert monitor.stats.rejected == {
+            "malformed": 1, "invalid": 3, "oversized": 1, "unknown patient": 1, "duplicate key": 1
+        }
         stored = latest_vitals(db, "p1")
         assert (stored.ts, stored.received_at, stored.hr, stored.o2, stored.gcs) == (T0, T0, 72, True, 15)
         assert stored.news2 == 2 and stored.news2_components["o2"] == 2
