@@ -246,7 +246,7 @@ async def test_rejected_messages_are_logged_by_a_short_prefix(
         await _publish(mosquitto.port, [
             ("x" * 60_000, {"hr": 80}),  # a 60 kB topic
             ("p1", b'{"ts": 1' + b"0" * 309 + b', "hr": 80}'),  # a 310-digit time stamp
-            ("p1", b'{"hr": 80, "note": "' + b"y" * 3000 + b'", "spo2": "low"}'),
+            ("p1", b'{"hr": 80, "note": "' + b"y" * 3000 + b'", "hr": 81}'),  # each reason has a line of its own
         ])
         await eventually(lambda: sum(monitor.stats.rejected.values()) == 3)
     lines = [r.getMessage() for r in caplog.records if "rejected message" in r.getMessage()]
