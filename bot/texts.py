@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from bot.telegram_limits import IDENTIFIER_MAX, NAME_MAX, clip
+from core.vitals import THRESHOLD_VITALS, VITALS
 
 if TYPE_CHECKING:
     from inference.result import StudyResult
@@ -91,12 +92,17 @@ ADDPATIENT_USAGE = (
 THRESHOLDS_USAGE = "Use /thresholds <patient> to see the limits, or /thresholds <patient> <vital> <low> <high>."
 
 
-def threshold_usage(vitals: Iterable[str]) -> str:
+def threshold_usage() -> str:
+    possible = ", ".join(f"{name} {VITALS[name].possible}" for name in THRESHOLD_VITALS)
     return (
         "Use /thresholds <patient> <vital> <low> <high>, for example /thresholds bed-12 spo2 92 100.\n"
-        f"Vitals: {', '.join(vitals)}. The low limit must be below the high one; "
+        f"Vitals and the limits they can have: {possible}. The low limit must be below the high one; "
         "write - to keep the standard limit on one side."
     )
+
+
+def threshold_refused(reason: str) -> str:
+    return f"{reason} The limits are unchanged."
 
 
 def thresholds(patient_id: str, lines: list[str]) -> str:

@@ -19,6 +19,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from core.vitals import VITALS
+
 WIDTH, HEIGHT = 1080, 1440
 LEFT, RIGHT, TOP = 120, 40, 90  # margins around the plots, in pixels
 PANEL_GAP = 40
@@ -47,7 +49,7 @@ class Trace:
 @dataclass(frozen=True, slots=True)
 class Panel:
     title: str
-    unit: str
+    unit: str  # as written after the reading, see `core.vitals.Vital.after_number`
     traces: tuple[Trace, ...]
     low: float  # the value axis always shows at least low..high
     high: float
@@ -55,10 +57,10 @@ class Panel:
 
 
 PANELS = (
-    Panel("Heart rate", "bpm", (Trace("hr", "", HEART_RATE),), 40, 140, (51, 90)),
-    Panel("SpO2", "%", (Trace("spo2", "", SPO2),), 85, 100, (96, 100)),
+    Panel(VITALS["hr"].label, VITALS["hr"].after_number, (Trace("hr", "", HEART_RATE),), 40, 140, (51, 90)),
+    Panel(VITALS["spo2"].label, VITALS["spo2"].after_number, (Trace("spo2", "", SPO2),), 85, 100, (96, 100)),
     Panel(
-        "Blood pressure", "mmHg",
+        "Blood pressure", VITALS["sbp"].after_number,
         (Trace("sbp", "systolic", SYSTOLIC), Trace("dbp", "diastolic", DIASTOLIC)), 40, 180, None,
     ),
 )
@@ -142,7 +144,7 @@ def _draw_title(draw: ImageDraw.ImageDraw, panel: Panel, rows: list[Mapping[str,
     latest = [_latest(rows, trace.column) for trace in panel.traces]
     reading = "/".join("--" if value is None else f"{value:.0f}" for value in latest)
     font = _font(36)
-    draw.text((LEFT, top + 8), f"{panel.title}  {reading} {panel.unit}", font=font, fill=INK)
+    draw.text((LEFT, top + 8), f"{panel.title}  {reading}{panel.unit}", font=font, fill=INK)
     x = WIDTH - RIGHT
     for trace in reversed([trace for trace in panel.traces if trace.label]):
         x -= draw.textlength(trace.label, font=_font(28))

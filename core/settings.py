@@ -14,6 +14,8 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.roles import TELEGRAM_ID
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "hemowatch-ich.onnx"
 # Where `.env` is looked for; a later file wins, so the current directory's overrides the project root's.
@@ -122,7 +124,7 @@ class Settings(ScanSettings):
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):
             parts = [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
-            if not all(part.isdigit() for part in parts):
+            if not all(TELEGRAM_ID.fullmatch(part) for part in parts):
                 raise ValueError("should be Telegram user ids (numbers) separated by commas, e.g. 123456789,987654321")
             return frozenset(int(part) for part in parts)
         return value

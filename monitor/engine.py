@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.notifications import Severity
-from core.vitals import VitalSample
-from monitor.news2 import PARAMETER_NAMES, News2, consciousness, news2_score
+from core.vitals import NEWS2_PARAMETERS, VITALS, VitalSample
+from monitor.news2 import News2, consciousness, news2_score
 from monitor.rules import IDLE, RAISED, Condition, ThresholdRule, beyond, debounce, threshold_title
 
 SBP_CEILING_MARGIN = 5.0  # mmHg back below the ceiling before `sbp_ceiling` clears
@@ -36,9 +36,12 @@ _NEWS2_INPUTS = ("rr", "spo2", "sbp", "hr", "temp")
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    hold_s: float = 30.0
-    sbp_ceiling: float = 160.0
-    stale_after_s: float = 300.0
+    """The engine's limits; those a site may set come from the settings, which hold their defaults (see
+    `monitor.vitals_monitor.engine_config`)."""
+
+    hold_s: float
+    sbp_ceiling: float
+    stale_after_s: float
     gcs_baseline_s: float = 3600.0
     news2_window_s: float = 900.0  # how old an observation may be and still complete a NEWS2 set
 
@@ -141,7 +144,7 @@ def assess(
         if sample.sbp is not None:
             breached = beyond(sample.sbp, config.sbp_ceiling, "high", step.raised("sbp_ceiling"), SBP_CEILING_MARGIN)
             if step.judge("sbp_ceiling", breached, config.hold_s):
-                title = f"Systolic pressure above {config.sbp_ceiling:g} mmHg"
+                title = f"{VITALS['sbp'].label} above {VITALS['sbp'].reading(config.sbp_ceiling)}"
                 step.alert("sbp_ceiling", Severity.URGENT, title, present | {"measured_at": step.ts})
         if sample.gcs is not None:
             gcs_baseline = _judge_gcs(step, gcs_baseline, sample.gcs, present, config)
@@ -205,7 +208,7 @@ def _news2_title(news2: News2) -> str:
     if news2.total >= 5:
         return f"NEWS2 {news2.total} ({'high' if news2.total >= 7 else 'medium'} risk)"
     worst = max(news2.components, key=news2.components.__getitem__)
-    return f"NEWS2 {news2.total} ({PARAMETER_NAMES[worst]} scores 3)"
+    return f"NEWS2 {news2.total} ({NEWS2_PARAMETERS[worst]} scores 3)"
 
 
 def check_stale(state: PatientState, now: float, config: EngineConfig) -> tuple[PatientState, list[Event]]:

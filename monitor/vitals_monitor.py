@@ -47,6 +47,13 @@ REFRESH_S = 10.0  # how often patients and thresholds changed by the bot are pic
 RETENTION_EVERY_S = 3600.0
 
 
+def engine_config(settings: Settings) -> EngineConfig:
+    """The alert engine's limits as the settings give them."""
+    return EngineConfig(
+        hold_s=settings.rule_hold_s, sbp_ceiling=settings.sbp_ceiling, stale_after_s=settings.stale_after_s
+    )
+
+
 class VitalsMonitor:
     """Receives vitals, judges and stores them, and hands alerts to `notifier` through the outbox."""
 
@@ -80,15 +87,12 @@ class VitalsMonitor:
         settings = self._settings
         db = await self._store.open(settings.hemowatch_db, settings.sqlite_synchronous, STORE_BUSY_S)
         await self._outbox_store.open(settings.hemowatch_db, settings.sqlite_synchronous, STORE_BUSY_S)
-        config = EngineConfig(
-            hold_s=settings.rule_hold_s, sbp_ceiling=settings.sbp_ceiling, stale_after_s=settings.stale_after_s
-        )
         admission = Admission(
             settings.mqtt_max_payload_bytes, settings.device_clock_tolerance_s, settings.retention_days * 86400
         )
         self._ward = Ward(
-            db, config, settings.mqtt_topic_prefix, admission, shared=bool(settings.mqtt_shared_group),
-            reopen_within_s=settings.alert_reopen_s,
+            db, engine_config(settings), settings.mqtt_topic_prefix, admission,
+            shared=bool(settings.mqtt_shared_group), reopen_within_s=settings.alert_reopen_s,
         )
         self._outage = StoreOutage(self._ward.stats, self._notifier, self._clock, settings.store_outage_notice_s)
         await self.refresh()

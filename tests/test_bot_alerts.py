@@ -66,8 +66,8 @@ async def test_alert_reaches_the_patients_people_with_values_news2_and_a_button(
     for user in (DOCTOR, CAREGIVER, OTHER_CAREGIVER):
         message = await world.api.wait_for_message(user, lambda m: "SpO2 low" in m.get("text", ""))
         assert "Urgent" in message["text"]
-        assert "SpO2 86%" in message["text"] and "Heart rate 121 /min" in message["text"]
-        assert "NEWS2 7 (SpO2 3, pulse 2, breathing 2)" in message["text"]
+        assert "SpO2 86%" in message["text"] and "Heart rate 121/min" in message["text"]
+        assert "NEWS2 7 (SpO2 3, pulse 2, respiration rate 2)" in message["text"]
         assert message["reply_markup"]["inline_keyboard"][0][0]["text"] == "Acknowledge"
     assert alert_messages(world, ADMIN) == []
 
