@@ -26,9 +26,6 @@ class InjectedFailures:
     def add(self, method: str, status: int, retry_after: int | None, count: int) -> None:
         self._failures[method.lower()] = _Failure(status, retry_after, count)
 
-    def remove(self, method: str) -> None:
-        self._failures.pop(method.lower(), None)
-
     def raise_if_due(self, method: str) -> None:
         """Raise the error planned for this call of `method`, if any."""
         failure = self._failures.get(method.lower())

@@ -216,10 +216,6 @@ class BotApiServer:
         """Answer the next `count` calls of `method` with HTTP `status` (429 carries `retry_after`)."""
         self._failures.add(method, status, retry_after, count)
 
-    def recover(self, method: str) -> None:
-        """End an injected failure of `method` now."""
-        self._failures.remove(method)
-
     # --- HTTP -----------------------------------------------------------------------------------
 
     async def _handle_method(self, request: web.Request) -> web.Response:
