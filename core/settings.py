@@ -7,7 +7,6 @@ alerting setting does not stop it. A wrong value becomes `SettingsError`, one li
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -168,9 +167,3 @@ def read_settings(kind: type[AnySettings]) -> AnySettings:
             f"{which} wrong: {reason[0].lower()}{reason[1:]}{more}. It comes from the environment "
             f"or a .env file (looked for: {env_files_looked_at()}); .env.example describes every setting."
         ) from None
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return read_settings(Settings)

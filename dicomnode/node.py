@@ -21,6 +21,7 @@ from typing import Self
 
 import sqlite_utils
 
+from core.backoff import Backoff
 from core.settings import Settings
 from dicomnode.echo import NodeAddress, parse_address
 from dicomnode.results import TriageResult, secondary_capture, send
@@ -157,6 +158,7 @@ class DicomNode:
         first_s, longest_s, tries = self._result_retry_s
         loop = asyncio.get_running_loop()
         capture = await loop.run_in_executor(self._workers, secondary_capture, result)
+        backoff = Backoff(first_s, longest_s, jitter=False)
         for attempt in range(tries):
             try:
                 problem = await asyncio.to_thread(send, capture, self._settings.dicom_ae_title, self._destination)
@@ -165,7 +167,7 @@ class DicomNode:
             if problem is None:
                 log.info("result of study %s sent to %s", study_hash[:12], self._destination)
                 return
-            pause_s = min(longest_s, first_s * 2**attempt)
+            pause_s = backoff.next_delay()
             log.warning("result of study %s not taken by %s (%s); try %d of %d, next in %.1f s",
                         study_hash[:12], self._destination, problem, attempt + 1, tries, pause_s)
             if attempt + 1 < tries:

@@ -9,11 +9,15 @@ libjpeg-turbo refuses is still read if another decoder can.
 
 from __future__ import annotations
 
+import logging
+
 import imagecodecs
 import numpy as np
 from pydicom import Dataset, uid
 from pydicom.pixels import get_decoder
 from pydicom.pixels.decoders.base import DecodeRunner
+
+log = logging.getLogger(__name__)
 
 PLUGIN = "imagecodecs"
 SYNTAXES = (uid.JPEGLossless, uid.JPEGLosslessSV1)
@@ -44,8 +48,8 @@ def decode_frame(ds: Dataset, index: int | None) -> np.ndarray:
     if PLUGIN in decoder.available_plugins:
         try:
             return decoder.as_array(ds, index=index, decoding_plugin=PLUGIN)[0]
-        except Exception:  # a stream libjpeg-turbo refuses: let pydicom's own plugins try it
-            pass
+        except Exception as error:  # a stream libjpeg-turbo refuses: let pydicom's own plugins try it
+            log.info("libjpeg-turbo could not decode frame %s (%s); trying pydicom's own decoders", index, error)
     return decoder.as_array(ds, index=index)[0]
 
 

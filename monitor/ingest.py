@@ -24,7 +24,7 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from monitor.mqtt import Backoff
+from core.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -180,11 +180,6 @@ def recent_studies(db: sqlite_utils.Database, limit: int = 20) -> list[StudyAudi
     ]
 
 
-def series_of(db: sqlite_utils.Database, study_hash: str) -> list[SeriesRecord]:
-    rows = db.query("select * from dicom_series where study_hash = ? order by first_received_at", [study_hash])
-    return [SeriesRecord(**{name: row[name] for name in SeriesRecord.__slots__}) for row in rows]
-
-
 def set_on_call(db: sqlite_utils.Database, telegram_id: int, on: bool, now: float) -> None:
     with atomic(db):
         if on:
