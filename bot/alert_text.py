@@ -13,6 +13,7 @@ from html import escape
 from bot import vitals_text
 from bot.telegram_limits import IDENTIFIER_MAX, MAX_TEXT, NAME_MAX, clip
 from core.notifications import STUDY_CONDITION, AlertNotice, NoticeKind, ServiceEvent, ServiceNotice, Severity
+from inference.percent import percent
 from store.alerts import AlertEvent, AlertState
 
 SEVERITY_MARK = {Severity.WARNING: "🟡 Warning", Severity.URGENT: "🟠 Urgent", Severity.EMERGENCY: "🔴 EMERGENCY"}
@@ -51,7 +52,7 @@ def study_notice_text(notice: AlertNotice) -> str:
     facts = {key: clip(value, IDENTIFIER_MAX) if isinstance(value, str) else value
              for key, value in notice.values.items()}
     lines = [f"<b>{SEVERITY_MARK[notice.severity]}</b> – {escape(notice.title)}"]
-    lines.append(f"Probability {facts['probability']:.2f} (threshold {facts['threshold']:.2f}), "
+    lines.append(f"Probability {percent(facts['probability'])} (threshold {percent(facts['threshold'])}), "
                  f"model {escape(str(facts['model_version']))}")
     study = []
     if facts.get("accession"):

@@ -21,6 +21,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import SecondaryCaptureImageStorage
 
 from dicomnode.echo import NodeAddress
+from inference.percent import percent
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,8 @@ class TriageResult:
 
 def describe(result: TriageResult) -> str:
     """The words in the capture's comments: verdict, probability and threshold, model, disclaimer."""
-    return (f"{VERDICT_WORDS.get(result.verdict, result.verdict)}; probability {result.probability:.2f} "
-            f"(threshold {result.threshold:.2f}); model {result.model_name} {result.model_version}. {DISCLAIMER}")
+    return (f"{VERDICT_WORDS.get(result.verdict, result.verdict)}; probability {percent(result.probability)} "
+            f"(threshold {percent(result.threshold)}); model {result.model_name} {result.model_version}. {DISCLAIMER}")
 
 
 def secondary_capture(result: TriageResult, now: datetime | None = None) -> Dataset:

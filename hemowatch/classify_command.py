@@ -13,8 +13,13 @@ from core.settings import ScanSettings
 from hemowatch.builders import analyzer_from_settings, site_profile_from_settings
 from inference.analyzer import Analyzer, Judging
 from inference.errors import InputError
+from inference.percent import percent
+from inference.result import StudyResult
 
 log = logging.getLogger(__name__)
+
+Row = tuple[dict[str, Any], StudyResult | None]
+"""One printed row: the JSON object, and the result it came from (None for an input that failed)."""
 
 VERDICT_WORDS = {
     "hemorrhage": "haemorrhage suspected",
@@ -64,8 +69,8 @@ def run_classify(args: argparse.Namespace, settings: ScanSettings) -> int:
             failed |= not ok
             if progress:
                 progress.clear()
-            for row in rows:
-                out.print(row)
+            for row, result in rows:
+                out.print(row, result)
             finished += 1
     except KeyboardInterrupt:
         if progress:
@@ -109,21 +114,21 @@ def _starts_like_dicom(path: Path) -> bool:
 
 def _classify(
     analyzer: Analyzer, path: Path, position: int, overlays: _OverlayNames | None, judging: Judging
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[Row], bool]:
     """The rows of one input (one per series, or its error) and whether it could be read."""
     try:
         results = analyzer.analyze_path(path, judging=judging)
     except InputError as error:
-        return [{"input": str(path), "error": str(error)}], False
+        return [({"input": str(path), "error": str(error)}, None)], False
     except Exception:  # a fault on one input must not stop the others
         log.exception("analysis of input %d failed", position)
-        return [{"input": str(path), "error": "Unexpected error while analysing this input."}], False
+        return [({"input": str(path), "error": "Unexpected error while analysing this input."}, None)], False
     rows = []
     for number, result in enumerate(results, start=1):
         row = result.to_json_dict(str(path))
         if overlays is not None and result.overlay_png:
             row["overlay"] = str(overlays.write(path, number if len(results) > 1 else None, result.overlay_png))
-        rows.append(row)
+        rows.append((row, result))
     return rows, True
 
 
@@ -149,7 +154,7 @@ class _OverlayNames:
 
 
 class _JsonLines:
-    def print(self, row: dict[str, Any]) -> None:
+    def print(self, row: dict[str, Any], _: StudyResult | None) -> None:
         print(json.dumps(row), flush=True)
 
 
@@ -161,27 +166,29 @@ class _Table:
         self._widths = {"input": input_width, "overlay": 12, **_WIDTHS}
         self._heading_shown = False
 
-    def print(self, row: dict[str, Any]) -> None:
+    def print(self, row: dict[str, Any], result: StudyResult | None) -> None:
         if not self._heading_shown:
             self._line(dict(zip(self._columns, self._columns, strict=True)))
             self._heading_shown = True
-        self._line(_cells(row))
+        self._line(_cells(row, result))
 
     def _line(self, cells: dict[str, str]) -> None:
         print("  ".join(cells.get(column, "").ljust(self._widths.get(column, 0)) for column in self._columns).rstrip(),
               flush=True)
 
 
-def _cells(row: dict[str, Any]) -> dict[str, str]:
-    if "error" in row:
+def _cells(row: dict[str, Any], result: StudyResult | None) -> dict[str, str]:
+    """The table's cells; the probability as people see it elsewhere, from the result's unrounded figures."""
+    if result is None:
         return {"input": row["input"], "verdict": "error", "note": row["error"]}
     top = row["top_slice"]
     note = row["reason"] or "; ".join(row["warnings"])
+    shown = "-" if result.probability is None else f"{percent(result.probability)} (≥{percent(result.threshold)})"
     return {
         "input": row["input"],
         "series": row["series"],
         "verdict": VERDICT_WORDS[row["verdict"]] + (f" ({row['suspected_type']})" if row["suspected_type"] else ""),
-        "probability": "-" if row["probability"] is None else f"{row['probability']:.2f} (≥{row['threshold']:.2f})",
+        "probability": shown,
         "top slice": "-" if top is None else f"{top['index']} of {row['n_slices']}",
         "assessable": f"{row['n_assessable']}/{row['n_slices']}",
         "time": f"{row['elapsed_ms']:.0f} ms",

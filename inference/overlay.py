@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from inference.masks import dilated, eroded, filled
+from inference.percent import percent
 
 MAX_SIDE = 720  # pixels of the image part: a phone screen's width, and a PNG of roughly 100-400 kB
 _MIN_SIDE = 480  # smaller pictures are enlarged to this, so the caption stays readable beside them
@@ -62,7 +63,7 @@ class OverlayCaption:
         is not taken for a failed one."""
         lines = [
             "Haemorrhage suspected" if self.flagged else "No haemorrhage suspected",
-            f"Probability {_percent(self.probability)} (threshold {self.threshold:.0%})",
+            f"Probability {percent(self.probability)} (threshold {percent(self.threshold)})",
         ]
         if self.slice_count > 1:
             lines.append(f"Heat-map on slice {self.slice_number} of {self.slice_count}")
@@ -238,7 +239,3 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, room: f
         else:
             lines.append(word)
     return lines or [""]
-
-
-def _percent(probability: float) -> str:
-    return "under 1%" if probability < 0.005 else f"{probability:.0%}"

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from inference.percent import DECIMALS
 from inference.study import Verdict
 
 
@@ -55,13 +56,13 @@ class StudyResult:
             "input": input_name,
             "series": self.series_label,
             "verdict": self.verdict,
-            "probability": None if self.probability is None else round(self.probability, 4),
-            "threshold": self.threshold,
+            "probability": None if self.probability is None else round(self.probability, DECIMALS),
+            "threshold": round(self.threshold, DECIMALS),
             "n_slices": self.n_slices,
             "n_assessable": self.n_assessable,
             "top_slice": None
             if self.top_slice is None
-            else {"index": self.top_slice[0], "probability": round(self.top_slice[1], 4)},
+            else {"index": self.top_slice[0], "probability": round(self.top_slice[1], DECIMALS)},
             "suspected_type": self.suspected_type,
             "reason": self.reason,
             "warnings": self.warnings,

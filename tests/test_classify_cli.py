@@ -80,6 +80,19 @@ def test_table_names_each_input_and_its_verdict(
     assert "not assessable" in second and "The picture is blank." in second
 
 
+def test_the_table_shows_the_figure_people_see_elsewhere_and_json_keeps_the_number(
+    capsys: pytest.CaptureFixture[str], head_ct_dir: Path
+) -> None:
+    """102.png's probability, 0.19496, is 19% in the table as in the chat and on the heat-map (not 0.20); JSON keeps
+    four decimals of the probability and the threshold."""
+    picture = head_ct_dir / "images" / "102.png"
+    assert main(["classify", str(picture)]) == 0
+    _, row = capsys.readouterr().out.splitlines()
+    assert "  19% (≥15%)  " in row
+    _, (line,) = classify_json(capsys, str(picture))
+    assert (line["probability"], line["threshold"]) == (0.195, 0.1507)
+
+
 @pytest.mark.parametrize(
     "args",
     [["classify"], ["classify", "x.png", "--threshold", "1.5"], ["classify", "x.png", "--model", "/nonexistent.onnx"]],
