@@ -63,6 +63,8 @@ def study_notice_text(notice: AlertNotice) -> str:
         lines.append(", ".join(study))
     lines.append(f"From {escape(facts['ae_title'])}; last slice received {facts['since_last_slice_s']:.0f} s "
                  "before this alert")
+    if facts.get("heatmap_shows_region") is False:
+        lines.append("No single region stands out on the heat-map.")
     if notice.kind is NoticeKind.ESCALATED:
         lines.append("⏫ Nobody is reading it yet, so it now goes to more people.")
     lines.append("Decision support, not a diagnosis: read the study.")

@@ -290,4 +290,6 @@ def scan_report(results: Sequence[StudyResult]) -> str:
 
 def overlay_caption(result: StudyResult) -> str:
     where = f"slice {result.top_slice[0]} of {result.n_slices}" if result.top_slice and result.n_slices > 1 else "the image"
+    if result.heatmap_shows_region is False:
+        return f"Heat-map on {where}, {result.series_label}: no single region stands out, so nothing is coloured."
     return f"Heat-map on {where}, {result.series_label}: the warmer, the more the model relied on that area."

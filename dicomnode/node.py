@@ -179,7 +179,7 @@ class DicomNode:
             )
             record = outcome.record
             alert_id = await self._store.call(record_series, record, outcome.header, outcome.overlay_png,
-                                              self._clock())
+                                              self._clock(), outcome.heatmap_shows_region)
             log.info("series %s of study %s from %s: %s%s", record.series_hash[:12], record.study_hash[:12],
                      record.ae_title, record.verdict, f" ({record.skipped_reason})" if record.skipped_reason else "")
             await asyncio.to_thread(self._spool.remove, spooled, outcome.files)

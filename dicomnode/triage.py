@@ -27,6 +27,7 @@ class SeriesOutcome:
     record: SeriesRecord
     header: StudyHeader
     overlay_png: bytes | None
+    heatmap_shows_region: bool | None  # a region of the heat-map stands out
     files: list[Path]  # the instances analysed, to delete once the result is stored
     for_pacs: TriageResult | None  # what goes back to PACS (a triaged series only); never stored
 
@@ -87,6 +88,7 @@ def analyse_series(
         for_pacs = TriageResult(
             str(header.StudyInstanceUID), str(header.get("StudyDate", "") or ""),
             str(header.get("StudyTime", "") or ""), accession or "", result.verdict, result.probability,
-            result.threshold, info.name, info.version, result.overlay_png,
+            result.threshold, info.name, info.version, result.overlay_png, bool(result.heatmap_shows_region),
         )
-    return SeriesOutcome(record, study, None if reason else result.overlay_png, files, for_pacs)
+    shown = (None, None) if reason else (result.overlay_png, result.heatmap_shows_region)
+    return SeriesOutcome(record, study, *shown, files, for_pacs)

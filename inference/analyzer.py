@@ -20,7 +20,7 @@ from inference.gate import Assessment, assess_slice
 from inference.images import picture_format, read_picture
 from inference.limits import Limits
 from inference.model import HaemorrhageModel
-from inference.overlay import OverlayCaption, render_overlay
+from inference.overlay import OverlayCaption, region_stands_out, render_overlay
 from inference.preprocess import PreparedSlice, batch_of, prepare_slice
 from inference.result import ModelInfo, SiteProfileInfo, StudyResult
 from inference.scan import Series, Slice, Window
@@ -192,10 +192,11 @@ class Analyzer:
         for index, probability in zip(assessable, judged):
             probabilities[index] = float(probability)
         outcome = study_verdict(probabilities, self._operating_point(profile))
-        overlay, suspected_type = None, None
+        overlay, suspected_type, shows_region = None, None, None
         if outcome.top_slice is not None:
             top = outcome.top_slice[0]
             cam, box, kinds = looked_at[top]
+            shows_region = region_stands_out(cam)
             suspected_type = self._suspected_type(outcome.verdict, kinds)
             caption = OverlayCaption(
                 flagged=outcome.verdict == "hemorrhage",
@@ -220,6 +221,7 @@ class Analyzer:
             elapsed_ms=read_ms + (time.perf_counter() - started) * 1000,
             warnings=list(series.warnings),
             overlay_png=overlay,
+            heatmap_shows_region=shows_region,
             suspected_type=suspected_type,
             site_profile=None if profile is None or profile.id is None else SiteProfileInfo(profile.id, profile.n_cases),
             slice_features=features.astype(np.float32) if with_features else None,

@@ -43,6 +43,7 @@ class StudyResult:
     elapsed_ms: float
     warnings: list[str] = field(default_factory=list)
     overlay_png: bytes | None = field(default=None, repr=False)  # heat-map on the top slice
+    heatmap_shows_region: bool | None = None  # a region of the heat-map stands out (None: no heat-map)
     suspected_type: str | None = None  # e.g. "epidural", only on a flagged study, only types the model tells apart
     site_profile: SiteProfileInfo | None = None  # None: the shipped model's own calibration and thresholds
     # The assessable slices' pooled features and the shipped model's probabilities of them (lowest slice first),

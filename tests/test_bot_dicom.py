@@ -95,6 +95,7 @@ async def test_the_doctor_on_call_gets_the_heat_map_reads_it_and_everyone_sees_i
     assert re.search(rf"Probability \d+% \(threshold 30%\), model {re.escape(MODEL.version)}\b", caption)
     assert "From CTSCANNER" in caption
     assert "last slice received" in caption and "Decision support, not a diagnosis" in caption
+    assert "No single region stands out on the heat-map." in caption  # the GE series' map points nowhere
     assert alert_message["photo"]
     (button,) = alert_message["reply_markup"]["inline_keyboard"][0]
     assert button["text"] == "I am reading it"
