@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ _COLUMNS = ("input", "series", "verdict", "probability", "top slice", "assessabl
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Widths the table is printed with, row by row as each input finishes (so nothing is lost to Ctrl-C): wide
 # enough for the usual cells; a longer cell pushes the rest of its row along.
-_WIDTHS = {"series": 24, "verdict": 24, "probability": 12, "top slice": 9, "assessable": 10, "time": 7}
+_WIDTHS = {"series": 24, "verdict": 24, "probability": 16, "top slice": 9, "assessable": 10, "time": 7}
 
 
 def run_classify(args: argparse.Namespace, settings: ScanSettings) -> int:
@@ -51,9 +53,9 @@ def run_classify(args: argparse.Namespace, settings: ScanSettings) -> int:
             args.overlay_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             return _usage(f"cannot make the --overlay-dir folder {args.overlay_dir}: {error.strerror}")
-    inputs = [study for path in args.paths for study in _studies(path)]
+    inputs = [study for path in args.paths for study in _studies(path, args.study)]
     columns = _COLUMNS[:-1] + ("overlay", "note") if args.overlay_dir else _COLUMNS
-    out = _JsonLines() if args.json else _Table(columns, max(len(str(path)) for path in inputs))
+    out = _JsonLines() if args.json else _Table(columns, max(len(str(study.path)) for study in inputs))
     progress = _ProgressBar(len(inputs)) if len(inputs) > 1 and sys.stderr.isatty() else None
     overlays = _OverlayNames(args.overlay_dir) if args.overlay_dir else None
     failed = False
@@ -62,10 +64,10 @@ def run_classify(args: argparse.Namespace, settings: ScanSettings) -> int:
         analyzer = analyzer_from_settings(settings, model_path=model_path, threshold=args.threshold)
         judging = Judging(site_profile_from_settings(settings, analyzer.model_info.sha256))
         print(f"hemowatch classify: {_site_note(judging)}", file=sys.stderr)
-        for position, path in enumerate(inputs, start=1):
+        for position, study in enumerate(inputs, start=1):
             if progress:
-                progress.show(path)
-            rows, ok = _classify(analyzer, path, position, overlays, judging)
+                progress.show(study.path)
+            rows, ok = _classify(analyzer, study, position, overlays, judging)
             failed |= not ok
             if progress:
                 progress.clear()
@@ -96,15 +98,31 @@ def _usage(message: str) -> int:
     return 2
 
 
-def _studies(path: Path) -> list[Path]:
-    """One study per path, except a folder of pictures (and no DICOM): each picture is a study of its own."""
+@dataclass(frozen=True)
+class _Study:
+    """One input: a path `analyze_path` reads, or a folder of `pictures` of one scan, the lowest slice first."""
+
+    path: Path
+    pictures: list[Path] | None = None
+
+
+def _studies(path: Path, pictures_as_study: bool) -> list[_Study]:
+    """One study per path, except a folder of pictures (and no DICOM): each picture is a study of its own, or
+    with `pictures_as_study` all of them one study, ordered by name."""
     if not path.is_dir():
-        return [path]
+        return [_Study(path)]
     files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
     pictures = [p for p in files if p.suffix.lower() in PICTURE_SUFFIXES]
     if pictures and not any(_starts_like_dicom(p) for p in files if p not in pictures):
-        return pictures
-    return [path]
+        if pictures_as_study:
+            return [_Study(path, sorted(pictures, key=lambda p: _name_order(p.relative_to(path))))]
+        return [_Study(picture) for picture in pictures]
+    return [_Study(path)]
+
+
+def _name_order(path: Path) -> list[str | int]:
+    """Sort key of a file name with the numbers in it compared as numbers: slice 2 before slice 10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.as_posix())]
 
 
 def _starts_like_dicom(path: Path) -> bool:
@@ -113,11 +131,15 @@ def _starts_like_dicom(path: Path) -> bool:
 
 
 def _classify(
-    analyzer: Analyzer, path: Path, position: int, overlays: _OverlayNames | None, judging: Judging
+    analyzer: Analyzer, study: _Study, position: int, overlays: _OverlayNames | None, judging: Judging
 ) -> tuple[list[Row], bool]:
     """The rows of one input (one per series, or its error) and whether it could be read."""
+    path = study.path
     try:
-        results = analyzer.analyze_path(path, judging=judging)
+        if study.pictures is None:
+            results = analyzer.analyze_path(path, judging=judging)
+        else:
+            results = analyzer.analyze_pictures(study.pictures, judging=judging)
     except InputError as error:
         return [({"input": str(path), "error": str(error)}, None)], False
     except Exception:  # a fault on one input must not stop the others

@@ -6,18 +6,18 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from inference.archive import is_zip, read_folder, read_zip
+from inference.archive import is_zip, read_files, read_folder, read_zip
 from inference.dicom import is_dicom, scan_series
 from inference.errors import InputError
 from inference.gate import Assessment, assess_slice
-from inference.images import picture_format, read_picture
+from inference.images import picture_format, read_picture, read_picture_series
 from inference.limits import Limits
 from inference.model import HaemorrhageModel
 from inference.overlay import OverlayCaption, region_stands_out, render_overlay
@@ -141,6 +141,16 @@ class Analyzer:
         if zipped:  # read member by member from disk, never the whole archive into memory
             return self._analyze_all(self._zip_series(path), started, progress or _silent, judging)
         return self.analyze_bytes(path.read_bytes(), path.name, progress, judging)
+
+    def analyze_pictures(
+        self, paths: Sequence[Path], progress: Progress | None = None, judging: Judging = SHIPPED
+    ) -> list[StudyResult]:
+        """Pictures of one scan's slices, the lowest first, judged as one series (as a DICOM series is: a study
+        verdict once two or more slices are assessable)."""
+        started = time.perf_counter()
+        named = zip((path.name for path in paths), read_files(paths, self._limits))
+        series = read_picture_series(named, len(paths), self._limits)
+        return self._analyze_all([series], started, progress or _silent, judging)
 
     def analyze_bytes(
         self, data: bytes | bytearray, filename: str, progress: Progress | None = None, judging: Judging = SHIPPED
