@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 BATCH_SIZE = 8  # slices per model call: as fast per slice as 32 here, at about a third of onnxruntime's memory
 SHOWN_TYPE_PROBABILITY = 0.5
+SLAB_MM = 5.0  # a thin-slice series is judged on slabs this thick: the slices the model learnt on (CT-ICH's)
 _LookedAt = dict[int, tuple[np.ndarray, tuple[int, int, int], np.ndarray]]
 
 
@@ -131,7 +132,7 @@ class Analyzer:
         """A picture, DICOM file, ZIP or folder of DICOM files on disk."""
         started = time.perf_counter()
         if path.is_dir():
-            series = scan_series(read_folder(path, self._limits), self._limits, strict=False, threads=self._threads)
+            series = self._dicom_series(read_folder(path, self._limits), strict=False)
             return self._analyze_all(series, started, progress or _silent, judging)
         if not path.is_file():
             raise InputError("No such file or folder.")
@@ -170,7 +171,11 @@ class Analyzer:
             )
 
     def _zip_series(self, source: bytes | bytearray | Path) -> list[Series]:
-        return scan_series(read_zip(source, self._limits), self._limits, strict=False, threads=self._threads)
+        return self._dicom_series(read_zip(source, self._limits), strict=False)
+
+    def _dicom_series(self, files: Iterable[bytes], strict: bool) -> list[Series]:
+        """The DICOM series among the files, a thin-slice one in `SLAB_MM` slabs."""
+        return scan_series(files, self._limits, strict=strict, threads=self._threads, slab_mm=SLAB_MM)
 
     def _read(self, data: bytes | bytearray, filename: str) -> list[Series]:
         if is_zip(data):
@@ -178,7 +183,7 @@ class Analyzer:
         if picture_format(data):
             return [read_picture(data, self._limits)]
         if is_dicom(data) or filename.lower().endswith((".dcm", ".dicom")):
-            return scan_series([data], self._limits, strict=True, threads=self._threads)
+            return self._dicom_series([data], strict=True)
         raise InputError("HemoWatch reads PNG, JPEG, DICOM, or a ZIP of DICOM files; this file is none of these.")
 
     def _analyze_all(
