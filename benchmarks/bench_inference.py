@@ -5,8 +5,8 @@ series (238 slices, 0.625 mm, JPEG Lossless) end to end against single-threaded 
 
 Targets on a 2-core machine: at most 4.5 ms per slice (median, batch 1); 0.4 s for the 28-slice GE series,
 ZIP bytes in, verdict and heat-map PNG out; the thin-slice series through `Analyzer.analyze_path` in at most
-1.5 times what pydicom takes to decode its files on one thread through libjpeg-turbo (the fastest decoder), under
-600 MB peak memory. The three thin-series measurements run in turn, each in a fresh process, and the ratio is
+1.5 times what pydicom takes to decode its files on one thread through libjpeg-turbo (the fastest decoder
+measured), under 600 MB peak memory. The three thin-series measurements run in turn, each in a fresh process, and the ratio is
 taken run by run, so a machine whose speed drifts still compares like with like.
 
 The thin-slice series repeats the GE series' slices (in Hounsfield units, without tilt) at new positions and
