@@ -14,6 +14,7 @@ from bot import vitals_text
 from bot.telegram_limits import IDENTIFIER_MAX, MAX_TEXT, NAME_MAX, clip
 from bot.texts import site_line
 from core.notifications import STUDY_CONDITION, AlertNotice, NoticeKind, ServiceEvent, ServiceNotice, Severity
+from inference.percent import percent
 from store.alerts import AlertEvent, AlertState
 
 SEVERITY_MARK = {Severity.WARNING: "🟡 Warning", Severity.URGENT: "🟠 Urgent", Severity.EMERGENCY: "🔴 EMERGENCY"}
@@ -53,7 +54,7 @@ def study_notice_text(notice: AlertNotice) -> str:
     facts = {key: clip(value, IDENTIFIER_MAX) if isinstance(value, str) else value
              for key, value in notice.values.items()}
     lines = [f"<b>{SEVERITY_MARK[notice.severity]}</b> – {escape(notice.title)}"]
-    lines.append(f"Probability {facts['probability']:.2f} (threshold {facts['threshold']:.2f}), "
+    lines.append(f"Probability {percent(facts['probability'])} (threshold {percent(facts['threshold'])}), "
                  f"model {escape(str(facts['model_version']))}")
     study = []
     if facts.get("accession"):
@@ -65,6 +66,8 @@ def study_notice_text(notice: AlertNotice) -> str:
     lines.append(f"From {escape(facts['ae_title'])}; last slice received {facts['since_last_slice_s']:.0f} s "
                  "before this alert")
     lines.append(escape(site_line(facts.get("site_profile"), facts.get("site_profile_cases"))))
+    if facts.get("heatmap_shows_region") is False:
+        lines.append("No single region stands out on the heat-map.")
     if notice.kind is NoticeKind.ESCALATED:
         lines.append("⏫ Nobody is reading it yet, so it now goes to more people.")
     lines.append("Decision support, not a diagnosis: read the study.")

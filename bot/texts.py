@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from bot.telegram_limits import IDENTIFIER_MAX, NAME_MAX, clip
 from core.vitals import THRESHOLD_VITALS, VITALS
+from inference.percent import percent
 
 if TYPE_CHECKING:
     from inference.result import StudyResult
@@ -287,22 +288,18 @@ def scan_rate_limited(limit: int, window_s: float, wait_s: float) -> str:
     )
 
 
-def _percent(probability: float) -> str:
-    return "under 1%" if probability < 0.005 else f"{probability:.0%}"
-
-
 def scan_verdict(result: StudyResult) -> str:
     """The verdict on one series, with the figures a clinician needs to weigh it."""
     lines = [VERDICTS[result.verdict], f"Scan: {result.series_label}"]
     if result.reason:
         lines.append(result.reason)
     if result.probability is not None:
-        lines.append(f"Probability of haemorrhage {_percent(result.probability)} (threshold {_percent(result.threshold)}).")
+        lines.append(f"Probability of haemorrhage {percent(result.probability)} (threshold {percent(result.threshold)}).")
     if result.suspected_type:
         lines.append(f"Suspected type: {result.suspected_type}.")
     if result.top_slice is not None and result.n_slices > 1:
         number, probability = result.top_slice
-        lines.append(f"Most suspicious: slice {number} of {result.n_slices} ({_percent(probability)}).")
+        lines.append(f"Most suspicious: slice {number} of {result.n_slices} ({percent(probability)}).")
     if result.n_slices > 1:
         lines.append(f"{result.n_assessable} of {result.n_slices} slices could be assessed.")
     lines.extend(f"Note: {warning}" for warning in result.warnings)
@@ -333,4 +330,6 @@ READ_INVITATION = "Once you know, press Bleed confirmed or No bleed: your read t
 
 def overlay_caption(result: StudyResult) -> str:
     where = f"slice {result.top_slice[0]} of {result.n_slices}" if result.top_slice and result.n_slices > 1 else "the image"
+    if result.heatmap_shows_region is False:
+        return f"Heat-map on {where}, {result.series_label}: no single region stands out, so nothing is coloured."
     return f"Heat-map on {where}, {result.series_label}: the warmer, the more the model relied on that area."
