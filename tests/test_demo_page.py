@@ -116,6 +116,8 @@ def test_a_doctor_sends_an_example_slice_and_acknowledges_the_deterioration_aler
     wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))  # messages get re-drawn
     assert "demo" in browser.find_element(By.ID, "demo-banner").text.lower()
     doctor = wait.until(lambda d: d.find_element(By.ID, "person-doctor"))
+    assert "from the data the model was trained on, so they show how HemoWatch looks, not how well it finds bleeds" in (
+        browser.find_element(By.ID, "examples-hint").text)
     doctor.click()
     wait.until(lambda d: "selected" in doctor.get_attribute("class"))
 

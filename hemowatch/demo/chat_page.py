@@ -46,13 +46,17 @@ def chat_message(message: JSON) -> JSON:
 class ChatPage:
     """The page's HTTP routes; `app` is served by the demo command."""
 
-    def __init__(self, api: BotApiServer, bedside: BedsideDevice, rule_hold_s: float, escalate_after_s: float) -> None:
+    def __init__(
+        self, api: BotApiServer, bedside: BedsideDevice, rule_hold_s: float, escalate_after_s: float,
+        examples_trained_on: bool,
+    ) -> None:
         self._api = api
         self._bedside = bedside
         self._setup = {
             "people": [{"id": p.telegram_id, "name": p.name, "role": p.role.value} for p in PEOPLE],
             "patient": {"id": PATIENT_ID, "name": PATIENT_NAME},
             "examples": [{"file": e.file, "title": e.title} for e in EXAMPLES],
+            "examples_trained_on": examples_trained_on,  # the model was trained on the examples' collection
             "rule_hold_s": rule_hold_s,
             "escalate_after_s": escalate_after_s,
         }

@@ -47,6 +47,9 @@ function buildSidebar() {
     button.addEventListener("click", () => post("/api/example", { user: state.user, file: example.file }).catch((e) => toast(e.message)));
     $("examples").append(button);
   }
+  $("examples-hint").append(" ", setup.examples_trained_on
+    ? "They come from the data the model was trained on, so they show how HemoWatch looks, not how well it finds bleeds."
+    : "Four slices show how HemoWatch looks, not how well it finds bleeds.");
   $("patient-title").textContent = `Simulated patient ${setup.patient.id}`;
   $("scenario-hint").textContent = `The deterioration slowly lowers GCS and slows pulse and breathing while blood `
     + `pressure rises; alerts come once a vital has stayed out of range ${setup.rule_hold_s} s, and an urgent alert `
