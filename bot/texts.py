@@ -130,8 +130,10 @@ def open_alert(
     return line
 
 
-def trend_caption(hours: int) -> str:
-    return f"The last {hours} hours: heart rate, SpO2 and blood pressure."
+def trend_caption(span: str) -> str:
+    """The trend picture's caption; `span` as `bot.trend.span_words` gives it (`15 minutes`, `hour`)."""
+    return (f"The last {span}: heart rate, SpO2 and blood pressure. Shaded green: where NEWS2 scores 0 (for blood "
+            "pressure, the systolic).")
 
 
 STATUS_USAGE = "Use /status <patient>. Send /patients to see the ids."
