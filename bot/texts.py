@@ -122,12 +122,12 @@ def open_alerts_heading(count: int) -> str:
 def open_alert(
     severity: str, title: str, age: str, acknowledged_by: str | None = None, seen_by: Sequence[str] = ()
 ) -> str:
+    """One open alert under /status, saying whether a doctor has taken it."""
     line = f"• {severity}: {title}, raised {age}"
     if acknowledged_by is not None:
         return f"{line}, acknowledged by {acknowledged_by}"
-    if seen_by:
-        return f"{line}, seen by {', '.join(seen_by)}; no doctor has acknowledged it yet"
-    return line
+    seen = f", seen by {', '.join(seen_by)};" if seen_by else ","
+    return f"{line}{seen} no doctor has acknowledged it yet"
 
 
 def trend_caption(span: str) -> str:
