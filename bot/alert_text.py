@@ -1,8 +1,8 @@
 """The wording of alert messages (HTML), shared by the notifier and the Acknowledge button, and of the
 service notices to the admins.
 
-Under an alert, every copy lists who has seen it and who acknowledged it (`with_responses`); the lines are
-rendered afresh from the stored events on each edit, so all copies tell the same story."""
+Under an alert, every copy lists who has seen it and who acknowledged it, and when it resolved (`with_responses`);
+the lines are rendered afresh from the stored events on each edit, so all copies tell the same story."""
 
 from __future__ import annotations
 
@@ -101,18 +101,19 @@ def acknowledgement(responses: Sequence[AlertEvent]) -> AlertEvent | None:
     return next((event for event in responses if event.state == AlertState.ACKNOWLEDGED), None)
 
 
-def with_responses(text: str, responses: Sequence[AlertEvent]) -> str:
-    """An alert message with a line for each person who has seen or acknowledged it (`alerts.responses`)."""
-    if not responses:
-        return text
+def with_responses(text: str, responses: Sequence[AlertEvent], resolved_at: float | None = None) -> str:
+    """An alert message with a line for each person who has seen or acknowledged it (`alerts.responses`), and
+    when it resolved (`resolved_at`, None while open)."""
     lines = [
         f"{'✅ Acknowledged' if event.state == AlertState.ACKNOWLEDGED else '👀 Seen'} by {escape(who(event))} "
         f"at {clock_time(event.at)}"
         for event in responses
     ]
-    if acknowledgement(responses) is None:
+    if resolved_at is not None:
+        lines.append(f"✅ Resolved at {clock_time(resolved_at)}")
+    elif responses and acknowledgement(responses) is None:
         lines.append("⏳ No doctor has acknowledged it yet.")
-    return f"{text}\n\n" + "\n".join(lines)
+    return f"{text}\n\n" + "\n".join(lines) if lines else text
 
 
 def service_text(notice: ServiceNotice) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from botworld import ADMIN, DOCTOR, PATIENT, BotWorld, running_ward
 
-from bot.notifier import TelegramNotifier
+from bot.notifier import TelegramNotifier, notifier_of
 from core.notifications import (
     AlertNotice,
     DeliveryDeferred,
@@ -39,8 +39,7 @@ async def world(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld
 
 @pytest.fixture
 def notifier(world: BotWorld) -> TelegramNotifier:
-    shared = world.application.bot_data["shared"]
-    return TelegramNotifier(world.application.bot, shared.store, shared.settings, world.clock)
+    return notifier_of(world.application)
 
 
 def raise_notice(world: BotWorld, severity: Severity = Severity.URGENT) -> AlertNotice:
@@ -159,6 +158,27 @@ async def test_a_caregiver_s_press_is_seen_on_every_copy_and_only_a_doctor_s_ack
     assert (await world.press(OTHER_CAREGIVER, other_caregiver_s, data))["text"] == "Already acknowledged."
     alerts.resolve_alert(world.db, notice.alert_id, world.clock())
     assert (await world.press(DOCTOR, doctor_s, data))["text"] == "This alert has already been resolved."
+
+
+async def test_once_resolved_every_copy_says_so_and_loses_its_button(
+    world: BotWorld, notifier: TelegramNotifier
+) -> None:
+    notice = raise_notice(world)
+    await notifier.deliver(notice)
+    copies = [
+        await world.api.wait_for_message(user, lambda m: "SpO2 low" in m.get("text", ""))
+        for user in (DOCTOR, CAREGIVER)
+    ]
+    await world.press(CAREGIVER, copies[1], button(copies[1])["callback_data"])
+    seen = f"👀 Seen by User 20 (caregiver) at {hhmm(world.clock())}"
+    world.clock.advance(120)
+    alerts.resolve_alert(world.db, notice.alert_id, world.clock())
+    await notifier.deliver(newest_notice(world))
+    for edited in await copies_ending(world, copies, f"\n\n{seen}\n✅ Resolved at {hhmm(world.clock())}"):
+        assert "reply_markup" not in edited
+    for user in (DOCTOR, CAREGIVER):
+        (resolved,) = [m for m in world.api.history(user) if m.get("text", "").startswith("✅ Resolved: SpO2 low")]
+        assert "reply_markup" not in resolved
 
 
 async def test_status_says_who_has_seen_an_alert_no_doctor_has_acknowledged(
