@@ -72,6 +72,8 @@ async def _demo(port: int, scan: ScanSettings) -> None:
                 ) from None
             try:
                 async with running(settings) as service:
+                    for person in PEOPLE:  # each opens the chat as on Telegram, and the bot greets them
+                        api.send_text(person.telegram_id, "/start")
                     await bedside.switch("stable")
                     print(f"HemoWatch demo: open http://127.0.0.1:{port} in a browser (Ctrl+C stops it). "
                           f"Its database is {settings.hemowatch_db}, removed on exit; its DICOM node is "
