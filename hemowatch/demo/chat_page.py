@@ -31,8 +31,8 @@ def chat_message(message: JSON) -> JSON:
         "id": message["message_id"],
         "from_bot": bool(message["from"].get("is_bot")),
         "text": message.get("text") or message.get("caption") or "",
-        "edited": "edit_date" in message,
         "date": message["date"],
+        "edited": message.get("edit_date"),  # when it was last edited, if it was
     }
     if message.get("photo"):
         shown["photo"] = max(message["photo"], key=lambda size: size["width"] * size["height"])["file_id"]
