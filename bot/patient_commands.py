@@ -16,12 +16,11 @@ from bot.access import Caller, Context, authorize, may_manage, may_view, visible
 from bot.alert_text import acknowledgement, who
 from bot.bot_data import bot_data
 from bot.telegram_limits import MAX_TEXT, NAME_MAX, clip, pages
-from bot.trend import render_trend
+from bot.trend import LONGEST_S, render_trend, span_words, trend_span
 from core.roles import Role
 from core.vitals import THRESHOLD_VITALS, LimitError
 from store import alerts, patients, people, vitals
 
-TREND_HOURS = 6
 MAX_MUTE_MINUTES = 12 * 60
 PAGE_FOOTER_ROOM = 100  # of a /patients page, kept for "Page 2 of 3. Send /patients 3 for the next."
 WHOLE_NUMBER = re.compile(r"[0-9]{1,6}")  # a page, minutes: ASCII digits only, as int() takes them
@@ -154,7 +153,7 @@ def _limit(word: str) -> float | None:
 
 @about_patient(texts.STATUS_USAGE)
 async def status(update: Update, context: Context, caller: Caller, patient_id: str, args: list[str]) -> None:
-    """Latest vital signs with their age, NEWS2, open alerts and a trend picture of the last hours."""
+    """Latest vital signs with their age, NEWS2, open alerts and a trend picture of the last hours' readings."""
     shared = bot_data(context)
     now = shared.clock()
     patient = await shared.store.call(patients.get_patient, patient_id)
@@ -177,11 +176,12 @@ async def status(update: Update, context: Context, caller: Caller, patient_id: s
             alert.severity, alert.title, vitals_text.age(now - alert.raised_at), acknowledged_by, seen_by
         ))
     await update.effective_message.reply_text("\n".join(lines))
-    recent = await shared.store.call(vitals.vitals_between, patient_id, now - TREND_HOURS * 3600, now)
+    recent = await shared.store.call(vitals.vitals_between, patient_id, now - LONGEST_S, now)
     samples = [asdict(s) for s in recent]
     if samples:
-        picture = await asyncio.to_thread(render_trend, samples, now, TREND_HOURS)
-        await update.effective_message.reply_photo(picture, caption=texts.trend_caption(TREND_HOURS))
+        span = trend_span(samples, now)
+        picture = await asyncio.to_thread(render_trend, samples, now, span)
+        await update.effective_message.reply_photo(picture, caption=texts.trend_caption(span_words(span)))
 
 
 @about_patient(texts.MUTE_USAGE)

@@ -129,16 +129,18 @@ def open_alerts_heading(count: int) -> str:
 def open_alert(
     severity: str, title: str, age: str, acknowledged_by: str | None = None, seen_by: Sequence[str] = ()
 ) -> str:
+    """One open alert under /status, saying whether a doctor has taken it."""
     line = f"• {severity}: {title}, raised {age}"
     if acknowledged_by is not None:
         return f"{line}, acknowledged by {acknowledged_by}"
-    if seen_by:
-        return f"{line}, seen by {', '.join(seen_by)}; no doctor has acknowledged it yet"
-    return line
+    seen = f", seen by {', '.join(seen_by)};" if seen_by else ","
+    return f"{line}{seen} no doctor has acknowledged it yet"
 
 
-def trend_caption(hours: int) -> str:
-    return f"The last {hours} hours: heart rate, SpO2 and blood pressure."
+def trend_caption(span: str) -> str:
+    """The trend picture's caption; `span` as `bot.trend.span_words` gives it (`15 minutes`, `hour`)."""
+    return (f"The last {span}: heart rate, SpO2 and blood pressure. Shaded green: where NEWS2 scores 0 (for blood "
+            "pressure, the systolic).")
 
 
 STATUS_USAGE = "Use /status <patient>. Send /patients to see the ids."

@@ -22,8 +22,13 @@ def vitals_line(values: Mapping[str, Any]) -> str:
 
 def news2(score: int, components: Mapping[str, int]) -> str:
     """`NEWS2 7 (respiration rate 3, SpO2 2, pulse 2)`: only the parameters that scored."""
-    parts = ", ".join(f"{NEWS2_PARAMETERS.get(k, k)} {v}" for k, v in components.items() if v)
+    parts = news2_parts(components)
     return f"NEWS2 {score}" + (f" ({parts})" if parts else "")
+
+
+def news2_parts(components: Mapping[str, int]) -> str:
+    """`respiration rate 3, SpO2 2, pulse 2`: the parameters of a NEWS2 that scored."""
+    return ", ".join(f"{NEWS2_PARAMETERS.get(k, k)} {v}" for k, v in components.items() if v)
 
 
 def age(seconds: float) -> str:

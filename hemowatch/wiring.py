@@ -20,7 +20,7 @@ from telegram.error import InvalidToken
 from telegram.ext import Application
 
 from bot.application import build_application, register_menu
-from bot.notifier import TelegramNotifier
+from bot.notifier import notifier_of
 from bot.telegram_calls import keep_trying, log_polling_error
 from core.settings import Settings
 from dicomnode.node import DicomNode
@@ -67,7 +67,7 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         site_profile = site_profile_lookup(scan_workers.model_info.sha256)
         application = build_application(settings, scan_workers, bot_store, clock, site_profile)
         stack.push_async_callback(application.shutdown)  # after the monitor has stopped delivering
-        monitor = VitalsMonitor(settings, TelegramNotifier(application.bot, bot_store, settings, clock), clock=clock)
+        monitor = VitalsMonitor(settings, notifier_of(application), clock=clock)
         await stack.enter_async_context(monitor)
         dicom = None
         if settings.dicom_port:

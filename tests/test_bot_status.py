@@ -39,9 +39,10 @@ async def test_status_shows_latest_vitals_with_age_news2_alerts_and_a_trend(worl
     assert "Latest vital signs (3 min ago)" in reply["text"]
     assert "Heart rate 118/min · SpO2 91%" in reply["text"]
     assert "NEWS2 5 (respiration rate 2, SpO2 2, pulse 1)" in reply["text"]
-    assert "Open alerts (1):\n• urgent: NEWS2 5 (medium risk), raised 2 min ago" in reply["text"]
+    assert "Open alerts (1):\n• urgent: NEWS2 5 (medium risk), raised 2 min ago, no doctor has acknowledged it yet" in (
+        reply["text"])
     trend = await world.api.wait_for_message(DOCTOR, lambda m: "photo" in m, after=reply)
-    assert trend["caption"].startswith("The last 6 hours")
+    assert trend["caption"].startswith("The last hour: heart rate, SpO2 and blood pressure.")  # what the readings cover
 
 
 async def test_status_without_vitals_sends_no_picture(world: BotWorld) -> None:

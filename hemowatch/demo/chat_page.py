@@ -39,8 +39,8 @@ def chat_message(message: JSON) -> JSON:
         "id": message["message_id"],
         "from_bot": bool(message["from"].get("is_bot")),
         "text": message.get("text") or message.get("caption") or "",
-        "edited": "edit_date" in message,
         "date": message["date"],
+        "edited": message.get("edit_date"),  # when it was last edited, if it was
     }
     if message.get("photo"):
         shown["photo"] = max(message["photo"], key=lambda size: size["width"] * size["height"])["file_id"]
@@ -54,13 +54,17 @@ def chat_message(message: JSON) -> JSON:
 class ChatPage:
     """The page's HTTP routes; `app` is served by the demo command."""
 
-    def __init__(self, api: BotApiServer, bedside: BedsideDevice, rule_hold_s: float, escalate_after_s: float) -> None:
+    def __init__(
+        self, api: BotApiServer, bedside: BedsideDevice, rule_hold_s: float, escalate_after_s: float,
+        examples_trained_on: bool,
+    ) -> None:
         self._api = api
         self._bedside = bedside
         self._setup = {
             "people": [{"id": p.telegram_id, "name": p.name, "role": p.role.value} for p in PEOPLE],
             "patient": {"id": PATIENT_ID, "name": PATIENT_NAME},
             "examples": [{"file": e.file, "title": e.title} for e in EXAMPLES],
+            "examples_trained_on": examples_trained_on,  # the model was trained on the examples' collection
             "rule_hold_s": rule_hold_s,
             "escalate_after_s": escalate_after_s,
         }
