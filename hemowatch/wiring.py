@@ -25,6 +25,7 @@ from bot.telegram_calls import keep_trying, log_polling_error
 from core.settings import Settings
 from dicomnode.node import DicomNode
 from hemowatch.builders import scan_workers_from_settings, site_profile_lookup
+from hemowatch.instance_lock import instance_lock
 from hemowatch.site_jobs import announce_changes, update_nightly
 from monitor.broker import EmbeddedBroker
 from monitor.vitals_monitor import VitalsMonitor
@@ -53,10 +54,12 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
     cannot be reached; the bot keeps trying to connect and the outbox delivers once it can. Only the token
     check (getMe) is waited for, as a refused token ends the start; the command menu and receiving updates
     are set up in the background, retried while Telegram fails. The bot (its handlers and its notifier) has a
-    store thread of its own, like the monitor, so SQLite never runs on the loop.
+    store thread of its own, like the monitor, so SQLite never runs on the loop. Before anything starts, the
+    database is locked for this process (`hemowatch.instance_lock`): a second service on it raises AlreadyRunning.
     """
     bot_store = StoreThread("hemowatch-bot")
     async with AsyncExitStack() as stack:
+        stack.enter_context(instance_lock(settings.hemowatch_db))
         stack.push_async_callback(bot_store.close)
         await bot_store.open(settings.hemowatch_db, settings.sqlite_synchronous)
         if not settings.mqtt_url:

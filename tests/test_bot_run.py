@@ -131,6 +131,26 @@ async def test_after_kill_9_no_process_of_the_service_is_left(bot_api: BotApiSer
         await eventually(lambda: not running_in_session(service.pid), 30, "the workers and the tracker to end")
 
 
+async def test_a_second_service_on_the_database_is_refused_in_one_line_until_the_first_is_killed(
+    bot_api: BotApiServer, tmp_path: Path
+) -> None:
+    database = (tmp_path / "hemowatch.db").resolve()
+    async with service_in_a_session(bot_api, tmp_path) as (first, _):
+        env = clean_env(tmp_path, TELEGRAM_BOT_TOKEN=bot_api.token, TELEGRAM_API_URL=bot_api.url)
+        second = await asyncio.create_subprocess_exec(*RUN, cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE)
+        _, stderr = await asyncio.wait_for(second.communicate(), 60)
+        assert second.returncode == 1
+        assert stderr.decode().splitlines() == [
+            f"Another HemoWatch (pid {first.pid}) is already running on the database {database}, so this one does "
+            "not start. Only one HemoWatch may use a SQLite database file; running several instances side by side "
+            "would need a shared PostgreSQL database, which this version does not offer yet."
+        ]
+        first.kill()  # no chance to let go of anything: the kernel drops the lock with the process
+        await first.wait()
+    async with service_in_a_session(bot_api, tmp_path) as (third, _):
+        assert (tmp_path / "hemowatch.db.lock").read_text() == f"{third.pid}\n"
+
+
 async def read_lines(stream: asyncio.StreamReader, into: list[str]) -> None:
     async for line in stream:
         into.append(line.decode(errors="replace"))
