@@ -27,6 +27,7 @@ from dicomnode.node import DicomNode
 from hemowatch.builders import scan_workers_from_settings, site_profile_lookup
 from hemowatch.instance_lock import instance_lock
 from hemowatch.site_jobs import announce_changes, update_nightly
+from hemowatch.systemd import notify, watchdog
 from monitor.broker import EmbeddedBroker
 from monitor.vitals_monitor import VitalsMonitor
 from store.thread import StoreThread
@@ -56,10 +57,15 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
     are set up in the background, retried while Telegram fails. The bot (its handlers and its notifier) has a
     store thread of its own, like the monitor, so SQLite never runs on the loop. Before anything starts, the
     database is locked for this process (`hemowatch.instance_lock`): a second service on it raises AlreadyRunning.
+
+    Under systemd (`hemowatch.systemd`) the watchdog is pinged from the start, and READY=1 is sent once vitals are
+    stored and scans are taken: a Telegram that cannot be reached at boot must not have the unit killed for a
+    start that does not end.
     """
     bot_store = StoreThread("hemowatch-bot")
     async with AsyncExitStack() as stack:
         stack.enter_context(instance_lock(settings.hemowatch_db))
+        await stack.enter_async_context(watchdog())
         stack.push_async_callback(bot_store.close)
         await bot_store.open(settings.hemowatch_db, settings.sqlite_synchronous)
         if not settings.mqtt_url:
@@ -81,6 +87,7 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
             dicom = DicomNode(settings, dicom_workers, on_alert=monitor.outbox.wake, clock=clock,
                               site_profile=site_profile)
             await stack.enter_async_context(dicom)  # alerts wait in the outbox until the bot is connected
+        notify("READY=1")
         if not await keep_trying("the token check (getMe)", application.initialize, meanwhile="vitals are still stored"):
             raise InvalidToken("Telegram refused the token check")
         await application.start()
@@ -97,6 +104,7 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         log.info("HemoWatch is running as @%s", application.bot.username)
         yield RunningService(application, monitor, receiving, dicom)
         log.info("HemoWatch is stopping")
+        notify("STOPPING=1")
 
 
 async def serve(settings: Settings, stop: asyncio.Event, clock: Callable[[], float] = time.time) -> None:
