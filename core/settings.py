@@ -83,6 +83,10 @@ class Settings(ScanSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"  # FULL: a commit survives a power cut
     store_outage_notice_s: float = Field(30.0, gt=0)  # vitals failing to be stored this long: the admins are told
 
+    # --- Health and metrics -------------------------------------------------------------------------
+    metrics_port: int = Field(0, ge=0, lt=65536)  # /healthz and Prometheus /metrics; 0: not served
+    metrics_host: str = "127.0.0.1"
+
     # --- MQTT -----------------------------------------------------------------------------------
     mqtt_url: str = ""  # empty: start the embedded broker
     mqtt_topic_prefix: str = "hemowatch"

@@ -22,6 +22,7 @@ from typing import Self
 import sqlite_utils
 
 from core.backoff import Backoff
+from core.durations import Durations
 from core.settings import Settings
 from dicomnode.echo import NodeAddress, parse_address
 from dicomnode.results import TriageResult, secondary_capture, send
@@ -62,6 +63,7 @@ class DicomNode:
         self._scp: StorageScp | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.scans = Durations()  # analyses of series, skipped ones (not a head CT, unreadable) included
 
     @property
     def port(self) -> int:
@@ -72,6 +74,15 @@ class DicomNode:
     def idle(self) -> bool:
         """Nothing waiting or being analysed (for tests and benchmarks)."""
         return not self._waiting and not self._analysing
+
+    @property
+    def series_pending(self) -> int:
+        """Series received and not yet recorded: still arriving, waiting to fall idle, or being analysed."""
+        return len(self._waiting.keys() | self._analysing.keys())  # one may grow again while analysed
+
+    @property
+    def spool_bytes(self) -> int:
+        return 0 if self._spool is None else self._spool.used_bytes
 
     async def start(self) -> None:
         settings = self._settings
@@ -186,9 +197,10 @@ class DicomNode:
                 return
             show_accession = "accession" in self._settings.dicom_notify_fields
             judging = Judging(await self._store.call(self._site_profile), with_features=True)
-            outcome = await loop.run_in_executor(
-                self._workers, analyse_series, self._analyzer, spooled, show_accession, self._clock, judging
-            )
+            with self.scans.timing():
+                outcome = await loop.run_in_executor(
+                    self._workers, analyse_series, self._analyzer, spooled, show_accession, self._clock, judging
+                )
             record = outcome.record
             alert_id = await self._store.call(record_outcome, outcome, self._clock())
             log.info("series %s of study %s from %s: %s%s", record.series_hash[:12], record.study_hash[:12],

@@ -60,6 +60,11 @@ class Spool:
         self._lock = threading.Lock()
         self._used = sum(path.stat().st_size for path in root.rglob("*.dcm"))
 
+    @property
+    def used_bytes(self) -> int:
+        """What the spooled instances take, counted against the cap."""
+        return self._used
+
     def write(self, dataset: Dataset, file_meta: FileMetaDataset, ae_title: str, now: float) -> SpooledSeries:
         """Write one instance durably; SpoolFull when it would not fit under the cap."""
         study_hash = uid_hash(dataset.StudyInstanceUID)

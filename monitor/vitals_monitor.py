@@ -75,7 +75,7 @@ class VitalsMonitor:
         url = broker_url(settings.mqtt_url, settings.embedded_broker_host, settings.embedded_broker_port)
         options = client_options(url, settings.mqtt_ca_file)
         options |= session_options(settings.mqtt_client_id, shared=bool(settings.mqtt_shared_group))
-        self.subscriber = VitalsSubscriber(options, topic_filter, self._queue.put_nowait, clock)
+        self.subscriber = VitalsSubscriber(options, topic_filter, self._take, clock)
         self._source = f"{topic_filter} at {options['hostname']}:{options['port']}"
 
     @property
@@ -192,10 +192,16 @@ class VitalsMonitor:
                 "unacknowledged, for the broker to send again at the next start"
             )
 
+    def _take(self, message: Message) -> None:
+        self.stats.received += 1
+        self._queue.put_nowait(message)
+
     async def _store_messages(self) -> None:
-        """Take whatever has queued up as one batch, so the batch size follows the load."""
+        """Take whatever has queued up as one batch, so the batch size follows the load. The batch being stored
+        holds the oldest message not yet stored: the queue behind it has only later ones."""
         while True:
             batch = [await self._queue.get()]
+            self.stats.oldest_unstored_at = batch[0].received_at
             await asyncio.sleep(BATCH_LINGER_S)
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
@@ -204,6 +210,7 @@ class VitalsMonitor:
                     self.outbox.wake()
                 self.subscriber.acknowledge(batch)  # stored, or rejected for good: the broker may forget them
             finally:
+                self.stats.oldest_unstored_at = None
                 for _ in batch:
                     self._queue.task_done()
 

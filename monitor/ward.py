@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 class IngestStats:
     """Running counts since start; `rejected` is keyed by reason ("invalid", "unknown patient", ...)."""
 
+    received: int = 0  # messages taken from the broker, those it delivers again included
+    oldest_unstored_at: float | None = None  # when the oldest message received and not yet stored arrived
     stored: int = 0
     duplicates: int = 0  # readings delivered again and skipped
     rejected: Counter[str] = field(default_factory=Counter)

@@ -222,6 +222,11 @@ def open_alerts(db: sqlite_utils.Database, patient_id: str | None = None) -> lis
     return [_alert(row) for row in rows]
 
 
+def count_open_alerts(db: sqlite_utils.Database) -> int:
+    """Alerts not yet resolved, of every patient and study."""
+    return db.execute(f"select count(*) from alerts where {_OPEN}").fetchone()[0]
+
+
 def find_open_alert(db: sqlite_utils.Database, patient_id: str, condition: str) -> int | None:
     """The id of the patient's open alert for this condition, if any."""
     row = db.execute(

@@ -87,6 +87,15 @@ def next_due_at(db: sqlite_utils.Database) -> float | None:
     ).fetchone()[0]
 
 
+def outbox_backlog(db: sqlite_utils.Database) -> tuple[int, float | None]:
+    """How many notices are pending (neither delivered nor failed for good, held ones included), and when the
+    oldest of them was queued (None when none is)."""
+    count, oldest = db.execute(
+        "select count(*), min(created_at) from outbox where delivered_at is null and failed_at is null"
+    ).fetchone()
+    return count, oldest
+
+
 def claim_notice(db: sqlite_utils.Database, outbox_id: int, now: float, until: float) -> bool:
     """Take a due notice for delivery until `until`, so no other monitor process offers it meanwhile (and a
     process that dies holding it only delays it); False when it is not due or not pending."""
