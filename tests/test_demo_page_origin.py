@@ -27,7 +27,7 @@ async def page(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[str]:
     for person in PEOPLE:
         bot_api.introduce(person.telegram_id, person.name)
     settings = demo_settings(ScanSettings(_env_file=None), tmp_path, bot_api.url, free_port(), free_port())
-    chat = ChatPage(bot_api, BedsideDevice(settings, PATIENT_ID), RULE_HOLD_S, ESCALATE_AFTER_S)
+    chat = ChatPage(bot_api, BedsideDevice(settings, PATIENT_ID), RULE_HOLD_S, ESCALATE_AFTER_S, True)
     runner = web.AppRunner(chat.app)
     await runner.setup()
     port = free_port()
