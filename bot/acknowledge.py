@@ -67,10 +67,10 @@ def _refusal(alert: alerts.Alert) -> str:
 async def _show_responses(bot: Bot, shared: BotData, alert: alerts.Alert) -> None:
     """Edit every copy of the alert (not its "resolved" notices) to list who has seen and acknowledged it; the
     button goes once a clinician has acknowledged it. One press at a time renders, so the last edit of each
-    copy always shows every response."""
+    copy always shows every response. Under a head CT the doctor's read buttons stay."""
     async with shared.alert_edits:
         responses = await shared.store.call(alerts.responses, alert.id)
-        markup = None if acknowledgement(responses) else alert_markup(alert.id, alert.condition)
+        markup = alert_markup(alert.id, alert.condition, alert.values, bool(acknowledgement(responses)))
         for sent in await shared.store.call(deliveries.alert_messages, alert.id):
             if sent.kind is NoticeKind.RESOLVED:
                 continue

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from html import escape
 
 from bot import vitals_text
+from bot.telegram_limits import IDENTIFIER_MAX, MAX_TEXT, NAME_MAX, clip
+from bot.texts import site_line
 from core.notifications import STUDY_CONDITION, AlertNotice, NoticeKind, ServiceEvent, ServiceNotice, Severity
 from store.alerts import AlertEvent, AlertState
 
@@ -23,10 +25,11 @@ def clock_time(at: datetime | float) -> str:
 
 
 def notice_text(notice: AlertNotice) -> str:
-    """One alert message: severity, patient, what happened, the values, NEWS2 and when."""
+    """One alert message: severity, patient, what happened, the values, NEWS2 and when (a long patient name
+    cut short, so that it fits Telegram's limits with room for "Acknowledged by")."""
     if notice.condition == STUDY_CONDITION:
         return study_notice_text(notice)
-    patient = f"{escape(notice.patient_name)} ({escape(notice.patient_id)})"
+    patient = f"{escape(clip(notice.patient_name, NAME_MAX))} ({escape(notice.patient_id)})"
     if notice.kind is NoticeKind.RESOLVED:
         return f"✅ Resolved: {escape(notice.title)} – {patient}"
     lines = [f"<b>{SEVERITY_MARK[notice.severity]}</b> – {patient}", f"<b>{escape(notice.title)}</b>"]
@@ -44,8 +47,11 @@ def notice_text(notice: AlertNotice) -> str:
 
 def study_notice_text(notice: AlertNotice) -> str:
     """The caption of a flagged head CT from a scanner: verdict, probability and threshold, model, the study
-    (accession and time, when shown), the sending scanner and how long ago its last slice arrived."""
-    facts = notice.values
+    (accession and time, when shown), the sending scanner and how long ago its last slice arrived, and the site
+    profile the verdict came from. What comes from the scanner's headers is cut short, so that it fits a caption
+    with room for "Acknowledged by"."""
+    facts = {key: clip(value, IDENTIFIER_MAX) if isinstance(value, str) else value
+             for key, value in notice.values.items()}
     lines = [f"<b>{SEVERITY_MARK[notice.severity]}</b> – {escape(notice.title)}"]
     lines.append(f"Probability {facts['probability']:.2f} (threshold {facts['threshold']:.2f}), "
                  f"model {escape(str(facts['model_version']))}")
@@ -58,6 +64,7 @@ def study_notice_text(notice: AlertNotice) -> str:
         lines.append(", ".join(study))
     lines.append(f"From {escape(facts['ae_title'])}; last slice received {facts['since_last_slice_s']:.0f} s "
                  "before this alert")
+    lines.append(escape(site_line(facts.get("site_profile"), facts.get("site_profile_cases"))))
     if notice.kind is NoticeKind.ESCALATED:
         lines.append("⏫ Nobody is reading it yet, so it now goes to more people.")
     lines.append("Decision support, not a diagnosis: read the study.")
@@ -102,4 +109,28 @@ def service_text(notice: ServiceNotice) -> str:
         f"✅ <b>Vitals are stored again</b>\nThe database failed from {clock_time(notice.since)} to "
         f"{clock_time(until)} ({escape(notice.reason)}). The readings kept at the broker meanwhile are being stored "
         "and judged now."
+    )
+
+
+def short_notice_text(notice: AlertNotice) -> str:
+    """A short plain form of an alert, sent when Telegram refuses the full one: what, whose, where to see more."""
+    title = clip(notice.title, NAME_MAX)
+    resolved = notice.kind is NoticeKind.RESOLVED
+    head = f"✅ Resolved: {title}" if resolved else f"{SEVERITY_MARK[notice.severity]} – {title}"
+    if notice.condition == STUDY_CONDITION:
+        return f"{head}\nThe full alert could not be shown here; send /studies to see the study."
+    patient_id = clip(notice.patient_id, IDENTIFIER_MAX)
+    return f"{head} – patient {patient_id}\nThe full alert could not be shown here; send /status {patient_id}."
+
+
+def undelivered_text(notice: AlertNotice, user_ids: list[int], reason: str) -> str:
+    """For the admins (plain text): an alert Telegram refused for some recipients, even in its short form."""
+    patient_id = clip(notice.patient_id, IDENTIFIER_MAX)
+    whose = "a head CT" if notice.condition == STUDY_CONDITION else f"patient {patient_id}"
+    users = ", ".join(str(user_id) for user_id in user_ids)
+    return clip(
+        f"⚠️ Alert {notice.alert_id} ({clip(notice.title, NAME_MAX)}, {whose}) did not reach user id {users}: "
+        f"Telegram refused it, also in a short plain form ({clip(reason, NAME_MAX)}). They do not know about it. "
+        "On the server, hemowatch admin alerts lists the open alerts and who heard them.",
+        MAX_TEXT,
     )

@@ -14,10 +14,12 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Mess
 from bot import texts
 from bot.access import Caller, Context, authorize
 from bot.acknowledge import acknowledge
-from bot.bot_data import BotData, install
+from bot.bot_data import BotData, SiteProfileLookup, install, no_site_profile
 from bot.membership import help_command, invite, revoke, start
 from bot.patient_commands import add_patient, list_patients, mute, status, thresholds
+from bot.reads import record_read
 from bot.scans import scan_handlers
+from bot.site_admin import site_rollback
 from bot.studies import list_studies, oncall
 from bot.telegram_calls import is_passing
 from core.settings import Settings
@@ -47,16 +49,18 @@ COMMANDS = [
     Command("revoke", revoke, "remove someone's access"),
     Command("oncall", oncall, "go on or off call for head CT alerts, or see who is on call (doctors)"),
     Command("studies", list_studies, "the last head CTs the scanners sent, with their triage (doctors)"),
+    Command("siterollback", site_rollback, "go back to the site profile in use before the last change (admins)"),
     Command("help", help_command, "what this bot can do"),
     Command("start", start, None),  # opened from an invitation link, or by Telegram's Start button
 ]
 
 
 def build_application(
-    settings: Settings, analyzer: ScanAnalyzer | None, store: StoreThread, clock: Callable[[], float] = time.time
+    settings: Settings, analyzer: ScanAnalyzer | None, store: StoreThread, clock: Callable[[], float] = time.time,
+    site_profile: SiteProfileLookup = no_site_profile,
 ) -> Application:
     """The bot, talking to `settings.telegram_api_url`, with every handler registered; `store` is open and
-    serves the handlers' store calls."""
+    serves the handlers' store calls; `site_profile` finds the site profile the analyzer's verdicts use."""
     if settings.telegram_bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
     api = settings.telegram_api_url.rstrip("/")
@@ -69,10 +73,11 @@ def build_application(
         .concurrent_updates(True)  # a long scan analysis must not hold up alerts and other users
         .build()
     )
-    install(application.bot_data, BotData(settings, store, clock, analyzer))
+    install(application.bot_data, BotData(settings, store, clock, analyzer, site_profile))
     for command in COMMANDS:
         application.add_handler(CommandHandler(command.name, command.handler))
-    application.add_handler(CallbackQueryHandler(acknowledge))
+    application.add_handler(CallbackQueryHandler(record_read, pattern=r"^read:"))
+    application.add_handler(CallbackQueryHandler(acknowledge))  # `ack:` buttons, and anything else is refused
     for handler in scan_handlers():
         application.add_handler(handler)
     application.add_handler(MessageHandler(filters.ALL, fallback))

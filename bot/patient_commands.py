@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
@@ -14,6 +15,7 @@ from bot import texts, vitals_text
 from bot.access import Caller, Context, authorize, may_manage, may_view, visible_patient_ids
 from bot.alert_text import acknowledgement, who
 from bot.bot_data import bot_data
+from bot.telegram_limits import MAX_TEXT, NAME_MAX, clip, pages
 from bot.trend import render_trend
 from core.roles import Role
 from core.vitals import THRESHOLD_VITALS
@@ -21,6 +23,8 @@ from store import alerts, patients, people, vitals
 
 TREND_HOURS = 6
 MAX_MUTE_MINUTES = 12 * 60
+PAGE_FOOTER_ROOM = 100  # of a /patients page, kept for "Page 2 of 3. Send /patients 3 for the next."
+PAGE_NUMBER = re.compile(r"[0-9]{1,6}")
 
 
 PatientHandler = Callable[[Update, Context, Caller, str, list[str]], Awaitable[None]]
@@ -52,22 +56,43 @@ def about_patient(usage: str) -> Callable[[PatientHandler], Callable[[Update, Co
 
 @authorize()
 async def list_patients(update: Update, context: Context, caller: Caller) -> None:
-    """Lists the patients the user follows, with who else follows them (for doctors)."""
-    lines = await bot_data(context).store.call(_patient_lines, caller)
-    await update.effective_message.reply_text("\n".join(lines) if lines else texts.NO_PATIENTS)
+    """Lists the patients the user follows, with who else follows them (for doctors); `/patients 2` shows the
+    second page of a list too long for one message."""
+    entries = await bot_data(context).store.call(_patient_entries, caller)
+    if not entries:
+        await update.effective_message.reply_text(texts.NO_PATIENTS)
+        return
+    found = pages(entries, MAX_TEXT - PAGE_FOOTER_ROOM)
+    number = _page_number(context.args or [], len(found))
+    if number is None:
+        await update.effective_message.reply_text(texts.patients_usage(len(found)))
+        return
+    footer = f"\n\n{texts.patients_page(number, len(found))}" if len(found) > 1 else ""
+    await update.effective_message.reply_text(found[number - 1] + footer)
 
 
-def _patient_lines(db: sqlite_utils.Database, caller: Caller) -> list[str]:
-    """One line per patient the caller may see, with who follows them where the caller manages the patient."""
-    lines = []
+def _page_number(args: list[str], total: int) -> int | None:
+    """The page `/patients [page]` asks for (the first without one); None when it is not one of `total`."""
+    if not args:
+        return 1
+    if len(args) == 1 and PAGE_NUMBER.fullmatch(args[0]) and 1 <= int(args[0]) <= total:
+        return int(args[0])
+    return None
+
+
+def _patient_entries(db: sqlite_utils.Database, caller: Caller) -> list[str]:
+    """One entry per patient the caller may see, with who follows them (a line each) where the caller manages
+    the patient."""
+    entries = []
     for row in patients.list_patients(db, visible_patient_ids(db, caller)):
-        lines.append(f"• {row.id} – {row.name}")
+        lines = [f"• {row.id} – {clip(row.name, NAME_MAX)}"]
         if may_manage(db, caller, row.id):
             lines += [
-                f"    {m.person.display_name} ({m.role}, user id {m.person.telegram_id})"
+                f"    {clip(m.person.display_name, NAME_MAX)} ({m.role}, user id {m.person.telegram_id})"
                 for m in people.members_of(db, row.id)
             ]
-    return lines
+        entries.append("\n".join(lines))
+    return entries
 
 
 @authorize(Role.DOCTOR)
@@ -78,15 +103,17 @@ async def add_patient(update: Update, context: Context, caller: Caller) -> None:
     if not args or not patients.PATIENT_ID.fullmatch(args[0]):
         await update.effective_message.reply_text(texts.ADDPATIENT_USAGE)
         return
-    patient_id, name = args[0], " ".join(args[1:]) or args[0]
+    patient_id, given = args[0], " ".join(args[1:]) or args[0]
     if await shared.store.call(patients.get_patient, patient_id) is not None:
         await update.effective_message.reply_text(texts.patient_exists(patient_id))
         return
+    name = clip(given, NAME_MAX)  # a longer name would crowd every alert and list
     now = shared.clock()
     await shared.store.call(patients.add_patient, patient_id, name, now)
     if caller.role is Role.DOCTOR:
         await shared.store.call(people.add_member, patient_id, caller.telegram_id, Role.DOCTOR, now)
-    await update.effective_message.reply_text(texts.patient_added(patient_id, name))
+    shortened = f"\n{texts.name_shortened(NAME_MAX)}" if name != given else ""
+    await update.effective_message.reply_text(texts.patient_added(patient_id, name) + shortened)
 
 
 @about_patient(texts.THRESHOLDS_USAGE)

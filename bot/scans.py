@@ -2,8 +2,9 @@
 
 The analysis is awaited on a worker thread, at most `scan_concurrency` at once, so a large series never holds
 up alerts or other users; in the service the analyzer runs it in a worker process with a memory limit
-(`inference.worker`), so no upload can take the service down. The scan is read in memory and dropped; only its
-SHA-256 and the verdict are kept.
+(`inference.worker`), so no upload can take the service down. It judges with the site profile in use. The scan
+is read in memory and dropped; only its SHA-256, the verdict and, for the doctor's read (`bot.reads`), the
+pooled features of its assessable slices are kept.
 """
 
 from __future__ import annotations
@@ -15,19 +16,23 @@ import logging
 from dataclasses import dataclass
 
 import sqlite_utils
-from telegram import Message, Update
+from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import BaseHandler, MessageHandler, filters
 
 from bot import texts
 from bot.access import Caller, Context, authorize
 from bot.bot_data import bot_data
+from bot.buttons import read_markup
 from bot.rate_limit import RateLimit
 from bot.scan_upload import CLOUD_DOWNLOAD_LIMIT, Upload, refusal
 from core.roles import Role
+from inference.analyzer import Judging
 from inference.errors import InputError
 from inference.result import StudyResult
 from store.scans import ScanAudit, record_scan
+from store.schema import atomic
+from store.site_profiles import add_case, scan_ref
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +87,18 @@ async def receive_scan(update: Update, context: Context, caller: Caller) -> None
         if desk.slots.locked():
             progress.report(texts.WAITING_FOR_SLOT)
         async with desk.slots:
+            judging = Judging(await shared.store.call(shared.site_profile), with_features=True)
             results = await asyncio.to_thread(
-                shared.analyzer.analyze_bytes, data, upload.filename, lambda step: progress.report(texts.analysing(step))
+                shared.analyzer.analyze_bytes, data, upload.filename,
+                lambda step: progress.report(texts.analysing(step)), judging,
             )
     except Exception as error:
         await progress.close(_explain(error))
         return
 
-    await shared.store.call(_audit, hashlib.sha256(data).hexdigest(), results, caller.telegram_id, shared.clock())
-    await progress.close(texts.scan_report(results))
+    ref = await shared.store.call(_audit, hashlib.sha256(data).hexdigest(), results, caller.telegram_id, shared.clock())
+    markup = None if ref is None else read_markup(ref)
+    await progress.close(texts.scan_report(results, readable=ref is not None), markup)
     for result in results:
         if result.overlay_png is not None:
             await message.reply_photo(result.overlay_png, caption=texts.overlay_caption(result))
@@ -106,13 +114,30 @@ def _explain(error: Exception) -> str:
     return texts.SCAN_FAILED
 
 
-def _audit(db: sqlite_utils.Database, sha256: str, results: list[StudyResult], telegram_id: int, now: float) -> None:
-    for result in results:
-        record_scan(db, ScanAudit(
-            sha256=sha256, verdict=result.verdict, probability=result.probability, threshold=result.threshold,
-            model_version=result.model.version, telegram_id=telegram_id, at=now,
-            n_slices=result.n_slices, n_assessable=result.n_assessable,
-        ))
+def _audit(
+    db: sqlite_utils.Database, sha256: str, results: list[StudyResult], telegram_id: int, now: float
+) -> str | None:
+    """An audit row per series and, for each series with slices assessed, an unread case in the casebook; returns
+    the scan's casebook key when it has a case to read."""
+    with atomic(db):
+        ids = [
+            record_scan(db, ScanAudit(
+                sha256=sha256, verdict=result.verdict, probability=result.probability, threshold=result.threshold,
+                model_version=result.model.version, telegram_id=telegram_id, at=now,
+                n_slices=result.n_slices, n_assessable=result.n_assessable,
+            ))
+            for result in results
+        ]
+        ref = scan_ref(ids[0])
+        assessed = [result for result in results if result.slice_features is not None and len(result.slice_features)]
+        for result in assessed:
+            add_case(
+                db, source="scan", model_sha256=result.model.sha256, group=ref, label=None,
+                features=result.slice_features, shipped=result.slice_probabilities, now=now, verdict=result.verdict,
+                probability=result.probability, scan_ref=ref,
+                profile_id=None if result.site_profile is None else result.site_profile.id,
+            )
+    return ref if assessed else None
 
 
 class ProgressMessage:
@@ -148,11 +173,11 @@ class ProgressMessage:
             if not self._closed:
                 await asyncio.sleep(EDIT_INTERVAL_S)
 
-    async def close(self, text: str) -> None:
-        """Stop following the analysis and show `text`, after any edit already on its way."""
+    async def close(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+        """Stop following the analysis and show `text` (with `markup`'s buttons), after any edit already on its way."""
         self._closed = True
         if not self._editing:
             self._follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._follower
-        await self._message.edit_text(text)
+        await self._message.edit_text(text, reply_markup=markup)

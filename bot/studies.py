@@ -13,6 +13,7 @@ from telegram.constants import ParseMode
 from bot import texts
 from bot.access import Caller, Context, authorize
 from bot.bot_data import bot_data
+from bot.telegram_limits import IDENTIFIER_MAX, MAX_TEXT, NAME_MAX, clip, pages
 from core.notifications import AlertNotice, NoticeKind
 from core.roles import Role
 from store import people, studies
@@ -67,7 +68,8 @@ async def oncall(update: Update, context: Context, caller: Caller) -> None:
 
 @authorize(Role.DOCTOR)
 async def list_studies(update: Update, context: Context, caller: Caller) -> None:
-    """The last 20 head CTs the scanners sent: when, accession, scanner, verdict, probability, who is reading."""
+    """The last 20 head CTs the scanners sent: when, accession, scanner, verdict, probability, who is reading it
+    and the doctor's read."""
     shared = bot_data(context)
     audits = await shared.store.call(studies.recent_studies, 20)
     if not audits:
@@ -75,24 +77,31 @@ async def list_studies(update: Update, context: Context, caller: Caller) -> None
         return
     lines = ["<b>Last head CTs from the scanners</b> (newest first)"]
     lines += [study_line(audit) for audit in audits]
-    await update.effective_message.reply_text("\n".join(lines), parse_mode=ParseMode.HTML)
+    for page in pages(lines, MAX_TEXT):  # one message, unless long accession numbers and names fill it
+        await update.effective_message.reply_text(page, parse_mode=ParseMode.HTML)
 
 
 def study_line(audit: studies.StudyAudit) -> str:
-    """One study: received, accession, scanner, verdict with probability, who acknowledged its alert."""
+    """One study: received, accession, scanner, verdict with probability, and the doctor's read of it (bleed
+    confirmed or not, and by whom), else who is reading it (acknowledged its alert); what came from the scanner is
+    cut short, so that the line stays a line."""
     received = datetime.fromtimestamp(audit.last_received_at, UTC).strftime("%d %b %H:%M UTC")
     parts = [received]
     if audit.accession:
-        parts.append(f"acc. {escape(audit.accession)}")
-    parts.append(f"from {escape(audit.ae_title)}")
+        parts.append(f"acc. {escape(clip(audit.accession, IDENTIFIER_MAX))}")
+    parts.append(f"from {escape(clip(audit.ae_title, IDENTIFIER_MAX))}")
     verdict = VERDICT_WORDS.get(audit.verdict, audit.verdict)
     if audit.probability is not None:
         verdict += f" {audit.probability:.2f} (≥{audit.threshold:.2f})"
     elif audit.reason:
-        verdict += f": {escape(audit.reason)}"
+        verdict += f": {escape(clip(audit.reason, NAME_MAX))}"
     parts.append(verdict)
-    if audit.acknowledged_by:
-        parts.append(f"read by {escape(audit.acknowledged_by)}")
+    if audit.read_label is not None:
+        parts.append(f"read: {texts.READ_WORDS[audit.read_label]} ({escape(clip(audit.read_by or 'someone', NAME_MAX))})")
+    elif audit.acknowledged_by:
+        parts.append(f"being read by {escape(clip(audit.acknowledged_by, NAME_MAX))}")
     elif audit.alert_id is not None:
         parts.append("not acknowledged yet")
+    elif audit.in_casebook:
+        parts.append("not read yet")
     return "• " + " · ".join(parts)

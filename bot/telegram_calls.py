@@ -1,7 +1,8 @@
 """Bot API calls that must not end the service: retried while Telegram fails, with one log line per failure.
 
 Network errors, timeouts and server errors (5xx) are retried with growing pauses, a rate limit (429) after
-the pause Telegram asks for. Only a refused token is raised: nothing else Telegram does stops the service.
+the pause Telegram asks for; any other refusal (a 400, say) is logged and not tried again. Only a refused token
+is raised: nothing else Telegram does stops the service.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from telegram.error import InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
 log = logging.getLogger(__name__)
@@ -40,15 +41,16 @@ async def keep_trying(
             await call()
         except InvalidToken:
             raise
-        except RetryAfter as error:
-            pause_s = retry_after_s(error)
-            reason = f"rate limited for {pause_s:.0f} s"
-        except NetworkError as error:  # timeouts, connection errors and 5xx answers
-            pause_s = min(max_s, first_s * 2**failures)
-            reason = str(error)
-        except TelegramError as error:  # a refusal that retrying will not change (a 400, say)
-            log.warning("Telegram refused %s (%s); going on without it", what, error)
-            return False
+        except TelegramError as error:
+            if not is_passing(error):  # a refusal that retrying will not change (a 400, say)
+                log.warning("Telegram refused %s (%s); going on without it", what, error)
+                return False
+            if isinstance(error, RetryAfter):
+                pause_s = retry_after_s(error)
+                reason = f"rate limited for {pause_s:.0f} s"
+            else:  # timeouts, connection errors and 5xx answers
+                pause_s = min(max_s, first_s * 2**failures)
+                reason = str(error)
         else:
             if failures:
                 log.info("Telegram accepted %s after %d failed attempt%s", what, failures, "s" * (failures > 1))
@@ -65,8 +67,11 @@ def log_polling_error(error: TelegramError) -> None:
 
 
 def is_passing(error: BaseException | None) -> bool:
-    """A failure of Telegram itself (network, server error, rate limit) rather than of our own code."""
-    return isinstance(error, NetworkError | RetryAfter)
+    """A failure of Telegram itself (network, server error, rate limit) rather than of our own code.
+
+    A 400 is a refusal of what we sent, so not one, although python-telegram-bot makes BadRequest a
+    NetworkError."""
+    return isinstance(error, NetworkError | RetryAfter) and not isinstance(error, BadRequest)
 
 
 def retry_after_s(error: RetryAfter) -> float:

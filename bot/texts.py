@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from bot.telegram_limits import IDENTIFIER_MAX, NAME_MAX, clip
+
 if TYPE_CHECKING:
     from inference.result import StudyResult
 
@@ -37,7 +39,7 @@ def someone_joined(name: str, telegram_id: int, role: str, patient_id: str | Non
 
 HELP_ALL = (
     "HemoWatch watches your patients' vital signs and tells you when something needs attention.\n\n"
-    "/patients – the patients you follow\n"
+    "/patients [page] – the patients you follow (a long list comes in pages)\n"
     "/status <patient> – latest vital signs, the NEWS2 score, open alerts and a trend picture\n"
     "/thresholds <patient> – the alert limits for a patient\n"
     "/mute <patient> <minutes> – pause non-emergency alerts about a patient (0 ends it); "
@@ -51,19 +53,24 @@ HELP_DOCTOR = (
     "\n\nFor doctors:\n"
     "Send a head CT (a photo, a PNG or JPEG export, a DICOM file or a ZIP of a series) to get a haemorrhage "
     "triage. Do not send images that show the patient's name or other identifying details.\n"
-    "/addpatient <id> [name] – register a patient; you become their doctor\n"
+    f"/addpatient <id> [name] – register a patient (an id of 1-32 letters, digits, - or _; a name of at most "
+    f"{NAME_MAX} characters); you become their doctor\n"
     "/thresholds <patient> <vital> <low> <high> – change an alert limit\n"
     "/invite caregiver <patient> – a one-time link for a relative or nurse to follow that patient\n"
     "/revoke <user id> – remove a caregiver of your patients\n"
     "/oncall on|off – say you are (or are no longer) on call for head CTs the scanners send; /oncall shows who is\n"
-    "/studies – the last 20 head CTs the scanners sent, with their triage"
+    "/studies – the last 20 head CTs the scanners sent, with their triage and your reads\n"
+    "Under each triage verdict and head CT alert, press Bleed confirmed or No bleed once you know: HemoWatch "
+    "keeps your read (not the images) to check and refit its thresholds for this hospital."
 )
 
 HELP_ADMIN = (
     "\n\nFor administrators:\n"
     "/invite doctor [patient] – a one-time link for a doctor (optionally linked to a patient)\n"
     "/revoke <user id> – remove anyone's access\n"
-    "You can see and manage every patient."
+    "/siterollback – go back to the site profile in use before the last change\n"
+    "You can see and manage every patient, and you are told of every change of the site profile and of any "
+    "bleed a doctor confirms on a scan HemoWatch called normal."
 )
 
 
@@ -77,7 +84,10 @@ def invitation(role: str, patient_id: str | None, link: str, hours: float) -> st
 
 INVITE_USAGE = "Use /invite doctor [patient] or /invite caregiver <patient>."
 REVOKE_USAGE = "Use /revoke <user id>. You see user ids in /patients and when someone joins."
-ADDPATIENT_USAGE = "Use /addpatient <id> [name], for example /addpatient bed-12 Ann Smith."
+ADDPATIENT_USAGE = (
+    "Use /addpatient <id> [name], for example /addpatient bed-12 Ann Smith. "
+    "The id is 1-32 letters, digits, - or _."
+)
 THRESHOLDS_USAGE = "Use /thresholds <patient> to see the limits, or /thresholds <patient> <vital> <low> <high>."
 
 
@@ -95,7 +105,7 @@ def thresholds(patient_id: str, lines: list[str]) -> str:
 
 
 def status_heading(patient_id: str, name: str) -> str:
-    return f"Patient {patient_id} ({name})"
+    return f"Patient {patient_id} ({clip(name, NAME_MAX)})"
 
 
 NO_VITALS = "No vital signs received yet."
@@ -129,7 +139,7 @@ MUTE_USAGE = "Use /mute <patient> <minutes>, for example /mute bed-12 60. /mute 
 
 
 def no_patient(patient_id: str) -> str:
-    return f"I can't find patient {patient_id} among yours. Send /patients to see the ids."
+    return f"I can't find patient {clip(patient_id, IDENTIFIER_MAX)} among yours. Send /patients to see the ids."
 
 
 def not_your_patient_to_manage(patient_id: str) -> str:
@@ -147,15 +157,30 @@ def patient_added(patient_id: str, name: str) -> str:
     )
 
 
+def name_shortened(limit: int) -> str:
+    return f"Names are kept to {limit} characters, so the name is stored shortened, as above."
+
+
 def revoked(telegram_id: int) -> str:
     return f"User {telegram_id} no longer has access."
 
 
 def not_revocable(telegram_id: int) -> str:
-    return f"User {telegram_id} is not someone you can remove."
+    return f"User {clip(str(telegram_id), IDENTIFIER_MAX)} is not someone you can remove."
 
 
 NO_PATIENTS = "You are not following any patient yet."
+
+
+def patients_page(number: int, total: int) -> str:
+    more = f" Send /patients {number + 1} for the next." if number < total else ""
+    return f"Page {number} of {total}.{more}"
+
+
+def patients_usage(total: int) -> str:
+    if total == 1:
+        return "Your list fits on one page: send /patients."
+    return f"Use /patients, or /patients <page> for a page from 1 to {total}."
 
 
 def muted(patient_id: str, minutes: int) -> str:
@@ -180,6 +205,19 @@ ACKNOWLEDGED = "Thank you. The others can see you are on it."
 SEEN = "Thank you. The others can see you have seen it; the doctors keep being alerted until one of them acknowledges."
 ALERT_GONE = "This alert is no longer available to you."
 STUDY_ACKNOWLEDGED = "Thank you. The others can see you are reading it."
+READ_GONE = "This scan is not in the casebook, or its read is not yours to give."
+READ_WORDS = {1: "bleed confirmed", 0: "no bleed"}
+
+
+def read_recorded(label: int, previous: int | None) -> str:
+    """The answer to a read button: what was recorded, and that a later read replaces it."""
+    if previous is None:
+        return (f"Recorded: {READ_WORDS[label]}. Thank you. If you change your mind, press the other button: "
+                "the last read counts.")
+    if previous == label:
+        return f"Already recorded: {READ_WORDS[label]}. The last read counts."
+    return f"Changed to {READ_WORDS[label]} (it was {READ_WORDS[previous]}). The last read counts."
+
 
 ONCALL_USAGE = "Send /oncall on when you take over the head CT alerts, /oncall off when you hand them on."
 ONCALL_ONLY_DOCTORS = "Only doctors go on call; as an administrator you get the head CT alerts when nobody is."
@@ -187,6 +225,7 @@ ONCALL_ON = "You are on call: head CT alerts come to you (and to any other docto
 ONCALL_OFF = "You are no longer on call."
 NOBODY_ON_CALL = "Nobody is on call: head CT alerts go to every doctor, or to the administrators when there is none."
 NO_STUDIES = "No head CT has been received from a scanner yet."
+NOTHING_TO_ROLL_BACK = "Nothing to roll back to: no site profile has been adopted."
 
 
 def on_call_list(names: list[str]) -> str:
@@ -264,10 +303,26 @@ def scan_verdict(result: StudyResult) -> str:
     return "\n".join(lines)
 
 
-def scan_report(results: Sequence[StudyResult]) -> str:
-    model = results[0].model
+def site_line(profile_id: int | None, n_cases: int | None) -> str:
+    """Which thresholds a verdict came from: the site profile's, or the shipped model's, not validated here."""
+    if profile_id is None:
+        return NOT_VALIDATED
+    return f"Calibrated for this hospital on {n_cases} cases (site profile {profile_id})."
+
+
+NOT_VALIDATED = "Not validated at this site: no site profile has been fitted on this hospital's own cases yet."
+
+
+def scan_report(results: Sequence[StudyResult], readable: bool = False) -> str:
+    """Every series' verdict, the model and its site profile, and (`readable`) the invitation to give a read."""
+    model, profile = results[0].model, results[0].site_profile
     verdicts = "\n\n".join(scan_verdict(result) for result in results)
-    return f"{verdicts}\n\nModel {model.name} {model.version}.\n{DISCLAIMER}\n{NO_IDENTIFIABLE_IMAGES}"
+    site = site_line(None, None) if profile is None else site_line(profile.id, profile.n_cases)
+    read = f"\n{READ_INVITATION}" if readable else ""
+    return f"{verdicts}\n\nModel {model.name} {model.version}. {site}\n{DISCLAIMER}\n{NO_IDENTIFIABLE_IMAGES}{read}"
+
+
+READ_INVITATION = "Once you know, press Bleed confirmed or No bleed: your read teaches HemoWatch this hospital's cases."
 
 
 def overlay_caption(result: StudyResult) -> str:

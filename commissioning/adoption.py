@@ -45,7 +45,11 @@ def _current(db: sqlite_utils.Database, recipe: Recipe, case_ids: Sequence[int])
 
 
 def _figures_record(judgement: Judgement) -> dict:
-    return {name: figures.to_dict() for name, figures in judgement.figures.items()} | {"reason": judgement.reason}
+    """The figures, the reason, and the candidate's out-of-fold probabilities with their labels (for plots)."""
+    out_of_fold = {"probability": [round(float(p), 5) for p in judgement.out_of_fold.probabilities],
+                   "label": judgement.labels}
+    return {name: figures.to_dict() for name, figures in judgement.figures.items()} | {
+        "reason": judgement.reason, "out_of_fold": out_of_fold}
 
 
 def commission(

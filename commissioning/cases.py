@@ -75,10 +75,11 @@ def read_rows(csv_path: Path) -> list[Row]:
 
 def read_cases(
     rows: list[Row], analyzer: ScanAnalyzer, progress: Callable[[int, int, Row], None] | None = None
-) -> list[Case]:
-    """Each row's pooled features and shipped probabilities; raises CasesError naming every row that cannot
-    be used (unreadable, nothing assessable, or more than one series)."""
-    cases, problems = [], []
+) -> tuple[list[Case], list[str]]:
+    """Each row's pooled features and shipped probabilities, and a note for each row left out because nothing
+    in it can be assessed (a picture below the skull base, say: the product gives such inputs no verdict
+    either). Raises CasesError naming every row that cannot be read, or holds more than one series."""
+    cases, problems, left_out = [], [], []
     for position, row in enumerate(rows, start=1):
         if progress is not None:
             progress(position, len(rows), row)
@@ -92,9 +93,9 @@ def read_cases(
             continue
         result = results[0]
         if result.slice_features is None or not len(result.slice_features):
-            problems.append(f"row {row.number}: {row.path.name}: not assessable ({result.reason})")
+            left_out.append(f"row {row.number}: {row.path.name}: {result.reason}")
             continue
         cases.append(Case(row.group, row.label, result.slice_features, result.slice_probabilities))
     if problems:
         raise CasesError(problems)
-    return cases
+    return cases, left_out

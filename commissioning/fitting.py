@@ -102,24 +102,33 @@ def _log_loss(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(balanced_weights(labels) @ losses)
 
 
-def fit_profile(cases: Sequence[Case], recipe: Recipe) -> SiteProfile:
-    """The profile these cases support, every choice in it made on out-of-fold predictions."""
+def choose_pull(cases: Sequence[Case], recipe: Recipe) -> float:
+    """The pull towards the shipped head whose out-of-fold log loss on these cases is lowest."""
+    features, labels, owners = _training_slices(cases)
+    folds = grouped_folds([case.group for case in cases], [case.label for case in cases])[owners]
+    losses, starts = {}, [None] * (folds.max() + 1)
+    for pull in PULLS:  # strongest first, each fit starting where the stronger pull's fit ended
+        held_out = np.empty(len(labels))
+        for k in range(len(starts)):
+            starts[k] = fit_head(features[folds != k], labels[folds != k], recipe.prior, pull, start=starts[k])
+            held_out[folds == k] = starts[k].logits(features[folds == k])
+        losses[pull] = _log_loss(held_out, labels)
+    return min(losses, key=losses.get)
+
+
+def fit_profile(cases: Sequence[Case], recipe: Recipe, pull: float) -> SiteProfile:
+    """The profile these cases support for this pull: calibration and thresholds chosen on out-of-fold
+    predictions."""
     features, labels, owners = _training_slices(cases)
     case_folds = grouped_folds([case.group for case in cases], [case.label for case in cases])
     slice_folds = case_folds[owners]
-    best: tuple[float, float, list[Head], np.ndarray] | None = None
-    for pull in PULLS:
-        heads = [fit_head(features[slice_folds != k], labels[slice_folds != k], recipe.prior, pull)
-                 for k in range(case_folds.max() + 1)]
-        held_out = np.empty(len(labels))
-        for k, head in enumerate(heads):
-            held_out[slice_folds == k] = head.logits(features[slice_folds == k])
-        loss = _log_loss(held_out, labels)
-        if best is None or loss < best[0]:
-            best = (loss, pull, heads, held_out)
-    _, pull, heads, held_out = best
+    heads = [fit_head(features[slice_folds != k], labels[slice_folds != k], recipe.prior, pull)
+             for k in range(case_folds.max() + 1)]
+    held_out = np.empty(len(labels))
+    for k, fold_head in enumerate(heads):
+        held_out[slice_folds == k] = fold_head.logits(features[slice_folds == k])
     slope, intercept = fit_platt(held_out, labels)
-    head = fit_head(features, labels, recipe.prior, pull)
+    head = fit_head(features, labels, recipe.prior, pull, start=heads[0])
 
     def calibrated(case_index: int) -> np.ndarray:
         raw = heads[case_folds[case_index]].logits(cases[case_index].features)
@@ -137,7 +146,7 @@ def fit_profile(cases: Sequence[Case], recipe: Recipe) -> SiteProfile:
     return SiteProfile(
         model_sha256=recipe.model_sha256, weights=head.weights, bias=head.bias, slope=slope, intercept=intercept,
         slice_threshold=slice_threshold, study=_study_calibration(cases, probabilities, recipe),
-        n_cases=len(cases),
+        n_cases=len(cases), pull=pull,
     )
 
 
@@ -172,11 +181,15 @@ Fitter = Callable[[Sequence[Case], set[str]], SiteProfile]
 """Fits a profile for one fold: given the fold's training cases and its held-out patients."""
 
 
-def cross_validate(cases: Sequence[Case], recipe: Recipe, current: Fitter | None = None) -> dict[str, Verdicts]:
-    """Out-of-fold verdicts of the candidate recipe ("candidate"), and of `current` ("current") on the same folds:
-    the current profile, fitted again without the held-out patients where it had learned from them."""
+def cross_validate(
+    cases: Sequence[Case], recipe: Recipe, pull: float, current: Fitter | None = None
+) -> dict[str, Verdicts]:
+    """Out-of-fold verdicts of the candidate recipe with this pull ("candidate"), and of `current` ("current") on
+    the same folds: the current profile, fitted again without the held-out patients where it had learned from
+    them. The pull is chosen once on all the cases (one of a few values); everything else the recipe chooses is
+    chosen again inside each fold."""
     folds = grouped_folds([case.group for case in cases], [case.label for case in cases])
-    fitters: dict[str, Fitter] = {"candidate": lambda train, _: fit_profile(train, recipe)}
+    fitters: dict[str, Fitter] = {"candidate": lambda train, _: fit_profile(train, recipe, pull)}
     if current is not None:
         fitters["current"] = current
     found = {name: (np.empty(len(cases)), np.zeros(len(cases), dtype=bool)) for name in fitters}

@@ -38,9 +38,12 @@ def balanced_weights(labels: np.ndarray) -> np.ndarray:
     return weights
 
 
-def fit_head(features: np.ndarray, labels: np.ndarray, prior: Head, pull: float, balanced: bool = True) -> Head:
+def fit_head(
+    features: np.ndarray, labels: np.ndarray, prior: Head, pull: float, balanced: bool = True,
+    start: Head | None = None,
+) -> Head:
     """Minimise the log loss (classes weighed equally when `balanced`) plus `pull`/2 times the squared distance
-    from the prior's weights (the bias is free)."""
+    from the prior's weights (the bias is free), starting from `start` (default: the prior)."""
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
     sample = balanced_weights(labels) if balanced else np.full(len(y), 1 / len(y))
@@ -55,8 +58,9 @@ def fit_head(features: np.ndarray, labels: np.ndarray, prior: Head, pull: float,
         gradient = np.append(x.T @ residual + pull * shift, residual.sum())
         return value, gradient
 
-    start = np.append(prior.weights, prior.bias)
-    result = minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    first = start or prior
+    result = minimize(loss, np.append(first.weights, first.bias), jac=True, method="L-BFGS-B",
+                      options={"maxiter": 300, "gtol": 1e-4})
     return Head(result.x[:-1].copy(), float(result.x[-1]))
 
 

@@ -111,6 +111,7 @@ class Settings(ScanSettings):
     dicom_tls_ca: Path | None = None  # set: senders must present a certificate this CA signed
     dicom_spool_dir: Path | None = None  # None: "dicom-spool" next to the database
     dicom_spool_max_gb: float = Field(20.0, gt=0)
+    dicom_max_instance_mb: float = Field(512.0, gt=0)  # a larger instance aborts its association
     dicom_series_idle_s: float = Field(10.0, gt=0)  # a series is complete after this long without instances
     dicom_notify_fields: Annotated[frozenset[str], NoDecode] = frozenset({"accession"})  # or "none"
     dicom_threshold: float | None = Field(None, gt=0, lt=1)  # None: the model card's threshold

@@ -30,15 +30,19 @@ def parse_address(text: str) -> NodeAddress:
 
 
 def echo(calling_ae: str, target: NodeAddress, timeout_s: float = 10.0) -> str | None:
-    """None when the node answered the C-ECHO with success, else what went wrong."""
+    """None when the node answered the C-ECHO with success, else what went wrong, in one line."""
     ae = AE(ae_title=calling_ae)
     ae.add_requested_context(Verification)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
-    assoc = ae.associate(target.host, target.port, ae_title=target.ae_title)
+    try:
+        assoc = ae.associate(target.host, target.port, ae_title=target.ae_title)
+    except OSError as error:  # the host name does not resolve, or the address is unusable
+        return f"cannot reach {target.host}: {error.strerror or error}"
     if assoc.is_rejected:
-        return "the association was rejected (is the calling or called AE title right and allowed?)"
+        reason = assoc.acceptor.primitive.reason_str if assoc.acceptor.primitive is not None else "no reason given"
+        return f"the association was rejected: {reason} (is the calling or called AE title right and allowed?)"
     if not assoc.is_established:
-        return "no association: the node did not answer or aborted"
+        return "no association: nothing accepted the connection, or the node did not answer in time or aborted"
     try:
         status = assoc.send_c_echo()
     finally:

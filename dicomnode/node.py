@@ -1,11 +1,12 @@
 """The DICOM node as a service: the SCP, the spool, and the analysis of each series once it falls idle.
 
 Instances arrive on pynetdicom's threads and are spooled there; the node (on the event loop) only notes when
-each series last grew. A series idle for `DICOM_SERIES_IDLE_S` is analysed in a worker thread, its result
-recorded on the node's own store thread (raising the study's alert in the outbox when flagged), and only then
-are its spool files deleted. At start-up whatever a crash left in the spool is analysed; a series already
-recorded (the crash came after recording, before deleting) is only deleted, so it is alerted exactly once; one
-that grew after it was recorded is judged again (its study is still alerted once).
+each series last grew. A series idle for `DICOM_SERIES_IDLE_S` is analysed in a worker thread with the site
+profile in use, its result recorded on the node's own store thread (raising the study's alert in the outbox when
+flagged, and keeping the study's case for a doctor's read), and only then are its spool files deleted. At
+start-up whatever a crash left in the spool is analysed; a series already recorded (the crash came after
+recording, before deleting) is only deleted, so it is alerted exactly once; one that grew after it was recorded
+is judged again (its study is still alerted once).
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Self
 
+import sqlite_utils
+
 from core.settings import Settings
 from dicomnode.echo import NodeAddress, parse_address
 from dicomnode.results import TriageResult, secondary_capture, send
 from dicomnode.scp import ScpConfig, StorageScp
 from dicomnode.spool import Spool, SpooledSeries
-from dicomnode.triage import analyse_series
-from inference.analyzer import Analyzer
-from store.studies import record_series, series_analysed_at
+from dicomnode.triage import analyse_series, record_outcome
+from inference.analyzer import Judging, ScanAnalyzer
+from inference.site_profile import SiteProfile
+from store.studies import series_analysed_at
 from store.thread import StoreThread
 
 log = logging.getLogger(__name__)
@@ -33,10 +37,12 @@ log = logging.getLogger(__name__)
 
 class DicomNode:
     def __init__(
-        self, settings: Settings, analyzer: Analyzer, on_alert: Callable[[], None] = lambda: None,
+        self, settings: Settings, analyzer: ScanAnalyzer, on_alert: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time, result_retry_s: tuple[float, float, int] = (2.0, 300.0, 10),
+        site_profile: Callable[[sqlite_utils.Database], SiteProfile | None] = lambda _: None,
     ) -> None:
-        """`result_retry_s`: the first and the longest pause between tries of a result to PACS, and how many tries."""
+        """`result_retry_s`: the first and the longest pause between tries of a result to PACS, and how many tries.
+        `site_profile`: the site profile in use for the analyzer's model, looked up in the store for each series."""
         self._settings = settings
         self._destination: NodeAddress | None = (
             parse_address(settings.dicom_result_destination) if settings.dicom_result_destination else None
@@ -45,6 +51,7 @@ class DicomNode:
         self._sending: set[asyncio.Task[None]] = set()
         self._analyzer = analyzer
         self._on_alert = on_alert
+        self._site_profile = site_profile
         self._clock = clock
         self._store = StoreThread("hemowatch-dicom-store")
         self._workers = ThreadPoolExecutor(max_workers=settings.scan_concurrency, thread_name_prefix="hemowatch-dicom")
@@ -70,13 +77,15 @@ class DicomNode:
         self._loop = asyncio.get_running_loop()
         await self._store.open(settings.hemowatch_db)
         self._spool = await asyncio.to_thread(
-            Spool, settings.spool_dir, int(settings.dicom_spool_max_gb * 2**30)
+            Spool, settings.spool_dir, int(settings.dicom_spool_max_gb * 2**30),
+            "accession" in settings.dicom_notify_fields,
         )
         for spooled in await asyncio.to_thread(self._spool.pending):  # left by a crash or a stop
             self._waiting[spooled.series_hash] = (spooled, float("-inf"))
         config = ScpConfig(
             settings.dicom_ae_title, settings.dicom_host, settings.dicom_port, settings.dicom_allowed_aes,
-            settings.dicom_tls_cert, settings.dicom_tls_key, settings.dicom_tls_ca,
+            int(settings.dicom_max_instance_mb * 2**20), settings.dicom_tls_cert, settings.dicom_tls_key,
+            settings.dicom_tls_ca,
         )
         self._scp = StorageScp(config, self._spool, self._stored, self._clock)
         await asyncio.to_thread(self._scp.start)
@@ -99,7 +108,11 @@ class DicomNode:
         self._workers.shutdown(wait=True)
 
     async def __aenter__(self) -> Self:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:  # a taken port, say: let go of the store and the threads already started
+            await self.stop()
+            raise
         return self
 
     async def __aexit__(
@@ -170,12 +183,12 @@ class DicomNode:
                 await asyncio.to_thread(self._spool.remove, spooled, files)
                 return
             show_accession = "accession" in self._settings.dicom_notify_fields
+            judging = Judging(await self._store.call(self._site_profile), with_features=True)
             outcome = await loop.run_in_executor(
-                self._workers, analyse_series, self._analyzer, spooled, show_accession, self._clock
+                self._workers, analyse_series, self._analyzer, spooled, show_accession, self._clock, judging
             )
             record = outcome.record
-            alert_id = await self._store.call(record_series, record, outcome.header, outcome.overlay_png,
-                                              self._clock())
+            alert_id = await self._store.call(record_outcome, outcome, self._clock())
             log.info("series %s of study %s from %s: %s%s", record.series_hash[:12], record.study_hash[:12],
                      record.ae_title, record.verdict, f" ({record.skipped_reason})" if record.skipped_reason else "")
             await asyncio.to_thread(self._spool.remove, spooled, outcome.files)

@@ -1,8 +1,8 @@
 """The spool: every accepted instance is on disk (written, flushed, renamed into place) before "success".
 
 Layout: `<spool>/<study hash>/<series hash>/<instance hash>.dcm`, and beside each series folder a
-`<series hash>.json` with the calling AE title and when its first instance arrived. Instances are written
-without the patient's name, id, birth date, institution and referring physician.
+`<series hash>.json` with the calling AE title and when its first instance arrived. Each instance is
+de-identified (`dicomnode.deidentify`) before its first byte is written.
 """
 
 from __future__ import annotations
@@ -18,14 +18,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 
-# Attributes that identify a person or a place; never written, logged or sent.
-IDENTIFYING = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "OtherPatientIDs",
-    "OtherPatientIDsSequence", "OtherPatientNames", "PatientAddress", "PatientTelephoneNumbers",
-    "PatientMotherBirthName", "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
-    "ReferringPhysicianName", "ReferringPhysicianAddress", "ReferringPhysicianTelephoneNumbers",
-    "PerformingPhysicianName", "NameOfPhysiciansReadingStudy", "OperatorsName", "RequestingPhysician",
-)
+from dicomnode.deidentify import deidentify
 
 
 def uid_hash(uid: str) -> str:
@@ -53,17 +46,12 @@ class SpooledSeries:
             return self.received_at
 
 
-def strip_identifiers(dataset: Dataset) -> None:
-    for keyword in IDENTIFYING:
-        if keyword in dataset:
-            delattr(dataset, keyword)
-
-
 class Spool:
     """Thread-safe: the SCP writes from its association threads, the node deletes after analysis."""
 
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    def __init__(self, root: Path, max_bytes: int, keep_accession: bool) -> None:
         self.root = root
+        self._keep_accession = keep_accession
         self._incoming = root / ".incoming"
         self._incoming.mkdir(parents=True, exist_ok=True)
         for leftover in self._incoming.iterdir():  # half-written before a crash: never answered "success"
@@ -81,7 +69,7 @@ class Spool:
         study_hash = uid_hash(dataset.StudyInstanceUID)
         series_hash = uid_hash(dataset.SeriesInstanceUID)
         dataset.file_meta = file_meta
-        strip_identifiers(dataset)
+        deidentify(dataset, self._keep_accession)
         temporary = self._incoming / f"{uid_hash(dataset.SOPInstanceUID)}.{threading.get_ident()}.part"
         if self._used + len(dataset.get("PixelData", b"")) > self._max_bytes:  # full: do not even write it
             raise SpoolFull(f"the spool holds {self._used / 2**30:.2f} GB")

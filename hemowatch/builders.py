@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+import sqlite_utils
 
 from commissioning.adoption import active_site_profile
 from core.settings import ScanSettings, Settings
@@ -56,6 +60,13 @@ def worker_threads(threads: int, workers: int, cores: int | None = None) -> int:
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(threads, cores // workers))
+
+
+def site_profile_lookup(model_sha256: str) -> Callable[[sqlite_utils.Database], SiteProfile | None]:
+    """What the bot and the DICOM node call with their store to find the site profile in use for the model file
+    `model_sha256`: looked up at each verdict, so a profile adopted or rolled back from the command line or by
+    the nightly update counts from the next scan on."""
+    return partial(active_site_profile, model_sha256=model_sha256)
 
 
 def site_profile_from_settings(settings: ScanSettings, model_sha256: str) -> SiteProfile | None:

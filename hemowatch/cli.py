@@ -26,7 +26,15 @@ def _build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--threshold", type=float, help="decision threshold (default: the model card's)")
     classify.add_argument("--model", type=Path, help="ONNX model (default: HEMOWATCH_MODEL or the shipped one)")
 
-    commands.add_parser("run", help="run the Telegram bot, the vitals monitor and the DICOM node (settings from env / .env)")
+    commands.add_parser(
+        "run", help="run the Telegram bot, the vitals monitor and the DICOM node (settings from env / .env)",
+        description="Runs the Telegram bot, the vitals monitor and the DICOM node until Ctrl+C or SIGTERM. It needs "
+        "only TELEGRAM_BOT_TOKEN (from @BotFather), set in the environment or in a .env file (the current folder's, "
+        "then the project's; .env.example describes every setting). Everything else has a default: the database "
+        "hemowatch.db in the current folder (HEMOWATCH_DB), an MQTT broker of its own on 127.0.0.1:1883 unless "
+        "MQTT_URL names one (EMBEDDED_BROKER_PORT), the DICOM node on 127.0.0.1:11112 (DICOM_PORT; 0 turns it off) "
+        "and the shipped model. Set ADMIN_USER_IDS (Telegram user ids) too, or alerts may reach nobody.",
+    )
 
     demo = commands.add_parser(
         "demo", help="try the whole service in a web page, without Telegram (a local stand-in, example scans)"
@@ -43,7 +51,9 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=["stable", "hypoxia", "hypertension", "deterioration", "offline"],
         help="what happens to the patients (default stable)",
     )
-    simulate.add_argument("--duration", type=float, help="seconds to run (default: until interrupted)")
+    simulate.add_argument(
+        "--duration", type=float, help="seconds to run, waiting for the broker included (default: until interrupted)"
+    )
     simulate.add_argument("--prefix", help="patient id prefix (default 'sim-')", default="sim-")
 
     dicom = commands.add_parser("dicom", help="DICOM node tools")
@@ -66,7 +76,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     commission.add_argument("csv", type=Path, metavar="CSV", help="the confirmed cases")
     site_commands.add_parser("update", help="refit from the commissioning cases and doctors' reads; never adopts a worse profile")
-    site_commands.add_parser("report", help="the profile in use, its figures and its agreement with doctors' reads")
+    report = site_commands.add_parser(
+        "report", help="the profile in use, its figures and its agreement with doctors' reads")
+    report.add_argument("--plot", type=Path, metavar="FILE", help="also write its ROC and calibration as a PNG")
     site_commands.add_parser("history", help="every change of the profile in use")
     site_commands.add_parser("rollback", help="go back to what was in use before the last change")
     site_commands.add_parser("off", help="stop using a site profile: verdicts come from the shipped model")
@@ -75,9 +87,18 @@ def _build_parser() -> argparse.ArgumentParser:
     admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
     invite = admin_commands.add_parser("invite", help="create a one-time invitation link")
     invite.add_argument("role", choices=["doctor"], help="who the invitation is for")
-    add_patient = admin_commands.add_parser("add-patient", help="register a patient to monitor")
-    add_patient.add_argument("patient_id")
-    add_patient.add_argument("name", nargs="?", default="")
+    add_patient = admin_commands.add_parser(
+        "add-patient", help="register a patient to monitor",
+        description="Registers a patient, so the monitor accepts their vitals; then link a doctor to them with "
+        "/invite doctor PATIENT_ID in the bot.",
+    )
+    add_patient.add_argument(
+        "patient_id", metavar="PATIENT_ID", help="1-32 letters, digits, '-' or '_'; the bedside device publishes "
+        "under it (topic hemowatch/patients/PATIENT_ID/vitals, with the default MQTT_TOPIC_PREFIX)",
+    )
+    add_patient.add_argument(
+        "name", metavar="NAME", nargs="?", default="", help="the name alerts and /status show (default: the id)"
+    )
     admin_commands.add_parser("patients", help="list the registered patients and who follows them")
     admin_commands.add_parser("alerts", help="list the open alerts, newest first, and who heard them")
     return parser

@@ -1,7 +1,8 @@
 """`hemowatch demo`: the real service against the local Bot API server, with a web chat page, until a signal.
 
 Nothing is read from or written to the configured service: the demo has its own database in a temporary
-folder (removed on exit), its own embedded broker on a free port and a bot token only its Bot API server knows.
+folder (removed on exit), its own embedded broker and DICOM node on free ports (never the standard 1883 and 11112)
+and a bot token only its Bot API server knows.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from core.ports import PortTaken
 from core.settings import ScanSettings
 from hemowatch.demo.bedside import BedsideDevice
 from hemowatch.demo.cast import BOT_TOKEN, PATIENT_ID, PEOPLE, demo_settings, free_port, seed
@@ -23,7 +25,6 @@ from hemowatch.demo.chat_page import ChatPage
 from hemowatch.signals import stop_on_signals
 from hemowatch.wiring import running
 from localbotapi import BotApiServer
-from monitor.broker import BrokerPortTaken
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,10 @@ def run_demo(args: argparse.Namespace, scan: ScanSettings) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # a line per poll of the page
     try:
         asyncio.run(_demo(args.port, scan))
-    except (PagePortTaken, BrokerPortTaken) as error:
+    except PortTaken as error:
         print(error, file=sys.stderr)
         return 1
     return 0
-
-
-class PagePortTaken(Exception):
-    """The chat page's port is in use; the message says what to do."""
 
 
 async def _demo(port: int, scan: ScanSettings) -> None:
@@ -50,7 +47,7 @@ async def _demo(port: int, scan: ScanSettings) -> None:
         async with BotApiServer(BOT_TOKEN, username="hemowatch_demo_bot") as api:
             for person in PEOPLE:
                 api.introduce(person.telegram_id, person.name)
-            settings = demo_settings(scan, Path(folder), api.url, free_port())
+            settings = demo_settings(scan, Path(folder), api.url, broker_port=free_port(), dicom_port=free_port())
             seed(settings.hemowatch_db, time.time())
             bedside = BedsideDevice(settings, PATIENT_ID)
             page = ChatPage(api, bedside, settings.rule_hold_s, settings.escalate_after_s)
@@ -60,15 +57,16 @@ async def _demo(port: int, scan: ScanSettings) -> None:
                 await web.TCPSite(runner, "127.0.0.1", port).start()
             except OSError as error:
                 await runner.cleanup()
-                raise PagePortTaken(
+                raise PortTaken(
                     f"The demo's page cannot listen on 127.0.0.1:{port} ({error.strerror}); "
                     "choose another port with `hemowatch demo --port N`."
                 ) from None
             try:
-                async with running(settings):
+                async with running(settings) as service:
                     await bedside.switch("stable")
                     print(f"HemoWatch demo: open http://127.0.0.1:{port} in a browser (Ctrl+C stops it). "
-                          f"Its database is {settings.hemowatch_db}, removed on exit.", flush=True)
+                          f"Its database is {settings.hemowatch_db}, removed on exit; its DICOM node is "
+                          f"{settings.dicom_ae_title}@127.0.0.1:{service.dicom.port}.", flush=True)
                     await stop.wait()
                     await bedside.stop()
             finally:

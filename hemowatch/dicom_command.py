@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 
@@ -16,6 +17,7 @@ def run_dicom(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as error:
         print(error, file=sys.stderr)
         return 2
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)  # what went wrong is said below, in one line
     started = time.perf_counter()
     problem = echo(args.calling_ae or settings.dicom_ae_title, target, args.timeout)
     if problem is not None:

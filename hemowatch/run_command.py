@@ -8,10 +8,10 @@ import sys
 
 from telegram.error import InvalidToken
 
+from core.ports import PortTaken
 from core.settings import Settings, env_files_looked_at
 from hemowatch.signals import stop_on_signals
 from hemowatch.wiring import serve
-from monitor.broker import BrokerPortTaken
 
 NO_TOKEN = (
     "HemoWatch needs a Telegram bot token to run; TELEGRAM_BOT_TOKEN is set neither in the environment nor in a "
@@ -43,7 +43,7 @@ def run_service(settings: Settings) -> int:
     except InvalidToken:
         print(INVALID_TOKEN, file=sys.stderr)
         return 2
-    except BrokerPortTaken as error:
+    except PortTaken as error:
         print(error, file=sys.stderr)
         return 1
     return 0

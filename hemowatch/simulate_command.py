@@ -40,9 +40,9 @@ def run_simulator(args: argparse.Namespace, settings: Settings) -> int:
                               args.duration)
 
     options = client_options(url, settings.mqtt_ca_file)
-    print(f"publishing '{args.scenario}' vitals for {len(ids)} patients ({', '.join(ids[:3])}"
+    print(f"publishing '{args.scenario}' vitals for {len(ids)} patient{'s' * (len(ids) != 1)} ({', '.join(ids[:3])}"
           f"{', ...' if len(ids) > 3 else ''}) at {args.rate:g} Hz to {options['hostname']}:{options['port']};"
           " Ctrl+C stops")
     published = asyncio.run(until_signalled())
-    print(f"published {published} samples")
+    print(f"published {published} sample{'s' * (published != 1)}")
     return 0

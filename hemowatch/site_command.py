@@ -8,6 +8,9 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from pathlib import Path
+
+import numpy as np
 import sqlite_utils
 
 from commissioning.adoption import Outcome, commission, update
@@ -16,6 +19,7 @@ from commissioning.figures import Figures
 from commissioning.fitting import Recipe, TooFewCases
 from commissioning.head import Head
 from commissioning.live import live_agreement
+from commissioning.plot import report_png
 from core.settings import ScanSettings
 from hemowatch.builders import analyzer_from_settings
 from hemowatch.tables import print_table
@@ -39,10 +43,10 @@ def run_site(args: argparse.Namespace, settings: ScanSettings) -> int:
         if action == "commission":
             return _commission(args, settings, db, card)
         if action == "update":
-            return _report_outcome(update(db, _recipe(settings, card), card.operating_point,
+            return _report_outcome(update(db, site_recipe(settings, card), card.operating_point,
                                           model_version=card.version, by=_who(), now=time.time()))
         if action == "report":
-            return _report(db, card)
+            return _report(db, card, args.plot)
         if action == "history":
             return _history(db)
         if action == "rollback":
@@ -56,7 +60,8 @@ def _who() -> str:
     return f"{getpass.getuser()} (command line)"
 
 
-def _recipe(settings: ScanSettings, card: ModelCard) -> Recipe:
+def site_recipe(settings: ScanSettings, card: ModelCard) -> Recipe:
+    """What every profile of this site is fitted for: the model's head and aggregation, the sensitivity target."""
     aggregation = card.study.aggregation if card.study is not None else "max"
     return Recipe(Head(card.head.weights.astype(float), card.head.bias), card.sha256, aggregation,
                   settings.site_sensitivity)
@@ -66,17 +71,22 @@ def _commission(args: argparse.Namespace, settings: ScanSettings, db: sqlite_uti
     try:
         rows = read_rows(args.csv)
         analyzer = analyzer_from_settings(settings)
-        cases = read_cases(rows, analyzer, _show_progress)
+        cases, left_out = read_cases(rows, analyzer, _show_progress)
     except CasesError as error:
         print(f"hemowatch site commission: {len(error.problems)} problem{'s' * (len(error.problems) > 1)} "
               f"in {args.csv}:", file=sys.stderr)
         for problem in error.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    if left_out:
+        print(f"{len(left_out)} row{'s' * (len(left_out) > 1)} left out, as nothing in them can be assessed:",
+              file=sys.stderr)
+        for note in left_out:
+            print(f"  {note}", file=sys.stderr)
     print(f"{len(cases)} cases ({sum(case.label for case in cases)} with haemorrhage) from "
           f"{len({case.group for case in cases})} patients; cross-validating by patient …", file=sys.stderr)
     try:
-        outcome = commission(db, cases, _recipe(settings, card), card.operating_point,
+        outcome = commission(db, cases, site_recipe(settings, card), card.operating_point,
                              model_version=card.version, by=_who(), now=time.time())
     except TooFewCases as error:
         print(f"hemowatch site commission: {error}", file=sys.stderr)
@@ -121,7 +131,7 @@ def _when(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _report(db: sqlite_utils.Database, card: ModelCard) -> int:
+def _report(db: sqlite_utils.Database, card: ModelCard, plot: Path | None) -> int:
     stored = site_profiles.active_profile(db)
     if stored is None:
         print(f"No site profile: verdicts come from the shipped model {card.name} {card.version}, which has not "
@@ -136,6 +146,16 @@ def _report(db: sqlite_utils.Database, card: ModelCard) -> int:
     print("At adoption:")
     print_figures(figures)
     print(live_agreement(db, stored).describe())
+    if plot is not None:
+        out_of_fold = stored.figures["out_of_fold"]
+        png = report_png(np.array(out_of_fold["probability"]), np.array(out_of_fold["label"]),
+                         f"Site profile {stored.id}: {stored.n_cases} cases, out of fold")
+        try:
+            plot.write_bytes(png)
+        except OSError as error:
+            print(f"hemowatch site report: cannot write {plot} ({error.strerror})", file=sys.stderr)
+            return 1
+        print(f"ROC and calibration written to {plot}")
     return 0
 
 

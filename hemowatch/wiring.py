@@ -24,7 +24,8 @@ from bot.notifier import TelegramNotifier
 from bot.telegram_calls import keep_trying, log_polling_error
 from core.settings import Settings
 from dicomnode.node import DicomNode
-from hemowatch.builders import scan_workers_from_settings
+from hemowatch.builders import scan_workers_from_settings, site_profile_lookup
+from hemowatch.site_jobs import announce_changes, update_nightly
 from monitor.broker import EmbeddedBroker
 from monitor.vitals_monitor import VitalsMonitor
 from store.thread import StoreThread
@@ -44,7 +45,9 @@ class RunningService:
 
 @asynccontextmanager
 async def running(settings: Settings, clock: Callable[[], float] = time.time) -> AsyncIterator[RunningService]:
-    """Start the broker (when embedded), the monitor, the DICOM node and the bot; stop them in reverse order.
+    """Start the broker (when embedded), the monitor, the DICOM node and the bot; stop them in reverse order. The bot
+    and the DICOM node judge scans with the site profile in use, the admins hear of every change of it, and with
+    SITE_AUTO_UPDATE it is refitted every night (`hemowatch.site_jobs`).
 
     The monitor starts first, so vitals are stored and alerts queued in the outbox even while Telegram
     cannot be reached; the bot keeps trying to connect and the outbox delivers once it can. Only the token
@@ -61,7 +64,8 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
             await stack.enter_async_context(broker)
         scan_workers = await asyncio.to_thread(scan_workers_from_settings, settings)
         stack.callback(scan_workers.close)
-        application = build_application(settings, scan_workers, bot_store, clock)
+        site_profile = site_profile_lookup(scan_workers.model_info.sha256)
+        application = build_application(settings, scan_workers, bot_store, clock, site_profile)
         stack.push_async_callback(application.shutdown)  # after the monitor has stopped delivering
         monitor = VitalsMonitor(settings, TelegramNotifier(application.bot, bot_store, settings, clock), clock=clock)
         await stack.enter_async_context(monitor)
@@ -71,7 +75,8 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
             if settings.dicom_threshold is not None:
                 dicom_workers = await asyncio.to_thread(scan_workers_from_settings, settings, settings.dicom_threshold)
                 stack.callback(dicom_workers.close)
-            dicom = DicomNode(settings, dicom_workers, on_alert=monitor.outbox.wake, clock=clock)
+            dicom = DicomNode(settings, dicom_workers, on_alert=monitor.outbox.wake, clock=clock,
+                              site_profile=site_profile)
             await stack.enter_async_context(dicom)  # alerts wait in the outbox until the bot is connected
         if not await keep_trying("the token check (getMe)", application.initialize, meanwhile="vitals are still stored"):
             raise InvalidToken("Telegram refused the token check")
@@ -81,7 +86,10 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         background = [
             asyncio.create_task(keep_trying("the command menu (setMyCommands)", lambda: register_menu(application.bot))),
             asyncio.create_task(_receive_updates(application, settings, receiving)),
+            asyncio.create_task(announce_changes(application), name="site-profile-changes"),
         ]
+        if settings.site_auto_update:
+            background.append(asyncio.create_task(update_nightly(settings, application), name="site-profile-nightly"))
         stack.push_async_callback(_stop_receiving, application, background)
         log.info("HemoWatch is running as @%s", application.bot.username)
         yield RunningService(application, monitor, receiving, dicom)

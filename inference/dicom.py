@@ -101,7 +101,7 @@ def scan_series(files: Iterable[bytes], limits: Limits, *, strict: bool, threads
 def _parse(data: bytes, limits: Limits, *, strict: bool) -> Dataset | None:
     try:
         ds = _dataset(data, limits)
-    except InputError:
+    except (InputError, MemoryError):  # a file too large for the memory allowed is not a damaged one
         raise
     except InvalidDicomError as error:
         if strict:

@@ -30,6 +30,7 @@ class SiteProfile:
     study: StudyCalibration | None  # None: a series is judged by its top slice against the slice threshold
     id: int | None = None  # the profile's number in the HemoWatch database, once stored
     n_cases: int = 0
+    pull: float | None = None  # how strongly the head was held to the shipped head when fitted
 
     def slice_probabilities(self, features: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for `(N, F)` pooled features."""
@@ -49,7 +50,7 @@ class SiteProfile:
             "format": FORMAT, "model_sha256": self.model_sha256,
             "head": {"weights": [float(value) for value in self.weights], "bias": self.bias},
             "calibration": {"slope": self.slope, "intercept": self.intercept},
-            "slice_threshold": self.slice_threshold, "study": study,
+            "slice_threshold": self.slice_threshold, "study": study, "pull": self.pull,
         })
 
     @classmethod
@@ -70,4 +71,5 @@ class SiteProfile:
             ),
             id=id,
             n_cases=n_cases,
+            pull=data.get("pull"),
         )

@@ -10,18 +10,27 @@ caps its address space (`RLIMIT_AS`) before it loads the model, then runs one an
 sender gets a plain message; a worker that dies all the same (killed by the kernel's out-of-memory killer, a
 crash in a decoder) costs only the analysis it was running: it is replaced, and the next scan gets a new
 worker. Every worker is a pool of one, so one dying never takes another's analysis with it.
+
+The workers live and die with the service. SIGINT and SIGTERM sent to the whole process group (Ctrl+C in a
+terminal, systemd stopping the unit) are ignored by them, as multiprocessing's own resource tracker ignores them:
+the service stops in order and closes its workers, so an analysis running at the stop is finished and recorded,
+not cut short. A service that ends without closing them (kill -9, a crash) ends them all the same: each worker
+watches its parent and exits when it is gone.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import queue
 import resource
+import signal
 import threading
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +43,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MEMORY_LIMIT = 1536 * 2**20  # address space per worker: the model takes about 500 MB of it
 NEEDS_TOO_MUCH_MEMORY = "This scan needs more memory to analyse than HemoWatch allows for one analysis."
 ANALYSIS_STOPPED = "The analysis of this scan stopped unexpectedly and was not finished. Please try again later."
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # the service's to act on, never a worker's
 
 # --- inside a worker process ------------------------------------------------------------------------------
 
@@ -43,9 +53,22 @@ _progress: Any = None  # the worker's multiprocessing queue of progress steps
 
 def _start_worker(model_path: Path, options: dict[str, Any], memory_limit_bytes: int, progress: Any) -> None:
     global _analyzer, _progress
+    for number in _STOP_SIGNALS:  # born with them blocked (see `_stop_signals_blocked`): ignore, then unblock
+        signal.signal(number, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
     resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
     _analyzer = Analyzer(model_path, **options)
     _progress = progress
+
+
+def _exit_with_parent() -> None:
+    """Exit once the service's process has ended, however it ended. The parent holds the only write end of the
+    pipe spawn started this worker through; the parent's sentinel is its read end, ready at end of file."""
+    parent = multiprocessing.parent_process()
+    assert parent is not None
+    parent.join()
+    os._exit(1)
 
 
 def _report(step: str) -> None:
@@ -74,12 +97,27 @@ def _silent(_: str) -> None:
     pass
 
 
+@contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread meanwhile. A process spawned now inherits the mask, so a Ctrl+C
+    that comes while it starts waits until it has chosen to ignore them (multiprocessing starts its resource
+    tracker so too); another thread of the service takes the signal."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class _Worker:
-    """One worker process (a pool of one) and the thread that relays its progress steps."""
+    """One worker process (a pool of one), started at once and loading the model, and the thread that relays
+    its progress steps."""
 
     def __init__(self, context: Any, initargs: tuple[Any, ...]) -> None:
         self._steps = context.Queue()
         self.pool = ProcessPoolExecutor(1, context, initializer=_start_worker, initargs=(*initargs, self._steps))
+        with _stop_signals_blocked():  # the pool spawns its process at the first submit, here
+            self.started: Future[ModelInfo] = self.pool.submit(_model_info)
         self._report: Progress = _silent
         self._lock = threading.Lock()
         self._open = True
@@ -123,7 +161,7 @@ class ProcessAnalyzer:
         self._idle: queue.Queue[_Worker] = queue.Queue()
         started = [_Worker(self._context, self._initargs) for _ in range(workers)]
         try:
-            infos = [worker.pool.submit(_model_info).result() for worker in started]
+            infos = [worker.started.result() for worker in started]
         except BrokenProcessPool:
             for worker in started:
                 worker.close()
@@ -177,8 +215,7 @@ class ProcessAnalyzer:
             raise InputError(NEEDS_TOO_MUCH_MEMORY) from None
         except BrokenProcessPool:
             log.error("a scan analysis worker died during an analysis (out of memory or a crash); starting a new one")
-            worker = self._replace(worker)
-            worker.pool.submit(_model_info)  # load the model now rather than at the next scan
+            worker = self._replace(worker)  # it loads the model now rather than at the next scan
             raise InputError(ANALYSIS_STOPPED) from None
         finally:
             worker.listen(_silent)

@@ -6,7 +6,6 @@ memory only, so messages queued for an absent client do not survive a restart of
 
 from __future__ import annotations
 
-import errno
 import logging
 from types import TracebackType
 from typing import Self
@@ -14,9 +13,7 @@ from typing import Self
 from amqtt.broker import Broker
 from amqtt.errors import BrokerError
 
-
-class BrokerPortTaken(Exception):
-    """The embedded broker's address is in use (often by a mosquitto already running); a one-line message."""
+from core.ports import PortTaken, is_taken
 
 
 class _StartupFailure(logging.Filter):
@@ -52,9 +49,8 @@ class EmbeddedBroker:
         try:
             await self._broker.start()
         except BrokerError as error:
-            cause = error.__cause__ or error.__context__
-            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
-                raise BrokerPortTaken(
+            if is_taken(error.__cause__ or error.__context__):
+                raise PortTaken(
                     f"Port {self.port} on {self.host} is already taken, so the embedded MQTT broker cannot start; "
                     f"a broker is probably running there already (Debian's mosquitto starts one on 1883). Use it: "
                     f"MQTT_URL=mqtt://127.0.0.1:{self.port} (or set EMBEDDED_BROKER_PORT to a free port)."

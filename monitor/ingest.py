@@ -54,7 +54,8 @@ class BrokerDrops:
         elif self.count is not None and count > self.count:
             log.warning(
                 "the MQTT broker dropped %d more messages (%d since it started): a queue or in-flight limit is "
-                "reached; see deploy/mosquitto.conf", count - self.count, count,
+                "reached. Set max_queued_messages 0 in mosquitto.conf (see deploy/mosquitto.conf)",
+                count - self.count, count,
             )
         self.count = count
 

@@ -96,32 +96,32 @@ async def simulate(
     stop: asyncio.Event,
     duration_s: float | None = None,
 ) -> int:
-    """Publish every patient's reading `rate_hz` times a second until `stop` or `duration_s`; returns how
-    many messages the broker accepted."""
+    """Publish every patient's reading `rate_hz` times a second until `stop` or `duration_s` (which bounds the
+    waits for an unreachable broker too); returns how many messages the broker accepted."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     published, tick, backoff = 0, 0, Backoff()
-    while not stop.is_set():
-        try:
-            async with aiomqtt.Client(**client_kwargs) as client:
-                backoff.reset()
-                while not stop.is_set():
-                    elapsed = loop.time() - started
-                    if duration_s is not None and elapsed >= duration_s:
-                        return published
-                    readings = [(p.patient_id, p.reading(elapsed, time.time())) for p in patients]
-                    await asyncio.gather(*(
-                        client.publish(vitals_topic(topic_prefix, patient_id), json.dumps(reading), qos=1)
-                        for patient_id, reading in readings if reading is not None
-                    ))
-                    published += sum(reading is not None for _, reading in readings)
-                    tick += 1
-                    next_at = started + tick / rate_hz
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(duration_s):
+            while not stop.is_set():
+                try:
+                    async with aiomqtt.Client(**client_kwargs) as client:
+                        backoff.reset()
+                        while not stop.is_set():
+                            elapsed = loop.time() - started
+                            readings = [(p.patient_id, p.reading(elapsed, time.time())) for p in patients]
+                            await asyncio.gather(*(
+                                client.publish(vitals_topic(topic_prefix, patient_id), json.dumps(reading), qos=1)
+                                for patient_id, reading in readings if reading is not None
+                            ))
+                            published += sum(reading is not None for _, reading in readings)
+                            tick += 1
+                            next_at = started + tick / rate_hz
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(stop.wait(), max(0.0, next_at - loop.time()))
+                except aiomqtt.MqttError as error:
+                    delay = backoff.next_delay()
+                    log.warning("broker unreachable (%s); retrying in %.1f s", error, delay)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), max(0.0, next_at - loop.time()))
-        except aiomqtt.MqttError as error:
-            delay = backoff.next_delay()
-            log.warning("broker unreachable (%s); retrying in %.1f s", error, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+                        await asyncio.wait_for(stop.wait(), delay)
     return published

@@ -31,3 +31,9 @@ def scans_of(db: sqlite_utils.Database, telegram_id: int) -> list[ScanAudit]:
     """The audit rows of one user, oldest first."""
     rows = db["scans"].rows_where("telegram_id = ?", [telegram_id], order_by="id")
     return [ScanAudit(**{key: value for key, value in row.items() if key != "id"}) for row in rows]
+
+
+def sent_by(db: sqlite_utils.Database, scan_id: int) -> int | None:
+    """Who sent the scan of audit row `scan_id`, or None when there is no such row."""
+    row = db.execute("select telegram_id from scans where id = ?", [scan_id]).fetchone()
+    return row[0] if row else None

@@ -230,9 +230,19 @@ def _v8_site_profiles(db: sqlite_utils.Database) -> None:
     db["site_cases"].create_index(["scan_ref"])
 
 
+def _v9_site_in_service(db: sqlite_utils.Database) -> None:
+    """The service tells the admins of every change of the active profile, also those made from the command line
+    (`announced_at`; the changes made before are taken as known), and a scanner's series keeps the site profile
+    its verdict came from."""
+    db["site_changes"].add_column("announced_at", float)
+    db.execute("update site_changes set announced_at = at")
+    db["dicom_series"].add_column("site_profile_id", int)
+    db["dicom_series"].add_column("site_profile_cases", int)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial, _v2_delivery_text, _v3_unique_samples, _v4_readings_per_device, _v5_outbox_by_alert,
-    _v6_dicom_studies, _v7_event_actors, _v8_site_profiles,
+    _v6_dicom_studies, _v7_event_actors, _v8_site_profiles, _v9_site_in_service,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

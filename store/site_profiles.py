@@ -60,6 +60,22 @@ class SiteChange:
     action: str  # "adopted", "rolled back", "off"
     profile_id: int | None
     note: str | None
+    id: int
+    announced_at: float | None  # when the admins were told of it in Telegram
+
+
+SCAN_PREFIX = "scan-"
+STUDY_PREFIX = "study-"
+
+
+def scan_ref(audit_id: int) -> str:
+    """The casebook's key for a scan sent in the chat: its first audit row."""
+    return f"{SCAN_PREFIX}{audit_id}"
+
+
+def study_ref(study_hash: str) -> str:
+    """The casebook's key for a study pushed to the DICOM node: the hash it is known by."""
+    return f"{STUDY_PREFIX}{study_hash}"
 
 
 def group_key(value: str) -> str:
@@ -73,13 +89,45 @@ def add_case(
     shipped: np.ndarray, now: float, verdict: str | None = None, probability: float | None = None,
     profile_id: int | None = None, scan_ref: str | None = None,
 ) -> int:
-    return db["site_cases"].insert({
+    return db["site_cases"].insert(
+        _derived(source, model_sha256, group, features, shipped, now, verdict, probability, profile_id)
+        | {"label": label, "scan_ref": scan_ref}
+    ).last_pk
+
+
+def keep_case(
+    db: sqlite_utils.Database, *, scan_ref: str, source: str, model_sha256: str, features: np.ndarray,
+    shipped: np.ndarray, now: float, verdict: str, probability: float | None, profile_id: int | None,
+) -> int:
+    """The case of a scan that may be judged again (a study that grew by a series), grouped by the scan itself:
+    a second judgement replaces the first in place, keeping the case's id and any read."""
+    derived = _derived(source, model_sha256, scan_ref, features, shipped, now, verdict, probability, profile_id)
+    with atomic(db):
+        row = db.execute("select id from site_cases where scan_ref = ? and source != 'commission'",
+                         [scan_ref]).fetchone()
+        if row is None:
+            return db["site_cases"].insert(derived | {"label": None, "scan_ref": scan_ref}).last_pk
+        db["site_cases"].update(row[0], derived)
+    return row[0]
+
+
+def _derived(
+    source: str, model_sha256: str, group: str, features: np.ndarray, shipped: np.ndarray, now: float,
+    verdict: str | None, probability: float | None, profile_id: int | None,
+) -> dict[str, Any]:
+    """A case's columns that come from the analysis."""
+    return {
         "created_at": now, "source": source, "model_sha256": model_sha256, "group_key": group_key(group),
-        "label": label,
         "features": np.ascontiguousarray(features, dtype=_FEATURE_DTYPE).tobytes(),
         "shipped": np.ascontiguousarray(shipped, dtype=np.float32).tobytes(),
-        "verdict": verdict, "probability": probability, "profile_id": profile_id, "scan_ref": scan_ref,
-    }).last_pk
+        "verdict": verdict, "probability": probability, "profile_id": profile_id,
+    }
+
+
+def cases_of(db: sqlite_utils.Database, scan_ref: str) -> list[StoredCase]:
+    """The cases of one scan or study (one per assessed series), oldest first."""
+    rows = db["site_cases"].rows_where("scan_ref = ? and source != 'commission'", [scan_ref], order_by="id")
+    return [_case(row) for row in rows]
 
 
 def record_read(db: sqlite_utils.Database, scan_ref: str, label: int, telegram_id: int, now: float) -> int:
@@ -144,8 +192,13 @@ def _change(db: sqlite_utils.Database, now: float, by: str, action: str, profile
 
 def changes(db: sqlite_utils.Database) -> list[SiteChange]:
     """Every change of the active profile, oldest first."""
-    return [SiteChange(row["at"], row["by"], row["action"], row["profile_id"], row["note"])
+    return [SiteChange(row["at"], row["by"], row["action"], row["profile_id"], row["note"], row["id"],
+                       row["announced_at"])
             for row in db["site_changes"].rows_where(order_by="id")]
+
+
+def mark_announced(db: sqlite_utils.Database, change_id: int, now: float) -> None:
+    db["site_changes"].update(change_id, {"announced_at": now})
 
 
 def active_profile(db: sqlite_utils.Database) -> StoredProfile | None:

@@ -15,6 +15,7 @@ import sqlite_utils
 from core.notifications import STUDY_CONDITION, Severity
 from store.alerts import raise_alert
 from store.schema import atomic
+from store.site_profiles import STUDY_PREFIX
 
 STUDY_PATIENT_ID = "ct-studies"  # the alerts table needs a patient: study alerts hang on this unmonitored one
 STUDY_ALERT_TITLE = "Haemorrhage suspected on a head CT"
@@ -40,6 +41,8 @@ class SeriesRecord:
     skipped_reason: str | None
     model_version: str
     label: str  # e.g. "series 2 (CT, 28 slices)"
+    site_profile_id: int | None = None  # the site profile its verdict came from (None: the shipped model's)
+    site_profile_cases: int | None = None  # how many cases that profile was fitted on
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,9 @@ class StudyAudit:
     notified_at: float | None
     acknowledged_at: float | None
     acknowledged_by: str | None  # the display name of who acknowledged its alert
+    in_casebook: bool = False  # kept for a doctor's read: it had slices to assess
+    read_label: int | None = None  # the doctor's read: 1 bleed confirmed, 0 no bleed, None not read
+    read_by: str | None = None  # the display name of who gave the read
 
 
 def series_analysed_at(db: sqlite_utils.Database, series_hash: str) -> float | None:
@@ -82,7 +88,8 @@ def record_series(
     with atomic(db):
         db["dicom_series"].upsert(_columns(series), pk="series_hash")
         best = db.execute(
-            "select series_hash, verdict, probability, threshold, model_version from dicom_series "
+            "select series_hash, verdict, probability, threshold, model_version, site_profile_id, "
+            "site_profile_cases from dicom_series "
             "where study_hash = ? and verdict in ('hemorrhage', 'no_hemorrhage') "
             "order by n_assessable desc, probability desc limit 1",
             [series.study_hash],
@@ -96,12 +103,13 @@ def record_series(
         ).fetchone()
         alert_id, overlay, chosen = existing if existing else (None, None, None)
         if best is not None:
-            best_hash, verdict, probability, threshold, model_version = best
+            best_hash, verdict, probability, threshold, model_version, profile_id, profile_cases = best
             reason = None
             overlay = overlay_png if best_hash == series.series_hash else overlay
         else:  # nothing assessable yet: the study carries this series' reason
             best_hash, verdict, probability, threshold = chosen, series.verdict, None, None
             model_version, reason = series.model_version, series.skipped_reason
+            profile_id, profile_cases = None, None
         study = {
             "study_hash": series.study_hash, "accession": header.accession, "study_time": header.study_time,
             "ae_title": window[2], "first_received_at": window[0], "last_received_at": window[1],
@@ -111,12 +119,13 @@ def record_series(
         }
         raised = None
         if verdict == "hemorrhage" and alert_id is None:
-            raised = study["alert_id"] = _raise_study_alert(db, study, now)
+            raised = study["alert_id"] = _raise_study_alert(db, study, (profile_id, profile_cases), now)
         db["dicom_studies"].upsert(study, pk="study_hash")
     return raised
 
 
-def _raise_study_alert(db: sqlite_utils.Database, study: dict, now: float) -> int:
+def _raise_study_alert(db: sqlite_utils.Database, study: dict, profile: tuple[int | None, int | None], now: float
+                       ) -> int:
     db.execute(
         "insert or ignore into patients (id, name, neuro, monitored, created_at) values (?, ?, 0, 0, ?)",
         [STUDY_PATIENT_ID, "Head CT studies", now],
@@ -124,7 +133,7 @@ def _raise_study_alert(db: sqlite_utils.Database, study: dict, now: float) -> in
     values = {
         "study": study["study_hash"], "accession": study["accession"], "study_time": study["study_time"],
         "ae_title": study["ae_title"], "probability": study["probability"], "threshold": study["threshold"],
-        "model_version": study["model_version"],
+        "model_version": study["model_version"], "site_profile": profile[0], "site_profile_cases": profile[1],
         "since_last_slice_s": round(max(0.0, now - study["last_received_at"]), 1),
     }
     return raise_alert(db, STUDY_PATIENT_ID, STUDY_CONDITION, Severity.URGENT, STUDY_ALERT_TITLE, now, values=values)
@@ -134,6 +143,12 @@ def _columns(series: SeriesRecord) -> dict:
     return {name: getattr(series, name) for name in SeriesRecord.__slots__}
 
 
+def study_series(db: sqlite_utils.Database, study_hash: str) -> str | None:
+    """The series the study's verdict comes from (None: none yet)."""
+    row = db.execute("select series_hash from dicom_studies where study_hash = ?", [study_hash]).fetchone()
+    return row[0] if row else None
+
+
 def study_overlay(db: sqlite_utils.Database, study_hash: str) -> bytes | None:
     """The heat-map picture of the study's most suspicious slice."""
     row = db.execute("select overlay_png from dicom_studies where study_hash = ?", [study_hash]).fetchone()
@@ -141,13 +156,17 @@ def study_overlay(db: sqlite_utils.Database, study_hash: str) -> bytes | None:
 
 
 def recent_studies(db: sqlite_utils.Database, limit: int = 20) -> list[StudyAudit]:
-    """The last `limit` studies analysed, newest first, with when their alert was delivered and acknowledged."""
+    """The last `limit` studies analysed, newest first, with when their alert was delivered and acknowledged, and
+    the doctor's read of each."""
     rows = db.query(
         "select s.*, a.acknowledged_at, coalesce(u.display_name, a.acknowledged_by) as acknowledged_name, "
         "(select min(e.at) from alert_events e where e.alert_id = s.alert_id and e.state = 'notified') "
-        "as notified_at from dicom_studies s left join alerts a on a.id = s.alert_id "
-        "left join users u on u.telegram_id = a.acknowledged_by order by s.analysed_at desc limit ?",
-        [limit],
+        "as notified_at, c.id as case_id, c.label as read_label, coalesce(r.display_name, c.read_by) as read_name "
+        "from dicom_studies s left join alerts a on a.id = s.alert_id "
+        "left join users u on u.telegram_id = a.acknowledged_by "
+        "left join site_cases c on c.scan_ref = ? || s.study_hash and c.source = 'dicom' "
+        "left join users r on r.telegram_id = c.read_by order by s.analysed_at desc limit ?",
+        [STUDY_PREFIX, limit],
     )
     return [
         StudyAudit(
@@ -155,6 +174,7 @@ def recent_studies(db: sqlite_utils.Database, limit: int = 20) -> list[StudyAudi
             row["last_received_at"], row["analysed_at"], row["verdict"], row["probability"], row["threshold"],
             row["model_version"], row["reason"], row["alert_id"], row["notified_at"], row["acknowledged_at"],
             None if row["acknowledged_name"] is None else str(row["acknowledged_name"]),
+            row["case_id"] is not None, row["read_label"], None if row["read_name"] is None else str(row["read_name"]),
         )
         for row in rows
     ]

@@ -1,5 +1,6 @@
 """The real bot (`bot.application.build_application`) polling the local Bot API server, with a real SQLite file
-and a controllable clock; tests play admins, doctors and caregivers through it."""
+and a controllable clock; tests play admins, doctors and caregivers through it. `adopt_card_profile` puts a site
+profile in use as `hemowatch site commission` would."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from telegram.ext import Application
 
 from bot.application import build_application
 from core.roles import Role
-from core.settings import Settings
+from core.settings import DEFAULT_MODEL, Settings
+from inference.model import ModelCard
+from inference.site_profile import SiteProfile
 from localbotapi import JSON, BotApiServer
-from store import open_database, patients, people
+from store import open_database, patients, people, site_profiles
 from store.thread import StoreThread
 from testsupport.doubles import ManualClock
 from testsupport.waiting import eventually
@@ -31,6 +34,29 @@ def settings_for(bot_api: BotApiServer, db_path: Path, **overrides: object) -> S
     values: dict[str, object] = {"admin_user_ids": frozenset({ADMIN}), "dicom_port": 0} | overrides
     return Settings(
         _env_file=None, telegram_bot_token=bot_api.token, telegram_api_url=bot_api.url, hemowatch_db=db_path, **values,
+    )
+
+
+# Figures as commissioning stores them (`Figures.to_dict`): the shipped model against the adopted profile.
+FIGURES = {
+    "shipped": {"cases": 60, "positives": 24, "auc": 0.85, "auc_low": 0.75, "auc_high": 0.93, "sensitivity": 0.96,
+                "specificity": 0.4, "alerts_per_100": 62.0},
+    "candidate": {"cases": 60, "positives": 24, "auc": 0.9, "auc_low": 0.82, "auc_high": 0.96, "sensitivity": 0.96,
+                  "specificity": 0.55, "alerts_per_100": 53.0},
+    "reason": "the candidate ranks these cases at least as well as the shipped model",
+}
+
+
+def adopt_card_profile(db: sqlite_utils.Database, n_cases: int, now: float, by: str = "ana (command line)") -> int:
+    """Adopt a site profile made of the model card's own head and thresholds (so it judges as the shipped model
+    does), said to be fitted on `n_cases` cases; returns its id."""
+    card = ModelCard.beside(DEFAULT_MODEL)
+    profile = SiteProfile(card.sha256, card.head.weights.astype(float), card.head.bias, card.head.slope,
+                          card.head.intercept, card.threshold, card.study)
+    return site_profiles.adopt_profile(
+        db, profile_json=profile.to_json(), figures=FIGURES, case_ids=list(range(1, n_cases + 1)),
+        model_sha256=card.sha256, model_version=card.version, n_patients=30, n_bleeding=12, sensitivity_target=0.95,
+        by=by, now=now,
     )
 
 

@@ -1,8 +1,9 @@
 """The whole service with its DICOM node (`hemowatch.wiring.running`: bot, monitor, real mosquitto, the local Bot
 API server, the model): a scanner pushes the GE series with pynetdicom or dcmtk's `storescu`, the doctor on
 call gets the heat-map with "I am reading it", acknowledging edits every copy, nobody answering escalates;
-`/oncall` and `/studies` with their roles. The GE series (no known bleed) is flagged here by a lowered
-threshold; a CT-ICH haemorrhage case written as DICOM is flagged at the model card's."""
+`/oncall` and `/studies` with their roles; the alert names the site profile in use and takes a doctor's read.
+The GE series (no known bleed) is flagged here by a lowered threshold; a CT-ICH haemorrhage case written as DICOM
+is flagged at the model card's."""
 
 from __future__ import annotations
 
@@ -17,14 +18,15 @@ from pathlib import Path
 
 import pytest
 import sqlite_utils
-from botworld import ADMIN, settings_for
+from botworld import ADMIN, adopt_card_profile, settings_for
 
+from bot import texts
 from core.roles import Role
 from core.settings import DEFAULT_MODEL
 from hemowatch.wiring import RunningService, running
 from inference.model import ModelCard
 from localbotapi import JSON, BotApiServer
-from store import alerts, open_database, people, studies
+from store import alerts, open_database, people, site_profiles, studies
 from testsupport.broker import Mosquitto, free_port
 from testsupport.dicom import push
 from testsupport.doubles import ManualClock
@@ -94,6 +96,7 @@ async def test_the_doctor_on_call_gets_the_heat_map_reads_it_and_everyone_sees_i
     assert re.search(rf"Probability \d\.\d\d \(threshold 0\.30\), model {re.escape(MODEL.version)}\b", caption)
     assert "From CTSCANNER" in caption
     assert "last slice received" in caption and "Decision support, not a diagnosis" in caption
+    assert texts.NOT_VALIDATED in caption
     assert alert_message["photo"]
     (button,) = alert_message["reply_markup"]["inline_keyboard"][0]
     assert button["text"] == "I am reading it"
@@ -128,6 +131,38 @@ async def test_the_doctor_on_call_gets_the_heat_map_reads_it_and_everyone_sees_i
     assert "read by Dr Ada" in listing
     (audit,) = studies.recent_studies(db)
     assert audit.notified_at is not None and audit.acknowledged_at is not None
+
+
+async def test_a_study_alert_names_the_site_profile_and_takes_a_doctors_read(
+    bot_api: BotApiServer, service: Served, ge_series_dir: Path
+) -> None:
+    running_service, clock, db = service
+    profile_id = adopt_card_profile(db, 42, clock())
+    await say(bot_api, DOCTOR, "/oncall on")
+    await say(bot_api, CAREGIVER, "/help")  # a caregiver who has opened the bot still gets no study alert
+    assert await asyncio.to_thread(push, running_service.dicom.port, sorted(ge_series_dir.glob("*.dcm"))) == [0] * 28
+    alert_message = await bot_api.wait_for_message(DOCTOR, is_study_alert, timeout=60)
+    assert f"Calibrated for this hospital on 42 cases (site profile {profile_id})." in alert_message["caption"]
+    (audit,) = studies.recent_studies(db)
+    taking, reading = alert_message["reply_markup"]["inline_keyboard"]
+    assert [button["text"] for button in taking] == ["I am reading it"]
+    assert [(button["text"], button["callback_data"]) for button in reading] == [
+        ("Bleed confirmed", f"read:study-{audit.study_hash}:1"), ("No bleed", f"read:study-{audit.study_hash}:0"),
+    ]
+    assert audit.in_casebook and audit.read_label is None
+
+    pressed = bot_api.press_button(DOCTOR, alert_message, f"read:study-{audit.study_hash}:0")
+    await eventually(lambda: pressed["id"] in bot_api.callback_answers, 10, "the answer to the read")
+    assert bot_api.callback_answers[pressed["id"]]["text"] == texts.read_recorded(0, None)
+    (case,) = site_profiles.cases_of(db, site_profiles.study_ref(audit.study_hash))
+    assert (case.source, case.label, case.read_by, case.profile_id) == ("dicom", 0, DOCTOR, profile_id)
+    assert case.verdict == "hemorrhage" and case.features.shape[1] == 1280
+    (series,) = studies.series_of(db, audit.study_hash)
+    assert len(case.features) == len(case.shipped) == series.n_assessable > 0
+    assert series.site_profile_id == profile_id
+    listing = (await say(bot_api, OTHER_DOCTOR, "/studies"))["text"]
+    assert listing.endswith("read: no bleed (Dr Ada)")
+    assert not [m for m in bot_api.history(CAREGIVER) if m.get("reply_markup")]
 
 
 @pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed (apt-get install dcmtk)")

@@ -1,18 +1,19 @@
-"""Every command and the Acknowledge button × every role × the caller's own or another patient, through the
-real python-telegram-bot stack: what is allowed works, and what is refused changes nothing."""
+"""Every command and the Acknowledge and read buttons × every role × the caller's own or another patient, through
+the real python-telegram-bot stack: what is allowed works, and what is refused changes nothing."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
-from botworld import ADMIN, BotWorld, running_bot
+from botworld import ADMIN, BotWorld, adopt_card_profile, running_bot
 
 from core.notifications import Severity
 from core.roles import Role
 from localbotapi import BotApiServer
-from store import alerts, people
+from store import alerts, people, site_profiles
 from store.studies import SeriesRecord, StudyHeader, record_series
 
 DOCTOR, OTHER_DOCTOR, CAREGIVER, OTHER_CAREGIVER, REVOKED, UNKNOWN = 10, 11, 20, 21, 30, 40
@@ -186,3 +187,38 @@ async def test_study_acknowledge_button_permissions(world: BotWorld, role: str) 
     else:
         assert NOT_KNOWN in answer["text"] or "no longer available" in answer["text"]
         assert acknowledged_by is None
+
+
+@pytest.mark.parametrize("role", list(CALLERS))
+async def test_study_read_button_permissions(world: BotWorld, role: str) -> None:
+    """Any doctor (and the admins) may give their read of a head CT from a scanner; nobody else."""
+    caller, study = CALLERS[role], "c" * 32
+    series = SeriesRecord(
+        series_hash="d" * 32, study_hash=study, ae_title="CT1", n_instances=28, first_received_at=world.clock(),
+        last_received_at=world.clock(), analysed_at=world.clock(), verdict="hemorrhage", probability=0.9,
+        threshold=0.6, n_slices=28, n_assessable=19, skipped_reason=None, model_version="1.0.0", label="series 2",
+    )
+    record_series(world.db, series, StudyHeader("ACC1", None), None, world.clock())
+    site_profiles.keep_case(world.db, scan_ref=site_profiles.study_ref(study), source="dicom", model_sha256="sha",
+                            features=np.ones((19, 1280)), shipped=np.full(19, 0.9), now=world.clock(),
+                            verdict="hemorrhage", probability=0.9, profile_id=None)
+    some_message = await world.say(caller, "hello")
+    answer = await world.press(caller, some_message, f"read:study-{study}:0")
+    (case,) = site_profiles.cases_of(world.db, site_profiles.study_ref(study))
+    if role in ("admin", "doctor"):
+        assert answer["text"].startswith("Recorded: no bleed.") and (case.label, case.read_by) == (0, caller)
+    else:
+        assert (NOT_KNOWN if role in ("revoked", "unknown") else "only for doctors") in answer["text"]
+        assert (case.label, case.read_by) == (None, None)
+
+
+@pytest.mark.parametrize("role", list(CALLERS))
+async def test_site_rollback_is_for_admins(world: BotWorld, role: str) -> None:
+    profile_id = adopt_card_profile(world.db, 42, world.clock())
+    reply = await world.say(CALLERS[role], "/siterollback")
+    active = site_profiles.active_profile(world.db)
+    if role == "admin":
+        assert reply["text"].startswith(f"🧪 Site profile {profile_id} adopted") and active is None
+    else:
+        assert (NOT_KNOWN if role in ("revoked", "unknown") else "only for admins") in reply["text"]
+        assert active.id == profile_id

@@ -1,4 +1,5 @@
-"""`hemowatch run` as a user starts it: only a token (and here the local Bot API server's address) set."""
+"""`hemowatch run` as a user starts it: only a token (and here the local Bot API server's address) set; and as
+it stops: SIGTERM, Ctrl+C in a terminal, kill -9, each leaving no process of it behind."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 
 from localbotapi import BotApiServer
@@ -62,6 +66,69 @@ async def test_runs_with_only_a_token_and_stops_cleanly_on_sigterm(bot_api: BotA
         await reading
     assert process.returncode == 0, "".join(log[-30:])
     assert "HemoWatch is stopping" in "".join(log)
+
+
+@asynccontextmanager
+async def service_in_a_session(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[str]]]:
+    """`hemowatch run` as the leader of a session (and process group) of its own, once it runs; its log lines.
+    Whatever of the session is left at the end is killed."""
+    env = clean_env(tmp_path, TELEGRAM_BOT_TOKEN=bot_api.token, TELEGRAM_API_URL=bot_api.url)
+    process = await asyncio.create_subprocess_exec(*RUN, cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE,
+                                                   start_new_session=True)
+    log: list[str] = []
+    reading = asyncio.create_task(read_lines(process.stderr, log))
+    try:
+        await until_logged(log, "HemoWatch is running as @")
+        yield process, log
+    finally:
+        for left in running_in_session(process.pid):
+            left.kill()
+        await process.wait()
+        await reading
+
+
+def running_in_session(session: int) -> list[psutil.Process]:
+    """The processes of `session` still running (a zombie has ended: only its exit status waits to be read)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if os.getsid(process.pid) == session and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    return found
+
+
+def kinds(processes: list[psutil.Process]) -> list[str]:
+    """What each process is, told by its command line, sorted."""
+    def kind(process: psutil.Process) -> str:
+        command = " ".join(process.cmdline())
+        if "resource_tracker" in command:
+            return "resource tracker"
+        return "scan worker" if "spawn_main" in command else "service"
+    return sorted(kind(process) for process in processes)
+
+
+EXPECTED = ["resource tracker", "scan worker", "scan worker", "service"]  # SCAN_CONCURRENCY is 2 by default
+
+
+async def test_ctrl_c_in_a_terminal_stops_it_cleanly_without_a_traceback(bot_api: BotApiServer, tmp_path: Path) -> None:
+    async with service_in_a_session(bot_api, tmp_path) as (service, log):
+        assert kinds(running_in_session(service.pid)) == EXPECTED
+        os.killpg(service.pid, signal.SIGINT)  # what a terminal sends on Ctrl+C: to every process of the group
+        await asyncio.wait_for(service.wait(), 60)
+        await eventually(lambda: not running_in_session(service.pid), 30, "the workers and the tracker to end")
+    assert service.returncode == 0
+    assert "HemoWatch is stopping" in "".join(log)
+    assert "Traceback" not in "".join(log) and "KeyboardInterrupt" not in "".join(log), "".join(log)
+
+
+async def test_after_kill_9_no_process_of_the_service_is_left(bot_api: BotApiServer, tmp_path: Path) -> None:
+    async with service_in_a_session(bot_api, tmp_path) as (service, _):
+        assert kinds(running_in_session(service.pid)) == EXPECTED
+        service.kill()
+        await service.wait()
+        await eventually(lambda: not running_in_session(service.pid), 30, "the workers and the tracker to end")
 
 
 async def read_lines(stream: asyncio.StreamReader, into: list[str]) -> None:

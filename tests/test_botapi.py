@@ -117,6 +117,24 @@ async def test_html_is_parsed_and_checked(bot_api: BotApiServer, bot: Bot) -> No
         await bot.send_message(USER, "SpO2 <90", parse_mode="HTML")
 
 
+async def test_texts_over_4096_and_captions_over_1024_characters_are_refused(bot_api: BotApiServer, bot: Bot) -> None:
+    bot_api.send_text(USER, "hi")
+    longest = await bot.send_message(USER, "<b>" + "&lt;" * 4096 + "</b>", parse_mode="HTML")  # counted as shown
+    assert longest.text == "<" * 4096
+    with pytest.raises(BadRequest, match="^Message is too long$"):
+        await bot.send_message(USER, "x" * 4097)
+    with pytest.raises(BadRequest, match="^Message is too long$"):
+        await bot.edit_message_text("x" * 4097, USER, longest.message_id)
+    picture = await bot.send_photo(USER, png(20, 20), caption="<i>" + "y" * 1024 + "</i>", parse_mode="HTML")
+    assert picture.caption == "y" * 1024
+    with pytest.raises(BadRequest, match="^Message caption is too long$"):
+        await bot.send_photo(USER, png(20, 20), caption="y" * 1025)
+    with pytest.raises(BadRequest, match="^Message caption is too long$"):
+        await bot.edit_message_caption(USER, picture.message_id, caption="y" * 1025)
+    refusals = [(call.method, call.status) for call in bot_api.calls if call.status != 200]
+    assert refusals == [("sendMessage", 400), ("editMessageText", 400), ("sendPhoto", 400), ("editMessageCaption", 400)]
+
+
 async def test_edits_to_the_same_content_are_refused(bot_api: BotApiServer, bot: Bot) -> None:
     bot_api.send_text(USER, "hi")
     message = await bot.send_message(USER, "Analysing…")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import DEFAULT_MODEL, PROJECT_ROOT
+from testsupport.broker import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SLICE = "001.png"
@@ -80,21 +84,92 @@ def test_the_embedded_broker_port_taken_suggests_using_that_broker(tmp_path: Pat
     assert len([line for line in done.stderr.splitlines() if "already taken" in line]) == 1
 
 
-def test_ctrl_c_during_a_batch_keeps_the_rows_printed_so_far(tmp_path: Path, head_ct_dir: Path) -> None:
+def test_a_taken_dicom_port_is_one_line_naming_it(tmp_path: Path) -> None:
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"the model is not at {DEFAULT_MODEL}")  # the scan workers start before the DICOM node
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = hemowatch(tmp_path, "run", TELEGRAM_BOT_TOKEN="123:abc", TELEGRAM_API_URL="http://127.0.0.1:9",
+                         EMBEDDED_BROKER_PORT=str(free_port()), DICOM_PORT=str(port))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"Port {port} on 127.0.0.1 is already taken, so the DICOM node cannot start; another DICOM node may be "
+        "running there. Set DICOM_PORT to a free port (DICOM_PORT=0 runs without the node)."
+    )
+
+
+@pytest.mark.timeout(180)
+def test_the_demo_takes_free_ports_says_which_and_ctrl_c_stops_it_without_a_traceback(tmp_path: Path) -> None:
     if not DEFAULT_MODEL.is_file():
         pytest.skip(f"the model is not at {DEFAULT_MODEL}")
-    paths = [str(head_ct_dir / "images" / f"{number:03d}.png") for number in range(40)]
+    page = free_port()
     clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    with socket.socket() as standard, (tmp_path / "demo.log").open("w") as log:
+        with contextlib.suppress(OSError):  # when this fails, something else holds the port: taken either way
+            standard.bind(("127.0.0.1", 11112))
+            standard.listen()
+        demo = subprocess.Popen([sys.executable, "-m", "hemowatch.cli", "demo", "--port", str(page)], cwd=tmp_path,
+                                env=clean, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+        try:
+            started = demo.stdout.readline()  # once the service runs
+            os.killpg(demo.pid, signal.SIGINT)  # what a terminal sends on Ctrl+C: to every process of the group
+            demo.communicate(timeout=60)
+        finally:
+            if demo.poll() is None:
+                os.killpg(demo.pid, signal.SIGKILL)
+    errors = (tmp_path / "demo.log").read_text()
+    assert started.startswith(f"HemoWatch demo: open http://127.0.0.1:{page} in a browser"), errors
+    dicom = re.search(r"its DICOM node is HEMOWATCH@127\.0\.0\.1:(\d+)\.$", started.strip())
+    assert dicom is not None and int(dicom[1]) != 11112, started
+    assert demo.returncode == 0, errors
+    assert "Traceback" not in errors and "KeyboardInterrupt" not in errors
+
+
+def test_ctrl_c_during_a_batch_keeps_the_rows_printed_so_far(tmp_path: Path, head_ct_dir: Path) -> None:
+    """The rows go to a pipe of one page that is read on only after Ctrl+C: the batch, whose rows need several
+    pages, cannot have finished before the signal arrives."""
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"the model is not at {DEFAULT_MODEL}")
+    paths = [str(head_ct_dir / "images" / f"{number:03d}.png") for number in range(100)]
+    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    reading, writing = os.pipe()
+    assert fcntl.fcntl(writing, fcntl.F_SETPIPE_SZ, 4096) == 4096  # about 30 rows
     process = subprocess.Popen([sys.executable, "-m", "hemowatch.cli", "classify", *paths], cwd=tmp_path, env=clean,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    heading = process.stdout.readline()
-    first = process.stdout.readline()  # printed as soon as the first input is done
-    process.send_signal(signal.SIGINT)
-    rest, errors = process.communicate(timeout=60)
+                               stdout=writing, stderr=subprocess.PIPE, text=True)
+    os.close(writing)
+    with open(reading, "rb", buffering=0) as rows:  # unbuffered: takes from the pipe only the lines read
+        heading = rows.readline().decode()
+        first = rows.readline().decode()  # printed as soon as the first input is done
+        process.send_signal(signal.SIGINT)
+        rest = rows.read().decode()
+    _, errors = process.communicate(timeout=60)
     assert heading.startswith("input") and paths[0] in first
     assert process.returncode == 130
     assert "Traceback" not in errors and "interrupted;" in errors
     assert len(rest.splitlines()) < len(paths) - 1
+
+
+def help_of(capsys: pytest.CaptureFixture[str], *command: str) -> str:
+    """`hemowatch COMMAND --help`, its lines joined by single spaces (argparse wraps to the terminal's width)."""
+    from hemowatch.cli import main
+
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_run_help_says_what_run_needs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "It needs only TELEGRAM_BOT_TOKEN (from @BotFather), set in the environment or in a .env file" in help_of(
+        capsys, "run")
+
+
+def test_add_patient_help_describes_its_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    shown = help_of(capsys, "admin", "add-patient")
+    assert "PATIENT_ID 1-32 letters, digits, '-' or '_'; the bedside device publishes under it" in shown
+    assert "NAME the name alerts and /status show (default: the id)" in shown
 
 
 def test_make_run_installs_only_when_pyproject_changed(tmp_path: Path) -> None:

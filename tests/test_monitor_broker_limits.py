@@ -73,6 +73,7 @@ async def test_mosquitto_with_its_default_queue_limit_drops_and_the_monitor_says
         broker.stop()
     assert stored == 1000  # mosquitto kept 1,000 and dropped the rest without a word to anyone
     warnings = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    # the broker's first count may come before or after the drops: either way the advice is given
     assert "since it started" in warnings[0] and "max_queued_messages 0" in warnings[0]
     assert monitor.subscriber.broker_drops.count == AWAY - 1000
 

@@ -7,7 +7,9 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiomqtt
@@ -24,7 +26,7 @@ from monitor.vitals_monitor import VitalsMonitor
 from store.patients import add_patient, list_patients
 from store.schema import open_database
 from store.vitals import vitals_between
-from testsupport.broker import Mosquitto
+from testsupport.broker import Mosquitto, free_port
 from testsupport.doubles import T0, ManualClock, RecordingNotifier
 from testsupport.waiting import eventually
 
@@ -88,6 +90,22 @@ async def test_simulate_command_feeds_the_monitor_until_sigterm(tmp_path: Path, 
     assert b"published" in output
     assert [p.name for p in list_patients(db)] == ["Simulated patient 1", "Simulated patient 2"]
     assert monitor.stats.rejected == {}
+
+
+def test_simulate_for_a_duration_stops_then_also_while_no_broker_answers(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "hemowatch.cli", "simulate", "--patients", "1", "--duration", "2",
+                           "--broker", f"mqtt://127.0.0.1:{port}"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert time.monotonic() - started < 15  # the retries stop at the end of the duration, after about 2 s
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"publishing 'stable' vitals for 1 patient (sim-1) at 1 Hz to 127.0.0.1:{port}; Ctrl+C stops",
+        "published 0 samples",
+    ]
+    assert "broker unreachable" in done.stderr
 
 
 async def test_hypoxia_scenario_gives_each_patient_at_most_one_alert_per_condition(

@@ -1,5 +1,6 @@
 """Who and what the demo starts with: three people, one simulated patient, four example slices, and the
-settings that put the service on the local Bot API server, a fresh database and the embedded broker."""
+settings that put the service on the local Bot API server, a fresh database, and the embedded broker and the
+DICOM node on ports of their own."""
 
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def demo_settings(scan: ScanSettings, data_dir: Path, bot_api_url: str, broker_port: int) -> Settings:
+def demo_settings(
+    scan: ScanSettings, data_dir: Path, bot_api_url: str, broker_port: int, dicom_port: int
+) -> Settings:
     """The service's settings for the demo: scan settings as configured, everything else the demo's own."""
     return Settings(
         _env_file=None,
@@ -68,6 +71,8 @@ def demo_settings(scan: ScanSettings, data_dir: Path, bot_api_url: str, broker_p
         mqtt_shared_group="",
         embedded_broker_host="127.0.0.1",
         embedded_broker_port=broker_port,
+        dicom_host="127.0.0.1",
+        dicom_port=dicom_port,
         rule_hold_s=RULE_HOLD_S,
         escalate_after_s=ESCALATE_AFTER_S,
     )
