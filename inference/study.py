@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from scipy.special import expit
 
 Verdict = Literal["hemorrhage", "no_hemorrhage", "not_assessable"]
 _EPSILON = 1e-7
@@ -33,7 +34,7 @@ class StudyCalibration:
     def probability(self, slice_probabilities: Sequence[float]) -> float:
         logits = [math.log(p / (1 - p)) for p in np.clip(slice_probabilities, _EPSILON, 1 - _EPSILON)]
         score = aggregate(logits, self.aggregation)
-        return 1.0 / (1.0 + math.exp(-(self.slope * score + self.intercept)))
+        return float(expit(self.slope * score + self.intercept))  # a steep calibration overflows math.exp
 
 
 @dataclass(frozen=True)

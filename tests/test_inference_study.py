@@ -40,6 +40,15 @@ def test_a_series_is_judged_by_its_calibrated_study_score_and_names_its_top_slic
     assert outcome.probability == pytest.approx(0.26894, abs=1e-5)
 
 
+def test_a_steep_study_calibration_saturates_instead_of_overflowing() -> None:
+    """A site profile fitted on a few well-separated series can calibrate with a slope in the hundreds."""
+    steep = OperatingPoint(0.5, StudyCalibration(aggregation="max", slope=264.6, intercept=-47.0, threshold=0.8))
+    normal = study_verdict([0.01, 0.02], steep)  # log-odds -3.9: 264.6 * -3.9 - 47 is far past exp's range
+    assert (normal.verdict, normal.probability) == ("no_hemorrhage", 0.0)
+    bleed = study_verdict([0.01, 0.99], steep)
+    assert (bleed.verdict, bleed.probability) == ("hemorrhage", 1.0)
+
+
 def test_a_single_assessable_slice_uses_the_slice_threshold_even_with_a_study_calibration() -> None:
     study = StudyCalibration(aggregation="max", slope=1.0, intercept=-10.0, threshold=0.9)
     outcome = study_verdict([None, 0.55], OperatingPoint(0.5, study))

@@ -23,7 +23,7 @@ from training.ct_ich import PIXEL_SPACING_MM, SLICE_THICKNESS_MM, CtIchSlice, re
 from training.data import SERVING_WINDOW, TrainingSet
 from training.export import IDENTITY, INPUT_NAME, export_onnx, quantize
 from training.fit import Recipe, train
-from training.network import trained_network
+from training.network import HaemorrhageNet, trained_network
 from training.series_writer import write_series
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,19 @@ def score_fold(
                 oof.dicom_types[rows] = types
 
 
+def fold_network(
+    data: TrainingSet, fit: np.ndarray, recipe: Recipe, weights: Path, name: str, kept: Path | None, reuse: bool
+) -> HaemorrhageNet:
+    """The network trained on rows `fit`; with `kept`, saved there, or with `reuse` too, read from there (trained
+    earlier with the same recipe and rows) instead of trained again."""
+    if reuse and kept is not None:
+        return trained_network(kept, outputs=data.labels.shape[1])
+    net = train(data.subset(fit), recipe, weights, name=name)
+    if kept is not None:
+        torch.save(net.state_dict(), kept)
+    return net
+
+
 def cross_validate(
     data: TrainingSet, recipe: Recipe, folds: int, weights: Path, ct_ich: Path | None, keep: Path | None = None,
     reuse: bool = False,
@@ -151,12 +164,7 @@ def cross_validate(
         started = time.monotonic()
         held, fit = np.flatnonzero(fold_of == fold), np.flatnonzero(fold_of != fold)
         kept = None if keep is None else keep / f"fold-{fold + 1}.pt"
-        if reuse and kept is not None:
-            net = trained_network(kept, outputs=data.labels.shape[1])
-        else:
-            net = train(data.subset(fit), recipe, weights, name=f"fold {fold + 1}/{folds}")
-            if kept is not None:
-                torch.save(net.state_dict(), kept)
+        net = fold_network(data, fit, recipe, weights, f"fold {fold + 1}/{folds}", kept, reuse)
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
             export_onnx(net, IDENTITY, folder / "float32.onnx")
