@@ -18,7 +18,6 @@ from inference.site_profile import SiteProfile
 from inference.study import OperatingPoint
 from store import site_profiles
 from store.schema import atomic
-from store.site_profiles import StoredProfile
 
 
 @dataclass(frozen=True)
@@ -35,13 +34,14 @@ def active_site_profile(db: sqlite_utils.Database, model_sha256: str) -> SitePro
     return SiteProfile.from_json(stored.profile_json, id=stored.id, n_cases=stored.n_cases)
 
 
-def _current(db: sqlite_utils.Database, recipe: Recipe, case_ids: Sequence[int]) -> tuple[Current | None, StoredProfile | None]:
+def _current(db: sqlite_utils.Database, recipe: Recipe, case_ids: Sequence[int]) -> Current | None:
+    """The profile in use for this model, with which of `case_ids` it was fitted on."""
     stored = site_profiles.active_profile(db)
     if stored is None or stored.model_sha256 != recipe.model_sha256:
-        return None, None
+        return None
     profile = SiteProfile.from_json(stored.profile_json, id=stored.id, n_cases=stored.n_cases)
     own = set(stored.case_ids)
-    return Current(profile, frozenset(row for row, case_id in enumerate(case_ids) if case_id in own)), stored
+    return Current(profile, frozenset(row for row, case_id in enumerate(case_ids) if case_id in own))
 
 
 def _figures_record(judgement: Judgement) -> dict:
@@ -57,7 +57,7 @@ def commission(
     model_version: str, by: str, now: float,
 ) -> Outcome:
     """Judge a fresh set of cases; when adopted, they are kept in the casebook with the profile."""
-    current, _ = _current(db, recipe, [])
+    current = _current(db, recipe, [])
     judgement = judge(cases, recipe, shipped, current)
     if not judgement.adopt:
         return Outcome(judgement, None)
@@ -78,7 +78,7 @@ def update(
     stored = site_profiles.labelled_cases(db, recipe.model_sha256)
     cases = [Case(case.group_key, case.label, case.features, case.shipped) for case in stored]
     case_ids = [case.id for case in stored]
-    current, _ = _current(db, recipe, case_ids)
+    current = _current(db, recipe, case_ids)
     judgement = judge(cases, recipe, shipped, current)
     if not judgement.adopt:
         return Outcome(judgement, None)
