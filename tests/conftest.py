@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: paths to the reference data, a real mosquitto broker, a local Bot API server.
+"""Fixtures shared by every test: paths to the reference data, a real mosquitto broker, a real PostgreSQL server, a
+local Bot API server.
 The helpers behind them live in the `testsupport` package."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from inference.model import ModelCard
 from inference.preprocess import grey_from_image, prepare_batch
 from localbotapi import BotApiServer
 from testsupport.broker import Mosquitto, free_port
+from testsupport.postgres import INSTALL_HINT, PostgresServer, server_binaries
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HEAD_CT = SHARED_DATA / "head-ct"
@@ -65,6 +67,23 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session; `postgres.fresh_database()` gives a test a database of its own."""
+    if server_binaries() is None:
+        pytest.fail(INSTALL_HINT)
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """A new empty PostgreSQL database."""
+    return postgres.fresh_database()
 
 
 @pytest.fixture
