@@ -144,7 +144,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> None:
             stop.set()
             await service
     db = open_database(settings.hemowatch_db)
-    stored = db["vitals"].count_where("patient_id like 'bed-%'")
+    stored = db.execute("select count(*) from vitals where patient_id like 'bed-%'").fetchone()[0]
     db.close()
     single, photo = percentiles(alone), percentiles(photos)
     alert = {key: value * 1000 for key, value in percentiles(alerts).items()}

@@ -34,7 +34,7 @@ from core.notifications import AlertNotice, NoticeKind
 from core.settings import PROJECT_ROOT, Settings
 from monitor.mqtt import vitals_topic
 from monitor.vitals_monitor import VitalsMonitor
-from store.schema import atomic, open_database
+from store import atomic, open_database
 from testsupport.broker import Mosquitto, free_port
 from testsupport.machine import machine
 
@@ -49,7 +49,7 @@ def _register(db_path: Path, count: int) -> list[str]:
     db = open_database(db_path)
     ids = [f"bench-{number}" for number in range(count)]
     with atomic(db):
-        db.conn.executemany(
+        db.executemany(
             "insert into patients (id, name, neuro, monitored, created_at) values (?, ?, 1, 1, ?)",
             [(patient_id, patient_id, time.time()) for patient_id in ids],
         )

@@ -11,7 +11,6 @@ import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import sqlite_utils
 from telegram import Update
 from telegram.ext import ContextTypes
 
@@ -20,6 +19,7 @@ from bot.bot_data import bot_data
 from core.roles import Role
 from core.settings import Settings
 from store import patients, people
+from store.database import Database
 
 Context = ContextTypes.DEFAULT_TYPE
 
@@ -35,7 +35,7 @@ class Caller:
         return self.role is Role.ADMIN or self.role in roles
 
 
-def identify(db: sqlite_utils.Database, settings: Settings, telegram_id: int, name: str) -> Caller | None:
+def identify(db: Database, settings: Settings, telegram_id: int, name: str) -> Caller | None:
     """The caller's standing, or None for unknown and revoked users."""
     if telegram_id in settings.admin_user_ids:
         return Caller(telegram_id, Role.ADMIN, name)
@@ -43,23 +43,23 @@ def identify(db: sqlite_utils.Database, settings: Settings, telegram_id: int, na
     return None if person is None else Caller(telegram_id, person.role, person.display_name)
 
 
-def patient_role(db: sqlite_utils.Database, caller: Caller, patient_id: str) -> Role | None:
+def patient_role(db: Database, caller: Caller, patient_id: str) -> Role | None:
     """The caller's role for this patient, or None when they may not see it (or it does not exist)."""
     if caller.role is Role.ADMIN:
         return Role.ADMIN if patients.get_patient(db, patient_id) is not None else None
     return people.member_role(db, patient_id, caller.telegram_id)
 
 
-def may_view(db: sqlite_utils.Database, caller: Caller, patient_id: str) -> bool:
+def may_view(db: Database, caller: Caller, patient_id: str) -> bool:
     return patient_role(db, caller, patient_id) is not None
 
 
-def may_manage(db: sqlite_utils.Database, caller: Caller, patient_id: str) -> bool:
+def may_manage(db: Database, caller: Caller, patient_id: str) -> bool:
     """Admins and the patient's doctors may change thresholds and invite caregivers."""
     return patient_role(db, caller, patient_id) in (Role.ADMIN, Role.DOCTOR)
 
 
-def visible_patient_ids(db: sqlite_utils.Database, caller: Caller) -> list[str] | None:
+def visible_patient_ids(db: Database, caller: Caller) -> list[str] | None:
     """The patients the caller may see; None means all of them (admins)."""
     return None if caller.role is Role.ADMIN else people.patient_ids_of(db, caller.telegram_id)
 

@@ -7,7 +7,6 @@ alert keeps escalating and its button stays for the doctors. Every copy of the m
 
 from __future__ import annotations
 
-import sqlite_utils
 from telegram import Update
 
 from bot import texts
@@ -18,6 +17,7 @@ from bot.buttons import parse_ack
 from core.notifications import STUDY_CONDITION
 from core.roles import CLINICAL_ROLES, Role
 from store import alerts
+from store.database import Database
 
 
 @authorize()
@@ -44,7 +44,7 @@ async def acknowledge(update: Update, context: Context, caller: Caller) -> None:
     await show_on_copies(context.bot, shared.store, alert.id, shared.alert_edits)
 
 
-def _role_for(db: sqlite_utils.Database, caller: Caller, alert: alerts.Alert) -> Role | None:
+def _role_for(db: Database, caller: Caller, alert: alerts.Alert) -> Role | None:
     """The caller's role for the alert's patient, None when they may not press its button. A head CT from a
     scanner belongs to no followed patient: only doctors (and admins) may take it."""
     if alert.condition == STUDY_CONDITION:

@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import sqlite_utils
 from telegram.ext import ContextTypes
 
 from bot.stats import BotStats
@@ -19,14 +18,15 @@ from core.settings import Settings
 from inference.analyzer import ScanAnalyzer
 from inference.site_profile import SiteProfile
 from store.thread import StoreThread
+from store.database import Database
 
 KEY = "shared"  # where the BotData lives in `application.bot_data`
 
-SiteProfileLookup = Callable[[sqlite_utils.Database], SiteProfile | None]
+SiteProfileLookup = Callable[[Database], SiteProfile | None]
 """The site profile in use for the analyzer's model, read from the store at each verdict (None: none)."""
 
 
-def no_site_profile(_: sqlite_utils.Database) -> None:
+def no_site_profile(_: Database) -> None:
     return None
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import sqlite_utils
 from telegram import Update
 from telegram.error import TelegramError
 from telegram.helpers import create_deep_linked_url
@@ -15,6 +14,7 @@ from bot.bot_data import bot_data
 from core.roles import TELEGRAM_ID, Role
 from store import outbox, people
 from store.people import InvitationError
+from store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ async def invite(update: Update, context: Context, caller: Caller) -> None:
     await update.effective_message.reply_text(texts.invitation(role, patient_id, link, ttl_hours))
 
 
-def _may_revoke(db: sqlite_utils.Database, caller: Caller, target: people.Person) -> bool:
+def _may_revoke(db: Database, caller: Caller, target: people.Person) -> bool:
     """Admins may revoke anyone stored; doctors only caregivers of a patient they are doctor of."""
     if caller.role is Role.ADMIN:
         return True

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 
-import sqlite_utils
 from telegram import Bot, InlineKeyboardMarkup, Message
 from telegram.ext import Application
 from telegram.constants import ParseMode
@@ -57,6 +56,7 @@ from core.settings import Settings
 from store import alerts, deliveries, people, studies
 from store.deliveries import DeliveryStatus
 from store.thread import StoreThread
+from store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Recipient:
 
 
 def recipients(
-    db: sqlite_utils.Database, notice: AlertNotice, admin_ids: frozenset[int], now: float
+    db: Database, notice: AlertNotice, admin_ids: frozenset[int], now: float
 ) -> list[Recipient]:
     """Who should get this notice, blocked chats left out."""
     if notice.condition == STUDY_CONDITION:
@@ -89,7 +89,7 @@ def recipients(
 
 
 def _with_admins(
-    db: sqlite_utils.Database, chosen: list[people.Person], admin_ids: frozenset[int], with_admins: bool
+    db: Database, chosen: list[people.Person], admin_ids: frozenset[int], with_admins: bool
 ) -> list[Recipient]:
     found = {p.telegram_id: Recipient(p.telegram_id, p.chat_id) for p in chosen if not p.blocked}
     if with_admins:

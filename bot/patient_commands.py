@@ -8,7 +8,6 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
-import sqlite_utils
 from telegram import Update
 
 from bot import texts, vitals_text
@@ -20,6 +19,7 @@ from bot.trend import LONGEST_S, render_trend, span_words, trend_span
 from core.roles import Role
 from core.vitals import THRESHOLD_VITALS, LimitError
 from store import alerts, patients, people, vitals
+from store.database import Database
 
 MAX_MUTE_MINUTES = 12 * 60
 PAGE_FOOTER_ROOM = 100  # of a /patients page, kept for "Page 2 of 3. Send /patients 3 for the next."
@@ -80,7 +80,7 @@ def _page_number(args: list[str], total: int) -> int | None:
     return None
 
 
-def _patient_entries(db: sqlite_utils.Database, caller: Caller) -> list[str]:
+def _patient_entries(db: Database, caller: Caller) -> list[str]:
     """One entry per patient the caller may see, with who follows them (a line each) where the caller manages
     the patient."""
     entries = []

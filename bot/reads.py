@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlite_utils
 from telegram import Update
 
 from bot import texts
@@ -21,7 +20,7 @@ from bot.buttons import parse_read
 from bot.site_text import missed_bleed_text
 from core.roles import Role
 from store import scans, site_profiles
-from store.schema import atomic
+from store.database import Database, atomic
 from store.site_profiles import SCAN_PREFIX, StoredCase
 
 
@@ -49,7 +48,7 @@ async def record_read(update: Update, context: Context, caller: Caller) -> None:
                           missed_bleed_text(caller.name, scan_ref, read.top), "the missed bleed")
 
 
-def _record(db: sqlite_utils.Database, scan_ref: str, label: int, caller: Caller, now: float) -> Read | None:
+def _record(db: Database, scan_ref: str, label: int, caller: Caller, now: float) -> Read | None:
     """The read stored on every case of the scan, or None when there is none the caller may read."""
     with atomic(db):
         cases = site_profiles.cases_of(db, scan_ref)
@@ -62,7 +61,7 @@ def _record(db: sqlite_utils.Database, scan_ref: str, label: int, caller: Caller
     return Read(previous, label == 1 and previous != 1 and not flagged, top)
 
 
-def _may_read(db: sqlite_utils.Database, caller: Caller, scan_ref: str) -> bool:
+def _may_read(db: Database, caller: Caller, scan_ref: str) -> bool:
     """A scan from the chat is read by the doctor who sent it (its verdict went to them only); a study from a
     scanner by any doctor."""
     if not scan_ref.startswith(SCAN_PREFIX) or caller.role is Role.ADMIN:

@@ -15,7 +15,6 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-import sqlite_utils
 from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import BaseHandler, MessageHandler, filters
@@ -31,7 +30,7 @@ from inference.analyzer import Judging
 from inference.errors import InputError
 from inference.result import StudyResult
 from store.scans import ScanAudit, record_scan
-from store.schema import atomic
+from store.database import Database, atomic
 from store.site_profiles import add_case, scan_ref
 
 log = logging.getLogger(__name__)
@@ -116,7 +115,7 @@ def _explain(error: Exception) -> str:
 
 
 def _audit(
-    db: sqlite_utils.Database, sha256: str, results: list[StudyResult], telegram_id: int, now: float
+    db: Database, sha256: str, results: list[StudyResult], telegram_id: int, now: float
 ) -> str | None:
     """An audit row per series and, for each series with slices assessed, an unread case in the casebook; returns
     the scan's casebook key when it has a case to read."""

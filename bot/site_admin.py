@@ -3,7 +3,6 @@ command line, the nightly update, /siterollback), and `/siterollback` goes back 
 
 from __future__ import annotations
 
-import sqlite_utils
 from telegram import Update
 from telegram.ext import Application
 
@@ -15,6 +14,7 @@ from bot.site_text import site_change_text
 from core.roles import Role
 from store import site_profiles
 from store.site_profiles import SiteChange, StoredProfile
+from store.database import Database
 
 Pending = tuple[SiteChange, StoredProfile | None, StoredProfile | None]  # the change, what it put in use, what was
 
@@ -35,7 +35,7 @@ async def announce_site_changes(application: Application) -> int:
     return len(pending)
 
 
-def _pending(db: sqlite_utils.Database) -> list[Pending]:
+def _pending(db: Database) -> list[Pending]:
     history = site_profiles.changes(db)
 
     def profile(profile_id: int | None) -> StoredProfile | None:

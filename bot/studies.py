@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from html import escape
 
-import sqlite_utils
 from telegram import Update
 from telegram.constants import ParseMode
 
@@ -19,6 +18,7 @@ from core.roles import Role
 from inference.percent import percent
 from store import people, studies
 from store.people import Person
+from store.database import Database
 
 VERDICT_WORDS = {
     "hemorrhage": "🔴 haemorrhage suspected", "no_hemorrhage": "no haemorrhage suspected",
@@ -26,7 +26,7 @@ VERDICT_WORDS = {
 }
 
 
-def on_call_people(db: sqlite_utils.Database, admin_ids: frozenset[int]) -> list[Person]:
+def on_call_people(db: Database, admin_ids: frozenset[int]) -> list[Person]:
     """The doctors on call who still hold their role (a revoked doctor is on call no more)."""
     found = []
     for telegram_id in studies.on_call(db):
@@ -36,7 +36,7 @@ def on_call_people(db: sqlite_utils.Database, admin_ids: frozenset[int]) -> list
     return found
 
 
-def study_recipients(db: sqlite_utils.Database, notice: AlertNotice, admin_ids: frozenset[int]) -> tuple[
+def study_recipients(db: Database, notice: AlertNotice, admin_ids: frozenset[int]) -> tuple[
     list[Person], bool
 ]:
     """Who hears about a study: the doctors on call, else every doctor, else the admins; an escalation goes to

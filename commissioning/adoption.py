@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import sqlite_utils
 
 from commissioning.fitting import Case, Recipe
 from commissioning.judge import Current, Judgement, judge
 from inference.site_profile import SiteProfile
 from inference.study import OperatingPoint
 from store import site_profiles
-from store.schema import atomic
+from store.database import Database, atomic
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class Outcome:
     profile_id: int | None  # the adopted profile, None when the current one stays
 
 
-def active_site_profile(db: sqlite_utils.Database, model_sha256: str) -> SiteProfile | None:
+def active_site_profile(db: Database, model_sha256: str) -> SiteProfile | None:
     """The active profile, when there is one fitted for this model file."""
     stored = site_profiles.active_profile(db)
     if stored is None or stored.model_sha256 != model_sha256:
@@ -34,7 +33,7 @@ def active_site_profile(db: sqlite_utils.Database, model_sha256: str) -> SitePro
     return SiteProfile.from_json(stored.profile_json, id=stored.id, n_cases=stored.n_cases)
 
 
-def _current(db: sqlite_utils.Database, recipe: Recipe, case_ids: Sequence[int]) -> Current | None:
+def _current(db: Database, recipe: Recipe, case_ids: Sequence[int]) -> Current | None:
     """The profile in use for this model, with which of `case_ids` it was fitted on."""
     stored = site_profiles.active_profile(db)
     if stored is None or stored.model_sha256 != recipe.model_sha256:
@@ -53,7 +52,7 @@ def _figures_record(judgement: Judgement) -> dict:
 
 
 def commission(
-    db: sqlite_utils.Database, cases: list[Case], recipe: Recipe, shipped: OperatingPoint, *,
+    db: Database, cases: list[Case], recipe: Recipe, shipped: OperatingPoint, *,
     model_version: str, by: str, now: float,
 ) -> Outcome:
     """Judge a fresh set of cases; when adopted, they are kept in the casebook with the profile."""
@@ -72,7 +71,7 @@ def commission(
 
 
 def update(
-    db: sqlite_utils.Database, recipe: Recipe, shipped: OperatingPoint, *, model_version: str, by: str, now: float,
+    db: Database, recipe: Recipe, shipped: OperatingPoint, *, model_version: str, by: str, now: float,
 ) -> Outcome:
     """Judge every confirmed case kept for this model; adopt the candidate when it is not worse."""
     stored = site_profiles.labelled_cases(db, recipe.model_sha256)
@@ -87,7 +86,7 @@ def update(
 
 
 def _adopt(
-    db: sqlite_utils.Database, judgement: Judgement, case_ids: list[int], cases: list[Case], recipe: Recipe,
+    db: Database, judgement: Judgement, case_ids: list[int], cases: list[Case], recipe: Recipe,
     model_version: str, by: str, now: float, note: str,
 ) -> int:
     return site_profiles.adopt_profile(

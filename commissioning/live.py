@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlite_utils
 from scipy.stats import binomtest
 
 from store import site_profiles
 from store.site_profiles import StoredProfile
+from store.database import Database
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class LiveAgreement:
                 f"specificity {self.specificity.describe()}, PPV {self.ppv.describe()}.")
 
 
-def live_agreement(db: sqlite_utils.Database, profile: StoredProfile) -> LiveAgreement:
+def live_agreement(db: Database, profile: StoredProfile) -> LiveAgreement:
     reads = [case for case in site_profiles.reads_since(db, profile.created_at) if case.profile_id == profile.id]
     flagged = [case.verdict == "hemorrhage" for case in reads]
     bleeds = [bool(case.label) for case in reads]

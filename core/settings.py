@@ -46,9 +46,26 @@ class ScanSettings(BaseSettings):
     window_center: float | None = None  # with window_width, or neither: the model card's window
     window_width: float | None = Field(None, gt=0)
     hemowatch_db: Path = Path("hemowatch.db")  # also holds the site profile the verdicts use
+    # postgresql://user:password@host/dbname: the store lives there instead of HEMOWATCH_DB, so that several
+    # instances can share it (one leads, the others stand by)
+    database_url: SecretStr | None = None
     site_sensitivity: float = Field(0.95, gt=0.5, lt=1.0)  # what site commissioning chooses thresholds for
 
     log_level: str = "INFO"
+
+    @property
+    def database(self) -> Path | str:
+        """Where the store lives: DATABASE_URL when set, else the SQLite file HEMOWATCH_DB."""
+        return self.database_url.get_secret_value() if self.database_url else self.hemowatch_db
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("DATABASE_URL should look like postgresql://user:password@host:5432/hemowatch")
+        return value
 
     @property
     def max_upload_bytes(self) -> int:

@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Self
 
-import sqlite_utils
 
 from core.backoff import Backoff
 from core.durations import Durations
@@ -33,6 +32,7 @@ from inference.analyzer import Judging, ScanAnalyzer
 from inference.site_profile import SiteProfile
 from store.studies import series_analysed_at
 from store.thread import StoreThread
+from store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class DicomNode:
     def __init__(
         self, settings: Settings, analyzer: ScanAnalyzer, on_alert: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time, result_retry_s: tuple[float, float, int] = (2.0, 300.0, 10),
-        site_profile: Callable[[sqlite_utils.Database], SiteProfile | None] = lambda _: None,
+        site_profile: Callable[[Database], SiteProfile | None] = lambda _: None,
     ) -> None:
         """`result_retry_s`: the first and the longest pause between tries of a result to PACS, and how many tries.
         `site_profile`: the site profile in use for the analyzer's model, looked up in the store for each series."""
@@ -87,7 +87,7 @@ class DicomNode:
     async def start(self) -> None:
         settings = self._settings
         self._loop = asyncio.get_running_loop()
-        await self._store.open(settings.hemowatch_db)
+        await self._store.open(settings.database)
         self._spool = await asyncio.to_thread(
             Spool, settings.spool_dir, int(settings.dicom_spool_max_gb * 2**30),
             "accession" in settings.dicom_notify_fields,

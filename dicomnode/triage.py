@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
-import sqlite_utils
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -20,7 +19,7 @@ from dicomnode.spool import SpooledSeries
 from inference.analyzer import SHIPPED, Judging, ScanAnalyzer
 from inference.errors import InputError
 from inference.result import StudyResult
-from store.schema import atomic
+from store.database import Database, atomic
 from store.site_profiles import keep_case, study_ref
 from store.studies import SKIPPED, SeriesRecord, StudyHeader, record_series, study_series
 
@@ -38,7 +37,7 @@ class SeriesOutcome:
     assessed: StudyResult | None = None  # the verdict with its slices' features, when slices were assessed
 
 
-def record_outcome(db: sqlite_utils.Database, outcome: SeriesOutcome, now: float) -> int | None:
+def record_outcome(db: Database, outcome: SeriesOutcome, now: float) -> int | None:
     """Record the series (raising its study's alert when flagged; returns that alert's id) and, when the study's
     verdict now comes from this series, keep its features as the study's case for a doctor's read. One
     transaction, so a study's case always matches its recorded verdict."""

@@ -8,7 +8,6 @@ import sys
 import time
 from datetime import UTC, datetime
 
-import sqlite_utils
 from telegram import Bot
 from telegram.error import TelegramError
 from telegram.helpers import create_deep_linked_url
@@ -17,10 +16,11 @@ from core.roles import Role
 from core.settings import Settings
 from hemowatch.tables import print_table
 from store import alerts, deliveries, open_database, outbox, patients, people
+from store.database import Database
 
 
 def run_admin(args: argparse.Namespace, settings: Settings) -> int:
-    db = open_database(settings.hemowatch_db)
+    db = open_database(settings.database)
     try:
         if args.admin_command == "invite":
             return _invite_doctor(db, settings)
@@ -33,7 +33,7 @@ def run_admin(args: argparse.Namespace, settings: Settings) -> int:
         db.close()
 
 
-def _invite_doctor(db: sqlite_utils.Database, settings: Settings) -> int:
+def _invite_doctor(db: Database, settings: Settings) -> int:
     if settings.telegram_bot_token is None:
         print("Set TELEGRAM_BOT_TOKEN first: the link names the bot, which HemoWatch asks Telegram for.",
               file=sys.stderr)
@@ -60,7 +60,7 @@ async def _bot_username(settings: Settings) -> str:
         return bot.username
 
 
-def _add_patient(db: sqlite_utils.Database, patient_id: str, name: str) -> int:
+def _add_patient(db: Database, patient_id: str, name: str) -> int:
     try:
         patient = patients.add_patient(db, patient_id, name, time.time())
     except ValueError as error:
@@ -71,7 +71,7 @@ def _add_patient(db: sqlite_utils.Database, patient_id: str, name: str) -> int:
     return 0
 
 
-def _list_alerts(db: sqlite_utils.Database) -> int:
+def _list_alerts(db: Database) -> int:
     """Open alerts, newest first, with who heard each; an alert nobody could receive says so."""
     open_now = sorted(alerts.open_alerts(db), key=lambda alert: alert.id, reverse=True)
     if not open_now:
@@ -93,7 +93,7 @@ def _list_alerts(db: sqlite_utils.Database) -> int:
     return 0
 
 
-def _list_patients(db: sqlite_utils.Database) -> int:
+def _list_patients(db: Database) -> int:
     """Registered patients with their doctors, caregivers and open alerts."""
     registered = patients.list_patients(db)
     if not registered:

@@ -8,7 +8,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
 
 from commissioning.adoption import active_site_profile
 from core.settings import ScanSettings, Settings
@@ -18,6 +17,7 @@ from inference.scan import Window
 from inference.site_profile import SiteProfile
 from inference.worker import ProcessAnalyzer
 from store import open_database
+from store.database import Database
 
 
 def _engine_options(settings: ScanSettings) -> dict[str, Any]:
@@ -62,7 +62,7 @@ def worker_threads(threads: int, workers: int, cores: int | None = None) -> int:
     return max(1, min(threads, cores // workers))
 
 
-def site_profile_lookup(model_sha256: str) -> Callable[[sqlite_utils.Database], SiteProfile | None]:
+def site_profile_lookup(model_sha256: str) -> Callable[[Database], SiteProfile | None]:
     """What the bot and the DICOM node call with their store to find the site profile in use for the model file
     `model_sha256`: looked up at each verdict, so a profile adopted or rolled back from the command line or by
     the nightly update counts from the next scan on."""
@@ -72,9 +72,9 @@ def site_profile_lookup(model_sha256: str) -> Callable[[sqlite_utils.Database], 
 def site_profile_from_settings(settings: ScanSettings, model_sha256: str) -> SiteProfile | None:
     """The site profile in use in HEMOWATCH_DB for this model file; None when there is none, or no database yet
     (which is not created just to look)."""
-    if not settings.hemowatch_db.is_file():
+    if settings.database_url is None and not settings.hemowatch_db.is_file():
         return None
-    db = open_database(settings.hemowatch_db)
+    db = open_database(settings.database)
     try:
         return active_site_profile(db, model_sha256)
     finally:

@@ -52,6 +52,6 @@ def _refusal(database: Path, pid: int | None) -> str:
     who = f"Another HemoWatch (pid {pid})" if pid is not None else "Another HemoWatch"
     return (
         f"{who} is already running on the database {database.resolve()}, so this one does not start. Only one "
-        "HemoWatch may use a SQLite database file; running several instances side by side would need a shared "
-        "PostgreSQL database, which this version does not offer yet."
+        "HemoWatch may use a SQLite database file; to run several instances side by side, give them one "
+        "PostgreSQL database in DATABASE_URL (see \"Several instances\" in docs/operations.md)."
     )

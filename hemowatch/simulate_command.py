@@ -13,12 +13,12 @@ from hemowatch.signals import stop_on_signals
 from monitor.mqtt import broker_url, client_options
 from monitor.simulator import SimulatedPatient, simulate
 from store.patients import add_patient, get_patient
-from store.schema import open_database
+from store import open_database
 
 
-def register_patients(db_path: Path, patient_ids: list[str], now: float) -> None:
+def register_patients(database: Path | str, patient_ids: list[str], now: float) -> None:
     """Register simulated patients the monitor does not know yet (it rejects unknown patients)."""
-    db = open_database(db_path)
+    db = open_database(database)
     try:
         for number, patient_id in enumerate(patient_ids, start=1):
             if get_patient(db, patient_id) is None:
@@ -31,7 +31,7 @@ def run_simulator(args: argparse.Namespace, settings: Settings) -> int:
     """Entry point of `hemowatch simulate`."""
     url = args.broker or broker_url(settings.mqtt_url, settings.embedded_broker_host, settings.embedded_broker_port)
     ids = [f"{args.prefix}{number}" for number in range(1, args.patients + 1)]
-    register_patients(settings.hemowatch_db, ids, time.time())
+    register_patients(settings.database, ids, time.time())
     rng = random.Random()
     patients = [SimulatedPatient(patient_id, args.scenario, rng) for patient_id in ids]
 

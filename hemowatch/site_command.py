@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import sqlite_utils
 
 from commissioning.adoption import Outcome, commission, update
 from commissioning.cases import CasesError, read_cases, read_rows
@@ -25,6 +24,7 @@ from hemowatch.builders import analyzer_from_settings
 from hemowatch.tables import print_table
 from inference.model import ModelCard
 from store import open_database, site_profiles
+from store.database import Database
 
 REFUSED = 3  # exit code: the candidate was judged worse and the current profile stays
 
@@ -37,7 +37,7 @@ def run_site(args: argparse.Namespace, settings: ScanSettings) -> int:
         print(f"hemowatch site: the model card of {settings.hemowatch_model} describes no features output",
               file=sys.stderr)
         return 2
-    db = open_database(settings.hemowatch_db)
+    db = open_database(settings.database)
     try:
         action = args.site_command
         if action == "commission":
@@ -67,7 +67,7 @@ def site_recipe(settings: ScanSettings, card: ModelCard) -> Recipe:
                   settings.site_sensitivity)
 
 
-def _commission(args: argparse.Namespace, settings: ScanSettings, db: sqlite_utils.Database, card: ModelCard) -> int:
+def _commission(args: argparse.Namespace, settings: ScanSettings, db: Database, card: ModelCard) -> int:
     try:
         rows = read_rows(args.csv)
         analyzer = analyzer_from_settings(settings)
@@ -131,7 +131,7 @@ def _when(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _report(db: sqlite_utils.Database, card: ModelCard, plot: Path | None) -> int:
+def _report(db: Database, card: ModelCard, plot: Path | None) -> int:
     stored = site_profiles.active_profile(db)
     if stored is None:
         print(f"No site profile: verdicts come from the shipped model {card.name} {card.version}, which has not "
@@ -159,7 +159,7 @@ def _report(db: sqlite_utils.Database, card: ModelCard, plot: Path | None) -> in
     return 0
 
 
-def _history(db: sqlite_utils.Database) -> int:
+def _history(db: Database) -> int:
     changes = site_profiles.changes(db)
     if not changes:
         print("No site profile has been adopted.")
@@ -175,7 +175,7 @@ def _history(db: sqlite_utils.Database) -> int:
     return 0
 
 
-def _rollback(db: sqlite_utils.Database) -> int:
+def _rollback(db: Database) -> int:
     restored = site_profiles.roll_back(db, _who(), time.time())
     if restored is False:
         print("Nothing to roll back to: no site profile has been adopted.")
@@ -185,7 +185,7 @@ def _rollback(db: sqlite_utils.Database) -> int:
     return 0
 
 
-def _off(db: sqlite_utils.Database) -> int:
+def _off(db: Database) -> int:
     if not site_profiles.switch_off(db, _who(), time.time()):
         print("No site profile is in use.")
         return 0

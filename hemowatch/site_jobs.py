@@ -66,7 +66,7 @@ def update_site_profile(settings: Settings, now: float) -> Outcome | None:
     if card.head is None:
         log.warning("nightly site update: the model card describes no features output")
         return None
-    db = open_database(settings.hemowatch_db)
+    db = open_database(settings.database)
     try:
         history = site_profiles.changes(db)
         if history and history[-1].action == "off":

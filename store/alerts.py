@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import sqlite_utils
 
 from core.notifications import NoticeKind, Severity
 from core.roles import Role
 from store.outbox import mark_delivered, queue_notice
-from store.schema import atomic
+from store.database import Database, atomic
 
 
 class AlertState(StrEnum):
@@ -90,7 +89,7 @@ def _alert(row: dict) -> Alert:
     )
 
 
-def _record(db: sqlite_utils.Database, alert_id: int, at: float, state: str, actor: str | None = None,
+def _record(db: Database, alert_id: int, at: float, state: str, actor: str | None = None,
             note: str | None = None, actor_name: str | None = None, actor_role: Role | None = None) -> None:
     db.execute(
         "insert into alert_events (alert_id, at, state, actor, note, actor_name, actor_role) "
@@ -100,7 +99,7 @@ def _record(db: sqlite_utils.Database, alert_id: int, at: float, state: str, act
 
 
 def raise_alert(
-    db: sqlite_utils.Database,
+    db: Database,
     patient_id: str,
     condition: str,
     severity: Severity,
@@ -136,15 +135,15 @@ def raise_alert(
             return alert_id
         alert_id = db.execute(
             "insert into alerts (patient_id, condition, severity, state, title, details, news2, raised_at, "
-            "escalation_level) values (?, ?, ?, 'raised', ?, ?, ?, ?, 0)",
+            "escalation_level) values (?, ?, ?, 'raised', ?, ?, ?, ?, 0) returning id",
             [patient_id, condition, severity.value, title, details, news2, now],
-        ).lastrowid
+        ).fetchone()[0]
         _record(db, alert_id, now, AlertState.RAISED)
         queue_notice(db, alert_id, NoticeKind.RAISED, now)
     return alert_id
 
 
-def resolve_alert(db: sqlite_utils.Database, alert_id: int, now: float) -> bool:
+def resolve_alert(db: Database, alert_id: int, now: float) -> bool:
     """Close an open alert and queue its RESOLVED notice; False when it was already resolved."""
     with atomic(db):
         changed = db.execute(
@@ -157,7 +156,7 @@ def resolve_alert(db: sqlite_utils.Database, alert_id: int, now: float) -> bool:
 
 
 def acknowledge_alert(
-    db: sqlite_utils.Database, alert_id: int, telegram_id: int, now: float, name: str | None = None,
+    db: Database, alert_id: int, telegram_id: int, now: float, name: str | None = None,
     role: Role | None = None,
 ) -> bool:
     """Record that a clinician took charge, which ends the escalation; False when the alert is unknown, already
@@ -173,7 +172,7 @@ def acknowledge_alert(
     return bool(changed)
 
 
-def note_seen(db: sqlite_utils.Database, alert_id: int, telegram_id: int, now: float, name: str, role: Role) -> bool:
+def note_seen(db: Database, alert_id: int, telegram_id: int, now: float, name: str, role: Role) -> bool:
     """Record that someone who cannot take charge clinically has seen an alert still waiting for a clinician.
     The alert's state does not change, so it keeps escalating. False when they already said so, or the alert
     is unknown, acknowledged or resolved."""
@@ -188,7 +187,7 @@ def note_seen(db: sqlite_utils.Database, alert_id: int, telegram_id: int, now: f
     return waiting is not None
 
 
-def escalate_overdue(db: sqlite_utils.Database, now: float, after_s: float) -> list[int]:
+def escalate_overdue(db: Database, now: float, after_s: float) -> list[int]:
     """Escalate urgent and emergency alerts left unacknowledged `after_s` since raised or last escalated:
     one level up and an ESCALATED notice each. Returns the escalated alert ids."""
     with atomic(db):
@@ -208,12 +207,12 @@ def escalate_overdue(db: sqlite_utils.Database, now: float, after_s: float) -> l
     return [alert_id for (alert_id,) in rows]
 
 
-def get_alert(db: sqlite_utils.Database, alert_id: int) -> Alert | None:
+def get_alert(db: Database, alert_id: int) -> Alert | None:
     rows = list(db.query("select * from alerts where id = ?", [alert_id]))
     return _alert(rows[0]) if rows else None
 
 
-def open_alerts(db: sqlite_utils.Database, patient_id: str | None = None) -> list[Alert]:
+def open_alerts(db: Database, patient_id: str | None = None) -> list[Alert]:
     """Alerts not yet resolved, for one patient or all, oldest first."""
     if patient_id is None:
         rows = db.query(f"select * from alerts where {_OPEN} order by id")
@@ -222,12 +221,12 @@ def open_alerts(db: sqlite_utils.Database, patient_id: str | None = None) -> lis
     return [_alert(row) for row in rows]
 
 
-def count_open_alerts(db: sqlite_utils.Database) -> int:
+def count_open_alerts(db: Database) -> int:
     """Alerts not yet resolved, of every patient and study."""
     return db.execute(f"select count(*) from alerts where {_OPEN}").fetchone()[0]
 
 
-def find_open_alert(db: sqlite_utils.Database, patient_id: str, condition: str) -> int | None:
+def find_open_alert(db: Database, patient_id: str, condition: str) -> int | None:
     """The id of the patient's open alert for this condition, if any."""
     row = db.execute(
         f"select id from alerts where patient_id = ? and condition = ? and {_OPEN} order by id desc limit 1",
@@ -236,26 +235,26 @@ def find_open_alert(db: sqlite_utils.Database, patient_id: str, condition: str) 
     return row[0] if row else None
 
 
-def alert_events(db: sqlite_utils.Database, alert_id: int) -> list[AlertEvent]:
+def alert_events(db: Database, alert_id: int) -> list[AlertEvent]:
     """The alert's history, oldest first."""
     rows = db.query("select * from alert_events where alert_id = ? order by id", [alert_id])
     return [_event(row) for row in rows]
 
 
-def responses(db: sqlite_utils.Database, alert_id: int) -> list[AlertEvent]:
+def responses(db: Database, alert_id: int) -> list[AlertEvent]:
     """Who has seen the alert and who acknowledged it, oldest first; an event stored without a name (before
     names were kept) takes the person's current one."""
     rows = db.query(
         "select e.alert_id, e.at, e.state, e.actor, e.note, e.actor_role, "
         "coalesce(e.actor_name, u.display_name, e.actor) as actor_name from alert_events e "
-        "left join users u on u.telegram_id = cast(e.actor as integer) "
+        "left join users u on cast(u.telegram_id as text) = e.actor "
         "where e.alert_id = ? and e.state in ('seen', 'acknowledged') order by e.id",
         [alert_id],
     )
     return [_event(row) for row in rows]
 
 
-def notice_delivered(db: sqlite_utils.Database, outbox_id: int, now: float) -> None:
+def notice_delivered(db: Database, outbox_id: int, now: float) -> None:
     """The notifier took the notice; a delivered RAISED (or REOPENED) notice moves its alert to `notified`."""
     with atomic(db):
         alert_id, kind = mark_delivered(db, outbox_id, now)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-import sqlite_utils
 
 from core.notifications import NoticeKind
+from store.database import Database
 
 
 class DeliveryStatus(StrEnum):
@@ -24,13 +24,13 @@ class SentMessage:
     kind: NoticeKind
 
 
-def settled_chats(db: sqlite_utils.Database, outbox_id: int) -> set[int]:
+def settled_chats(db: Database, outbox_id: int) -> set[int]:
     """Chats this notice was already sent to, or that refused it for good."""
     return {row["chat_id"] for row in db.query("select chat_id from deliveries where outbox_id = ?", [outbox_id])}
 
 
 def record_delivery(
-    db: sqlite_utils.Database,
+    db: Database,
     outbox_id: int,
     chat_id: int,
     status: DeliveryStatus,
@@ -38,22 +38,23 @@ def record_delivery(
     message_id: int | None = None,
     text: str | None = None,
 ) -> None:
-    db["deliveries"].upsert(
+    db.upsert(
+        "deliveries",
         {
             "outbox_id": outbox_id, "chat_id": chat_id, "message_id": message_id, "sent_at": now,
             "status": status.value, "text": text,
         },
-        pk=("outbox_id", "chat_id"),
+        key=["outbox_id", "chat_id"],
     )
 
 
-def was_sent(db: sqlite_utils.Database, outbox_id: int) -> bool:
+def was_sent(db: Database, outbox_id: int) -> bool:
     """Whether at least one chat received this notice."""
     rows = db.query("select 1 from deliveries where outbox_id = ? and status = 'sent' limit 1", [outbox_id])
     return any(True for _ in rows)
 
 
-def alert_messages(db: sqlite_utils.Database, alert_id: int) -> list[SentMessage]:
+def alert_messages(db: Database, alert_id: int) -> list[SentMessage]:
     """Every message sent about this alert (all its notices, all chats), oldest first."""
     rows = db.query(
         "select d.chat_id, d.message_id, d.text, o.kind from deliveries d join outbox o on o.id = d.outbox_id "

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-import sqlite_utils
 
 from core.notifications import AlertNotice, NoticeKind, Severity
-from store.schema import atomic
+from store.database import Database, atomic
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +28,7 @@ HELD = "held: "  # how `last_error` marks a held notice
 _HELD_COLUMN = "coalesce(o.last_error, '') like 'held: %' as held"
 
 
-def queue_notice(db: sqlite_utils.Database, alert_id: int, kind: NoticeKind, now: float) -> None:
+def queue_notice(db: Database, alert_id: int, kind: NoticeKind, now: float) -> None:
     """Queue a notice about the alert as it stands now (the caller holds the transaction that changed it)."""
     row = next(db.query(
         "select a.condition, a.title, a.severity, a.raised_at, a.details, a.news2, a.escalation_level, "
@@ -55,7 +54,7 @@ def _notice(row: dict) -> AlertNotice:
     )
 
 
-def pending_notices(db: sqlite_utils.Database, limit: int = 100) -> list[PendingNotice]:
+def pending_notices(db: Database, limit: int = 100) -> list[PendingNotice]:
     """Undelivered, unfailed notices in the order they were queued, due or not."""
     rows = db.query(
         f"select o.*, a.patient_id, {_HELD_COLUMN} from outbox o join alerts a on a.id = o.alert_id "
@@ -65,7 +64,7 @@ def pending_notices(db: sqlite_utils.Database, limit: int = 100) -> list[Pending
     return [PendingNotice(_notice(row), row["attempts"], row["next_attempt_at"], bool(row["held"])) for row in rows]
 
 
-def due_notices(db: sqlite_utils.Database, now: float, limit: int = 100) -> list[PendingNotice]:
+def due_notices(db: Database, now: float, limit: int = 100) -> list[PendingNotice]:
     """Notices due at `now`, each the oldest pending one of its alert (so nobody reads "resolved" before
     "raised"), emergencies first, then in the order they were queued. A deferred notice holds back only the
     later notices of its own alert."""
@@ -80,14 +79,14 @@ def due_notices(db: sqlite_utils.Database, now: float, limit: int = 100) -> list
     return [PendingNotice(_notice(row), row["attempts"], row["next_attempt_at"], bool(row["held"])) for row in rows]
 
 
-def next_due_at(db: sqlite_utils.Database) -> float | None:
+def next_due_at(db: Database) -> float | None:
     """When the next pending notice falls due (None when nothing is pending)."""
     return db.execute(
         "select min(next_attempt_at) from outbox where delivered_at is null and failed_at is null"
     ).fetchone()[0]
 
 
-def outbox_backlog(db: sqlite_utils.Database) -> tuple[int, float | None]:
+def outbox_backlog(db: Database) -> tuple[int, float | None]:
     """How many notices are pending (neither delivered nor failed for good, held ones included), and when the
     oldest of them was queued (None when none is)."""
     count, oldest = db.execute(
@@ -96,7 +95,7 @@ def outbox_backlog(db: sqlite_utils.Database) -> tuple[int, float | None]:
     return count, oldest
 
 
-def claim_notice(db: sqlite_utils.Database, outbox_id: int, now: float, until: float) -> bool:
+def claim_notice(db: Database, outbox_id: int, now: float, until: float) -> bool:
     """Take a due notice for delivery until `until`, so no other monitor process offers it meanwhile (and a
     process that dies holding it only delays it); False when it is not due or not pending."""
     with atomic(db):
@@ -107,7 +106,7 @@ def claim_notice(db: sqlite_utils.Database, outbox_id: int, now: float, until: f
         ).rowcount)
 
 
-def mark_delivered(db: sqlite_utils.Database, outbox_id: int, now: float) -> tuple[int, NoticeKind]:
+def mark_delivered(db: Database, outbox_id: int, now: float) -> tuple[int, NoticeKind]:
     """Record that the notifier took the notice; returns its alert id and kind (see `alerts.notice_delivered`)."""
     with atomic(db):
         alert_id, kind = db.execute(
@@ -116,7 +115,7 @@ def mark_delivered(db: sqlite_utils.Database, outbox_id: int, now: float) -> tup
     return alert_id, NoticeKind(kind)
 
 
-def defer_notice(db: sqlite_utils.Database, outbox_id: int, reason: str, retry_at: float) -> None:
+def defer_notice(db: Database, outbox_id: int, reason: str, retry_at: float) -> None:
     with atomic(db):
         db.execute(
             "update outbox set attempts = attempts + 1, next_attempt_at = ?, last_error = ? where id = ?",
@@ -124,12 +123,12 @@ def defer_notice(db: sqlite_utils.Database, outbox_id: int, reason: str, retry_a
         )
 
 
-def hold_notice(db: sqlite_utils.Database, outbox_id: int, reason: str, retry_at: float) -> None:
+def hold_notice(db: Database, outbox_id: int, reason: str, retry_at: float) -> None:
     """Nobody can receive the notice yet: keep it pending, offered again at `retry_at` or when someone joins."""
     defer_notice(db, outbox_id, HELD + reason, retry_at)
 
 
-def release_held(db: sqlite_utils.Database, now: float) -> int:
+def release_held(db: Database, now: float) -> int:
     """Someone joined (or the service restarted with other settings): offer every held notice again now."""
     with atomic(db):
         return db.execute(
@@ -139,7 +138,7 @@ def release_held(db: sqlite_utils.Database, now: float) -> int:
         ).rowcount
 
 
-def held_alert_ids(db: sqlite_utils.Database) -> set[int]:
+def held_alert_ids(db: Database) -> set[int]:
     """Alerts with a notice that nobody could receive yet."""
     rows = db.query(
         "select distinct alert_id from outbox where delivered_at is null and failed_at is null "
@@ -148,7 +147,7 @@ def held_alert_ids(db: sqlite_utils.Database) -> set[int]:
     return {row["alert_id"] for row in rows}
 
 
-def fail_notice(db: sqlite_utils.Database, outbox_id: int, reason: str, now: float) -> None:
+def fail_notice(db: Database, outbox_id: int, reason: str, now: float) -> None:
     """The notice can never be delivered: keep it, with the reason, out of the queue."""
     with atomic(db):
         db.execute(

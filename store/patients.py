@@ -9,10 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import sqlite_utils
 
 from core.vitals import Threshold, check_limits
-from store.schema import atomic
+from store.database import Database, atomic
 
 PATIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # safe inside an MQTT topic and a Telegram command
 
@@ -31,7 +30,7 @@ def _patient(row: dict) -> Patient:
 
 
 def add_patient(
-    db: sqlite_utils.Database, patient_id: str, name: str, now: float, neuro: bool = True
+    db: Database, patient_id: str, name: str, now: float, neuro: bool = True
 ) -> Patient:
     """Register a patient so the monitor accepts their vitals; ValueError when the id is taken or not a
     valid `PATIENT_ID`."""
@@ -49,12 +48,12 @@ def add_patient(
     return Patient(patient_id, name or patient_id, neuro, True, now)
 
 
-def get_patient(db: sqlite_utils.Database, patient_id: str) -> Patient | None:
+def get_patient(db: Database, patient_id: str) -> Patient | None:
     rows = list(db.query("select * from patients where id = ?", [patient_id]))
     return _patient(rows[0]) if rows else None
 
 
-def list_patients(db: sqlite_utils.Database, ids: list[str] | None = None) -> list[Patient]:
+def list_patients(db: Database, ids: list[str] | None = None) -> list[Patient]:
     """Every patient, or those with the given ids, ordered by id."""
     columns = "select id, name, neuro, monitored, created_at from patients"
     if ids is None:
@@ -65,16 +64,14 @@ def list_patients(db: sqlite_utils.Database, ids: list[str] | None = None) -> li
     return [Patient(id_, name, bool(neuro), bool(monitored), created_at) for id_, name, neuro, monitored, created_at in rows]
 
 
-def patients_version(db: sqlite_utils.Database) -> tuple[object, ...]:
-    """A cheap value that changes when a patient is added or removed or their flags change, so a reader
-    can skip reloading every patient when nothing did."""
-    return tuple(db.execute(
-        "select count(*), max(created_at), group_concat(id || neuro || monitored, ',') from patients"
-    ).fetchone())
+def patients_version(db: Database) -> tuple[object, ...]:
+    """A value that changes when a patient is added or removed or their flags change, so a reader can skip
+    rebuilding its patients when nothing did (a read of three narrow columns, some milliseconds for 10,000)."""
+    return tuple(db.execute("select id, neuro, monitored from patients order by id").fetchall())
 
 
 def set_threshold(
-    db: sqlite_utils.Database, patient_id: str, vital: str, low: float | None, high: float | None
+    db: Database, patient_id: str, vital: str, low: float | None, high: float | None
 ) -> Threshold:
     """Override a patient's limits for one vital (both None: back to the standard ones). The monitor picks it up
     within seconds. LimitError (see `core.vitals.check_limits`) says what is wrong with limits it refuses."""
@@ -84,19 +81,20 @@ def set_threshold(
             db.execute("delete from thresholds where patient_id = ? and vital = ?", [patient_id, vital])
         else:
             db.execute(
-                "insert or replace into thresholds (patient_id, vital, low, high) values (?, ?, ?, ?)",
+                "insert into thresholds (patient_id, vital, low, high) values (?, ?, ?, ?) "
+                "on conflict (patient_id, vital) do update set low = excluded.low, high = excluded.high",
                 [patient_id, vital, low, high],
             )
     return Threshold(vital, low, high)
 
 
-def get_thresholds(db: sqlite_utils.Database, patient_id: str) -> dict[str, Threshold]:
+def get_thresholds(db: Database, patient_id: str) -> dict[str, Threshold]:
     """The patient's overrides by vital (vitals without a row use the defaults)."""
     rows = db.query("select * from thresholds where patient_id = ?", [patient_id])
     return {row["vital"]: Threshold(row["vital"], row["low"], row["high"]) for row in rows}
 
 
-def thresholds_by_patient(db: sqlite_utils.Database) -> dict[str, dict[str, Threshold]]:
+def thresholds_by_patient(db: Database) -> dict[str, dict[str, Threshold]]:
     """Every override in one read, for the monitor's periodic refresh."""
     overrides: dict[str, dict[str, Threshold]] = {}
     for row in db.query("select * from thresholds"):

@@ -9,10 +9,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-import sqlite_utils
 
 from core.roles import Role
-from store.schema import atomic
+from store.database import Database, atomic
 
 SERVER = 0  # `created_by` of invitations made with `hemowatch admin` when no admin id is configured
 
@@ -59,34 +58,32 @@ def _person(row: dict) -> Person:
     )
 
 
-def get_person(db: sqlite_utils.Database, telegram_id: int) -> Person | None:
+def get_person(db: Database, telegram_id: int) -> Person | None:
     """The active user with this id, or None when unknown or revoked."""
     rows = list(db.query("select * from users where telegram_id = ? and revoked_at is null", [telegram_id]))
     return _person(rows[0]) if rows else None
 
 
-def doctors(db: sqlite_utils.Database) -> list[Person]:
+def doctors(db: Database) -> list[Person]:
     """Every active doctor, in the order they joined."""
     rows = db.query("select * from users where role = 'doctor' and revoked_at is null order by joined_at")
     return [_person(row) for row in rows]
 
 
 def create_invitation(
-    db: sqlite_utils.Database, role: Role, patient_id: str | None, created_by: int, now: float, ttl_s: float
+    db: Database, role: Role, patient_id: str | None, created_by: int, now: float, ttl_s: float
 ) -> Invitation:
     """A new single-use invitation; the code is safe in a `t.me/<bot>?start=<code>` deep link."""
     invitation = Invitation(secrets.token_urlsafe(16), role, patient_id, created_by, now + ttl_s)
-    db["invitations"].insert(
-        {
-            "code": invitation.code, "role": role.value, "patient_id": patient_id, "created_by": created_by,
-            "created_at": now, "expires_at": invitation.expires_at,
-        }
+    db.execute(
+        "insert into invitations (code, role, patient_id, created_by, created_at, expires_at) values (?, ?, ?, ?, ?, ?)",
+        [invitation.code, role.value, patient_id, created_by, now, invitation.expires_at],
     )
     return invitation
 
 
 def redeem_invitation(
-    db: sqlite_utils.Database, code: str, telegram_id: int, display_name: str, chat_id: int, now: float
+    db: Database, code: str, telegram_id: int, display_name: str, chat_id: int, now: float
 ) -> Invitation:
     """Use an invitation: the user joins (or rejoins) with its role and, for a patient invitation, that link.
 
@@ -125,7 +122,7 @@ def redeem_invitation(
     return Invitation(code, role, row["patient_id"], row["created_by"], row["expires_at"])
 
 
-def revoke_user(db: sqlite_utils.Database, telegram_id: int, now: float) -> bool:
+def revoke_user(db: Database, telegram_id: int, now: float) -> bool:
     """Revoke an active user and drop their patient links and mutes; False when there was nobody to revoke."""
     with atomic(db):
         revoked = db.execute(
@@ -136,13 +133,13 @@ def revoke_user(db: sqlite_utils.Database, telegram_id: int, now: float) -> bool
     return revoked == 1
 
 
-def record_blocked(db: sqlite_utils.Database, telegram_id: int, now: float) -> None:
+def record_blocked(db: Database, telegram_id: int, now: float) -> None:
     """The user blocked the bot: stop trying their chat until they write again."""
     with atomic(db):
         db.execute("update users set blocked_at = ? where telegram_id = ?", [now, telegram_id])
 
 
-def record_seen(db: sqlite_utils.Database, telegram_id: int, chat_id: int) -> None:
+def record_seen(db: Database, telegram_id: int, chat_id: int) -> None:
     """The user wrote to the bot, so their chat works (again). Writes only when something changed."""
     person = get_person(db, telegram_id)
     if person is None or (not person.blocked and person.chat_id == chat_id):
@@ -154,13 +151,13 @@ def record_seen(db: sqlite_utils.Database, telegram_id: int, chat_id: int) -> No
         )
 
 
-def add_member(db: sqlite_utils.Database, patient_id: str, telegram_id: int, role: Role, now: float) -> None:
+def add_member(db: Database, patient_id: str, telegram_id: int, role: Role, now: float) -> None:
     """Link a person to a patient; a doctor link is never downgraded to a caregiver one."""
     with atomic(db):
         _link(db, patient_id, telegram_id, role, now)
 
 
-def _link(db: sqlite_utils.Database, patient_id: str, telegram_id: int, role: Role, now: float) -> None:
+def _link(db: Database, patient_id: str, telegram_id: int, role: Role, now: float) -> None:
     db.execute(
         "insert into patient_members (patient_id, telegram_id, role, added_at) values (?, ?, ?, ?) "
         "on conflict (patient_id, telegram_id) do update set role = "
@@ -169,7 +166,7 @@ def _link(db: sqlite_utils.Database, patient_id: str, telegram_id: int, role: Ro
     )
 
 
-def member_role(db: sqlite_utils.Database, patient_id: str, telegram_id: int) -> Role | None:
+def member_role(db: Database, patient_id: str, telegram_id: int) -> Role | None:
     """The person's role for this patient, or None when they are not linked to it."""
     rows = list(
         db.query(
@@ -181,7 +178,7 @@ def member_role(db: sqlite_utils.Database, patient_id: str, telegram_id: int) ->
     return Role(rows[0]["role"]) if rows else None
 
 
-def patient_ids_of(db: sqlite_utils.Database, telegram_id: int) -> list[str]:
+def patient_ids_of(db: Database, telegram_id: int) -> list[str]:
     """The patients this person is linked to."""
     return [
         row["patient_id"]
@@ -191,13 +188,13 @@ def patient_ids_of(db: sqlite_utils.Database, telegram_id: int) -> list[str]:
     ]
 
 
-def people_with_role(db: sqlite_utils.Database, role: Role) -> list[Person]:
+def people_with_role(db: Database, role: Role) -> list[Person]:
     """Every active user holding `role`, by id."""
     rows = db.query("select * from users where role = ? and revoked_at is null order by telegram_id", [role.value])
     return [_person(row) for row in rows]
 
 
-def members_of(db: sqlite_utils.Database, patient_id: str) -> list[Member]:
+def members_of(db: Database, patient_id: str) -> list[Member]:
     """The active people linked to a patient, doctors first."""
     rows = db.query(
         "select u.*, m.role as member_role from patient_members m join users u using (telegram_id) "
@@ -207,13 +204,13 @@ def members_of(db: sqlite_utils.Database, patient_id: str) -> list[Member]:
     return [Member(_person(row), Role(row["member_role"])) for row in rows]
 
 
-def mute(db: sqlite_utils.Database, patient_id: str, telegram_id: int, until: float) -> None:
+def mute(db: Database, patient_id: str, telegram_id: int, until: float) -> None:
     """Silence non-emergency alerts about this patient for this person until `until`."""
-    db["mutes"].upsert({"patient_id": patient_id, "telegram_id": telegram_id, "until": until},
-                       pk=("patient_id", "telegram_id"))
+    db.upsert("mutes", {"patient_id": patient_id, "telegram_id": telegram_id, "until": until},
+              key=["patient_id", "telegram_id"])
 
 
-def muted_until(db: sqlite_utils.Database, patient_id: str, telegram_id: int, now: float) -> float | None:
+def muted_until(db: Database, patient_id: str, telegram_id: int, now: float) -> float | None:
     """When this person's mute for the patient ends, or None when they are not muted."""
     rows = list(
         db.query(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from store.database import Database
 
-import sqlite_utils
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,18 +22,18 @@ class ScanAudit:
     n_assessable: int
 
 
-def record_scan(db: sqlite_utils.Database, audit: ScanAudit) -> int:
+def record_scan(db: Database, audit: ScanAudit) -> int:
     """Store one audit row; returns its id."""
-    return db["scans"].insert(asdict(audit)).last_pk
+    return db.insert("scans", asdict(audit))
 
 
-def scans_of(db: sqlite_utils.Database, telegram_id: int) -> list[ScanAudit]:
+def scans_of(db: Database, telegram_id: int) -> list[ScanAudit]:
     """The audit rows of one user, oldest first."""
-    rows = db["scans"].rows_where("telegram_id = ?", [telegram_id], order_by="id")
+    rows = db.query("select * from scans where telegram_id = ? order by id", [telegram_id])
     return [ScanAudit(**{key: value for key, value in row.items() if key != "id"}) for row in rows]
 
 
-def sent_by(db: sqlite_utils.Database, scan_id: int) -> int | None:
+def sent_by(db: Database, scan_id: int) -> int | None:
     """Who sent the scan of audit row `scan_id`, or None when there is no such row."""
     row = db.execute("select telegram_id from scans where id = ?", [scan_id]).fetchone()
     return row[0] if row else None

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import sqlite_utils
 
-from store.schema import atomic
+from store.database import Database, atomic
 
 _FEATURE_DTYPE = np.float16  # pooled features are small activations: half precision keeps 3 digits
 
@@ -84,19 +83,20 @@ def group_key(value: str) -> str:
 
 
 def add_case(
-    db: sqlite_utils.Database, *, source: str, model_sha256: str, group: str, label: int | None,
+    db: Database, *, source: str, model_sha256: str, group: str, label: int | None,
     features: np.ndarray,
     shipped: np.ndarray, now: float, verdict: str | None = None, probability: float | None = None,
     profile_id: int | None = None, scan_ref: str | None = None,
 ) -> int:
-    return db["site_cases"].insert(
+    return db.insert(
+        "site_cases",
         _derived(source, model_sha256, group, features, shipped, now, verdict, probability, profile_id)
-        | {"label": label, "scan_ref": scan_ref}
-    ).last_pk
+        | {"label": label, "scan_ref": scan_ref},
+    )
 
 
 def keep_case(
-    db: sqlite_utils.Database, *, scan_ref: str, source: str, model_sha256: str, features: np.ndarray,
+    db: Database, *, scan_ref: str, source: str, model_sha256: str, features: np.ndarray,
     shipped: np.ndarray, now: float, verdict: str, probability: float | None, profile_id: int | None,
 ) -> int:
     """The case of a scan that may be judged again (a study that grew by a series), grouped by the scan itself:
@@ -106,8 +106,9 @@ def keep_case(
         row = db.execute("select id from site_cases where scan_ref = ? and source != 'commission'",
                          [scan_ref]).fetchone()
         if row is None:
-            return db["site_cases"].insert(derived | {"label": None, "scan_ref": scan_ref}).last_pk
-        db["site_cases"].update(row[0], derived)
+            return db.insert("site_cases", derived | {"label": None, "scan_ref": scan_ref})
+        db.execute(f"update site_cases set {', '.join(f'{name} = ?' for name in derived)} where id = ?",
+                   [*derived.values(), row[0]])
     return row[0]
 
 
@@ -124,13 +125,13 @@ def _derived(
     }
 
 
-def cases_of(db: sqlite_utils.Database, scan_ref: str) -> list[StoredCase]:
+def cases_of(db: Database, scan_ref: str) -> list[StoredCase]:
     """The cases of one scan or study (one per assessed series), oldest first."""
-    rows = db["site_cases"].rows_where("scan_ref = ? and source != 'commission'", [scan_ref], order_by="id")
+    rows = db.query("select * from site_cases where scan_ref = ? and source != 'commission' order by id", [scan_ref])
     return [_case(row) for row in rows]
 
 
-def record_read(db: sqlite_utils.Database, scan_ref: str, label: int, telegram_id: int, now: float) -> int:
+def record_read(db: Database, scan_ref: str, label: int, telegram_id: int, now: float) -> int:
     """A doctor's read of the cases of one scan; returns how many cases it labelled (0: no such scan)."""
     return db.execute(
         "update site_cases set label = ?, read_by = ?, read_at = ? where scan_ref = ? and source != 'commission'",
@@ -147,16 +148,17 @@ def _case(row: dict) -> StoredCase:
     )
 
 
-def labelled_cases(db: sqlite_utils.Database, model_sha256: str) -> list[StoredCase]:
+def labelled_cases(db: Database, model_sha256: str) -> list[StoredCase]:
     """Every confirmed case whose features came from this model file, oldest first."""
-    rows = db["site_cases"].rows_where("label is not null and model_sha256 = ?", [model_sha256], order_by="id")
+    rows = db.query("select * from site_cases where label is not null and model_sha256 = ? order by id", [model_sha256])
     return [_case(row) for row in rows]
 
 
-def reads_since(db: sqlite_utils.Database, since: float) -> list[StoredCase]:
+def reads_since(db: Database, since: float) -> list[StoredCase]:
     """Doctors' reads given since `since` (a profile's adoption), oldest first."""
-    rows = db["site_cases"].rows_where(
-        "source != 'commission' and label is not null and read_at >= ?", [since], order_by="id")
+    rows = db.query(
+        "select * from site_cases where source != 'commission' and label is not null and read_at >= ? order by id",
+        [since])
     return [_case(row) for row in rows]
 
 
@@ -169,54 +171,54 @@ def _profile(row: dict) -> StoredProfile:
 
 
 def adopt_profile(
-    db: sqlite_utils.Database, *, profile_json: str, figures: dict[str, Any], case_ids: list[int],
+    db: Database, *, profile_json: str, figures: dict[str, Any], case_ids: list[int],
     model_sha256: str, model_version: str, n_patients: int, n_bleeding: int, sensitivity_target: float,
     by: str, now: float, note: str | None = None,
 ) -> int:
     """Store a profile and make it the active one, in one transaction; returns its id."""
     with atomic(db):
-        profile_id = db["site_profiles"].insert({
+        profile_id = db.insert("site_profiles", {
             "created_at": now, "created_by": by, "model_sha256": model_sha256, "model_version": model_version,
             "profile": profile_json, "figures": json.dumps(figures), "case_ids": json.dumps(case_ids),
             "n_cases": len(case_ids), "n_patients": n_patients, "n_bleeding": n_bleeding,
             "sensitivity_target": sensitivity_target,
-        }).last_pk
+        })
         _change(db, now, by, "adopted", profile_id, note)
     return profile_id
 
 
-def _change(db: sqlite_utils.Database, now: float, by: str, action: str, profile_id: int | None,
+def _change(db: Database, now: float, by: str, action: str, profile_id: int | None,
             note: str | None = None) -> None:
-    db["site_changes"].insert({"at": now, "by": by, "action": action, "profile_id": profile_id, "note": note})
+    db.insert("site_changes", {"at": now, "by": by, "action": action, "profile_id": profile_id, "note": note})
 
 
-def changes(db: sqlite_utils.Database) -> list[SiteChange]:
+def changes(db: Database) -> list[SiteChange]:
     """Every change of the active profile, oldest first."""
     return [SiteChange(row["at"], row["by"], row["action"], row["profile_id"], row["note"], row["id"],
                        row["announced_at"])
-            for row in db["site_changes"].rows_where(order_by="id")]
+            for row in db.query("select * from site_changes order by id")]
 
 
-def mark_announced(db: sqlite_utils.Database, change_id: int, now: float) -> None:
-    db["site_changes"].update(change_id, {"announced_at": now})
+def mark_announced(db: Database, change_id: int, now: float) -> None:
+    db.execute("update site_changes set announced_at = ? where id = ?", [now, change_id])
 
 
-def active_profile(db: sqlite_utils.Database) -> StoredProfile | None:
+def active_profile(db: Database) -> StoredProfile | None:
     """The profile in use: the one named by the latest change (None: none, or switched off)."""
     row = db.execute("select profile_id from site_changes order by id desc limit 1").fetchone()
     return None if row is None or row[0] is None else get_profile(db, row[0])
 
 
-def get_profile(db: sqlite_utils.Database, profile_id: int) -> StoredProfile | None:
-    rows = list(db["site_profiles"].rows_where("id = ?", [profile_id]))
+def get_profile(db: Database, profile_id: int) -> StoredProfile | None:
+    rows = list(db.query("select * from site_profiles where id = ?", [profile_id]))
     return _profile(rows[0]) if rows else None
 
 
-def profiles(db: sqlite_utils.Database) -> list[StoredProfile]:
-    return [_profile(row) for row in db["site_profiles"].rows_where(order_by="id")]
+def profiles(db: Database) -> list[StoredProfile]:
+    return [_profile(row) for row in db.query("select * from site_profiles order by id")]
 
 
-def switch_off(db: sqlite_utils.Database, by: str, now: float) -> bool:
+def switch_off(db: Database, by: str, now: float) -> bool:
     """Stop using any profile; False when none was in use."""
     with atomic(db):
         if active_profile(db) is None:
@@ -225,7 +227,7 @@ def switch_off(db: sqlite_utils.Database, by: str, now: float) -> bool:
     return True
 
 
-def roll_back(db: sqlite_utils.Database, by: str, now: float) -> StoredProfile | None | bool:
+def roll_back(db: Database, by: str, now: float) -> StoredProfile | None | bool:
     """Make active again what was active before the current state; the profile now in use (None: the shipped
     model), or False when there is nothing to go back to."""
     with atomic(db):

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlite_utils
 
 from core.notifications import STUDY_CONDITION, Severity
 from store.alerts import raise_alert
-from store.schema import atomic
+from store.database import Database, atomic
 from store.site_profiles import STUDY_PREFIX
 
 STUDY_PATIENT_ID = "ct-studies"  # the alerts table needs a patient: study alerts hang on this unmonitored one
@@ -74,14 +73,14 @@ class StudyAudit:
     read_by: str | None = None  # the display name of who gave the read
 
 
-def series_analysed_at(db: sqlite_utils.Database, series_hash: str) -> float | None:
+def series_analysed_at(db: Database, series_hash: str) -> float | None:
     """When the series was last recorded, or None when it never was."""
     row = db.execute("select analysed_at from dicom_series where series_hash = ?", [series_hash]).fetchone()
     return row[0] if row else None
 
 
 def record_series(
-    db: sqlite_utils.Database, series: SeriesRecord, header: StudyHeader, overlay_png: bytes | None, now: float,
+    db: Database, series: SeriesRecord, header: StudyHeader, overlay_png: bytes | None, now: float,
     heatmap_shows_region: bool | None = None,
 ) -> int | None:
     """Store the series' result, re-judge its study from its best series (the assessed series with the most
@@ -89,7 +88,7 @@ def record_series(
     `heatmap_shows_region` (whether a region of the series' heat-map stands out) goes into that alert: a study is
     first flagged by the series just recorded, whose heat-map the alert shows."""
     with atomic(db):
-        db["dicom_series"].upsert(_columns(series), pk="series_hash")
+        db.upsert("dicom_series", _columns(series), key=["series_hash"])
         best = db.execute(
             "select series_hash, verdict, probability, threshold, model_version, site_profile_id, "
             "site_profile_cases from dicom_series "
@@ -98,9 +97,12 @@ def record_series(
             [series.study_hash],
         ).fetchone()
         window = db.execute(
-            "select min(first_received_at), max(last_received_at), group_concat(distinct ae_title) "
-            "from dicom_series where study_hash = ?", [series.study_hash],
+            "select min(first_received_at), max(last_received_at) from dicom_series where study_hash = ?",
+            [series.study_hash],
         ).fetchone()
+        senders = [row[0] for row in db.execute(
+            "select distinct ae_title from dicom_series where study_hash = ? order by ae_title", [series.study_hash],
+        ).fetchall()]
         existing = db.execute(
             "select alert_id, overlay_png, series_hash from dicom_studies where study_hash = ?", [series.study_hash]
         ).fetchone()
@@ -115,7 +117,7 @@ def record_series(
             profile_id, profile_cases = None, None
         study = {
             "study_hash": series.study_hash, "accession": header.accession, "study_time": header.study_time,
-            "ae_title": window[2], "first_received_at": window[0], "last_received_at": window[1],
+            "ae_title": ",".join(senders), "first_received_at": window[0], "last_received_at": window[1],
             "analysed_at": now, "verdict": verdict, "probability": probability, "threshold": threshold,
             "model_version": model_version, "series_hash": best_hash, "reason": reason, "overlay_png": overlay,
             "alert_id": alert_id,
@@ -124,16 +126,16 @@ def record_series(
         if verdict == "hemorrhage" and alert_id is None:
             shown = heatmap_shows_region if best_hash == series.series_hash else None
             raised = study["alert_id"] = _raise_study_alert(db, study, (profile_id, profile_cases), now, shown)
-        db["dicom_studies"].upsert(study, pk="study_hash")
+        db.upsert("dicom_studies", study, key=["study_hash"])
     return raised
 
 
 def _raise_study_alert(
-    db: sqlite_utils.Database, study: dict, profile: tuple[int | None, int | None], now: float,
+    db: Database, study: dict, profile: tuple[int | None, int | None], now: float,
     shows_region: bool | None,
 ) -> int:
     db.execute(
-        "insert or ignore into patients (id, name, neuro, monitored, created_at) values (?, ?, 0, 0, ?)",
+        "insert into patients (id, name, neuro, monitored, created_at) values (?, ?, 0, 0, ?) on conflict do nothing",
         [STUDY_PATIENT_ID, "Head CT studies", now],
     )
     values = {
@@ -150,25 +152,25 @@ def _columns(series: SeriesRecord) -> dict:
     return {name: getattr(series, name) for name in SeriesRecord.__slots__}
 
 
-def study_series(db: sqlite_utils.Database, study_hash: str) -> str | None:
+def study_series(db: Database, study_hash: str) -> str | None:
     """The series the study's verdict comes from (None: none yet)."""
     row = db.execute("select series_hash from dicom_studies where study_hash = ?", [study_hash]).fetchone()
     return row[0] if row else None
 
 
-def study_overlay(db: sqlite_utils.Database, study_hash: str) -> bytes | None:
+def study_overlay(db: Database, study_hash: str) -> bytes | None:
     """The heat-map picture of the study's most suspicious slice."""
     row = db.execute("select overlay_png from dicom_studies where study_hash = ?", [study_hash]).fetchone()
     return row[0] if row else None
 
 
-def recent_studies(db: sqlite_utils.Database, limit: int = 20) -> list[StudyAudit]:
+def recent_studies(db: Database, limit: int = 20) -> list[StudyAudit]:
     """The last `limit` studies analysed, newest first, with when their alert was delivered and acknowledged, and
     the doctor's read of each."""
     rows = db.query(
-        "select s.*, a.acknowledged_at, coalesce(u.display_name, a.acknowledged_by) as acknowledged_name, "
+        "select s.*, a.acknowledged_at, coalesce(u.display_name, cast(a.acknowledged_by as text)) as acknowledged_name, "
         "(select min(e.at) from alert_events e where e.alert_id = s.alert_id and e.state = 'notified') "
-        "as notified_at, c.id as case_id, c.label as read_label, coalesce(r.display_name, c.read_by) as read_name "
+        "as notified_at, c.id as case_id, c.label as read_label, coalesce(r.display_name, cast(c.read_by as text)) as read_name "
         "from dicom_studies s left join alerts a on a.id = s.alert_id "
         "left join users u on u.telegram_id = a.acknowledged_by "
         "left join site_cases c on c.scan_ref = ? || s.study_hash and c.source = 'dicom' "
@@ -187,14 +189,14 @@ def recent_studies(db: sqlite_utils.Database, limit: int = 20) -> list[StudyAudi
     ]
 
 
-def set_on_call(db: sqlite_utils.Database, telegram_id: int, on: bool, now: float) -> None:
+def set_on_call(db: Database, telegram_id: int, on: bool, now: float) -> None:
     with atomic(db):
         if on:
-            db.execute("insert or ignore into on_call (telegram_id, since) values (?, ?)", [telegram_id, now])
+            db.execute("insert into on_call (telegram_id, since) values (?, ?) on conflict do nothing", [telegram_id, now])
         else:
             db.execute("delete from on_call where telegram_id = ?", [telegram_id])
 
 
-def on_call(db: sqlite_utils.Database) -> dict[int, float]:
+def on_call(db: Database) -> dict[int, float]:
     """Who said they are on call (Telegram id -> since when); the bot decides who of them may still be."""
     return dict(db.execute("select telegram_id, since from on_call order by telegram_id").fetchall())

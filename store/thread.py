@@ -1,4 +1,4 @@
-"""A SQLite connection of its own, used from one worker thread of its own, so the disk never blocks the loop."""
+"""A store connection of its own, used from one worker thread of its own, so the database never blocks the loop."""
 
 from __future__ import annotations
 
@@ -9,25 +9,25 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
-from store.schema import Synchronous, open_database
+from store import open_database
+from store.database import Database
+from store.sqlite_schema import Synchronous
 
 
 class StoreThread:
     def __init__(self, name: str) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._db: sqlite_utils.Database | None = None
+        self._db: Database | None = None
 
     @property
-    def db(self) -> sqlite_utils.Database:
+    def db(self) -> Database:
         assert self._db is not None, "open() the store first"
         return self._db
 
     async def open(
-        self, path: Path, synchronous: Synchronous = "FULL", busy_timeout_s: float = 30.0
-    ) -> sqlite_utils.Database:
-        self._db = await self.run(open_database, path, synchronous, busy_timeout_s)
+        self, location: Path | str, synchronous: Synchronous = "FULL", busy_timeout_s: float = 30.0
+    ) -> Database:
+        self._db = await self.run(open_database, location, synchronous, busy_timeout_s)
         return self._db
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:

@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-import sqlite_utils
 
 from core.vitals import VitalSample
-from store.schema import atomic
+from store.database import Database, atomic
 
 _INSERT = (
-    "insert or ignore into vitals (patient_id, ts, received_at, hr, spo2, sbp, dbp, rr, temp, gcs, o2, acvpu, "
-    "news2, news2_components, device, device_ts) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "insert into vitals (patient_id, ts, received_at, hr, spo2, sbp, dbp, rr, temp, gcs, o2, acvpu, "
+    "news2, news2_components, device, device_ts) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing"
 )
 # The same reading: patient, device, the device's stamp and every value (null-safe), as the unique index has it.
 _STORED = (
-    "select 1 from vitals where patient_id = ? and device = ? and coalesce(device_ts, ts) = ? and hr is ? "
-    "and spo2 is ? and sbp is ? and dbp is ? and rr is ? and temp is ? and gcs is ? and o2 is ? and acvpu is ?"
+    "select 1 from vitals where patient_id = ? and device = ? and coalesce(device_ts, ts) = ? "
+    + " ".join(f"and {column} is not distinct from ?" for column in ("hr", "spo2", "sbp", "dbp", "rr", "temp", "gcs", "o2"))
+    + " and acvpu is not distinct from cast(? as text)"
 )
 
 ReadingKey = tuple[object, ...]
@@ -32,10 +32,10 @@ def reading_key(s: VitalSample) -> ReadingKey:
     )
 
 
-def insert_vitals(db: sqlite_utils.Database, samples: Iterable[VitalSample]) -> None:
+def insert_vitals(db: Database, samples: Iterable[VitalSample]) -> None:
     """Store samples (the caller commits, so a batch lands in one transaction). A sample whose reading key is
     already stored is the same reading delivered again, and is skipped."""
-    db.conn.executemany(
+    db.executemany(
         _INSERT,
         [
             (
@@ -48,9 +48,9 @@ def insert_vitals(db: sqlite_utils.Database, samples: Iterable[VitalSample]) -> 
     )
 
 
-def stored_samples(db: sqlite_utils.Database, keys: Iterable[ReadingKey]) -> set[ReadingKey]:
+def stored_samples(db: Database, keys: Iterable[ReadingKey]) -> set[ReadingKey]:
     """Which of these readings (see `reading_key`) are already stored (a look-up in the unique index each)."""
-    return {key for key in keys if db.conn.execute(_STORED, key).fetchone()}
+    return {key for key in keys if db.execute(_STORED, key).fetchone()}
 
 
 def _sample(row: dict) -> VitalSample:
@@ -63,13 +63,13 @@ def _sample(row: dict) -> VitalSample:
     )
 
 
-def latest_vitals(db: sqlite_utils.Database, patient_id: str) -> VitalSample | None:
+def latest_vitals(db: Database, patient_id: str) -> VitalSample | None:
     """The patient's most recent sample by measurement time."""
     rows = list(db.query("select * from vitals where patient_id = ? order by ts desc, id desc limit 1", [patient_id]))
     return _sample(rows[0]) if rows else None
 
 
-def vitals_between(db: sqlite_utils.Database, patient_id: str, start_ts: float, end_ts: float) -> list[VitalSample]:
+def vitals_between(db: Database, patient_id: str, start_ts: float, end_ts: float) -> list[VitalSample]:
     """The patient's samples measured in [start_ts, end_ts], oldest first (for trend charts)."""
     rows = db.query(
         "select * from vitals where patient_id = ? and ts >= ? and ts <= ? order by ts, id",
@@ -78,7 +78,18 @@ def vitals_between(db: sqlite_utils.Database, patient_id: str, start_ts: float, 
     return [_sample(row) for row in rows]
 
 
-def prune_vitals(db: sqlite_utils.Database, before_ts: float) -> int:
+def best_gcs_since(db: Database, since_ts: float) -> dict[str, tuple[float, int]]:
+    """Each patient's best GCS measured since `since_ts`, with when it was last measured: (ts, GCS)."""
+    rows = db.execute(
+        "select v.patient_id, max(v.ts), v.gcs from vitals v join ("
+        "  select patient_id, max(gcs) as best from vitals where ts >= ? and gcs is not null group by patient_id"
+        ") b on b.patient_id = v.patient_id and v.gcs = b.best where v.ts >= ? group by v.patient_id, v.gcs",
+        [since_ts, since_ts],
+    ).fetchall()
+    return {patient_id: (ts, gcs) for patient_id, ts, gcs in rows}
+
+
+def prune_vitals(db: Database, before_ts: float) -> int:
     """Delete samples measured before `before_ts`; returns how many went."""
     with atomic(db):
         return db.execute("delete from vitals where ts < ?", [before_ts]).rowcount

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
 from telegram.ext import Application
 
 from bot.application import build_application
@@ -21,6 +20,7 @@ from inference.site_profile import SiteProfile
 from localbotapi import JSON, BotApiServer
 from store import open_database, patients, people, site_profiles
 from store.thread import StoreThread
+from store.database import Database
 from testsupport.doubles import ManualClock
 from testsupport.waiting import eventually
 
@@ -47,7 +47,7 @@ FIGURES = {
 }
 
 
-def adopt_card_profile(db: sqlite_utils.Database, n_cases: int, now: float, by: str = "ana (command line)") -> int:
+def adopt_card_profile(db: Database, n_cases: int, now: float, by: str = "ana (command line)") -> int:
     """Adopt a site profile made of the model card's own head and thresholds (so it judges as the shipped model
     does), said to be fitted on `n_cases` cases; returns its id."""
     card = ModelCard.beside(DEFAULT_MODEL)
@@ -65,7 +65,7 @@ class BotWorld:
     api: BotApiServer
     application: Application
     clock: ManualClock
-    db: sqlite_utils.Database  # the tests' own connection; the bot uses its store thread
+    db: Database  # the tests' own connection; the bot uses its store thread
 
     async def say(self, user_id: int, text: str) -> JSON:
         """User `user_id` writes `text`; returns the bot's first reply."""

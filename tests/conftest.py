@@ -86,6 +86,14 @@ def postgres_url(postgres: PostgresServer) -> str:
     return postgres.fresh_database()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a test's store lives, once on each engine: a SQLite file, then a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "hemowatch.db"
+    return request.getfixturevalue("postgres").fresh_database()
+
+
 @pytest.fixture
 async def bot_api() -> AsyncIterator[BotApiServer]:
     """A local Telegram Bot API server (localbotapi/); point TELEGRAM_API_URL at `bot_api.url`."""

@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-import sqlite_utils
 from botworld import ADMIN, adopt_card_profile, settings_for
 
 from bot import texts
@@ -28,6 +27,7 @@ from inference.model import ModelCard
 from inference.percent import percent
 from localbotapi import JSON, BotApiServer
 from store import alerts, open_database, people, site_profiles, studies
+from store.database import Database
 from testsupport.broker import Mosquitto, free_port
 from testsupport.dicom import push
 from testsupport.doubles import ManualClock
@@ -39,7 +39,7 @@ MODEL = ModelCard.beside(DEFAULT_MODEL)
 
 DOCTOR, OTHER_DOCTOR, CAREGIVER = 10, 11, 20
 pytestmark = pytest.mark.timeout(180)
-Served = tuple[RunningService, ManualClock, sqlite_utils.Database]
+Served = tuple[RunningService, ManualClock, Database]
 
 
 def is_study_alert(message: JSON) -> bool:

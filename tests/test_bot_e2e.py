@@ -14,7 +14,6 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-import sqlite_utils
 from botworld import ADMIN, settings_for
 
 from core.roles import Role
@@ -22,6 +21,7 @@ from hemowatch.wiring import RunningService, running, serve
 from localbotapi import JSON, BotApiServer
 from monitor.mqtt import vitals_topic
 from store import alerts, open_database, outbox, patients, people, vitals
+from store.database import Database
 from testsupport.broker import Mosquitto
 from testsupport.doubles import ManualClock
 from testsupport.waiting import eventually
@@ -29,7 +29,7 @@ from testsupport.waiting import eventually
 DOCTOR, CAREGIVER = 10, 20
 PATIENT, OTHER_PATIENT = "ward-1", "ward-2"
 pytestmark = pytest.mark.timeout(120)
-Served = tuple[RunningService, ManualClock, sqlite_utils.Database]  # the service, its clock, the tests' connection
+Served = tuple[RunningService, ManualClock, Database]  # the service, its clock, the tests' connection
 
 
 def is_alert(message: JSON) -> bool:
@@ -164,7 +164,7 @@ async def test_rate_limit_then_server_error_and_the_alert_arrives_once(
         assert len([m for m in bot_api.history(user) if is_alert(m)]) == 1
 
 
-def attempts(db: sqlite_utils.Database) -> int:
+def attempts(db: Database) -> int:
     """Failed delivery attempts of the (only) pending notice; 0 when none is pending."""
     return sum(entry.attempts for entry in outbox.pending_notices(db))
 

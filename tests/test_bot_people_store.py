@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import sqlite_utils
 
+from store.database import Database
 from store import open_database
 from store.people import (
     InvitationError,
@@ -31,15 +31,14 @@ ADMIN = 1
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> sqlite_utils.Database:
-    database = open_database(tmp_path / "people.db")
-    database["patients"].insert_all(
-        [{"id": pid, "name": pid, "created_at": NOW} for pid in ("p1", "p2")]
-    )
+def db(store_location: Path | str) -> Database:
+    database = open_database(store_location)
+    for patient_id in ("p1", "p2"):
+        database.execute("insert into patients (id, name, created_at) values (?, ?, ?)", [patient_id, patient_id, NOW])
     return database
 
 
-def test_doctor_invitation_is_single_use(db: sqlite_utils.Database) -> None:
+def test_doctor_invitation_is_single_use(db: Database) -> None:
     invitation = create_invitation(db, Role.DOCTOR, None, ADMIN, NOW, DAY)
     redeem_invitation(db, invitation.code, 10, "Dr Ada", 10, NOW + 60)
     assert get_person(db, 10).role is Role.DOCTOR
@@ -48,7 +47,7 @@ def test_doctor_invitation_is_single_use(db: sqlite_utils.Database) -> None:
     assert get_person(db, 11) is None
 
 
-def test_expired_and_unknown_invitations_are_refused(db: sqlite_utils.Database) -> None:
+def test_expired_and_unknown_invitations_are_refused(db: Database) -> None:
     invitation = create_invitation(db, Role.DOCTOR, None, ADMIN, NOW, DAY)
     with pytest.raises(InvitationError, match="expired"):
         redeem_invitation(db, invitation.code, 10, "Dr Ada", 10, NOW + DAY)
@@ -57,7 +56,7 @@ def test_expired_and_unknown_invitations_are_refused(db: sqlite_utils.Database) 
     assert get_person(db, 10) is None
 
 
-def test_caregiver_invitation_links_one_patient(db: sqlite_utils.Database) -> None:
+def test_caregiver_invitation_links_one_patient(db: Database) -> None:
     invitation = create_invitation(db, Role.CAREGIVER, "p1", 10, NOW, DAY)
     redeem_invitation(db, invitation.code, 20, "Carl", 20, NOW)
     assert member_role(db, "p1", 20) is Role.CAREGIVER
@@ -65,7 +64,7 @@ def test_caregiver_invitation_links_one_patient(db: sqlite_utils.Database) -> No
     assert patient_ids_of(db, 20) == ["p1"]
 
 
-def test_doctor_keeps_role_and_link_when_redeeming_caregiver_invitation(db: sqlite_utils.Database) -> None:
+def test_doctor_keeps_role_and_link_when_redeeming_caregiver_invitation(db: Database) -> None:
     redeem_invitation(db, create_invitation(db, Role.DOCTOR, None, ADMIN, NOW, DAY).code, 10, "Dr Ada", 10, NOW)
     add_member(db, "p1", 10, Role.DOCTOR, NOW)
     redeem_invitation(db, create_invitation(db, Role.CAREGIVER, "p1", ADMIN, NOW, DAY).code, 10, "Dr Ada", 10, NOW)
@@ -73,7 +72,7 @@ def test_doctor_keeps_role_and_link_when_redeeming_caregiver_invitation(db: sqli
     assert member_role(db, "p1", 10) is Role.DOCTOR
 
 
-def test_revoked_user_is_unknown_and_loses_links(db: sqlite_utils.Database) -> None:
+def test_revoked_user_is_unknown_and_loses_links(db: Database) -> None:
     redeem_invitation(db, create_invitation(db, Role.CAREGIVER, "p1", 10, NOW, DAY).code, 20, "Carl", 20, NOW)
     mute(db, "p1", 20, NOW + 3600)
     assert revoke_user(db, 20, NOW)
@@ -86,7 +85,7 @@ def test_revoked_user_is_unknown_and_loses_links(db: sqlite_utils.Database) -> N
     assert patient_ids_of(db, 20) == ["p2"]
 
 
-def test_members_doctors_first_and_blocked_flag(db: sqlite_utils.Database) -> None:
+def test_members_doctors_first_and_blocked_flag(db: Database) -> None:
     redeem_invitation(db, create_invitation(db, Role.CAREGIVER, "p1", 10, NOW, DAY).code, 20, "Carl", 20, NOW)
     redeem_invitation(db, create_invitation(db, Role.DOCTOR, "p1", ADMIN, NOW, DAY).code, 30, "Dr Bo", 30, NOW)
     assert [(m.person.telegram_id, m.role) for m in members_of(db, "p1")] == [
@@ -98,7 +97,7 @@ def test_members_doctors_first_and_blocked_flag(db: sqlite_utils.Database) -> No
     assert not get_person(db, 20).blocked
 
 
-def test_mute_ends(db: sqlite_utils.Database) -> None:
+def test_mute_ends(db: Database) -> None:
     mute(db, "p1", 20, NOW + 600)
     assert muted_until(db, "p1", 20, NOW) == NOW + 600
     assert muted_until(db, "p1", 20, NOW + 600) is None

@@ -26,7 +26,7 @@ from inference.analyzer import Analyzer
 from inference.model import ModelCard
 from localbotapi import JSON, BotApiServer
 from store import site_profiles, studies
-from store.schema import atomic
+from store.database import atomic
 from store.site_profiles import group_key, study_ref
 from store.studies import SeriesRecord, StudyHeader
 from testsupport.waiting import eventually
@@ -69,7 +69,7 @@ def buttons(message: JSON) -> list[tuple[str, str]]:
 
 
 def cases(world: BotWorld) -> list[dict]:
-    return list(world.db["site_cases"].rows_where(order_by="id"))
+    return list(world.db.query("select * from site_cases order by id"))
 
 
 def shares_bytes(blob: bytes, data: bytes, width: int = 16) -> bool:

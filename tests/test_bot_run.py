@@ -145,8 +145,8 @@ async def test_a_second_service_on_the_database_is_refused_in_one_line_until_the
         assert second.returncode == 1
         assert stderr.decode().splitlines() == [
             f"Another HemoWatch (pid {first.pid}) is already running on the database {database}, so this one does "
-            "not start. Only one HemoWatch may use a SQLite database file; running several instances side by side "
-            "would need a shared PostgreSQL database, which this version does not offer yet."
+            "not start. Only one HemoWatch may use a SQLite database file; to run several instances side by side, "
+            'give them one PostgreSQL database in DATABASE_URL (see "Several instances" in docs/operations.md).'
         ]
         first.kill()  # no chance to let go of anything: the kernel drops the lock with the process
         await first.wait()

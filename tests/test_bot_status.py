@@ -12,7 +12,7 @@ from core.notifications import Severity
 from core.vitals import VitalSample
 from localbotapi import BotApiServer
 from store import alerts, patients
-from store.schema import atomic
+from store.database import atomic
 from store.vitals import insert_vitals
 
 

@@ -17,7 +17,7 @@ from monitor.ingest import DROPPED_TOPIC
 from monitor.mqtt import vitals_topic
 from monitor.vitals_monitor import VitalsMonitor
 from store.patients import add_patient
-from store.schema import open_database
+from store import open_database
 from testsupport.broker import Mosquitto, free_port
 from testsupport.doubles import RecordingNotifier
 from testsupport.waiting import eventually

@@ -12,15 +12,15 @@ from typing import Any
 
 import aiomqtt
 import pytest
-import sqlite_utils
 
 from core.notifications import NoticeKind
 from core.settings import Settings
 from monitor.mqtt import vitals_topic
 from monitor.vitals_monitor import VitalsMonitor
 from store.patients import add_patient
-from store.schema import open_database
+from store import open_database
 from store.vitals import vitals_between
+from store.database import Database
 from testsupport.broker import Mosquitto
 from testsupport.doubles import T0, ManualClock, RecordingNotifier
 from testsupport.waiting import eventually
@@ -29,7 +29,7 @@ CALM = {"hr": 72, "spo2": 97, "sbp": 125, "dbp": 80, "rr": 15, "temp": 36.8}
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> sqlite_utils.Database:
+def db(tmp_path: Path) -> Database:
     database = open_database(tmp_path / "hemowatch.db")
     add_patient(database, "p1", "Ann Smith", T0 - 3600)
     add_patient(database, "p2", "Ben Jones", T0 - 3600)
@@ -56,7 +56,7 @@ def _raised(notifier: RecordingNotifier, patient_id: str) -> set[str]:
 
 
 async def test_one_sample_stamped_in_the_future_does_not_silence_the_patient(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, mosquitto: Mosquitto, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
     caplog.set_level(logging.WARNING, logger="monitor.ward")
@@ -80,7 +80,7 @@ async def test_one_sample_stamped_in_the_future_does_not_silence_the_patient(
 
 
 async def test_a_second_device_with_a_fast_clock_does_not_suspend_the_first(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, mosquitto: Mosquitto, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
     caplog.set_level(logging.WARNING, logger="monitor.ward")
@@ -101,7 +101,7 @@ async def test_a_second_device_with_a_fast_clock_does_not_suspend_the_first(
 
 
 async def test_two_readings_of_one_second_are_both_stored_and_judged_and_only_true_resends_skipped(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
     async with _monitor(tmp_path, mosquitto, clock, notifier, rule_hold_s=0) as monitor:
@@ -118,7 +118,7 @@ async def test_two_readings_of_one_second_are_both_stored_and_judged_and_only_tr
 
 
 async def test_samples_older_than_the_retention_window_are_rejected(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
     async with _monitor(tmp_path, mosquitto, clock, notifier, retention_days=2, rule_hold_s=0) as monitor:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-import sqlite_utils
 
 from core.notifications import NoticeKind
 from core.settings import Settings
@@ -22,8 +21,9 @@ from monitor.mqtt import vitals_topic
 from monitor.vitals_monitor import VitalsMonitor
 from store.alerts import open_alerts
 from store.patients import add_patient
-from store.schema import open_database
+from store import open_database
 from store.vitals import vitals_between
+from store.database import Database
 from testsupport.broker import Mosquitto
 from testsupport.doubles import T0, ManualClock, RecordingNotifier
 from testsupport.waiting import eventually
@@ -33,7 +33,7 @@ CALM = {"hr": 72, "spo2": 97, "sbp": 125, "dbp": 80, "rr": 15, "temp": 36.8, "ac
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> sqlite_utils.Database:
+def db(tmp_path: Path) -> Database:
     database = open_database(tmp_path / "hemowatch.db")
     add_patient(database, "p1", "Ann Smith", T0 - 3600)
     return database
@@ -63,12 +63,12 @@ async def _device(port: int, payloads: list[dict]) -> None:
             await device.publish(vitals_topic("hemowatch", "p1"), json.dumps(payload), qos=1)
 
 
-def _stored(db: sqlite_utils.Database) -> Callable[[], int]:
+def _stored(db: Database) -> Callable[[], int]:
     return lambda: db.execute("select count(*) from vitals").fetchone()[0]
 
 
 async def test_monitor_killed_mid_stream_stores_every_sample_exactly_once_after_restart(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     total, start = 3000, time.time() - 3600  # the child runs on the real clock: samples from the last hour
     payloads = [{"ts": start + i, **CALM, "hr": 60 + i % 40} for i in range(total)]
@@ -87,7 +87,7 @@ async def test_monitor_killed_mid_stream_stores_every_sample_exactly_once_after_
 
 
 async def test_a_message_delivered_twice_is_stored_and_judged_once(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
     settings = Settings(

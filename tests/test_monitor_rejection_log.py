@@ -14,7 +14,7 @@ from monitor.mqtt import vitals_topic
 from monitor.payload import Admission
 from monitor.ward import Ward
 from store.patients import add_patient
-from store.schema import open_database
+from store import open_database
 from testsupport.doubles import T0
 
 FLOOD = 20_000

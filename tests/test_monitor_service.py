@@ -11,7 +11,6 @@ from typing import Any
 
 import aiomqtt
 import pytest
-import sqlite_utils
 
 from core.notifications import AlertNotice, DeliveryDeferred, DeliveryHeld, DeliveryRefused, NoticeKind, Severity
 from core.settings import Settings
@@ -21,8 +20,9 @@ from monitor.vitals_monitor import VitalsMonitor
 from store.alerts import AlertState, acknowledge_alert, get_alert, open_alerts
 from store.outbox import pending_notices, release_held
 from store.patients import add_patient, set_threshold
-from store.schema import open_database
+from store import open_database
 from store.vitals import latest_vitals, vitals_between
+from store.database import Database
 from testsupport.broker import Mosquitto, free_port
 from testsupport.doubles import T0, ManualClock, RecordingNotifier
 from testsupport.waiting import eventually
@@ -38,7 +38,7 @@ def _settings(tmp_path: Path, url: str, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> sqlite_utils.Database:
+def db(tmp_path: Path) -> Database:
     database = open_database(tmp_path / "hemowatch.db")
     add_patient(database, "p1", "Ann Smith", T0 - 3600)
     return database
@@ -56,7 +56,7 @@ async def _subscribed(monitor: VitalsMonitor) -> None:
 
 
 async def test_vitals_are_stored_and_bad_messages_counted_without_stopping(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     monitor = VitalsMonitor(_settings(tmp_path, mosquitto.url), RecordingNotifier(), ManualClock())
     await monitor.start()
@@ -84,7 +84,7 @@ async def test_vitals_are_stored_and_bad_messages_counted_without_stopping(
 
 
 async def test_alert_delivered_once_per_transition_then_resolved(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     notifier = RecordingNotifier()
     async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
@@ -103,7 +103,7 @@ async def test_alert_delivered_once_per_transition_then_resolved(
 
 
 async def test_an_emergency_back_within_minutes_reopens_the_same_alert(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
     high = CALM | {"rr": 25, "spo2": 93, "hr": 111}  # NEWS2 7
@@ -119,7 +119,7 @@ async def test_an_emergency_back_within_minutes_reopens_the_same_alert(
     assert [a.id for a in open_alerts(db) if a.condition == "news2_high"] == [first]
 
 
-async def test_threshold_changes_are_picked_up(tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database) -> None:
+async def test_threshold_changes_are_picked_up(tmp_path: Path, mosquitto: Mosquitto, db: Database) -> None:
     notifier = RecordingNotifier()
     async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
         await _subscribed(monitor)
@@ -131,7 +131,7 @@ async def test_threshold_changes_are_picked_up(tmp_path: Path, mosquitto: Mosqui
 
 
 async def test_unacknowledged_urgent_alert_escalates_on_time(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
     settings = _settings(tmp_path, mosquitto.url, escalate_after_s=300)
@@ -158,7 +158,7 @@ async def test_unacknowledged_urgent_alert_escalates_on_time(
 
 
 async def test_silent_sensor_raises_offline_and_returning_data_resolves_it(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
     async with VitalsMonitor(_settings(tmp_path, mosquitto.url, stale_after_s=120), notifier, clock) as monitor:
@@ -176,7 +176,7 @@ async def test_silent_sensor_raises_offline_and_returning_data_resolves_it(
 
 
 async def test_deferred_notice_is_retried_on_its_own_schedule_in_order_within_its_alert_and_refused_one_dropped(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock = ManualClock()
 
@@ -203,7 +203,7 @@ async def test_deferred_notice_is_retried_on_its_own_schedule_in_order_within_it
 
 
 async def test_an_emergency_after_a_long_outage_goes_first_and_is_retried_at_most_30_s_apart(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, outage = ManualClock(), [True]
 
@@ -238,7 +238,7 @@ async def test_an_emergency_after_a_long_outage_goes_first_and_is_retried_at_mos
 
 
 async def test_rejected_messages_are_logged_by_a_short_prefix(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, mosquitto: Mosquitto, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     monitor = VitalsMonitor(_settings(tmp_path, mosquitto.url), RecordingNotifier(), ManualClock())
     async with monitor:
@@ -257,7 +257,7 @@ async def test_rejected_messages_are_logged_by_a_short_prefix(
 
 
 async def test_a_notice_nobody_can_receive_stays_pending_without_holding_back_others(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, mosquitto: Mosquitto, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     add_patient(db, "p2", "Bob Jones", T0 - 3600)
     clock = ManualClock()
@@ -291,7 +291,7 @@ async def test_a_notice_nobody_can_receive_stays_pending_without_holding_back_ot
 
 
 async def test_broker_restart_mid_stream_loses_no_sample(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     notifier = RecordingNotifier()
     total = 300
@@ -318,7 +318,7 @@ async def test_broker_restart_mid_stream_loses_no_sample(
 
 
 async def test_restart_delivers_the_pending_alert_and_what_was_published_meanwhile(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     async def hang(notice: AlertNotice) -> None:
         await asyncio.Event().wait()  # the process dies before the notifier returns
@@ -343,7 +343,7 @@ async def test_restart_delivers_the_pending_alert_and_what_was_published_meanwhi
 
 
 async def test_embedded_broker_serves_the_monitor_and_says_its_queue_is_memory_only(
-    tmp_path: Path, db: sqlite_utils.Database, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="monitor.broker")
     notifier = RecordingNotifier()
@@ -365,7 +365,7 @@ async def test_embedded_broker_serves_the_monitor_and_says_its_queue_is_memory_o
 
 
 async def test_shared_subscription_splits_the_load_between_monitors(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     add_patient(db, "p2", "Ben Jones", T0 - 3600)
     clock, notifiers = ManualClock(), [RecordingNotifier(), RecordingNotifier()]
@@ -391,7 +391,7 @@ async def test_shared_subscription_splits_the_load_between_monitors(
 
 
 async def test_retention_prunes_old_samples_and_keeps_alerts(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, notifier = ManualClock(T0 - 2 * 86400), RecordingNotifier()
     async with VitalsMonitor(_settings(tmp_path, mosquitto.url, retention_days=1), notifier, clock) as monitor:

@@ -24,7 +24,7 @@ from monitor.rules import patient_rules
 from monitor.simulator import OFFLINE_AFTER_S, SimulatedPatient
 from monitor.vitals_monitor import VitalsMonitor, engine_config
 from store.patients import add_patient, list_patients
-from store.schema import open_database
+from store import open_database
 from store.vitals import vitals_between
 from testsupport.broker import Mosquitto, free_port
 from testsupport.doubles import T0, ManualClock, RecordingNotifier

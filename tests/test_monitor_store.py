@@ -11,6 +11,7 @@ import sqlite_utils
 from core.notifications import NoticeKind, Severity
 from core.roles import Role
 from core.vitals import LimitError, Threshold
+from store.database import Database
 from store.alerts import (
     AlertState,
     acknowledge_alert,
@@ -26,7 +27,8 @@ from store.alerts import (
 )
 from store.outbox import claim_notice, defer_notice, fail_notice, pending_notices
 from store.patients import add_patient, get_patient, get_thresholds, list_patients, set_threshold
-from store.schema import MIGRATIONS, open_database
+from store import open_database
+from store.sqlite_schema import MIGRATIONS
 from store.vitals import (
     VitalSample,
     insert_vitals,
@@ -41,17 +43,17 @@ T0 = 1_700_000_000.0
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> sqlite_utils.Database:
-    database = open_database(tmp_path / "hemowatch.db")
+def db(store_location: Path | str) -> Database:
+    database = open_database(store_location)
     add_patient(database, "p1", "Ann Smith", T0)
     return database
 
 
-def _urgent(db: sqlite_utils.Database, now: float = T0) -> int:
+def _urgent(db: Database, now: float = T0) -> int:
     return raise_alert(db, "p1", "spo2_low", Severity.URGENT, "SpO2 low (below 90%)", now, {"spo2": 86})
 
 
-def test_patients_are_registered_once_with_safe_ids(db: sqlite_utils.Database) -> None:
+def test_patients_are_registered_once_with_safe_ids(db: Database) -> None:
     add_patient(db, "p2", "", T0 + 1, neuro=False)
     assert get_patient(db, "p2").name == "p2" and not get_patient(db, "p2").neuro
     assert [p.id for p in list_patients(db)] == ["p1", "p2"]
@@ -64,7 +66,7 @@ def test_patients_are_registered_once_with_safe_ids(db: sqlite_utils.Database) -
             add_patient(db, bad_id, "Bad", T0)
 
 
-def test_thresholds_are_set_replaced_and_cleared(db: sqlite_utils.Database) -> None:
+def test_thresholds_are_set_replaced_and_cleared(db: Database) -> None:
     set_threshold(db, "p1", "spo2", 85, None)
     set_threshold(db, "p1", "hr", 45, 120)
     set_threshold(db, "p1", "hr", 50, 110)
@@ -90,7 +92,7 @@ def test_thresholds_are_set_replaced_and_cleared(db: sqlite_utils.Database) -> N
     ],
 )
 def test_thresholds_a_patient_cannot_have_are_refused(
-    db: sqlite_utils.Database, vital: str, low: float | None, high: float | None, refusal: str
+    db: Database, vital: str, low: float | None, high: float | None, refusal: str
 ) -> None:
     """A limit beyond what a patient can show never alerts; a low limit at or above the high one, its own or the
     standard one, alerts on every reading."""
@@ -99,18 +101,18 @@ def test_thresholds_a_patient_cannot_have_are_refused(
     assert get_thresholds(db, "p1") == {}
 
 
-def test_the_edges_of_a_vitals_range_are_allowed_limits(db: sqlite_utils.Database) -> None:
+def test_the_edges_of_a_vitals_range_are_allowed_limits(db: Database) -> None:
     set_threshold(db, "p1", "spo2", 40, 100)
     set_threshold(db, "p1", "hr", 131, 300)  # above the standard high limit, with a high limit of its own
     assert get_thresholds(db, "p1") == {"spo2": Threshold("spo2", 40, 100), "hr": Threshold("hr", 131, 300)}
 
 
-def test_vitals_round_trip_latest_trend_and_retention(db: sqlite_utils.Database) -> None:
+def test_vitals_round_trip_latest_trend_and_retention(db: Database) -> None:
     samples = [
         VitalSample("p1", T0 + i * 60, T0 + i * 60 + 1, hr=70 + i, spo2=97, o2=i == 2, acvpu="A") for i in range(4)
     ]
     scored = VitalSample("p1", T0 + 300, T0 + 301, hr=80, news2=1, news2_components={"hr": 0, "temp": 1})
-    with db.conn:
+    with db.atomic():
         insert_vitals(db, [*samples, scored])
     assert latest_vitals(db, "p1") == scored
     trend = vitals_between(db, "p1", T0 + 60, T0 + 180)
@@ -126,8 +128,8 @@ def _older_file(path: Path, version: int, rows: list[tuple[float, float, float]]
     for number, migrate in enumerate(MIGRATIONS[:version], start=1):
         migrate(older)
         older.execute(f"PRAGMA user_version = {number}")
-    add_patient(older, "p1", "Ann Smith", T0)
     with older.conn:
+        older.execute("insert into patients (id, name, created_at) values ('p1', 'Ann Smith', ?)", [T0])
         older.conn.executemany("insert into vitals (patient_id, ts, received_at, hr) values ('p1', ?, ?, ?)", rows)
     older.close()
 
@@ -163,7 +165,7 @@ def test_a_resend_is_stored_once_and_different_readings_of_one_second_are_all_ke
     assert stored_samples(db, keys) == {keys[0]}
     # Resent later, when its stamp is no longer ahead, it is still the same reading.
     assert reading_key(VitalSample("p1", T0 + 290, T0 + 295, hr=70)) == keys[3]
-    with db.conn:
+    with db.atomic():
         insert_vitals(db, readings)
         insert_vitals(db, readings)  # delivered again
     stored = [(s.ts, s.hr, s.spo2, s.device, s.device_ts) for s in vitals_between(db, "p1", 0, T0 + 300)]
@@ -173,7 +175,7 @@ def test_a_resend_is_stored_once_and_different_readings_of_one_second_are_all_ke
     ]
 
 
-def test_lifecycle_raised_notified_acknowledged_resolved_is_stored(db: sqlite_utils.Database) -> None:
+def test_lifecycle_raised_notified_acknowledged_resolved_is_stored(db: Database) -> None:
     alert_id = _urgent(db)
     (pending,) = pending_notices(db)
     assert pending.notice.kind is NoticeKind.RAISED and pending.notice.patient_name == "Ann Smith"
@@ -196,7 +198,7 @@ def test_lifecycle_raised_notified_acknowledged_resolved_is_stored(db: sqlite_ut
     assert [p.notice.kind for p in pending_notices(db)] == [NoticeKind.RESOLVED]
 
 
-def test_a_condition_back_soon_after_resolving_reopens_its_alert(db: sqlite_utils.Database) -> None:
+def test_a_condition_back_soon_after_resolving_reopens_its_alert(db: Database) -> None:
     def emergency(now: float, score: int) -> int:
         return raise_alert(
             db, "p1", "news2_high", Severity.EMERGENCY, f"NEWS2 {score} (high risk)", now, {"rr": 25}, score,
@@ -222,7 +224,7 @@ def test_a_condition_back_soon_after_resolving_reopens_its_alert(db: sqlite_util
     assert escalate_overdue(db, T0 + 1810, after_s=300) == [second]
 
 
-def test_escalation_after_the_delay_from_raise_then_from_the_last_escalation(db: sqlite_utils.Database) -> None:
+def test_escalation_after_the_delay_from_raise_then_from_the_last_escalation(db: Database) -> None:
     urgent = _urgent(db)
     raise_alert(db, "p1", "temp_high", Severity.WARNING, "Temperature high", T0)
     assert escalate_overdue(db, T0 + 299, after_s=300) == []
@@ -237,7 +239,7 @@ def test_escalation_after_the_delay_from_raise_then_from_the_last_escalation(db:
 
 
 def test_an_alert_someone_has_only_seen_keeps_escalating_until_a_clinician_acknowledges(
-    db: sqlite_utils.Database,
+    db: Database,
 ) -> None:
     urgent = _urgent(db)
     assert note_seen(db, urgent, 20, T0 + 10, "Sam", Role.CAREGIVER) is True
@@ -290,7 +292,7 @@ def test_an_older_file_turns_caregivers_acknowledgements_into_seen_and_escalates
     assert escalate_overdue(db, T0 + 300, after_s=300) == [1]
 
 
-def test_outbox_keeps_order_and_records_retries_and_refusals(db: sqlite_utils.Database) -> None:
+def test_outbox_keeps_order_and_records_retries_and_refusals(db: Database) -> None:
     first, second = _urgent(db), raise_alert(db, "p1", "hr_high", Severity.URGENT, "Heart rate high", T0)
     one, two = pending_notices(db)
     assert (one.notice.alert_id, two.notice.alert_id) == (first, second)

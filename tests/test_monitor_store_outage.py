@@ -13,14 +13,14 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-import sqlite_utils
 
 from core.notifications import AlertNotice, DeliveryDeferred, NoticeKind, ServiceEvent
 from core.settings import Settings
 from monitor.mqtt import vitals_topic
 from monitor.vitals_monitor import STORE_BUSY_S, VitalsMonitor
 from store.patients import add_patient
-from store.schema import open_database
+from store import open_database
+from store.database import Database
 from testsupport.broker import Mosquitto
 from testsupport.doubles import T0, ManualClock, RecordingNotifier
 from testsupport.store_lock import write_lock
@@ -32,7 +32,7 @@ NOTICE_AFTER_S = 2.0  # the admins are told once storing has failed this long (3
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> sqlite_utils.Database:
+def db(tmp_path: Path) -> Database:
     database = open_database(tmp_path / "hemowatch.db")
     add_patient(database, "p1", "Ann Smith", T0 - 3600)
     return database
@@ -52,13 +52,13 @@ async def _publish(port: int, samples: list[dict]) -> None:
             await device.publish(vitals_topic("hemowatch", "p1"), json.dumps(sample), qos=1)
 
 
-def _stored(db: sqlite_utils.Database) -> tuple[int, int]:
+def _stored(db: Database) -> tuple[int, int]:
     """Rows in the vitals table, and how many different readings (measurement times) they hold."""
     return tuple(db.execute("select count(*), count(distinct ts) from vitals").fetchone())
 
 
 async def test_samples_published_while_the_store_is_locked_are_stored_once_after_it_and_the_admins_told(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, mosquitto: Mosquitto, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="monitor.store_outage")
     notifier, total = RecordingNotifier(), 300
@@ -94,7 +94,7 @@ async def test_samples_published_while_the_store_is_locked_are_stored_once_after
 
 
 async def test_stopping_while_the_store_fails_acknowledges_nothing_and_the_next_start_stores_it_all(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database
+    tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     samples = [{"ts": T0 + i, **CALM} for i in range(50)]
     async with write_lock(tmp_path / "hemowatch.db"):
@@ -115,7 +115,7 @@ async def test_stopping_while_the_store_fails_acknowledges_nothing_and_the_next_
 
 
 async def test_a_notice_due_while_the_store_is_locked_is_delivered_once_it_is_free(
-    tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, mosquitto: Mosquitto, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = ManualClock()
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import aiomqtt
 import numpy as np
 import pytest
-import sqlite_utils
 from botworld import ADMIN, DOCTOR, settings_for
 from PIL import Image
 
@@ -32,6 +31,7 @@ from monitor.mqtt import vitals_topic
 from monitor.vitals_monitor import VitalsMonitor
 from store import open_database, patients, people
 from store.vitals import vitals_between
+from store.database import Database
 from testsupport.broker import Mosquitto
 from testsupport.doubles import ManualClock, RecordingNotifier
 from testsupport.waiting import eventually
@@ -59,21 +59,21 @@ def _exists(pid: int) -> bool:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> sqlite_utils.Database:
+def db(tmp_path: Path) -> Database:
     database = open_database(tmp_path / "hemowatch.db")
     patients.add_patient(database, "p1", "Ann Smith", time.time() - 3600)
     return database
 
 
 @pytest.fixture
-async def monitor(tmp_path: Path, mosquitto: Mosquitto, db: sqlite_utils.Database) -> AsyncIterator[VitalsMonitor]:
+async def monitor(tmp_path: Path, mosquitto: Mosquitto, db: Database) -> AsyncIterator[VitalsMonitor]:
     settings = Settings(_env_file=None, mqtt_url=mosquitto.url, hemowatch_db=tmp_path / "hemowatch.db", rule_hold_s=0)
     async with VitalsMonitor(settings, RecordingNotifier(), ManualClock(time.time())) as running_monitor:
         await asyncio.wait_for(running_monitor.subscriber.subscribed.wait(), 10)
         yield running_monitor
 
 
-async def _deteriorates(port: int, monitor: VitalsMonitor, db: sqlite_utils.Database) -> None:
+async def _deteriorates(port: int, monitor: VitalsMonitor, db: Database) -> None:
     """p1's SpO2 falls to 85%: stored, and an alert handed to the notifier, while the scan is in trouble."""
     notifier: RecordingNotifier = monitor.outbox._notifier  # noqa: SLF001 - the recorder given above
     before = len(notifier.notices)
@@ -85,7 +85,7 @@ async def _deteriorates(port: int, monitor: VitalsMonitor, db: sqlite_utils.Data
 
 
 async def test_a_scan_needing_more_memory_than_a_worker_may_use_costs_only_its_own_analysis(
-    mosquitto: Mosquitto, monitor: VitalsMonitor, db: sqlite_utils.Database
+    mosquitto: Mosquitto, monitor: VitalsMonitor, db: Database
 ) -> None:
     analyzer = await asyncio.to_thread(ProcessAnalyzer, DEFAULT_MODEL, workers=1, memory_limit_bytes=SMALL_LIMIT)
     try:
@@ -104,7 +104,7 @@ async def test_a_scan_needing_more_memory_than_a_worker_may_use_costs_only_its_o
 
 
 async def test_a_worker_that_dies_mid_analysis_is_replaced_while_vitals_are_stored_and_alerted(
-    mosquitto: Mosquitto, monitor: VitalsMonitor, db: sqlite_utils.Database
+    mosquitto: Mosquitto, monitor: VitalsMonitor, db: Database
 ) -> None:
     analyzer = await asyncio.to_thread(ProcessAnalyzer, DEFAULT_MODEL, workers=1)
     try:

@@ -120,14 +120,14 @@ def test_each_bad_row_is_named_and_nothing_is_adopted(
 
 
 def test_a_commission_that_fails_while_adopting_leaves_nothing_behind(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store_location: Path | str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     card = ModelCard.beside(DEFAULT_MODEL)
     recipe = Recipe(Head(card.head.weights.astype(float), card.head.bias), card.sha256, "max", 0.95)
     rng = np.random.default_rng(0)
     cases = [Case(f"p{i}", i % 2, rng.normal(size=(1, len(card.head.weights))) + i % 2, np.array([0.5]))
              for i in range(20)]
-    db = open_database(tmp_path / "h.db")
+    db = open_database(store_location)
 
     def disk_full(*args: object, **kwargs: object) -> int:
         raise OSError("disk full")
@@ -139,8 +139,8 @@ def test_a_commission_that_fails_while_adopting_leaves_nothing_behind(
     assert site_profiles.active_profile(db) is None
 
 
-def test_rollback_returns_to_what_was_in_use_before_the_last_change(tmp_path: Path) -> None:
-    db = open_database(tmp_path / "h.db")
+def test_rollback_returns_to_what_was_in_use_before_the_last_change(store_location: Path | str) -> None:
+    db = open_database(store_location)
 
     def adopt(now: float) -> int:
         return site_profiles.adopt_profile(

@@ -1,18 +1,21 @@
-"""The one place that declares HemoWatch's tables.
+"""The embedded store: one SQLite file in WAL mode, its tables declared through sqlite-utils.
 
 Migrations are applied in order and recorded in SQLite's `user_version`, so opening a database is
-idempotent and upgrades an older file in place. Add a new function to `MIGRATIONS`; never edit an old one.
+idempotent and upgrades an older file in place. Add a new function to `MIGRATIONS` (and its counterpart to
+`store.postgres_schema`); never edit an old one.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import sqlite_utils
+
+from store.database import Cursor, Database, Params
 
 
 def _v1_initial(db: sqlite_utils.Database) -> None:
@@ -240,9 +243,24 @@ def _v9_site_in_service(db: sqlite_utils.Database) -> None:
     db["dicom_series"].add_column("site_profile_cases", int)
 
 
+def _v10_ingest_watch(db: sqlite_utils.Database) -> None:
+    """The instance that ingests vitals says so every few seconds, and whether it reaches the broker, so any
+    instance can tell the admins when ingest stops; and the notices about it, so they are told once."""
+    db["ingest_heartbeat"].create(
+        {"instance": str, "at": float, "broker_down_since": float, "broker_error": str},
+        pk="instance",
+        not_null={"at"},
+    )
+    db["service_notices"].create(
+        {"id": int, "event": str, "since": float, "reason": str, "told_at": float, "ended_at": float},
+        pk="id",
+        not_null={"event", "since", "told_at"},
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial, _v2_delivery_text, _v3_unique_samples, _v4_readings_per_device, _v5_outbox_by_alert,
-    _v6_dicom_studies, _v7_event_actors, _v8_site_profiles, _v9_site_in_service,
+    _v6_dicom_studies, _v7_event_actors, _v8_site_profiles, _v9_site_in_service, _v10_ingest_watch,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -250,9 +268,42 @@ SCHEMA_VERSION = len(MIGRATIONS)
 Synchronous = Literal["FULL", "NORMAL"]
 
 
-def open_database(
-    path: str | Path, synchronous: Synchronous = "FULL", busy_timeout_s: float = 30.0
-) -> sqlite_utils.Database:
+class SqliteDatabase(Database):
+    """The embedded store: one SQLite file in WAL mode, its schema kept by sqlite-utils."""
+
+    engine = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.sqlite = sqlite_utils.Database(conn)
+
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        self.conn.executemany(sql, rows)
+
+    def query(self, sql: str, params: Params = ()) -> Iterator[dict[str, Any]]:
+        return self.sqlite.query(sql, params)
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def connect(path: Path, synchronous: Synchronous = "FULL", busy_timeout_s: float = 30.0) -> SqliteDatabase:
     """Open (creating or upgrading) the SQLite file at `path` in WAL mode.
 
     `synchronous`: FULL syncs the write-ahead log at every commit, so a commit survives a power cut or an OS
@@ -275,20 +326,5 @@ def open_database(
         with conn:
             migrate(db)
             db.execute(f"PRAGMA user_version = {number}")
-    return db
-
-
-@contextmanager
-def atomic(db: sqlite_utils.Database) -> Iterator[None]:
-    """One transaction around the block; nested blocks join the outer one, so store functions compose."""
-    conn = db.conn
-    if conn.in_transaction:
-        yield
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
+    conn.isolation_level = None  # a statement outside `atomic` commits on its own, as on PostgreSQL
+    return SqliteDatabase(conn)
