@@ -222,6 +222,7 @@ def check_stale(state: PatientState, now: float, config: EngineConfig) -> tuple[
     return replace(state, conditions={**state.conditions, "sensor_offline": RAISED}), [event]
 
 
-def seeded_state(now: float, raised: set[str]) -> PatientState:
-    """State for a patient the monitor starts watching, with the conditions of alerts still open."""
-    return PatientState(last_seen=now, conditions=dict.fromkeys(raised, RAISED))
+def seeded_state(now: float, raised: set[str], gcs_baseline: tuple[float, int] | None = None) -> PatientState:
+    """State for a patient the monitor starts watching, with the conditions of alerts still open and the best GCS
+    stored within the baseline window, so a drop soon after a restart or a failover is still measured against it."""
+    return PatientState(last_seen=now, conditions=dict.fromkeys(raised, RAISED), gcs_baseline=gcs_baseline)

@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import sqlite_utils
 
 from core.vitals import Threshold, VitalSample
 from monitor.engine import AlertRaised, EngineConfig, Event, PatientState, Profile, assess, check_stale, seeded_state
@@ -30,8 +29,8 @@ from store.patients import (
     patients_version,
     thresholds_by_patient,
 )
-from store.schema import atomic
-from store.vitals import ReadingKey, insert_vitals, reading_key, stored_samples
+from store.database import Database, atomic
+from store.vitals import ReadingKey, best_gcs_since, insert_vitals, reading_key, stored_samples
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ class IngestStats:
 class Ward:
     def __init__(
         self,
-        db: sqlite_utils.Database,
+        db: Database,
         config: EngineConfig,
         topic_prefix: str,
         admission: Admission,
@@ -92,15 +91,17 @@ class Ward:
             if self._patients.get(patient_id) != patient or self._overrides.get(patient_id) != overrides.get(patient_id)
         ]
         raised: dict[str, set[str]] = {}
+        baselines: dict[str, tuple[float, int]] = {}
         if any(patient_id not in self._states for patient_id in changed):
             for alert in open_alerts(self._db):
                 raised.setdefault(alert.patient_id, set()).add(alert.condition)
+            baselines = best_gcs_since(self._db, now - self._config.gcs_baseline_s)
         for patient_id in self._patients.keys() - patients.keys():
             del self._profiles[patient_id], self._states[patient_id]
         for patient_id in changed:
             self._profiles[patient_id] = Profile(patient_rules(overrides.get(patient_id, {})), patients[patient_id].neuro)
             if patient_id not in self._states:
-                self._states[patient_id] = seeded_state(now, raised.get(patient_id, set()))
+                self._states[patient_id] = seeded_state(now, raised.get(patient_id, set()), baselines.get(patient_id))
         self._patients, self._overrides, self._version = patients, overrides, version
 
     def ingest(self, messages: Iterable[Message]) -> bool:
