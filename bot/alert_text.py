@@ -128,6 +128,18 @@ def service_text(notice: ServiceNotice) -> str:
             "then no vitals alert can be raised. Check the server's disk and database file."
         )
     until = notice.until or notice.since
+    if notice.event is ServiceEvent.INGEST_STOPPED:
+        return (
+            f"<b>🔴 Vitals are not being received</b>\nSince {clock_time(notice.since)}: {escape(notice.reason)}. "
+            "Until this ends no vitals alert can be raised; readings wait at the MQTT broker, if it runs. "
+            "Check the broker and the HemoWatch instances."
+        )
+    if notice.event is ServiceEvent.INGEST_RECOVERED:
+        return (
+            f"✅ <b>Vitals are received again</b>\nThey were not from {clock_time(notice.since)} to "
+            f"{clock_time(until)} ({escape(notice.reason)}). Readings kept at the broker meanwhile are being stored "
+            "and judged now."
+        )
     return (
         f"✅ <b>Vitals are stored again</b>\nThe database failed from {clock_time(notice.since)} to "
         f"{clock_time(until)} ({escape(notice.reason)}). The readings kept at the broker meanwhile are being stored "

@@ -70,6 +70,8 @@ class AlertNotice:
 class ServiceEvent(StrEnum):
     STORE_FAILING = "store_failing"  # vitals cannot be stored: they wait at the broker, and so do their alerts
     STORE_RECOVERED = "store_recovered"  # they are stored again
+    INGEST_STOPPED = "ingest_stopped"  # no instance receives vitals: the broker is out of reach, or none leads
+    INGEST_RECOVERED = "ingest_recovered"  # vitals are received again
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,7 @@ class ServiceNotice:
     event: ServiceEvent
     since: datetime  # when the trouble began
     reason: str  # the last error, e.g. "database is locked"
-    until: datetime | None = None  # when it ended (STORE_RECOVERED)
+    until: datetime | None = None  # when it ended (STORE_RECOVERED, INGEST_RECOVERED)
 
 
 class DeliveryDeferred(Exception):

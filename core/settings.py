@@ -99,6 +99,7 @@ class Settings(ScanSettings):
     retention_days: float = Field(30.0, gt=0)  # raw vitals older than this are pruned
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"  # FULL: a commit survives a power cut
     store_outage_notice_s: float = Field(30.0, gt=0)  # vitals failing to be stored this long: the admins are told
+    ingest_stopped_notice_s: float = Field(60.0, gt=0)  # no vitals received this long: the admins are told
 
     # --- Health and metrics -------------------------------------------------------------------------
     metrics_port: int = Field(0, ge=0, lt=65536)  # /healthz and Prometheus /metrics; 0: not served

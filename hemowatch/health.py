@@ -1,7 +1,8 @@
 """/healthz and Prometheus /metrics on METRICS_HOST:METRICS_PORT (off unless METRICS_PORT is set).
 
-/healthz answers 200 with {"ready": true, ...} while the service runs (the monitor, the DICOM node and the bot have
-started and it is not stopping) and vitals can be stored; 503 with the same JSON saying why otherwise. It reads
+/healthz answers 200 with {"ready": true, "leader": ...} while the service runs (the monitor, the DICOM node and the
+bot have started and it is not stopping) and vitals can be stored, or while it stands by to take over from the
+instance that leads (`hemowatch.wiring`); 503 with the same JSON saying why otherwise. It reads
 only what is in memory. /metrics reads the store's figures (open alerts, the outbox) on a connection of its own
 that waits at most STORE_WAIT_S for a writer, and the parts' counts (`hemowatch.metrics`).
 """
@@ -24,17 +25,17 @@ from core.settings import Settings
 from dicomnode.node import DicomNode
 from hemowatch.metrics import Observed, ServiceMetrics, StoreFigures, read_store_figures
 from monitor.vitals_monitor import VitalsMonitor
+from monitor.ward import IngestStats
 from store.thread import StoreThread
 
 log = logging.getLogger(__name__)
 
 STORE_WAIT_S = 1.0
-# One instance per database (`hemowatch.instance_lock`), so it always leads; failover to another will change this.
-LEADER = True
 
 
 class Phase(StrEnum):
     STARTING = "starting"
+    STANDING_BY = "standing by"  # ready to take over when the instance that leads stops
     RUNNING = "running"
     STOPPING = "stopping"
 
@@ -48,6 +49,12 @@ class Watched:
     dicom: DicomNode | None
     clock: Callable[[], float]
     phase: Phase = Phase.STARTING
+    leading: bool = False  # on SQLite from the start; on PostgreSQL once this instance holds the lease
+
+    @property
+    def vitals(self) -> IngestStats:
+        """The monitor's counts; none while standing by, when the monitor has not started."""
+        return self.monitor.stats if self.monitor.started else IngestStats()
 
 
 @asynccontextmanager
@@ -60,7 +67,7 @@ async def serving(settings: Settings, watched: Watched) -> AsyncIterator[None]:
     app.router.add_get("/metrics", endpoints.metrics)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     try:
-        await store.open(settings.hemowatch_db, settings.sqlite_synchronous, STORE_WAIT_S)
+        await store.open(settings.database, settings.sqlite_synchronous, STORE_WAIT_S)
         await runner.setup()
         try:
             await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
@@ -87,11 +94,11 @@ class _Endpoints:
 
     async def health(self, _: web.Request) -> web.Response:
         watched = self.watched
-        failing_since = watched.monitor.stats.store_failing_since
-        ready = watched.phase is Phase.RUNNING and failing_since is None
+        failing_since = watched.vitals.store_failing_since
+        ready = watched.phase in (Phase.RUNNING, Phase.STANDING_BY) and failing_since is None
         answer = {
             "ready": ready,
-            "leader": LEADER,
+            "leader": watched.leading,
             "phase": watched.phase.value,
             "store_failing_for_s": None if failing_since is None else round(watched.clock() - failing_since, 1),
         }
@@ -105,7 +112,7 @@ class _Endpoints:
             log.debug("metrics without the store's figures: %s", error)
             store = None
         spool_limit = int(self.settings.dicom_spool_max_gb * 2**30)
-        observed = Observed(watched.monitor.stats, watched.bot, watched.dicom, spool_limit, store, LEADER,
+        observed = Observed(watched.vitals, watched.bot, watched.dicom, spool_limit, store, watched.leading,
                             watched.clock())
         registry = CollectorRegistry(auto_describe=False)
         registry.register(ServiceMetrics(observed))

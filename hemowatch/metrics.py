@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import sqlite_utils
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -21,6 +20,7 @@ from dicomnode.node import DicomNode
 from monitor.ward import IngestStats
 from store.alerts import count_open_alerts
 from store.outbox import outbox_backlog
+from store.database import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,7 @@ class StoreFigures:
     outbox_oldest_at: float | None  # when the oldest pending notice was queued
 
 
-def read_store_figures(db: sqlite_utils.Database) -> StoreFigures:
+def read_store_figures(db: Database) -> StoreFigures:
     return StoreFigures(count_open_alerts(db), *outbox_backlog(db))
 
 
@@ -74,7 +74,8 @@ class ServiceMetrics(Collector):
             yield _gauge("hemowatch_dicom_series_pending", "DICOM series received and not yet analysed",
                          seen.dicom.series_pending)
         yield scans
-        yield _gauge("hemowatch_leader", "1 while this instance leads (one instance per database: always)",
+        yield _gauge("hemowatch_leader",
+                     "1 while this instance leads (ingests vitals, polls Telegram, runs the jobs); 0 while it stands by",
                      int(seen.leader))
 
 

@@ -1,7 +1,7 @@
 """The composition root: the only place that builds the engines and receivers from settings and wires them.
 
-One process runs the MQTT broker (if embedded), the vitals monitor and the bot, each given what it needs
-from the settings here.
+One process runs the MQTT broker (if embedded), the vitals monitor, the DICOM node and the bot, each given what it
+needs from the settings here; with PostgreSQL, several such processes share the work (see `running`).
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ from core.settings import Settings
 from dicomnode.node import DicomNode
 from hemowatch.builders import scan_workers_from_settings, site_profile_lookup
 from hemowatch.health import Phase, Watched, serving
+from hemowatch.ingest_watch import IngestWatch, this_instance
 from hemowatch.instance_lock import instance_lock
 from hemowatch.site_jobs import announce_changes, update_nightly
 from hemowatch.systemd import notify, watchdog
 from monitor.broker import EmbeddedBroker
 from monitor.vitals_monitor import VitalsMonitor
+from store.leadership import Lease
 from store.thread import StoreThread
 
 log = logging.getLogger(__name__)
@@ -45,42 +47,52 @@ class RunningService:
     monitor: VitalsMonitor
     receiving: asyncio.Event  # set once updates arrive (polling started or webhook registered)
     dicom: DicomNode | None  # None when DICOM_PORT is 0
+    deposed: asyncio.Event  # set when this instance loses the lead to another (PostgreSQL only): it must stop
+
+
+class LeadLost(Exception):
+    """This instance lost its lease on the shared database; another instance takes over."""
 
 
 @asynccontextmanager
 async def running(settings: Settings, clock: Callable[[], float] = time.time) -> AsyncIterator[RunningService]:
-    """Start the broker (when embedded), the monitor, the DICOM node and the bot; stop them in reverse order. The bot
-    and the DICOM node judge scans with the site profile in use, the admins hear of every change of it, and with
-    SITE_AUTO_UPDATE it is refitted every night (`hemowatch.site_jobs`).
+    """Start the DICOM node, then (once this instance leads) the broker when embedded, the monitor and the bot; stop
+    them in reverse order. The bot and the DICOM node judge scans with the site profile in use, the admins hear of
+    every change of it, and with SITE_AUTO_UPDATE it is refitted every night (`hemowatch.site_jobs`).
 
-    The monitor starts first, so vitals are stored and alerts queued in the outbox even while Telegram
-    cannot be reached; the bot keeps trying to connect and the outbox delivers once it can. Only the token
-    check (getMe) is waited for, as a refused token ends the start; the command menu and receiving updates
-    are set up in the background, retried while Telegram fails. The bot (its handlers and its notifier) has a
-    store thread of its own, like the monitor, so SQLite never runs on the loop. Before anything starts, the
-    database is locked for this process (`hemowatch.instance_lock`): a second service on it raises AlreadyRunning.
+    On SQLite the database is locked for this process before anything starts (`hemowatch.instance_lock`): a second
+    service on it raises AlreadyRunning. On PostgreSQL (DATABASE_URL) several instances may run: each runs its DICOM
+    node, its health endpoint and the ingest watch (`hemowatch.ingest_watch`) at once, and stands by until it holds
+    the lease (`store.leadership`); only the leader ingests vitals, polls Telegram and runs the jobs and the outbox.
+    The leader connects to the broker with the one shared MQTT_CLIENT_ID, so it inherits the persistent session and
+    the messages queued in it, and takes the session from a half-dead predecessor. A leader that loses its lease
+    sets `deposed` and must stop: `serve` then raises LeadLost.
 
-    Under systemd (`hemowatch.systemd`) the watchdog is pinged from the start, and READY=1 is sent once vitals are
-    stored and scans are taken: a Telegram that cannot be reached at boot must not have the unit killed for a
-    start that does not end. With METRICS_PORT, /healthz and /metrics (`hemowatch.health`) are served from then on.
+    The monitor starts before the bot, so vitals are stored and alerts queued in the outbox even while Telegram
+    cannot be reached; the bot keeps trying to connect and the outbox delivers once it can. Only the token check
+    (getMe) is waited for, as a refused token ends the start; the command menu and receiving updates are set up in
+    the background, retried while Telegram fails. The bot (its handlers and its notifier) has a store thread of its
+    own, like the monitor, so the database never blocks the loop.
+
+    Under systemd (`hemowatch.systemd`) the watchdog is pinged from the start, and READY=1 is sent once scans are
+    taken: a Telegram that cannot be reached at boot must not have the unit killed for a start that does not end.
+    With METRICS_PORT, /healthz and /metrics (`hemowatch.health`) are served from then on.
     """
     bot_store = StoreThread("hemowatch-bot")
     async with AsyncExitStack() as stack:
-        stack.enter_context(instance_lock(settings.hemowatch_db))
+        if settings.database_url is None:
+            stack.enter_context(instance_lock(settings.hemowatch_db))
         await stack.enter_async_context(watchdog())
         stack.push_async_callback(bot_store.close)
-        await bot_store.open(settings.hemowatch_db, settings.sqlite_synchronous)
-        if not settings.mqtt_url:
-            broker = EmbeddedBroker(settings.embedded_broker_host, settings.embedded_broker_port)
-            await stack.enter_async_context(broker)
+        await bot_store.open(settings.database, settings.sqlite_synchronous)
         scan_workers = await asyncio.to_thread(scan_workers_from_settings, settings)
         stack.callback(scan_workers.close)
         site_profile = site_profile_lookup(scan_workers.model_info.sha256)
         bot_stats = BotStats()
         application = build_application(settings, scan_workers, bot_store, clock, site_profile, bot_stats)
         stack.push_async_callback(application.shutdown)  # after the monitor has stopped delivering
-        monitor = VitalsMonitor(settings, notifier_of(application), clock=clock)
-        await stack.enter_async_context(monitor)
+        notifier = notifier_of(application)
+        monitor = VitalsMonitor(settings, notifier, clock=clock, instance=this_instance())
         dicom = None
         if settings.dicom_port:
             dicom_workers = scan_workers
@@ -89,40 +101,78 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
                 stack.callback(dicom_workers.close)
             dicom = DicomNode(settings, dicom_workers, on_alert=monitor.outbox.wake, clock=clock,
                               site_profile=site_profile)
-            await stack.enter_async_context(dicom)  # alerts wait in the outbox until the bot is connected
-        watched = Watched(monitor, bot_stats, dicom, clock)
+            await stack.enter_async_context(dicom)  # alerts wait in the outbox until the leader delivers them
+        watched = Watched(monitor, bot_stats, dicom, clock, leading=settings.database_url is None)
         if settings.metrics_port:
             await stack.enter_async_context(serving(settings, watched))
         notify("READY=1")
-        if not await keep_trying("the token check (getMe)", application.initialize, meanwhile="vitals are still stored"):
+        token_check = asyncio.create_task(
+            keep_trying("the token check (getMe)", application.initialize, meanwhile="vitals are still stored"))
+        watch = IngestWatch(bot_store, notifier, clock, settings.ingest_stopped_notice_s)
+        background = [token_check, asyncio.create_task(_watch_ingest(token_check, watch))]
+        stack.push_async_callback(_stop_receiving, application, background)
+        deposed = asyncio.Event()
+        if settings.database_url is not None:
+            watched.phase = Phase.STANDING_BY
+            lease = Lease(settings.database_url.get_secret_value())
+            stack.push_async_callback(lease.release)
+            log.info("standing by: another instance may lead; taking over when it stops")
+            await lease.acquire()
+            watched.leading = True
+            background.append(asyncio.create_task(_depose_on(lease.lost, deposed), name="lease"))
+            log.info("this instance leads: it ingests vitals, polls Telegram and runs the jobs")
+        if not settings.mqtt_url:
+            await stack.enter_async_context(EmbeddedBroker(settings.embedded_broker_host, settings.embedded_broker_port))
+        await stack.enter_async_context(monitor)
+        if not await asyncio.shield(token_check):
             raise InvalidToken("Telegram refused the token check")
         await application.start()
         stack.push_async_callback(application.stop)
         receiving = asyncio.Event()
-        background = [
+        background += [
             asyncio.create_task(keep_trying("the command menu (setMyCommands)", lambda: register_menu(application.bot))),
             asyncio.create_task(_receive_updates(application, settings, receiving)),
             asyncio.create_task(announce_changes(application), name="site-profile-changes"),
         ]
         if settings.site_auto_update:
             background.append(asyncio.create_task(update_nightly(settings, application), name="site-profile-nightly"))
-        stack.push_async_callback(_stop_receiving, application, background)
         log.info("HemoWatch is running as @%s", application.bot.username)
         watched.phase = Phase.RUNNING
-        yield RunningService(application, monitor, receiving, dicom)
+        yield RunningService(application, monitor, receiving, dicom, deposed)
         log.info("HemoWatch is stopping")
         watched.phase = Phase.STOPPING
         notify("STOPPING=1")
 
 
+async def _watch_ingest(token_check: asyncio.Task[bool], watch: IngestWatch) -> None:
+    """Once the bot can speak, tell the admins whenever no instance ingests vitals (`hemowatch.ingest_watch`)."""
+    if await asyncio.shield(token_check):
+        await watch.run()
+
+
+async def _depose_on(lost: asyncio.Event, deposed: asyncio.Event) -> None:
+    await lost.wait()
+    log.error("this instance lost its lease on the database; it stops so that another instance leads")
+    deposed.set()
+
+
 async def serve(settings: Settings, stop: asyncio.Event, clock: Callable[[], float] = time.time) -> None:
-    """Run everything until `stop` is set, also when that comes while still waiting for Telegram."""
+    """Run everything until `stop` is set, also when that comes while still waiting for Telegram or for the lead;
+    LeadLost when the lease was lost instead."""
     started = asyncio.Event()
 
+    deposed = False
+
     async def until_stopped() -> None:
-        async with running(settings, clock):
+        nonlocal deposed
+        async with running(settings, clock) as service:
             started.set()
-            await stop.wait()
+            stopping = asyncio.create_task(stop.wait())
+            losing = asyncio.create_task(service.deposed.wait())
+            await asyncio.wait({stopping, losing}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            losing.cancel()
+            deposed = service.deposed.is_set()
 
     service = asyncio.create_task(until_stopped())
     stop_requested = asyncio.create_task(stop.wait())
@@ -132,6 +182,8 @@ async def serve(settings: Settings, stop: asyncio.Event, clock: Callable[[], flo
         service.cancel()  # still starting: unwind what has started
     with suppress(asyncio.CancelledError):
         await service
+    if deposed:
+        raise LeadLost("This instance lost its lease on the shared database, so it stopped; another instance leads.")
 
 
 async def _receive_updates(application: Application, settings: Settings, receiving: asyncio.Event) -> None:

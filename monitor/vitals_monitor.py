@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from functools import partial
 from types import TracebackType
 from typing import Any, Self
@@ -34,7 +35,9 @@ from monitor.outbox import OutboxDispatcher
 from monitor.payload import Admission
 from monitor.store_outage import StoreOutage
 from monitor.ward import IngestStats, Ward
+from store import ingest_watch
 from store.alerts import escalate_overdue
+from store.ingest_watch import Heartbeat
 from store.thread import StoreThread
 from store.vitals import prune_vitals
 
@@ -44,6 +47,7 @@ MAX_BATCH = 2000  # messages per store transaction
 BATCH_LINGER_S = 0.005  # after the first message, wait this long for more: fewer hand-offs to the store thread
 STORE_BUSY_S = 5.0  # a store attempt waits this long for another writer; also bounds how long stop() waits for it
 REFRESH_S = 10.0  # how often patients and thresholds changed by the bot are picked up
+HEARTBEAT_S = 5.0  # at most this long between the monitor's words in the store that it runs and reaches the broker
 RETENTION_EVERY_S = 3600.0
 
 
@@ -57,8 +61,13 @@ def engine_config(settings: Settings) -> EngineConfig:
 class VitalsMonitor:
     """Receives vitals, judges and stores them, and hands alerts to `notifier` through the outbox."""
 
-    def __init__(self, settings: Settings, notifier: Notifier, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, settings: Settings, notifier: Notifier, clock: Callable[[], float] = time.time, instance: str = ""
+    ) -> None:
+        """`instance`: how the heartbeat names this process (`hemowatch.ingest_watch` reads it)."""
         self._settings = settings
+        self._instance = instance
+        self._broker_down_since: float | None = None
         self._notifier = notifier
         self._clock = clock
         self._store = StoreThread("hemowatch-store")
@@ -79,14 +88,18 @@ class VitalsMonitor:
         self._source = f"{topic_filter} at {options['hostname']}:{options['port']}"
 
     @property
+    def started(self) -> bool:
+        return self._ward is not None
+
+    @property
     def stats(self) -> IngestStats:
         assert self._ward is not None, "start() the monitor first"
         return self._ward.stats
 
     async def start(self) -> None:
         settings = self._settings
-        db = await self._store.open(settings.hemowatch_db, settings.sqlite_synchronous, STORE_BUSY_S)
-        await self._outbox_store.open(settings.hemowatch_db, settings.sqlite_synchronous, STORE_BUSY_S)
+        db = await self._store.open(settings.database, settings.sqlite_synchronous, STORE_BUSY_S)
+        await self._outbox_store.open(settings.database, settings.sqlite_synchronous, STORE_BUSY_S)
         admission = Admission(
             settings.mqtt_max_payload_bytes, settings.device_clock_tolerance_s, settings.retention_days * 86400
         )
@@ -96,6 +109,7 @@ class VitalsMonitor:
         )
         self._outage = StoreOutage(self._ward.stats, self._notifier, self._clock, settings.store_outage_notice_s)
         await self.refresh()
+        self._broker_down_since = self._clock()
         self._tasks = [
             asyncio.create_task(self.subscriber.run(), name="mqtt-ingest"),
             asyncio.create_task(self._store_messages(), name="store-vitals"),
@@ -107,6 +121,8 @@ class VitalsMonitor:
         every(self._unless_failing(self.check_stale), seconds=min(10.0, max(1.0, settings.stale_after_s / 5)))
         every(self._unless_failing(self.escalate), seconds=min(10.0, max(1.0, settings.escalate_after_s / 5)))
         every(self._unless_failing(self.prune), seconds=RETENTION_EVERY_S)
+        every(self._unless_failing(self.beat), seconds=min(HEARTBEAT_S, settings.ingest_stopped_notice_s / 4),
+              next_run_time=datetime.now(UTC))
         self._scheduler.start()
         log.info("monitor started; vitals from %s", self._source)
 
@@ -159,6 +175,15 @@ class VitalsMonitor:
         """Escalate urgent and emergency alerts nobody acknowledged in time."""
         if await self._store.call(escalate_overdue, self._clock(), self._settings.escalate_after_s):
             self.outbox.wake()
+
+    async def beat(self) -> None:
+        """Say in the store that this monitor runs, and since when it has not been subscribed at the broker."""
+        now = self._clock()
+        if self.subscriber.subscribed.is_set():
+            self._broker_down_since = None
+        elif self._broker_down_since is None:
+            self._broker_down_since = now
+        await self._store.call(ingest_watch.beat, Heartbeat(self._instance, now, self._broker_down_since))
 
     async def prune(self) -> None:
         """Drop raw samples older than the retention period (alerts stay)."""

@@ -18,21 +18,10 @@ import psutil
 import pytest
 
 from localbotapi import BotApiServer
-from testsupport.broker import free_port
+from service_process import RUN, clean_env, read_lines, running_in_session, until_logged
 from testsupport.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
-RUN = [sys.executable, "-m", "hemowatch.cli", "run"]
-REPO = Path(__file__).resolve().parents[1]
-
-
-def clean_env(tmp_path: Path, **values: str) -> dict[str, str]:
-    """No HemoWatch settings but `values` (and free ports for the embedded broker and the DICOM node, as 1883
-    and 11112 may be taken)."""
-    return {
-        "PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(REPO),
-        "EMBEDDED_BROKER_PORT": str(free_port()), "DICOM_PORT": str(free_port()), **values,
-    }
 
 
 async def test_without_a_token_it_says_how_to_get_one(tmp_path: Path) -> None:
@@ -88,18 +77,6 @@ async def service_in_a_session(bot_api: BotApiServer, tmp_path: Path) -> AsyncIt
             left.kill()
         await process.wait()
         await reading
-
-
-def running_in_session(session: int) -> list[psutil.Process]:
-    """The processes of `session` still running (a zombie has ended: only its exit status waits to be read)."""
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if os.getsid(process.pid) == session and process.status() != psutil.STATUS_ZOMBIE:
-                found.append(process)
-        except (ProcessLookupError, psutil.NoSuchProcess):
-            pass
-    return found
 
 
 def kinds(processes: list[psutil.Process]) -> list[str]:
@@ -181,15 +158,3 @@ async def test_under_systemd_it_says_ready_pings_the_watchdog_and_says_when_it_s
     assert process.returncode == 0
     assert messages[0] == "WATCHDOG=1"  # pinged from the start, before it is ready
     assert [message for message in messages if message != "WATCHDOG=1"] == ["READY=1", "STOPPING=1"]
-
-
-async def read_lines(stream: asyncio.StreamReader, into: list[str]) -> None:
-    async for line in stream:
-        into.append(line.decode(errors="replace"))
-
-
-async def until_logged(log: list[str], text: str) -> None:
-    try:
-        await eventually(lambda: any(text in line for line in log), 30, f"{text!r} in the log")
-    except TimeoutError as error:
-        raise TimeoutError(f"{error}; the log ends: {''.join(log[-20:])}") from None
