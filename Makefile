@@ -32,11 +32,12 @@ run: $(INSTALLED)
 demo: $(INSTALLED)
 	$(BIN)/hemowatch demo
 
-# What the tests run besides Python: a broker, a DICOM sender, a browser for the demo page.
-TEST_PACKAGES := mosquitto dcmtk chromium chromium-driver
+# What the tests run besides Python: a broker, a DICOM sender, a browser for the demo page, a PostgreSQL server.
+TEST_PACKAGES := mosquitto dcmtk chromium chromium-driver postgresql
 
 test: $(INSTALLED_DEV)
-	@command -v mosquitto >/dev/null && command -v storescu >/dev/null && command -v chromedriver >/dev/null || { \
-		echo "installing Debian's $(TEST_PACKAGES) (the tests start their own broker, sender and browser)"; \
+	@command -v mosquitto >/dev/null && command -v storescu >/dev/null && command -v chromedriver >/dev/null \
+		&& ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		echo "installing Debian's $(TEST_PACKAGES) (the tests start their own broker, sender, browser and database)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_PACKAGES) >/dev/null; }
 	$(BIN)/python -m pytest

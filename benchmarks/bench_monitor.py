@@ -5,11 +5,12 @@
 Prints the machine, then:
 1. sustained ingest: messages queued at the broker while the subscriber is away, then drained; messages per
    second validated, scored and stored by the monitor with SQLite `synchronous=FULL` (the default: every
-   commit on disk before the broker is acknowledged) and with `NORMAL`, each into its own database file, and
-   by a bare aiomqtt subscriber that only parses JSON, in the same run (and the ratio FULL / bare);
-2. alert latency from publish to the notifier call (p50, p99) while a separate publisher process sends
-   1,000 messages per second (rules without hold and alerts never re-opened, so every alarming probe sample
-   raises a NEWS2 alert: the latency is the pipeline's, not a rule's hold);
+   commit on disk before the broker is acknowledged), with `NORMAL`, and with PostgreSQL (a server it starts
+   from Debian's package, with its durable defaults: fsync and synchronous_commit on), and by a bare aiomqtt
+   subscriber that only parses JSON, in the same run;
+2. alert latency from publish to the notifier call (p50, p99), on SQLite (FULL) and on PostgreSQL, while a
+   separate publisher process sends 1,000 messages per second (rules without hold and alerts never re-opened,
+   so every alarming probe sample raises a NEWS2 alert: the latency is the pipeline's, not a rule's hold);
 3. resident memory of this process with every patient's state in memory.
 """
 
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import aiomqtt
 import psutil
+from pydantic import SecretStr
 
 from core.notifications import AlertNotice, NoticeKind
 from core.settings import PROJECT_ROOT, Settings
@@ -37,6 +39,7 @@ from monitor.vitals_monitor import VitalsMonitor
 from store import atomic, open_database
 from testsupport.broker import Mosquitto, free_port
 from testsupport.machine import machine
+from testsupport.postgres import PostgresServer
 
 PREFIX = "hemowatch"
 CALM = {"hr": 74, "spo2": 97, "sbp": 124, "dbp": 78, "rr": 15, "temp": 36.8, "gcs": 15, "o2": False, "acvpu": "A"}
@@ -45,8 +48,8 @@ BROKER_SETTINGS = ("max_queued_messages 0", "max_inflight_messages 0", "set_tcp_
 PROBE_PATIENTS = 20  # patients whose vitals alternate between normal and alarming, one alert each cycle
 
 
-def _register(db_path: Path, count: int) -> list[str]:
-    db = open_database(db_path)
+def _register(database: Path | str, count: int) -> list[str]:
+    db = open_database(database)
     ids = [f"bench-{number}" for number in range(count)]
     with atomic(db):
         db.executemany(
@@ -125,29 +128,55 @@ def _publisher(port: int, rate: int, seconds: float, patients: int) -> None:
     asyncio.run(run())
 
 
+async def _alert_latency(settings: Settings, port: int, args: argparse.Namespace) -> tuple[float, list[float]]:
+    """Messages per second and alert latencies (ms) of a monitor on a new session while a separate publisher
+    process sends 1,000 messages per second."""
+    notifier = LatencyNotifier()
+    monitor = VitalsMonitor(settings, notifier)
+    await monitor.start()
+    await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
+    publisher = subprocess.Popen([
+        sys.executable, "-m", "benchmarks.bench_monitor", "--publisher", str(port), "--rate", "1000",
+        "--latency-seconds", str(args.latency_seconds), "--patients", str(args.patients),
+    ], cwd=PROJECT_ROOT)
+    stored_before, started = monitor.stats.stored, time.perf_counter()
+    await asyncio.to_thread(publisher.wait)
+    await asyncio.sleep(1)
+    rate = (monitor.stats.stored - stored_before) / (time.perf_counter() - started - 1)
+    await monitor.stop()
+    return rate, sorted(notifier.latencies_ms)
+
+
 async def main(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     workdir = Path(tempfile.mkdtemp(prefix="hemowatch-bench-"))
     port = free_port()
     broker = Mosquitto(port, workdir, settings=BROKER_SETTINGS)
     broker.start()
+    postgres = PostgresServer(durable=True)  # PostgreSQL's defaults: fsync and synchronous_commit on
+    postgres.start()
     try:
-        ids = _register(workdir / "hemowatch.db", args.patients)
-        _register(workdir / "normal.db", args.patients)
         settings = Settings(
             _env_file=None, mqtt_url=f"mqtt://127.0.0.1:{port}", hemowatch_db=workdir / "hemowatch.db", rule_hold_s=0,
             alert_reopen_s=0,
         )
-        normal = settings.model_copy(update={
-            "hemowatch_db": workdir / "normal.db", "sqlite_synchronous": "NORMAL", "mqtt_client_id": "bench-normal",
-        })
-        notifier = LatencyNotifier()
+        stores = {
+            "SQLite, synchronous=FULL": settings,
+            "SQLite, synchronous=NORMAL": settings.model_copy(update={
+                "hemowatch_db": workdir / "normal.db", "sqlite_synchronous": "NORMAL", "mqtt_client_id": "bench-normal",
+            }),
+            "PostgreSQL": settings.model_copy(update={
+                "database_url": SecretStr(postgres.fresh_database()), "mqtt_client_id": "bench-postgresql",
+            }),
+        }
+        for each in stores.values():
+            ids = _register(each.database, args.patients)
         rss_before = psutil.Process().memory_info().rss
 
         # 1. Create the persistent sessions, queue the same messages for each, then time each drain.
         await _bare_subscriber_rate(port, args.messages, connected=False)
-        for each in (settings, normal):
-            monitor = VitalsMonitor(each, notifier)
+        for each in stores.values():
+            monitor = VitalsMonitor(each, LatencyNotifier())
             await monitor.start()
             await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
             await monitor.stop()
@@ -157,38 +186,28 @@ async def main(args: argparse.Namespace) -> None:
             for i in range(args.messages)
         ])
         bare = await _bare_subscriber_rate(port, args.messages, connected=True)
-        monitor = VitalsMonitor(normal, notifier)
-        ingest_normal = await _ingest_rate(monitor, args.messages)
-        await monitor.stop()
-        monitor = VitalsMonitor(settings, notifier)
-        ingest = await _ingest_rate(monitor, args.messages)
-        print(f"sustained ingest, synchronous=FULL: {ingest:,.0f} messages/s validated, scored and stored "
-              f"({args.messages:,} messages, {args.patients:,} patients)")
-        print(f"sustained ingest, synchronous=NORMAL: {ingest_normal:,.0f} messages/s; FULL / NORMAL "
-              f"{ingest / ingest_normal:.2f}")
-        print(f"bare aiomqtt subscriber parsing JSON: {bare:,.0f} messages/s; ratio FULL / bare {ingest / bare:.2f}")
+        print(f"sustained ingest ({args.messages:,} messages, {args.patients:,} patients, validated, scored and stored):")
+        for name, each in stores.items():
+            monitor = VitalsMonitor(each, LatencyNotifier())
+            ingest = await _ingest_rate(monitor, args.messages)
+            rss = psutil.Process().memory_info().rss
+            await monitor.stop()
+            print(f"  {name}: {ingest:,.0f} messages/s ({ingest / bare:.2f} of a bare subscriber)")
+        print(f"  bare aiomqtt subscriber parsing JSON: {bare:,.0f} messages/s")
 
-        # 2. Alert latency under a steady 1,000 messages per second from another process.
-        publisher = subprocess.Popen([
-            sys.executable, "-m", "benchmarks.bench_monitor", "--publisher", str(port), "--rate", "1000",
-            "--latency-seconds", str(args.latency_seconds), "--patients", str(args.patients),
-        ], cwd=PROJECT_ROOT)
-        stored_before, started = monitor.stats.stored, time.perf_counter()
-        await asyncio.to_thread(publisher.wait)
-        await asyncio.sleep(1)
-        rate = (monitor.stats.stored - stored_before) / (time.perf_counter() - started - 1)
-        latencies = sorted(notifier.latencies_ms)
-        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-        print(f"alert latency at {rate:,.0f} messages/s: p50 {statistics.median(latencies):.1f} ms, "
-              f"p99 {p99:.1f} ms ({len(latencies)} alerts)")
+        # 2. Alert latency under a steady 1,000 messages per second from another process, on a new session each.
+        for name in ("SQLite, synchronous=FULL", "PostgreSQL"):
+            fresh = stores[name].model_copy(update={"mqtt_client_id": f"latency-{len(name)}"})
+            rate, latencies = await _alert_latency(fresh, port, args)
+            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+            print(f"alert latency, {name}, at {rate:,.0f} messages/s: p50 {statistics.median(latencies):.1f} ms, "
+                  f"p99 {p99:.1f} ms ({len(latencies)} alerts)")
 
-        # 3. Memory with every patient known and judged at least once.
-        rss = psutil.Process().memory_info().rss
+        # 3. Memory with every patient known and judged at least once (the last drain's monitor).
         print(f"resident memory with {args.patients:,} patients: {rss / 2**20:.0f} MB "
-              f"(process before the monitor started: {rss_before / 2**20:.0f} MB)")
-        print(f"rejected: {dict(monitor.stats.rejected) or 'none'}")
-        await monitor.stop()
+              f"(process before the monitors started: {rss_before / 2**20:.0f} MB)")
     finally:
+        postgres.stop()
         broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from contextlib import suppress
 from functools import partial
 from types import TracebackType
 from typing import Any, Self
@@ -198,7 +199,8 @@ class VitalsMonitor:
 
         async def run() -> None:
             if not self._outage.failing.is_set():
-                await job()
+                with suppress(asyncio.CancelledError):  # the scheduler cancels jobs still running when it stops
+                    await job()
 
         return run
 

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from localbotapi import BotApiServer
-from service_process import RUN, clean_env, read_lines, running_in_session, until_logged
+from testsupport.service_process import RUN, clean_env, read_lines, running_in_session, until_logged
 from testsupport.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)

@@ -20,10 +20,10 @@ import pytest
 
 from localbotapi import BotApiServer
 from monitor.mqtt import vitals_topic
-from service_process import RUN, clean_env, read_lines, running_in_session, until_logged
 from store import open_database
 from store.patients import add_patient
 from testsupport.broker import Mosquitto, free_port
+from testsupport.service_process import RUN, clean_env, read_lines, running_in_session, until_logged
 from testsupport.waiting import eventually
 
 pytestmark = pytest.mark.timeout(240)

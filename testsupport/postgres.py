@@ -35,8 +35,10 @@ def server_binaries() -> Path | None:
 
 @dataclass
 class PostgresServer:
-    """`start()` makes a cluster with trust authentication on 127.0.0.1 and starts it; `stop()` removes it."""
+    """`start()` makes a cluster with trust authentication on 127.0.0.1 and starts it; `stop()` removes it.
+    `durable`: every commit is flushed to disk (PostgreSQL's default, for benchmarks); tests run without."""
 
+    durable: bool = False
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hemowatch-pg-")))
     _user: str | None = None
@@ -60,7 +62,9 @@ class PostgresServer:
             data.mkdir()
             os.chown(data, entry.pw_uid, entry.pw_gid)
         self._run(binaries / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {data} -c fsync=off -c max_connections=200"
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {data} -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off"
         self._run(binaries / "pg_ctl", "-D", data, "-o", options, "-l", data / "server.log", "-w", "start")
         deadline = time.monotonic() + 30
         while True:

@@ -1,4 +1,5 @@
-"""`hemowatch run` in a process of its own, as tests start it: its environment, its log, its session's processes."""
+"""`hemowatch run` in a process of its own, as tests and benchmarks start it: its environment, its log, its session's
+processes."""
 
 from __future__ import annotations
 
