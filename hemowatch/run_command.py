@@ -12,7 +12,7 @@ from core.ports import PortTaken
 from core.settings import Settings, env_files_looked_at
 from hemowatch.instance_lock import AlreadyRunning
 from hemowatch.signals import stop_on_signals
-from hemowatch.wiring import serve
+from hemowatch.wiring import LeadLost, serve
 
 NO_TOKEN = (
     "HemoWatch needs a Telegram bot token to run; TELEGRAM_BOT_TOKEN is set neither in the environment nor in a "
@@ -44,7 +44,7 @@ def run_service(settings: Settings) -> int:
     except InvalidToken:
         print(INVALID_TOKEN, file=sys.stderr)
         return 2
-    except (PortTaken, AlreadyRunning) as error:
+    except (PortTaken, AlreadyRunning, LeadLost) as error:
         print(error, file=sys.stderr)
         return 1
     return 0

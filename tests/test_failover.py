@@ -1,7 +1,7 @@
 """Two `hemowatch run` on one PostgreSQL database and one mosquitto (`max_queued_messages 0`): the first leads,
 the second stands by. The leader is killed with SIGKILL in the middle of a 6,000-sample QoS 1 stream for 50
 patients; the second takes over, every sample is stored exactly once, and a GCS drop published after the kill
-reaches the admin exactly once."""
+reaches the admin exactly once. A leader whose lease is cut stops in one line, and the standby leads."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
+import psycopg
 import pytest
 
 from localbotapi import BotApiServer
 from monitor.mqtt import vitals_topic
 from store import open_database
+from store.leadership import LEADER_KEY
 from store.patients import add_patient
 from testsupport.broker import Mosquitto, free_port
 from testsupport.service_process import RUN, clean_env, read_lines, running_in_session, until_logged
@@ -123,3 +125,26 @@ async def test_the_standby_takes_over_a_killed_leader_and_nothing_is_lost_or_dou
     rows = db.execute("select patient_id, ts, hr from vitals where gcs = 15").fetchall()
     assert sorted(rows) == sorted((patient_id, payload["ts"], payload["hr"]) for patient_id, payload in stream)
     assert taken_over_s < 60
+
+
+async def test_a_leader_that_loses_its_lease_stops_in_one_line_and_the_standby_leads(
+    bot_api: BotApiServer, mosquitto: Mosquitto, postgres_url: str, tmp_path: Path
+) -> None:
+    env = {"TELEGRAM_BOT_TOKEN": bot_api.token, "TELEGRAM_API_URL": bot_api.url, "DATABASE_URL": postgres_url,
+           "MQTT_URL": mosquitto.url}
+    async with AsyncExitStack() as instances:
+        first = await instances.enter_async_context(instance(tmp_path / "a", env))
+        await until_logged(first.log, "HemoWatch is running as @")
+        second = await instances.enter_async_context(instance(tmp_path / "b", env))
+        await until_logged(second.log, "standing by")
+        with psycopg.connect(postgres_url, autocommit=True) as admin:  # the lease's connection is cut, as by a
+            (holder,) = admin.execute(                                  # network fault or a server restart
+                "select pid from pg_locks where locktype = 'advisory' and granted and classid = %s and objid = %s",
+                [(LEADER_KEY >> 32) & 0xFFFFFFFF, LEADER_KEY & 0xFFFFFFFF],
+            ).fetchone()
+            admin.execute("select pg_terminate_backend(%s)", [holder])
+        assert await asyncio.wait_for(first.process.wait(), 30) == 1
+        await until_logged(second.log, "HemoWatch is running as @")
+    assert first.log[-1].strip() == (
+        "This instance lost its lease on the shared database, so it stopped; another instance leads.")
+    assert not any("Traceback" in line for line in first.log), "".join(first.log[-40:])

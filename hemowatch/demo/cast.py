@@ -68,13 +68,14 @@ def demo_settings(
     """The service's settings for the demo: scan settings as configured, everything else the demo's own."""
     return Settings(
         _env_file=None,
-        **scan.model_dump(exclude={"hemowatch_db"}),
+        **scan.model_dump(exclude={"hemowatch_db", "database_url"}),
         telegram_bot_token=BOT_TOKEN,
         telegram_api_url=bot_api_url,
         telegram_local_mode=False,
         admin_user_ids=frozenset({ADMIN.telegram_id}),
         webhook_url="",
         hemowatch_db=data_dir / "demo.db",
+        database_url=None,  # the demo keeps a store of its own, also where DATABASE_URL is set
         mqtt_url="",
         mqtt_ca_file=None,
         mqtt_shared_group="",
