@@ -27,7 +27,7 @@ from core.settings import Settings
 from dicomnode.node import DicomNode
 from hemowatch.builders import scan_workers_from_settings, site_profile_lookup
 from hemowatch.health import Phase, Watched, serving
-from hemowatch.ingest_watch import IngestWatch, this_instance
+from hemowatch.ingest_watch import IngestWatch, open_when_reachable, this_instance
 from hemowatch.instance_lock import instance_lock
 from hemowatch.site_jobs import announce_changes, update_nightly
 from hemowatch.systemd import notify, watchdog
@@ -84,7 +84,6 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
             stack.enter_context(instance_lock(settings.hemowatch_db))
         await stack.enter_async_context(watchdog())
         stack.push_async_callback(bot_store.close)
-        await bot_store.open(settings.database, settings.sqlite_synchronous)
         scan_workers = await asyncio.to_thread(scan_workers_from_settings, settings)
         stack.callback(scan_workers.close)
         site_profile = site_profile_lookup(scan_workers.model_info.sha256)
@@ -92,6 +91,15 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         application = build_application(settings, scan_workers, bot_store, clock, site_profile, bot_stats)
         stack.push_async_callback(application.shutdown)  # after the monitor has stopped delivering
         notifier = notifier_of(application)
+        token_check = asyncio.create_task(
+            keep_trying("the token check (getMe)", application.initialize, meanwhile="vitals are still stored"))
+        background = [token_check]
+        stack.push_async_callback(_stop_receiving, application, background)
+        if settings.database_url is None:
+            await bot_store.open(settings.hemowatch_db, settings.sqlite_synchronous)
+        else:
+            await open_when_reachable(bot_store, settings.database_url.get_secret_value(), notifier,
+                                      settings.ingest_stopped_notice_s, token_check)
         monitor = VitalsMonitor(settings, notifier, clock=clock, instance=this_instance())
         dicom = None
         if settings.dicom_port:
@@ -106,11 +114,8 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         if settings.metrics_port:
             await stack.enter_async_context(serving(settings, watched))
         notify("READY=1")
-        token_check = asyncio.create_task(
-            keep_trying("the token check (getMe)", application.initialize, meanwhile="vitals are still stored"))
         watch = IngestWatch(bot_store, notifier, clock, settings.ingest_stopped_notice_s)
-        background = [token_check, asyncio.create_task(_watch_ingest(token_check, watch))]
-        stack.push_async_callback(_stop_receiving, application, background)
+        background.append(asyncio.create_task(_watch_ingest(token_check, watch)))
         deposed = asyncio.Event()
         if settings.database_url is not None:
             watched.phase = Phase.STANDING_BY
@@ -129,13 +134,14 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         await application.start()
         stack.push_async_callback(application.stop)
         receiving = asyncio.Event()
-        background += [
+        leading = [
             asyncio.create_task(keep_trying("the command menu (setMyCommands)", lambda: register_menu(application.bot))),
             asyncio.create_task(_receive_updates(application, settings, receiving)),
             asyncio.create_task(announce_changes(application), name="site-profile-changes"),
         ]
         if settings.site_auto_update:
-            background.append(asyncio.create_task(update_nightly(settings, application), name="site-profile-nightly"))
+            leading.append(asyncio.create_task(update_nightly(settings, application), name="site-profile-nightly"))
+        stack.push_async_callback(_stop_receiving, application, leading)  # before the application stops
         log.info("HemoWatch is running as @%s", application.bot.username)
         watched.phase = Phase.RUNNING
         yield RunningService(application, monitor, receiving, dicom, deposed)

@@ -142,43 +142,59 @@ def _postgres_sql(sql: str) -> str:
 
 
 class PostgresDatabase(Database):
-    """PostgreSQL through psycopg 3, in autocommit mode outside `atomic` blocks."""
+    """PostgreSQL through psycopg 3, in autocommit mode outside `atomic` blocks.
+
+    A connection lost (a server restart, a failover, a cut network) fails the statement running on it, and the next
+    statement outside a transaction connects again: like the SQLite file, the store is there again once the server
+    is, for callers that retry (the monitor's batches, the outbox, the jobs)."""
 
     engine = "postgresql"
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], url: str) -> None:
         self.conn = conn
+        self._url = url
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
-        return self.conn.execute(_postgres_sql(sql), list(params))
+        return self._live().execute(_postgres_sql(sql), list(params))
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        with self.conn.cursor() as cursor:
+        with self._live().cursor() as cursor:
             cursor.executemany(_postgres_sql(sql), [list(row) for row in rows])
 
     def query(self, sql: str, params: Params = ()) -> Iterator[dict[str, Any]]:
-        with self.conn.cursor(row_factory=dict_row) as cursor:
+        with self._live().cursor(row_factory=dict_row) as cursor:
             cursor.execute(_postgres_sql(sql), list(params))
             rows = cursor.fetchall() if cursor.description is not None else []
         return iter(rows)
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
-        if self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        conn = self._live()
+        if conn.info.transaction_status != pq.TransactionStatus.IDLE:
             yield
             return
-        with self.conn.transaction():
-            self.conn.execute("select pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+        with conn.transaction():
+            conn.execute("select pg_advisory_xact_lock(%s)", [WRITE_LOCK])
             yield
 
     def close(self) -> None:
         self.conn.close()
 
+    def _live(self) -> psycopg.Connection[Any]:
+        if self.conn.broken:
+            self.conn.close()
+            self.conn = _connection(self._url)
+        return self.conn
+
+
+def _connection(url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, **KEEPALIVES)
+
 
 def connect(url: str) -> PostgresDatabase:
     """Connect to the PostgreSQL database at `url` (created beforehand by its administrator), creating or
     upgrading HemoWatch's tables in it."""
-    conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, **KEEPALIVES)
+    conn = _connection(url)
     try:
         with conn.transaction():
             conn.execute("select pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
@@ -197,4 +213,4 @@ def connect(url: str) -> PostgresDatabase:
     except BaseException:
         conn.close()
         raise
-    return PostgresDatabase(conn)
+    return PostgresDatabase(conn, url)

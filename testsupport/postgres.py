@@ -51,17 +51,19 @@ class PostgresServer:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> None:
+        """Make the cluster (the first time) and start the server; return once it answers."""
         binaries = server_binaries()
         if binaries is None:
             raise RuntimeError(INSTALL_HINT)
         data = self.workdir / "data"
-        if os.geteuid() == 0:
-            self._user = "postgres"
-            entry = pwd.getpwnam(self._user)
-            os.chmod(self.workdir, 0o755)
-            data.mkdir()
-            os.chown(data, entry.pw_uid, entry.pw_gid)
-        self._run(binaries / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        if not data.exists():
+            if os.geteuid() == 0:
+                self._user = "postgres"
+                entry = pwd.getpwnam(self._user)
+                os.chmod(self.workdir, 0o755)
+                data.mkdir()
+                os.chown(data, entry.pw_uid, entry.pw_gid)
+            self._run(binaries / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {data} -c max_connections=200"
         if not self.durable:
             options += " -c fsync=off"
@@ -76,11 +78,16 @@ class PostgresServer:
                     raise
                 time.sleep(0.1)
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop at once, as a crash would (every connection is cut), keeping the data for `start()`."""
         binaries = server_binaries()
         data = self.workdir / "data"
         if binaries is not None and (data / "postmaster.pid").exists():
             self._run(binaries / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+
+    def stop(self) -> None:
+        """Halt the server and remove its data."""
+        self.halt()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def fresh_database(self) -> str:
