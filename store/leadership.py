@@ -2,7 +2,9 @@
 
 The lock lives exactly as long as the connection that took it. When the leader ends, by `kill -9` or a crash
 too, its kernel closes the socket and the server drops the lock at once; when the leader's machine or network
-goes, the server's keepalives (set on the connection below) drop it within about 6 s. A standby tries the lock
+goes, the server's keepalives (set on the connection below) drop it within about 6 s, and when the leader is
+frozen (a paused virtual machine, a stopped process), the server ends its idle session after FROZEN_S. A standby
+tries the lock
 every `retry_s`. The leader checks its connection every `check_s` and sets `lost` when a check fails or outlasts
 `check_timeout_s`: with the defaults within 4 s, before the server lets a standby take over.
 """
@@ -27,10 +29,12 @@ CLIENT_KEEPALIVES: dict[str, Any] = {
     "keepalives": 1, "keepalives_idle": 3, "keepalives_interval": 1, "keepalives_count": 3,
     "tcp_user_timeout": 6000, "connect_timeout": 5,
 }
-# ...and the server a dead leader: its own defaults wait for the operating system's, two hours on Linux.
-SERVER_KEEPALIVES = (
+FROZEN_S = 10  # a leader that has not checked its lease for this long (a paused VM, a stuck process) loses it
+# ...and the server a dead leader: its own defaults wait for the operating system's, two hours on Linux. A frozen
+# leader's kernel still answers keepalives: the server ends its session once it has been idle for FROZEN_S.
+SERVER_SETTINGS = (
     "set tcp_keepalives_idle = 3; set tcp_keepalives_interval = 1; set tcp_keepalives_count = 3; "
-    "set tcp_user_timeout = 6000"
+    f"set tcp_user_timeout = 6000; set idle_session_timeout = {FROZEN_S * 1000}"
 )
 
 
@@ -61,7 +65,7 @@ class Lease:
             connection: psycopg.AsyncConnection[Any] | None = None
             try:
                 connection = await psycopg.AsyncConnection.connect(self._url, autocommit=True, **CLIENT_KEEPALIVES)
-                await connection.execute(SERVER_KEEPALIVES)
+                await connection.execute(SERVER_SETTINGS)
                 if unreachable:
                     log.info("PostgreSQL answers again: waiting for the leadership lease")
                 unreachable = False

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from store.leadership import LEADER_KEY, Lease
+from store.leadership import FROZEN_S, LEADER_KEY, Lease
 from testsupport.broker import free_port
 from testsupport.postgres import PostgresServer
 from testsupport.waiting import eventually
@@ -150,6 +150,30 @@ async def test_a_standby_takes_over_at_once_from_a_holder_killed_with_sigkill(
         await process.wait()
     # The kernel closes a killed process's socket, so the server ends its session at once: one try later, ours.
     assert asyncio.get_running_loop().time() - killed < RETRY_S + 1.0
+    assert standby.held
+
+
+async def test_a_standby_takes_over_from_a_holder_frozen_for_longer_than_frozen_s(
+    postgres: PostgresServer, postgres_url: str, lease: MakeLease
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, postgres_url, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
+    )
+    try:
+        assert await asyncio.wait_for(process.stdout.readline(), 30) == b"held\n"
+        standby = lease()
+        acquiring = asyncio.create_task(standby.acquire())
+        frozen = asyncio.get_running_loop().time()
+        process.send_signal(signal.SIGSTOP)  # its kernel still answers TCP keepalives: only idleness tells
+        await asyncio.wait_for(acquiring, FROZEN_S + TAKEOVER_S)
+        taken_over_s = asyncio.get_running_loop().time() - frozen
+        process.send_signal(signal.SIGCONT)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+    assert FROZEN_S - 1 <= taken_over_s < FROZEN_S + RETRY_S + 1.0
     assert standby.held
 
 
