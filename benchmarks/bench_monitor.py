@@ -11,7 +11,8 @@ Prints the machine, then:
 2. alert latency from publish to the notifier call (p50, p99), on SQLite (FULL) and on PostgreSQL, while a
    separate publisher process sends 1,000 messages per second (rules without hold and alerts never re-opened,
    so every alarming probe sample raises a NEWS2 alert: the latency is the pipeline's, not a rule's hold);
-3. resident memory of this process with every patient's state in memory.
+3. resident memory of this process with every patient's state in memory;
+and for each store the bytes on disk per stored sample (the vitals table with its indexes).
 """
 
 from __future__ import annotations
@@ -92,6 +93,21 @@ class LatencyNotifier:
     async def deliver(self, notice: AlertNotice) -> None:
         if notice.kind is NoticeKind.RAISED and notice.condition == "news2":
             self.latencies_ms.append((time.time() - notice.values["measured_at"]) * 1000)
+
+
+def _bytes_per_sample(settings: Settings) -> float:
+    """The vitals table's size on disk, indexes included, per stored sample."""
+    db = open_database(settings.database)
+    try:
+        count = db.execute("select count(*) from vitals").fetchone()[0]
+        if db.engine == "postgresql":
+            size = db.execute("select pg_total_relation_size('vitals')").fetchone()[0]
+        else:
+            db.execute("pragma wal_checkpoint(truncate)")
+            size = sum(row[0] for row in db.execute("select pgsize from dbstat where name like '%vitals%'").fetchall())
+    finally:
+        db.close()
+    return size / count
 
 
 async def _ingest_rate(monitor: VitalsMonitor, count: int) -> float:
@@ -192,7 +208,8 @@ async def main(args: argparse.Namespace) -> None:
             ingest = await _ingest_rate(monitor, args.messages)
             rss = psutil.Process().memory_info().rss
             await monitor.stop()
-            print(f"  {name}: {ingest:,.0f} messages/s ({ingest / bare:.2f} of a bare subscriber)")
+            print(f"  {name}: {ingest:,.0f} messages/s ({ingest / bare:.2f} of a bare subscriber), "
+                  f"{_bytes_per_sample(each):,.0f} bytes on disk per stored sample with its indexes")
         print(f"  bare aiomqtt subscriber parsing JSON: {bare:,.0f} messages/s")
 
         # 2. Alert latency under a steady 1,000 messages per second from another process, on a new session each.
