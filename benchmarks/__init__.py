@@ -1,1 +1,1 @@
-"""Scripts that measure speed and print their figures: `python -m benchmarks.bench_x` or `python benchmarks/bench_x.py`."""
+"""Scripts that measure speed and print their figures: `python -m benchmarks.bench_x` from the checkout's root."""

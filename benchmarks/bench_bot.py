@@ -27,8 +27,8 @@ from hemowatch.wiring import serve
 from localbotapi import BotApiServer
 from monitor.mqtt import vitals_topic
 from store import open_database, patients, people
-from testsupport.broker import Mosquitto, free_port
 from testsupport.machine import machine
+from testsupport.surroundings import surroundings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCTORS = (101, 102, 103, 104)
@@ -127,30 +127,22 @@ async def _alert_sent(api: BotApiServer, patient_id: str, timeout: float = 30) -
 async def measure(args: argparse.Namespace, workdir: Path) -> None:
     pictures = [path.read_bytes() for path in sorted((args.head_ct / "images").glob("*.png"))[:20]]
     alert_patients = [f"timed-{number:03d}" for number in range(args.alerts)]
-    broker = Mosquitto(free_port(), workdir)
-    broker.start()
-    try:
-        async with BotApiServer() as api:
-            settings = Settings(
-                _env_file=None, telegram_bot_token=api.token, telegram_api_url=api.url,
-                hemowatch_db=workdir / "hemowatch.db", mqtt_url=broker.url, mqtt_topic_prefix=PREFIX,
-                rule_hold_s=0, scan_rate_limit=100_000, dicom_port=0,
-            )
-            prepare_store(settings, [*alert_patients, "warm-up"])
-            stop = asyncio.Event()
-            service = asyncio.create_task(serve(settings, stop))
-            try:
-                for user in (*DOCTORS, ON_CALL):  # users write first, as in Telegram; the reply shows the bot is up
-                    await api.wait_for_message(user, after=api.send_text(user, "/help"), timeout=60)
-                await _warm_up(api, broker.port)
-                alone = await photo_latencies(api, pictures, args.photos, DOCTORS[:1])
-                photos = await photo_latencies(api, pictures, args.photos, DOCTORS)
-                alerts, published = await alert_latencies(api, broker.port, alert_patients, args.seconds)
-            finally:
-                stop.set()
-                await service
-    finally:
-        broker.stop()
+    async with surroundings(workdir, mqtt_topic_prefix=PREFIX, rule_hold_s=0, scan_rate_limit=100_000,
+                            dicom_port=0) as around:
+        api, port, settings = around.api, around.broker.port, around.settings
+        prepare_store(settings, [*alert_patients, "warm-up"])
+        stop = asyncio.Event()
+        service = asyncio.create_task(serve(settings, stop))
+        try:
+            for user in (*DOCTORS, ON_CALL):  # users write first, as in Telegram; the reply shows the bot is up
+                await api.wait_for_message(user, after=api.send_text(user, "/help"), timeout=60)
+            await _warm_up(api, port)
+            alone = await photo_latencies(api, pictures, args.photos, DOCTORS[:1])
+            photos = await photo_latencies(api, pictures, args.photos, DOCTORS)
+            alerts, published = await alert_latencies(api, port, alert_patients, args.seconds)
+        finally:
+            stop.set()
+            await service
     db = open_database(settings.hemowatch_db)
     stored = db["vitals"].count_where("patient_id like 'bed-%'")
     db.close()

@@ -32,8 +32,9 @@ from hemowatch.builders import analyzer_from_settings
 from hemowatch.wiring import running
 from localbotapi import BotApiServer
 from store import open_database, people, studies
-from testsupport.broker import Mosquitto, free_port
+from testsupport.broker import free_port
 from testsupport.machine import machine
+from testsupport.surroundings import surroundings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCTOR = 300
@@ -87,40 +88,32 @@ async def ingest_rate(series: list[Path], rounds: int, workdir: Path) -> tuple[f
 
 
 async def alert_latencies(source: Path, rounds: int, scanners: int, workdir: Path) -> list[float]:
-    broker = Mosquitto(free_port(), workdir)
-    broker.start()
-    try:
-        async with BotApiServer() as api:
-            settings = Settings(
-                _env_file=None, telegram_bot_token=api.token, telegram_api_url=api.url,
-                hemowatch_db=workdir / "hemowatch.db", mqtt_url=broker.url, dicom_port=free_port(),
-                dicom_series_idle_s=IDLE_S, dicom_threshold=THRESHOLD,
-            )
-            db = open_database(settings.hemowatch_db)
-            invitation = people.create_invitation(db, Role.DOCTOR, None, people.SERVER, time.time(), 3600)
-            people.redeem_invitation(db, invitation.code, DOCTOR, "Dr On Call", DOCTOR, time.time())
-            studies.set_on_call(db, DOCTOR, True, time.time())
-            copies = {
-                f"BENCH-{number}-{scanner}": copy_series(source, workdir / f"{number}-{scanner}",
-                                                         f"BENCH-{number}-{scanner}")
-                for number in range(rounds) for scanner in range(scanners)
-            }
-            latencies = []
-            async with running(settings) as service:
-                await api.wait_for_message(DOCTOR, after=api.send_text(DOCTOR, "/help"), timeout=60)
-                for number in range(rounds):
-                    accessions = [f"BENCH-{number}-{scanner}" for scanner in range(scanners)]
-                    finished = await asyncio.gather(*(
-                        asyncio.to_thread(push, service.dicom.port, copies[accession], f"CT{index}")
-                        for index, accession in enumerate(accessions)
-                    ))
-                    for accession, last_success in zip(accessions, finished):
-                        sent = await _alert_sent(api, accession)
-                        latencies.append(sent - last_success)
-            db.close()
-            return latencies
-    finally:
-        broker.stop()
+    async with surroundings(workdir, dicom_port=free_port(), dicom_series_idle_s=IDLE_S,
+                            dicom_threshold=THRESHOLD) as around:
+        api, settings = around.api, around.settings
+        db = open_database(settings.hemowatch_db)
+        invitation = people.create_invitation(db, Role.DOCTOR, None, people.SERVER, time.time(), 3600)
+        people.redeem_invitation(db, invitation.code, DOCTOR, "Dr On Call", DOCTOR, time.time())
+        studies.set_on_call(db, DOCTOR, True, time.time())
+        db.close()
+        copies = {
+            f"BENCH-{number}-{scanner}": copy_series(source, workdir / f"{number}-{scanner}",
+                                                     f"BENCH-{number}-{scanner}")
+            for number in range(rounds) for scanner in range(scanners)
+        }
+        latencies = []
+        async with running(settings) as service:
+            await api.wait_for_message(DOCTOR, after=api.send_text(DOCTOR, "/help"), timeout=60)
+            for number in range(rounds):
+                accessions = [f"BENCH-{number}-{scanner}" for scanner in range(scanners)]
+                finished = await asyncio.gather(*(
+                    asyncio.to_thread(push, service.dicom.port, copies[accession], f"CT{index}")
+                    for index, accession in enumerate(accessions)
+                ))
+                for accession, last_success in zip(accessions, finished):
+                    sent = await _alert_sent(api, accession)
+                    latencies.append(sent - last_success)
+        return latencies
 
 
 async def _alert_sent(api: BotApiServer, accession: str, timeout: float = 120) -> float:

@@ -4,8 +4,10 @@ series (238 slices, 0.625 mm, JPEG Lossless) end to end against single-threaded 
     .venv/bin/python -m benchmarks.bench_inference [--series ../shared/data/dicom/ge-head-ct] [--threads 2]
 
 Targets on a 2-core machine: at most 4.5 ms per slice (median, batch 1); 0.4 s for the 28-slice GE series,
-ZIP bytes in, verdict and heat-map PNG out; the thin-slice series through `Analyzer.analyze_path` no slower
-than pydicom decoding its files on one thread, under 600 MB peak memory.
+ZIP bytes in, verdict and heat-map PNG out; the thin-slice series through `Analyzer.analyze_path` in at most
+1.5 times what pydicom takes to decode its files on one thread through libjpeg-turbo (the fastest decoder
+measured), under 600 MB peak memory. The three thin-series measurements run in turn, each in a fresh process, and the ratio is
+taken run by run, so a machine whose speed drifts still compares like with like.
 
 The thin-slice series repeats the GE series' slices (in Hounsfield units, without tilt) at new positions and
 is written to a temporary folder, JPEG Lossless (Process 14, selection value 1) by a small encoder here, since
@@ -56,6 +58,7 @@ THIN_SPACING_MM = 0.625
 TARGET_SLICE_MS = 4.5
 TARGET_GE_S = 0.4
 TARGET_PEAK_MB = 600
+TARGET_THIN_RATIO = 1.5  # the thin series end to end, against libjpeg-turbo decoding its files on one thread
 
 
 def timings(run: Callable[[], object], repeat: int, warmup: int = 3) -> tuple[list[float], list[float]]:
@@ -259,33 +262,38 @@ def series_stages_report(archive: bytes, model: HaemorrhageModel, threads: int, 
 
 def thin_series_report(source: Path, model: Path, threads: int, repeat: int) -> None:
     """Prints the thin-slice series end to end beside pydicom's single-threaded decoding, with the targets."""
+    decoding, turbo, analysing = [], [], []
     with tempfile.TemporaryDirectory(prefix="hemowatch-thin-series-") as folder:
         write_thin_series(source, Path(folder))
         size = sum(path.stat().st_size for path in Path(folder).glob("*.dcm"))
-        decoding = [in_fresh_process("decode_with_pydicom", folder) for _ in range(repeat)]
-        turbo = [in_fresh_process("decode_with_pydicom", folder, PLUGIN) for _ in range(repeat)]
-        analysing = [in_fresh_process("analyze_folder", folder, str(model), threads) for _ in range(repeat)]
+        for _ in range(repeat):
+            decoding.append(in_fresh_process("decode_with_pydicom", folder))
+            turbo.append(in_fresh_process("decode_with_pydicom", folder, PLUGIN))
+            analysing.append(in_fresh_process("analyze_folder", folder, str(model), threads))
     decode_s = statistics.median(run["seconds"] for run in decoding)
+    turbo_s = statistics.median(run["seconds"] for run in turbo)
     end_to_end_s = statistics.median(run["seconds"] for run in analysing)
+    ratio = statistics.median(run["seconds"] / fast["seconds"] for run, fast in zip(analysing, turbo))
     peak = max(run["peak_mb"] for run in analysing)
     loaded = max(run["loaded_mb"] for run in analysing)
     last = analysing[-1]
     print(
         f"thin-slice series ({THIN_SLICES} slices, {THIN_SPACING_MM} mm, JPEG Lossless, {size / 2**20:.0f} MB; "
-        f"{last['assessable']:.0f} assessable), median of {repeat} fresh processes:"
+        f"{last['slices']:.0f} slabs, {last['assessable']:.0f} assessable), median of {repeat} fresh processes:"
     )
     print(
         f"  pydicom decoding, one thread, its default plugins: {decode_s:6.2f} s   (runs: "
         + ", ".join(f"{run['seconds']:.2f}" for run in decoding) + ")"
     )  # fmt: skip
     print(
-        f"  pydicom decoding through the {PLUGIN} plugin (libjpeg-turbo), one thread: "
-        f"{statistics.median(run['seconds'] for run in turbo):6.2f} s"
-    )
+        f"  pydicom decoding through the {PLUGIN} plugin (libjpeg-turbo), one thread: {turbo_s:6.2f} s   (runs: "
+        + ", ".join(f"{run['seconds']:.2f}" for run in turbo) + ")"
+    )  # fmt: skip
     print(
         f"  end to end, analyze_path:     {end_to_end_s:6.2f} s   (runs: "
         + ", ".join(f"{run['seconds']:.2f}" for run in analysing)
-        + f")   target <= {decode_s:.2f} s: {'met' if end_to_end_s <= decode_s else 'NOT met'}"
+        + f")   {ratio:.2f} times libjpeg-turbo's decoding (median of the runs' ratios), target <= "
+        f"{TARGET_THIN_RATIO}: {'met' if ratio <= TARGET_THIN_RATIO else 'NOT met'}"
     )  # fmt: skip
     print(
         f"  peak memory of the analysing process: {peak:.0f} MB ({loaded:.0f} MB with the model loaded, before "

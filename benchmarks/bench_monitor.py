@@ -19,10 +19,7 @@ import argparse
 import asyncio
 import json
 import logging
-import os
-import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,41 +35,14 @@ from core.settings import PROJECT_ROOT, Settings
 from monitor.mqtt import vitals_topic
 from monitor.vitals_monitor import VitalsMonitor
 from store.schema import atomic, open_database
-from testsupport.broker import free_port
+from testsupport.broker import Mosquitto, free_port
+from testsupport.machine import machine
 
 PREFIX = "hemowatch"
 CALM = {"hr": 74, "spo2": 97, "sbp": 124, "dbp": 78, "rr": 15, "temp": 36.8, "gcs": 15, "o2": False, "acvpu": "A"}
+# No persistence, no limit on queued or in-flight messages, no Nagle delay.
+BROKER_SETTINGS = ("max_queued_messages 0", "max_inflight_messages 0", "set_tcp_nodelay true")
 PROBE_PATIENTS = 20  # patients whose vitals alternate between normal and alarming, one alert each cycle
-
-
-def _start_mosquitto(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    config = workdir / "mosquitto.conf"
-    config.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_inflight_messages 0\n"
-        f"set_tcp_nodelay true\nuser {psutil.Process().username()}\n"
-    )
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    broker = subprocess.Popen([binary, "-c", str(config)], stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return broker
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("mosquitto did not start")
-
-
-def _machine() -> str:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    )
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    return (
-        f"{cpu}, {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.1f} GiB, "
-        f"Python {platform.python_version()}, {platform.system()} {platform.release()}; load average {load}"
-    )
 
 
 def _register(db_path: Path, count: int) -> list[str]:
@@ -156,10 +126,11 @@ def _publisher(port: int, rate: int, seconds: float, patients: int) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    print(f"machine: {_machine()}")
+    print(f"machine: {machine()}")
     workdir = Path(tempfile.mkdtemp(prefix="hemowatch-bench-"))
     port = free_port()
-    broker = _start_mosquitto(workdir, port)
+    broker = Mosquitto(port, workdir, settings=BROKER_SETTINGS)
+    broker.start()
     try:
         ids = _register(workdir / "hemowatch.db", args.patients)
         _register(workdir / "normal.db", args.patients)
@@ -218,8 +189,7 @@ async def main(args: argparse.Namespace) -> None:
         print(f"rejected: {dict(monitor.stats.rejected) or 'none'}")
         await monitor.stop()
     finally:
-        broker.terminate()
-        broker.wait()
+        broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -7,23 +7,17 @@ alert keeps escalating and its button stays for the doctors. Every copy of the m
 
 from __future__ import annotations
 
-import logging
-
 import sqlite_utils
-from telegram import Bot, Update
-from telegram.constants import ParseMode
-from telegram.error import TelegramError
+from telegram import Update
 
 from bot import texts
 from bot.access import Caller, Context, authorize, patient_role
-from bot.alert_text import acknowledgement, with_responses
-from bot.bot_data import BotData, bot_data
-from bot.buttons import alert_markup, parse_ack
-from core.notifications import STUDY_CONDITION, NoticeKind
+from bot.alert_copies import show_on_copies
+from bot.bot_data import bot_data
+from bot.buttons import parse_ack
+from core.notifications import STUDY_CONDITION
 from core.roles import CLINICAL_ROLES, Role
-from store import alerts, deliveries
-
-log = logging.getLogger(__name__)
+from store import alerts
 
 
 @authorize()
@@ -47,7 +41,7 @@ async def acknowledge(update: Update, context: Context, caller: Caller) -> None:
         await query.answer(texts.STUDY_ACKNOWLEDGED)
     else:
         await query.answer(texts.ACKNOWLEDGED if clinical else texts.SEEN)
-    await _show_responses(context.bot, shared, alert)
+    await show_on_copies(context.bot, shared.store, alert.id, shared.alert_edits)
 
 
 def _role_for(db: sqlite_utils.Database, caller: Caller, alert: alerts.Alert) -> Role | None:
@@ -62,24 +56,3 @@ def _refusal(alert: alerts.Alert) -> str:
     if not alert.is_open:
         return texts.ALREADY_RESOLVED
     return texts.ALREADY_ACKNOWLEDGED if alert.state is alerts.AlertState.ACKNOWLEDGED else texts.ALREADY_SEEN
-
-
-async def _show_responses(bot: Bot, shared: BotData, alert: alerts.Alert) -> None:
-    """Edit every copy of the alert (not its "resolved" notices) to list who has seen and acknowledged it; the
-    button goes once a clinician has acknowledged it. One press at a time renders, so the last edit of each
-    copy always shows every response. Under a head CT the doctor's read buttons stay."""
-    async with shared.alert_edits:
-        responses = await shared.store.call(alerts.responses, alert.id)
-        markup = alert_markup(alert.id, alert.condition, alert.values, bool(acknowledgement(responses)))
-        for sent in await shared.store.call(deliveries.alert_messages, alert.id):
-            if sent.kind is NoticeKind.RESOLVED:
-                continue
-            edited = with_responses(sent.text, responses)
-            where = {"chat_id": sent.chat_id, "message_id": sent.message_id, "parse_mode": ParseMode.HTML}
-            try:
-                if alert.condition == STUDY_CONDITION:  # sent as a picture with its caption
-                    await bot.edit_message_caption(caption=edited, reply_markup=markup, **where)
-                else:
-                    await bot.edit_message_text(edited, reply_markup=markup, **where)
-            except TelegramError as error:  # one stale copy must not stop the others
-                log.warning("could not show who responded to alert %s in chat %s: %s", alert.id, sent.chat_id, error)

@@ -1,8 +1,8 @@
 """The wording of alert messages (HTML), shared by the notifier and the Acknowledge button, and of the
 service notices to the admins.
 
-Under an alert, every copy lists who has seen it and who acknowledged it (`with_responses`); the lines are
-rendered afresh from the stored events on each edit, so all copies tell the same story."""
+Under an alert, every copy lists who has seen it and who acknowledged it, and when it resolved (`with_responses`);
+the lines are rendered afresh from the stored events on each edit, so all copies tell the same story."""
 
 from __future__ import annotations
 
@@ -13,7 +13,16 @@ from html import escape
 from bot import vitals_text
 from bot.telegram_limits import IDENTIFIER_MAX, MAX_TEXT, NAME_MAX, clip
 from bot.texts import site_line
-from core.notifications import STUDY_CONDITION, AlertNotice, NoticeKind, ServiceEvent, ServiceNotice, Severity
+from core.notifications import (
+    NEWS2_CONDITIONS,
+    STUDY_CONDITION,
+    AlertNotice,
+    NoticeKind,
+    ServiceEvent,
+    ServiceNotice,
+    Severity,
+)
+from inference.percent import percent
 from store.alerts import AlertEvent, AlertState
 
 SEVERITY_MARK = {Severity.WARNING: "🟡 Warning", Severity.URGENT: "🟠 Urgent", Severity.EMERGENCY: "🔴 EMERGENCY"}
@@ -25,8 +34,9 @@ def clock_time(at: datetime | float) -> str:
 
 
 def notice_text(notice: AlertNotice) -> str:
-    """One alert message: severity, patient, what happened, the values, NEWS2 and when (a long patient name
-    cut short, so that it fits Telegram's limits with room for "Acknowledged by")."""
+    """One alert message: severity, patient, what happened, the values, NEWS2 (only its parts under a NEWS2 alert,
+    whose title gives the score) and when (a long patient name cut short, so that it fits Telegram's limits with
+    room for "Acknowledged by")."""
     if notice.condition == STUDY_CONDITION:
         return study_notice_text(notice)
     patient = f"{escape(clip(notice.patient_name, NAME_MAX))} ({escape(notice.patient_id)})"
@@ -35,11 +45,13 @@ def notice_text(notice: AlertNotice) -> str:
     lines = [f"<b>{SEVERITY_MARK[notice.severity]}</b> – {patient}", f"<b>{escape(notice.title)}</b>"]
     if notice.values:
         lines.append(escape(vitals_text.vitals_line(notice.values)))
-    if notice.news2 is not None:
+    if notice.news2 is not None and notice.condition in NEWS2_CONDITIONS:  # the title gives the score
+        lines.append(escape(f"Points from {vitals_text.news2_parts(notice.news2_components)}"))
+    elif notice.news2 is not None:
         lines.append(escape(vitals_text.news2(notice.news2, notice.news2_components)))
     lines.append(f"Raised at {clock_time(notice.raised_at)}")
-    if notice.kind is NoticeKind.ESCALATED:
-        lines.append("⏫ No doctor has acknowledged this yet, so it now goes to more people.")
+    if notice.kind is NoticeKind.ESCALATED:  # from the second level on, the admins get it too
+        lines.append(escalation_line(notice.escalation_level == 2, "No doctor has acknowledged this yet"))
     if notice.kind is NoticeKind.REOPENED:
         lines.append("↩️ Back again soon after it resolved: this is the same alert, open again.")
     return "\n".join(lines)
@@ -53,7 +65,7 @@ def study_notice_text(notice: AlertNotice) -> str:
     facts = {key: clip(value, IDENTIFIER_MAX) if isinstance(value, str) else value
              for key, value in notice.values.items()}
     lines = [f"<b>{SEVERITY_MARK[notice.severity]}</b> – {escape(notice.title)}"]
-    lines.append(f"Probability {facts['probability']:.2f} (threshold {facts['threshold']:.2f}), "
+    lines.append(f"Probability {percent(facts['probability'])} (threshold {percent(facts['threshold'])}), "
                  f"model {escape(str(facts['model_version']))}")
     study = []
     if facts.get("accession"):
@@ -65,10 +77,20 @@ def study_notice_text(notice: AlertNotice) -> str:
     lines.append(f"From {escape(facts['ae_title'])}; last slice received {facts['since_last_slice_s']:.0f} s "
                  "before this alert")
     lines.append(escape(site_line(facts.get("site_profile"), facts.get("site_profile_cases"))))
-    if notice.kind is NoticeKind.ESCALATED:
-        lines.append("⏫ Nobody is reading it yet, so it now goes to more people.")
+    if facts.get("heatmap_shows_region") is False:
+        lines.append("No single region stands out on the heat-map.")
+    if notice.kind is NoticeKind.ESCALATED:  # from the first level on, every doctor and the admins get it
+        lines.append(escalation_line(notice.escalation_level == 1, "Nobody is reading it yet"))
     lines.append("Decision support, not a diagnosis: read the study.")
     return "\n".join(lines)
+
+
+def escalation_line(widened: bool, waiting: str) -> str:
+    """The line of an escalated alert: whether it now reaches more people (`widened`), or is a reminder to the
+    same ones."""
+    if widened:
+        return f"⏫ {waiting}, so it now goes to more people."
+    return f"⏫ Reminder: {waiting[0].lower()}{waiting[1:]}."
 
 
 def who(event: AlertEvent) -> str:
@@ -82,18 +104,19 @@ def acknowledgement(responses: Sequence[AlertEvent]) -> AlertEvent | None:
     return next((event for event in responses if event.state == AlertState.ACKNOWLEDGED), None)
 
 
-def with_responses(text: str, responses: Sequence[AlertEvent]) -> str:
-    """An alert message with a line for each person who has seen or acknowledged it (`alerts.responses`)."""
-    if not responses:
-        return text
+def with_responses(text: str, responses: Sequence[AlertEvent], resolved_at: float | None = None) -> str:
+    """An alert message with a line for each person who has seen or acknowledged it (`alerts.responses`), and
+    when it resolved (`resolved_at`, None while open)."""
     lines = [
         f"{'✅ Acknowledged' if event.state == AlertState.ACKNOWLEDGED else '👀 Seen'} by {escape(who(event))} "
         f"at {clock_time(event.at)}"
         for event in responses
     ]
-    if acknowledgement(responses) is None:
+    if resolved_at is not None:
+        lines.append(f"✅ Resolved at {clock_time(resolved_at)}")
+    elif responses and acknowledgement(responses) is None:
         lines.append("⏳ No doctor has acknowledged it yet.")
-    return f"{text}\n\n" + "\n".join(lines)
+    return f"{text}\n\n" + "\n".join(lines) if lines else text
 
 
 def service_text(notice: ServiceNotice) -> str:

@@ -20,6 +20,7 @@ from bot.patient_commands import add_patient, list_patients, mute, status, thres
 from bot.reads import record_read
 from bot.scans import scan_handlers
 from bot.site_admin import site_rollback
+from bot.stats import BotStats, CountingRequest
 from bot.studies import list_studies, oncall
 from bot.telegram_calls import is_passing
 from core.settings import Settings
@@ -57,12 +58,14 @@ COMMANDS = [
 
 def build_application(
     settings: Settings, analyzer: ScanAnalyzer | None, store: StoreThread, clock: Callable[[], float] = time.time,
-    site_profile: SiteProfileLookup = no_site_profile,
+    site_profile: SiteProfileLookup = no_site_profile, stats: BotStats | None = None,
 ) -> Application:
     """The bot, talking to `settings.telegram_api_url`, with every handler registered; `store` is open and
-    serves the handlers' store calls; `site_profile` finds the site profile the analyzer's verdicts use."""
+    serves the handlers' store calls; `site_profile` finds the site profile the analyzer's verdicts use; `stats`
+    gets the bot's counts (failed Bot API calls, scan analyses)."""
     if settings.telegram_bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    stats = stats or BotStats()
     api = settings.telegram_api_url.rstrip("/")
     application = (
         Application.builder()
@@ -71,9 +74,11 @@ def build_application(
         .base_file_url(f"{api}/file/bot")
         .local_mode(settings.telegram_local_mode)
         .concurrent_updates(True)  # a long scan analysis must not hold up alerts and other users
+        .request(CountingRequest(stats.telegram_errors))
+        .get_updates_request(CountingRequest(stats.telegram_errors, connection_pool_size=1))  # as the builder's own
         .build()
     )
-    install(application.bot_data, BotData(settings, store, clock, analyzer, site_profile))
+    install(application.bot_data, BotData(settings, store, clock, analyzer, site_profile, stats=stats))
     for command in COMMANDS:
         application.add_handler(CommandHandler(command.name, command.handler))
     application.add_handler(CallbackQueryHandler(record_read, pattern=r"^read:"))

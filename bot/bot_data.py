@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import sqlite_utils
 from telegram.ext import ContextTypes
 
+from bot.stats import BotStats
 from core.settings import Settings
 from inference.analyzer import ScanAnalyzer
 from inference.site_profile import SiteProfile
@@ -36,6 +37,7 @@ class BotData:
     clock: Callable[[], float]  # seconds since the epoch; tests pass a controllable one
     analyzer: ScanAnalyzer | None  # None when the bot runs without scan triage
     site_profile: SiteProfileLookup = no_site_profile
+    stats: BotStats = field(default_factory=BotStats)
     alert_edits: asyncio.Lock = field(default_factory=asyncio.Lock)  # one Acknowledge press edits copies at a time
     site_announcing: asyncio.Lock = field(default_factory=asyncio.Lock)  # each profile change is told once
 

@@ -12,7 +12,9 @@ from core.notifications import STUDY_CONDITION
 from store.site_profiles import SCAN_PREFIX, STUDY_PREFIX, study_ref
 
 READ_LABELS = {1: "Bleed confirmed", 0: "No bleed"}
-_READ = re.compile(rf"read:({re.escape(SCAN_PREFIX)}\d{{1,12}}|{re.escape(STUDY_PREFIX)}[0-9a-f]{{32}}):([01])")
+_READ = re.compile(rf"read:({re.escape(SCAN_PREFIX)}[0-9]{{1,12}}|{re.escape(STUDY_PREFIX)}[0-9a-f]{{32}}):([01])")
+
+ACK_DATA = re.compile(r"ack:([0-9]{1,12})")  # ASCII digits: int() refuses "²", which str.isdigit() accepts
 
 
 def alert_markup(
@@ -38,10 +40,8 @@ def read_markup(scan_ref: str) -> InlineKeyboardMarkup:
 
 def parse_ack(data: str | None) -> int | None:
     """The alert id of an `ack:` button, or None for anything else."""
-    prefix, _, number = (data or "").partition(":")
-    if prefix != "ack" or not number.isdigit() or len(number) > 12:
-        return None
-    return int(number)
+    found = ACK_DATA.fullmatch(data or "")
+    return int(found[1]) if found else None
 
 
 def parse_read(data: str | None) -> tuple[str, int] | None:

@@ -12,7 +12,7 @@ from telegram.helpers import create_deep_linked_url
 from bot import texts
 from bot.access import Caller, Context, authorize, may_manage, patient_role
 from bot.bot_data import bot_data
-from core.roles import Role
+from core.roles import TELEGRAM_ID, Role
 from store import outbox, people
 from store.people import InvitationError
 
@@ -113,7 +113,7 @@ async def revoke(update: Update, context: Context, caller: Caller) -> None:
     """Removes someone's access: their links, mutes and future alerts."""
     shared = bot_data(context)
     args = context.args or []
-    if len(args) != 1 or not args[0].isdigit():
+    if len(args) != 1 or not TELEGRAM_ID.fullmatch(args[0]):
         await update.effective_message.reply_text(texts.REVOKE_USAGE)
         return
     target = await shared.store.call(people.get_person, int(args[0]))

@@ -6,7 +6,8 @@ on to the admins too; a "resolved" notice goes to whoever heard the alert. With 
 the admins are told, and with no admin configured every doctor. A head CT flagged by the DICOM node goes, with
 its heat-map, to the doctors on call (every doctor when nobody is, the admins when there is no doctor); its
 escalation to every doctor and the admins. Each copy (but a "resolved" one) lists who has already seen or
-acknowledged the alert, and has no button once a clinician acknowledged it. A notice nobody can receive yet is
+acknowledged the alert, and has no button once a clinician acknowledged it; once a "resolved" notice has gone
+out, the alert's earlier copies say so and lose their button (`bot.alert_copies`). A notice nobody can receive yet is
 held (`DeliveryHeld`): it stays in the outbox and reaches the first admin or member who joins. Each (notice,
 chat) is sent at most once, so outbox retries never repeat a message. A chat Telegram refuses an alert for (too
 long, say) gets its short plain form; one that cannot get even that is named to the admins. A service notice
@@ -15,6 +16,7 @@ long, say) gets its short plain form; one that cannot get even that is named to 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -23,10 +25,12 @@ from html import escape
 
 import sqlite_utils
 from telegram import Bot, InlineKeyboardMarkup, Message
+from telegram.ext import Application
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
 from bot.admin_messages import tell_admins
+from bot.alert_copies import show_on_copies
 from bot.alert_text import (
     acknowledgement,
     notice_text,
@@ -35,6 +39,7 @@ from bot.alert_text import (
     undelivered_text,
     with_responses,
 )
+from bot.bot_data import KEY, BotData
 from bot.buttons import alert_markup
 from bot.studies import study_recipients
 from bot.telegram_calls import retry_after_s
@@ -113,12 +118,14 @@ class TelegramNotifier:
     """Sends notices with `bot`; every store call runs on `store`'s thread, never on the event loop."""
 
     def __init__(
-        self, bot: Bot, store: StoreThread, settings: Settings, clock: Callable[[], float] = time.time
+        self, bot: Bot, store: StoreThread, settings: Settings, clock: Callable[[], float] = time.time,
+        edits: asyncio.Lock | None = None,
     ) -> None:
         self._bot = bot
         self._store = store
         self._settings = settings
         self._clock = clock
+        self._edits = edits or asyncio.Lock()  # the bot's `BotData.alert_edits`, shared with the Acknowledge button
 
     async def deliver(self, notice: AlertNotice) -> None:
         """Send the notice to every recipient not yet served; raise DeliveryDeferred or DeliveryHeld per the port."""
@@ -164,6 +171,8 @@ class TelegramNotifier:
                 "nobody can receive it (set ADMIN_USER_IDS or invite a doctor)" if not chosen
                 else "every recipient blocked the bot or cannot be written to"
             )
+        if notice.kind is NoticeKind.RESOLVED:
+            await show_on_copies(self._bot, self._store, notice.alert_id, self._edits)
 
     async def _send(self, notice: AlertNotice, recipient: Recipient, alert: _Alert) -> None:
         """Send the alert to one chat, in its short plain form if Telegram refuses the full one, and record it."""
@@ -212,3 +221,10 @@ class TelegramNotifier:
         await self._store.call(
             deliveries.record_delivery, notice.outbox_id, recipient.chat_id, status, self._clock(), message_id, text
         )
+
+
+def notifier_of(application: Application) -> TelegramNotifier:
+    """The notifier of a bot built by `bot.application.build_application`: its store, settings and clock, and the
+    lock under which its Acknowledge button edits alert copies."""
+    shared: BotData = application.bot_data[KEY]
+    return TelegramNotifier(application.bot, shared.store, shared.settings, shared.clock, shared.alert_edits)

@@ -16,15 +16,15 @@ from bot.access import Caller, Context, authorize, may_manage, may_view, visible
 from bot.alert_text import acknowledgement, who
 from bot.bot_data import bot_data
 from bot.telegram_limits import MAX_TEXT, NAME_MAX, clip, pages
-from bot.trend import render_trend
+from bot.trend import LONGEST_S, render_trend, span_words, trend_span
 from core.roles import Role
-from core.vitals import THRESHOLD_VITALS
+from core.vitals import THRESHOLD_VITALS, LimitError
 from store import alerts, patients, people, vitals
 
-TREND_HOURS = 6
 MAX_MUTE_MINUTES = 12 * 60
 PAGE_FOOTER_ROOM = 100  # of a /patients page, kept for "Page 2 of 3. Send /patients 3 for the next."
-PAGE_NUMBER = re.compile(r"[0-9]{1,6}")
+WHOLE_NUMBER = re.compile(r"[0-9]{1,6}")  # a page, minutes: ASCII digits only, as int() takes them
+LIMIT = re.compile(r"-|[0-9]{1,3}(?:\.[0-9]{1,2})?")  # an alert limit, or `-` for the standard one
 
 
 PatientHandler = Callable[[Update, Context, Caller, str, list[str]], Awaitable[None]]
@@ -75,7 +75,7 @@ def _page_number(args: list[str], total: int) -> int | None:
     """The page `/patients [page]` asks for (the first without one); None when it is not one of `total`."""
     if not args:
         return 1
-    if len(args) == 1 and PAGE_NUMBER.fullmatch(args[0]) and 1 <= int(args[0]) <= total:
+    if len(args) == 1 and WHOLE_NUMBER.fullmatch(args[0]) and 1 <= int(args[0]) <= total:
         return int(args[0])
     return None
 
@@ -124,32 +124,36 @@ async def thresholds(update: Update, context: Context, caller: Caller, patient_i
         if not await shared.store.call(may_manage, caller, patient_id):
             await update.effective_message.reply_text(texts.not_your_patient_to_manage(patient_id))
             return
+        limit = _parse_limit(args)
+        if limit is None:
+            await update.effective_message.reply_text(texts.threshold_usage())
+            return
         try:
-            vital, low, high = _parse_limit(args)
-            await shared.store.call(patients.set_threshold, patient_id, vital, low, high)
-        except ValueError:
-            await update.effective_message.reply_text(texts.threshold_usage(THRESHOLD_VITALS))
+            await shared.store.call(patients.set_threshold, patient_id, *limit)
+        except LimitError as error:
+            await update.effective_message.reply_text(texts.threshold_refused(str(error)))
             return
     limits = (await shared.store.call(patients.get_thresholds, patient_id)).values()
     lines = [vitals_text.limit(t.vital, t.low, t.high) for t in limits]
     await update.effective_message.reply_text(texts.thresholds(patient_id, lines))
 
 
-def _parse_limit(args: list[str]) -> tuple[str, float | None, float | None]:
-    """`spo2 92 100` or `sbp - 150` (`-` keeps the default for that side); ValueError otherwise."""
-    if len(args) != 3:
-        raise ValueError("expected a vital and two limits")
+def _parse_limit(args: list[str]) -> tuple[str, float | None, float | None] | None:
+    """`spo2 92 100` or `sbp - 150` (`-` keeps the standard limit on that side) as written, or None; whether the
+    limits are allowed is `core.vitals.check_limits`'s to say."""
+    if len(args) != 3 or args[0].lower() not in THRESHOLD_VITALS or not all(LIMIT.fullmatch(word) for word in args[1:]):
+        return None
     vital, low, high = args
-    return vital.lower(), _bound(low), _bound(high)
+    return vital.lower(), _limit(low), _limit(high)
 
 
-def _bound(word: str) -> float | None:
+def _limit(word: str) -> float | None:
     return None if word == "-" else float(word)
 
 
 @about_patient(texts.STATUS_USAGE)
 async def status(update: Update, context: Context, caller: Caller, patient_id: str, args: list[str]) -> None:
-    """Latest vital signs with their age, NEWS2, open alerts and a trend picture of the last hours."""
+    """Latest vital signs with their age, NEWS2, open alerts and a trend picture of the last hours' readings."""
     shared = bot_data(context)
     now = shared.clock()
     patient = await shared.store.call(patients.get_patient, patient_id)
@@ -172,18 +176,19 @@ async def status(update: Update, context: Context, caller: Caller, patient_id: s
             alert.severity, alert.title, vitals_text.age(now - alert.raised_at), acknowledged_by, seen_by
         ))
     await update.effective_message.reply_text("\n".join(lines))
-    recent = await shared.store.call(vitals.vitals_between, patient_id, now - TREND_HOURS * 3600, now)
+    recent = await shared.store.call(vitals.vitals_between, patient_id, now - LONGEST_S, now)
     samples = [asdict(s) for s in recent]
     if samples:
-        picture = await asyncio.to_thread(render_trend, samples, now, TREND_HOURS)
-        await update.effective_message.reply_photo(picture, caption=texts.trend_caption(TREND_HOURS))
+        span = trend_span(samples, now)
+        picture = await asyncio.to_thread(render_trend, samples, now, span)
+        await update.effective_message.reply_photo(picture, caption=texts.trend_caption(span_words(span)))
 
 
 @about_patient(texts.MUTE_USAGE)
 async def mute(update: Update, context: Context, caller: Caller, patient_id: str, args: list[str]) -> None:
     """Pauses non-emergency alerts about one patient for this user (at night, say)."""
     shared = bot_data(context)
-    if len(args) != 1 or not args[0].isdigit():
+    if len(args) != 1 or not WHOLE_NUMBER.fullmatch(args[0]):
         await update.effective_message.reply_text(texts.MUTE_USAGE)
         return
     minutes = int(args[0])

@@ -88,10 +88,11 @@ async def receive_scan(update: Update, context: Context, caller: Caller) -> None
             progress.report(texts.WAITING_FOR_SLOT)
         async with desk.slots:
             judging = Judging(await shared.store.call(shared.site_profile), with_features=True)
-            results = await asyncio.to_thread(
-                shared.analyzer.analyze_bytes, data, upload.filename,
-                lambda step: progress.report(texts.analysing(step)), judging,
-            )
+            with shared.stats.scans.timing():
+                results = await asyncio.to_thread(
+                    shared.analyzer.analyze_bytes, data, upload.filename,
+                    lambda step: progress.report(texts.analysing(step)), judging,
+                )
     except Exception as error:
         await progress.close(_explain(error))
         return

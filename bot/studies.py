@@ -16,6 +16,7 @@ from bot.bot_data import bot_data
 from bot.telegram_limits import IDENTIFIER_MAX, MAX_TEXT, NAME_MAX, clip, pages
 from core.notifications import AlertNotice, NoticeKind
 from core.roles import Role
+from inference.percent import percent
 from store import people, studies
 from store.people import Person
 
@@ -92,7 +93,7 @@ def study_line(audit: studies.StudyAudit) -> str:
     parts.append(f"from {escape(clip(audit.ae_title, IDENTIFIER_MAX))}")
     verdict = VERDICT_WORDS.get(audit.verdict, audit.verdict)
     if audit.probability is not None:
-        verdict += f" {audit.probability:.2f} (≥{audit.threshold:.2f})"
+        verdict += f" {percent(audit.probability)} (≥{percent(audit.threshold)})"
     elif audit.reason:
         verdict += f": {escape(clip(audit.reason, NAME_MAX))}"
     parts.append(verdict)

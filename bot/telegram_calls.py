@@ -16,6 +16,8 @@ from datetime import timedelta
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
+from core.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 FIRST_PAUSE_S = 1.0
@@ -35,7 +37,7 @@ async def keep_trying(
     `what` names the call in the log ("the command menu (setMyCommands)"); `meanwhile` says what goes on while
     it waits ("vitals are still stored"). InvalidToken is raised to the caller.
     """
-    failures = 0
+    backoff = Backoff(first_s, max_s, jitter=False)
     while True:
         try:
             await call()
@@ -45,17 +47,16 @@ async def keep_trying(
             if not is_passing(error):  # a refusal that retrying will not change (a 400, say)
                 log.warning("Telegram refused %s (%s); going on without it", what, error)
                 return False
+            pause_s = backoff.next_delay()  # a rate limit counts as a failure too, but waits as Telegram asks
             if isinstance(error, RetryAfter):
                 pause_s = retry_after_s(error)
                 reason = f"rate limited for {pause_s:.0f} s"
             else:  # timeouts, connection errors and 5xx answers
-                pause_s = min(max_s, first_s * 2**failures)
                 reason = str(error)
         else:
-            if failures:
+            if failures := backoff.failures:
                 log.info("Telegram accepted %s after %d failed attempt%s", what, failures, "s" * (failures > 1))
             return True
-        failures += 1
         note = f"; {meanwhile}" if meanwhile else ""
         log.warning("Telegram failed %s (%s); trying again in %.0f s%s", what, reason, pause_s, note)
         await asyncio.sleep(pause_s)

@@ -6,6 +6,8 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from bot.telegram_limits import IDENTIFIER_MAX, NAME_MAX, clip
+from core.vitals import THRESHOLD_VITALS, VITALS
+from inference.percent import percent
 
 if TYPE_CHECKING:
     from inference.result import StudyResult
@@ -91,12 +93,17 @@ ADDPATIENT_USAGE = (
 THRESHOLDS_USAGE = "Use /thresholds <patient> to see the limits, or /thresholds <patient> <vital> <low> <high>."
 
 
-def threshold_usage(vitals: Iterable[str]) -> str:
+def threshold_usage() -> str:
+    possible = ", ".join(f"{name} {VITALS[name].possible}" for name in THRESHOLD_VITALS)
     return (
         "Use /thresholds <patient> <vital> <low> <high>, for example /thresholds bed-12 spo2 92 100.\n"
-        f"Vitals: {', '.join(vitals)}. The low limit must be below the high one; "
+        f"Vitals and the limits they can have: {possible}. The low limit must be below the high one; "
         "write - to keep the standard limit on one side."
     )
+
+
+def threshold_refused(reason: str) -> str:
+    return f"{reason} The limits are unchanged."
 
 
 def thresholds(patient_id: str, lines: list[str]) -> str:
@@ -122,16 +129,18 @@ def open_alerts_heading(count: int) -> str:
 def open_alert(
     severity: str, title: str, age: str, acknowledged_by: str | None = None, seen_by: Sequence[str] = ()
 ) -> str:
+    """One open alert under /status, saying whether a doctor has taken it."""
     line = f"• {severity}: {title}, raised {age}"
     if acknowledged_by is not None:
         return f"{line}, acknowledged by {acknowledged_by}"
-    if seen_by:
-        return f"{line}, seen by {', '.join(seen_by)}; no doctor has acknowledged it yet"
-    return line
+    seen = f", seen by {', '.join(seen_by)};" if seen_by else ","
+    return f"{line}{seen} no doctor has acknowledged it yet"
 
 
-def trend_caption(hours: int) -> str:
-    return f"The last {hours} hours: heart rate, SpO2 and blood pressure."
+def trend_caption(span: str) -> str:
+    """The trend picture's caption; `span` as `bot.trend.span_words` gives it (`15 minutes`, `hour`)."""
+    return (f"The last {span}: heart rate, SpO2 and blood pressure. Shaded green: where NEWS2 scores 0 (for blood "
+            "pressure, the systolic).")
 
 
 STATUS_USAGE = "Use /status <patient>. Send /patients to see the ids."
@@ -281,22 +290,18 @@ def scan_rate_limited(limit: int, window_s: float, wait_s: float) -> str:
     )
 
 
-def _percent(probability: float) -> str:
-    return "under 1%" if probability < 0.005 else f"{probability:.0%}"
-
-
 def scan_verdict(result: StudyResult) -> str:
     """The verdict on one series, with the figures a clinician needs to weigh it."""
     lines = [VERDICTS[result.verdict], f"Scan: {result.series_label}"]
     if result.reason:
         lines.append(result.reason)
     if result.probability is not None:
-        lines.append(f"Probability of haemorrhage {_percent(result.probability)} (threshold {_percent(result.threshold)}).")
+        lines.append(f"Probability of haemorrhage {percent(result.probability)} (threshold {percent(result.threshold)}).")
     if result.suspected_type:
         lines.append(f"Suspected type: {result.suspected_type}.")
     if result.top_slice is not None and result.n_slices > 1:
         number, probability = result.top_slice
-        lines.append(f"Most suspicious: slice {number} of {result.n_slices} ({_percent(probability)}).")
+        lines.append(f"Most suspicious: slice {number} of {result.n_slices} ({percent(probability)}).")
     if result.n_slices > 1:
         lines.append(f"{result.n_assessable} of {result.n_slices} slices could be assessed.")
     lines.extend(f"Note: {warning}" for warning in result.warnings)
@@ -327,4 +332,6 @@ READ_INVITATION = "Once you know, press Bleed confirmed or No bleed: your read t
 
 def overlay_caption(result: StudyResult) -> str:
     where = f"slice {result.top_slice[0]} of {result.n_slices}" if result.top_slice and result.n_slices > 1 else "the image"
+    if result.heatmap_shows_region is False:
+        return f"Heat-map on {where}, {result.series_label}: no single region stands out, so nothing is coloured."
     return f"Heat-map on {where}, {result.series_label}: the warmer, the more the model relied on that area."

@@ -1,47 +1,34 @@
-"""How vital signs, NEWS2 scores and ages are written in messages."""
+"""How vital signs, NEWS2 scores and ages are written in messages (names and units from `core.vitals`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-# name in the store -> (label, unit as written after the number)
-VITALS: dict[str, tuple[str, str]] = {
-    "hr": ("Heart rate", " /min"),
-    "spo2": ("SpO2", "%"),
-    "sbp": ("Systolic pressure", " mmHg"),
-    "dbp": ("Diastolic pressure", " mmHg"),
-    "rr": ("Respiratory rate", " /min"),
-    "temp": ("Temperature", " °C"),
-    "gcs": ("GCS", ""),
-    "o2": ("On oxygen", ""),
-    "acvpu": ("Consciousness (ACVPU)", ""),
-}
-
-NEWS2_PARTS = {
-    "rr": "breathing", "spo2": "SpO2", "o2": "oxygen", "sbp": "BP", "hr": "pulse",
-    "acvpu": "consciousness", "temp": "temperature",
-}
+from core.vitals import NEWS2_PARAMETERS, VITALS
 
 
 def vital(name: str, value: Any) -> str:
-    label, unit = VITALS.get(name, (name, ""))
+    """`Heart rate 128/min`, `On oxygen: yes`."""
     if name == "o2":
-        return f"{label}: {'yes' if value else 'no'}"
-    if isinstance(value, float):
-        value = f"{value:g}"
-    return f"{label} {value}{unit}"
+        return f"{VITALS[name].label}: {'yes' if value else 'no'}"
+    return f"{VITALS[name].label} {VITALS[name].reading(value)}"
 
 
 def vitals_line(values: Mapping[str, Any]) -> str:
-    """`Heart rate 128 /min · SpO2 88%`, in the order of VITALS, skipping missing values."""
+    """`Heart rate 128/min · SpO2 88%`, in the order of `core.vitals.VITALS`, skipping missing values."""
     return " · ".join(vital(name, values[name]) for name in VITALS if values.get(name) is not None)
 
 
 def news2(score: int, components: Mapping[str, int]) -> str:
-    """`NEWS2 7 (breathing 3, SpO2 2, pulse 2)`: only the parts that scored."""
-    parts = ", ".join(f"{NEWS2_PARTS.get(k, k)} {v}" for k, v in components.items() if v)
+    """`NEWS2 7 (respiration rate 3, SpO2 2, pulse 2)`: only the parameters that scored."""
+    parts = news2_parts(components)
     return f"NEWS2 {score}" + (f" ({parts})" if parts else "")
+
+
+def news2_parts(components: Mapping[str, int]) -> str:
+    """`respiration rate 3, SpO2 2, pulse 2`: the parameters of a NEWS2 that scored."""
+    return ", ".join(f"{NEWS2_PARAMETERS.get(k, k)} {v}" for k, v in components.items() if v)
 
 
 def age(seconds: float) -> str:
@@ -56,7 +43,7 @@ def age(seconds: float) -> str:
 
 def limit(name: str, low: float | None, high: float | None) -> str:
     """`SpO2: 92 to 100%`, with `standard` for a side that keeps the default."""
-    label, unit = VITALS.get(name, (name, ""))
+    shown = VITALS[name]
     low_text = "standard" if low is None else f"{low:g}"
     high_text = "standard" if high is None else f"{high:g}"
-    return f"{label}: {low_text} to {high_text}{unit}"
+    return f"{shown.label}: {low_text} to {high_text}{shown.after_number}"

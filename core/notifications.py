@@ -23,6 +23,9 @@ class Severity(StrEnum):
 # `values` carry the study's derived facts (see `store.studies`), and it goes to the doctors on call.
 STUDY_CONDITION = "ct_haemorrhage"
 
+# The conditions of the monitor's NEWS2 alerts (medium and high risk), whose titles give the score.
+NEWS2_CONDITIONS = ("news2", "news2_high")
+
 
 class NoticeKind(StrEnum):
     RAISED = "raised"  # a new alert: tell the patient's doctors and caregivers

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
+
+# A Telegram user id as people write it: ASCII digits only, since int() refuses digits such as "²" that
+# str.isdigit() accepts.
+TELEGRAM_ID = re.compile(r"[0-9]{1,16}")
 
 
 class Role(StrEnum):

@@ -7,12 +7,13 @@ alerting setting does not stop it. A wrong value becomes `SettingsError`, one li
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.roles import TELEGRAM_ID
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "hemowatch-ich.onnx"
@@ -82,6 +83,10 @@ class Settings(ScanSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"  # FULL: a commit survives a power cut
     store_outage_notice_s: float = Field(30.0, gt=0)  # vitals failing to be stored this long: the admins are told
 
+    # --- Health and metrics -------------------------------------------------------------------------
+    metrics_port: int = Field(0, ge=0, lt=65536)  # /healthz and Prometheus /metrics; 0: not served
+    metrics_host: str = "127.0.0.1"
+
     # --- MQTT -----------------------------------------------------------------------------------
     mqtt_url: str = ""  # empty: start the embedded broker
     mqtt_topic_prefix: str = "hemowatch"
@@ -122,7 +127,7 @@ class Settings(ScanSettings):
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):
             parts = [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
-            if not all(part.isdigit() for part in parts):
+            if not all(TELEGRAM_ID.fullmatch(part) for part in parts):
                 raise ValueError("should be Telegram user ids (numbers) separated by commas, e.g. 123456789,987654321")
             return frozenset(int(part) for part in parts)
         return value
@@ -166,9 +171,3 @@ def read_settings(kind: type[AnySettings]) -> AnySettings:
             f"{which} wrong: {reason[0].lower()}{reason[1:]}{more}. It comes from the environment "
             f"or a .env file (looked for: {env_files_looked_at()}); .env.example describes every setting."
         ) from None
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return read_settings(Settings)

@@ -21,6 +21,8 @@ from typing import Self
 
 import sqlite_utils
 
+from core.backoff import Backoff
+from core.durations import Durations
 from core.settings import Settings
 from dicomnode.echo import NodeAddress, parse_address
 from dicomnode.results import TriageResult, secondary_capture, send
@@ -61,6 +63,7 @@ class DicomNode:
         self._scp: StorageScp | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.scans = Durations()  # analyses of series, skipped ones (not a head CT, unreadable) included
 
     @property
     def port(self) -> int:
@@ -71,6 +74,15 @@ class DicomNode:
     def idle(self) -> bool:
         """Nothing waiting or being analysed (for tests and benchmarks)."""
         return not self._waiting and not self._analysing
+
+    @property
+    def series_pending(self) -> int:
+        """Series received and not yet recorded: still arriving, waiting to fall idle, or being analysed."""
+        return len(self._waiting.keys() | self._analysing.keys())  # one may grow again while analysed
+
+    @property
+    def spool_bytes(self) -> int:
+        return 0 if self._spool is None else self._spool.used_bytes
 
     async def start(self) -> None:
         settings = self._settings
@@ -157,6 +169,7 @@ class DicomNode:
         first_s, longest_s, tries = self._result_retry_s
         loop = asyncio.get_running_loop()
         capture = await loop.run_in_executor(self._workers, secondary_capture, result)
+        backoff = Backoff(first_s, longest_s, jitter=False)
         for attempt in range(tries):
             try:
                 problem = await asyncio.to_thread(send, capture, self._settings.dicom_ae_title, self._destination)
@@ -165,7 +178,7 @@ class DicomNode:
             if problem is None:
                 log.info("result of study %s sent to %s", study_hash[:12], self._destination)
                 return
-            pause_s = min(longest_s, first_s * 2**attempt)
+            pause_s = backoff.next_delay()
             log.warning("result of study %s not taken by %s (%s); try %d of %d, next in %.1f s",
                         study_hash[:12], self._destination, problem, attempt + 1, tries, pause_s)
             if attempt + 1 < tries:
@@ -184,9 +197,10 @@ class DicomNode:
                 return
             show_accession = "accession" in self._settings.dicom_notify_fields
             judging = Judging(await self._store.call(self._site_profile), with_features=True)
-            outcome = await loop.run_in_executor(
-                self._workers, analyse_series, self._analyzer, spooled, show_accession, self._clock, judging
-            )
+            with self.scans.timing():
+                outcome = await loop.run_in_executor(
+                    self._workers, analyse_series, self._analyzer, spooled, show_accession, self._clock, judging
+                )
             record = outcome.record
             alert_id = await self._store.call(record_outcome, outcome, self._clock())
             log.info("series %s of study %s from %s: %s%s", record.series_hash[:12], record.study_hash[:12],

@@ -21,6 +21,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import SecondaryCaptureImageStorage
 
 from dicomnode.echo import NodeAddress
+from inference.percent import percent
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ SERIES_DESCRIPTION = "HemoWatch triage"
 SERIES_NUMBER = 9901
 DISCLAIMER = "Decision support, not a diagnosis."
 VERDICT_WORDS = {"hemorrhage": "haemorrhage suspected", "no_hemorrhage": "no haemorrhage suspected"}
+NOT_FOCAL = "no single region stands out on the heat-map"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +46,16 @@ class TriageResult:
     model_name: str
     model_version: str
     overlay_png: bytes
+    heatmap_shows_region: bool
 
 
 def describe(result: TriageResult) -> str:
-    """The words in the capture's comments: verdict, probability and threshold, model, disclaimer."""
-    return (f"{VERDICT_WORDS.get(result.verdict, result.verdict)}; probability {result.probability:.2f} "
-            f"(threshold {result.threshold:.2f}); model {result.model_name} {result.model_version}. {DISCLAIMER}")
+    """The words in the capture's comments: verdict, probability and threshold, whether a flagged study's
+    heat-map shows no region, model, disclaimer."""
+    plain = result.verdict == "hemorrhage" and not result.heatmap_shows_region
+    return (f"{VERDICT_WORDS.get(result.verdict, result.verdict)}; probability {percent(result.probability)} "
+            f"(threshold {percent(result.threshold)}); {NOT_FOCAL + '; ' if plain else ''}"
+            f"model {result.model_name} {result.model_version}. {DISCLAIMER}")
 
 
 def secondary_capture(result: TriageResult, now: datetime | None = None) -> Dataset:

@@ -62,6 +62,7 @@ class Spool:
 
     @property
     def used_bytes(self) -> int:
+        """What the spooled instances take, counted against the cap."""
         return self._used
 
     def write(self, dataset: Dataset, file_meta: FileMetaDataset, ae_title: str, now: float) -> SpooledSeries:

@@ -32,6 +32,7 @@ class SeriesOutcome:
     record: SeriesRecord
     header: StudyHeader
     overlay_png: bytes | None
+    heatmap_shows_region: bool | None  # a region of the heat-map stands out
     files: list[Path]  # the instances analysed, to delete once the result is stored
     for_pacs: TriageResult | None  # what goes back to PACS (a triaged series only); never stored
     assessed: StudyResult | None = None  # the verdict with its slices' features, when slices were assessed
@@ -43,7 +44,7 @@ def record_outcome(db: sqlite_utils.Database, outcome: SeriesOutcome, now: float
     transaction, so a study's case always matches its recorded verdict."""
     record, result = outcome.record, outcome.assessed
     with atomic(db):
-        alert_id = record_series(db, record, outcome.header, outcome.overlay_png, now)
+        alert_id = record_series(db, record, outcome.header, outcome.overlay_png, now, outcome.heatmap_shows_region)
         if result is not None and study_series(db, record.study_hash) == record.series_hash:
             keep_case(
                 db, scan_ref=study_ref(record.study_hash), source="dicom", model_sha256=result.model.sha256,
@@ -113,7 +114,8 @@ def analyse_series(
         for_pacs = TriageResult(
             str(header.StudyInstanceUID), str(header.get("StudyDate", "") or ""),
             str(header.get("StudyTime", "") or ""), accession or "", result.verdict, result.probability,
-            result.threshold, info.name, info.version, result.overlay_png,
+            result.threshold, info.name, info.version, result.overlay_png, bool(result.heatmap_shows_region),
         )
     assessed = None if reason or result.slice_features is None or not len(result.slice_features) else result
-    return SeriesOutcome(record, study, None if reason else result.overlay_png, files, for_pacs, assessed)
+    shown = (None, None) if reason else (result.overlay_png, result.heatmap_shows_region)
+    return SeriesOutcome(record, study, *shown, files, for_pacs, assessed)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,13 @@ from core.settings import ScanSettings
 from hemowatch.builders import analyzer_from_settings, site_profile_from_settings
 from inference.analyzer import Analyzer, Judging
 from inference.errors import InputError
+from inference.percent import percent
+from inference.result import StudyResult
 
 log = logging.getLogger(__name__)
+
+Row = tuple[dict[str, Any], StudyResult | None]
+"""One printed row: the JSON object, and the result it came from (None for an input that failed)."""
 
 VERDICT_WORDS = {
     "hemorrhage": "haemorrhage suspected",
@@ -27,7 +34,7 @@ _COLUMNS = ("input", "series", "verdict", "probability", "top slice", "assessabl
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Widths the table is printed with, row by row as each input finishes (so nothing is lost to Ctrl-C): wide
 # enough for the usual cells; a longer cell pushes the rest of its row along.
-_WIDTHS = {"series": 24, "verdict": 24, "probability": 12, "top slice": 9, "assessable": 10, "time": 7}
+_WIDTHS = {"series": 24, "verdict": 24, "probability": 16, "top slice": 9, "assessable": 10, "time": 7}
 
 
 def run_classify(args: argparse.Namespace, settings: ScanSettings) -> int:
@@ -46,9 +53,9 @@ def run_classify(args: argparse.Namespace, settings: ScanSettings) -> int:
             args.overlay_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             return _usage(f"cannot make the --overlay-dir folder {args.overlay_dir}: {error.strerror}")
-    inputs = [study for path in args.paths for study in _studies(path)]
+    inputs = [study for path in args.paths for study in _studies(path, args.study)]
     columns = _COLUMNS[:-1] + ("overlay", "note") if args.overlay_dir else _COLUMNS
-    out = _JsonLines() if args.json else _Table(columns, max(len(str(path)) for path in inputs))
+    out = _JsonLines() if args.json else _Table(columns, max(len(str(study.path)) for study in inputs))
     progress = _ProgressBar(len(inputs)) if len(inputs) > 1 and sys.stderr.isatty() else None
     overlays = _OverlayNames(args.overlay_dir) if args.overlay_dir else None
     failed = False
@@ -57,15 +64,15 @@ def run_classify(args: argparse.Namespace, settings: ScanSettings) -> int:
         analyzer = analyzer_from_settings(settings, model_path=model_path, threshold=args.threshold)
         judging = Judging(site_profile_from_settings(settings, analyzer.model_info.sha256))
         print(f"hemowatch classify: {_site_note(judging)}", file=sys.stderr)
-        for position, path in enumerate(inputs, start=1):
+        for position, study in enumerate(inputs, start=1):
             if progress:
-                progress.show(path)
-            rows, ok = _classify(analyzer, path, position, overlays, judging)
+                progress.show(study.path)
+            rows, ok = _classify(analyzer, study, position, overlays, judging)
             failed |= not ok
             if progress:
                 progress.clear()
-            for row in rows:
-                out.print(row)
+            for row, result in rows:
+                out.print(row, result)
             finished += 1
     except KeyboardInterrupt:
         if progress:
@@ -91,15 +98,31 @@ def _usage(message: str) -> int:
     return 2
 
 
-def _studies(path: Path) -> list[Path]:
-    """One study per path, except a folder of pictures (and no DICOM): each picture is a study of its own."""
+@dataclass(frozen=True)
+class _Study:
+    """One input: a path `analyze_path` reads, or a folder of `pictures` of one scan, the lowest slice first."""
+
+    path: Path
+    pictures: list[Path] | None = None
+
+
+def _studies(path: Path, pictures_as_study: bool) -> list[_Study]:
+    """One study per path, except a folder of pictures (and no DICOM): each picture is a study of its own, or
+    with `pictures_as_study` all of them one study, ordered by name."""
     if not path.is_dir():
-        return [path]
+        return [_Study(path)]
     files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
     pictures = [p for p in files if p.suffix.lower() in PICTURE_SUFFIXES]
     if pictures and not any(_starts_like_dicom(p) for p in files if p not in pictures):
-        return pictures
-    return [path]
+        if pictures_as_study:
+            return [_Study(path, sorted(pictures, key=lambda p: _name_order(p.relative_to(path))))]
+        return [_Study(picture) for picture in pictures]
+    return [_Study(path)]
+
+
+def _name_order(path: Path) -> list[str | int]:
+    """Sort key of a file name with the numbers in it compared as numbers: slice 2 before slice 10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.as_posix())]
 
 
 def _starts_like_dicom(path: Path) -> bool:
@@ -108,22 +131,26 @@ def _starts_like_dicom(path: Path) -> bool:
 
 
 def _classify(
-    analyzer: Analyzer, path: Path, position: int, overlays: _OverlayNames | None, judging: Judging
-) -> tuple[list[dict[str, Any]], bool]:
+    analyzer: Analyzer, study: _Study, position: int, overlays: _OverlayNames | None, judging: Judging
+) -> tuple[list[Row], bool]:
     """The rows of one input (one per series, or its error) and whether it could be read."""
+    path = study.path
     try:
-        results = analyzer.analyze_path(path, judging=judging)
+        if study.pictures is None:
+            results = analyzer.analyze_path(path, judging=judging)
+        else:
+            results = analyzer.analyze_pictures(study.pictures, judging=judging)
     except InputError as error:
-        return [{"input": str(path), "error": str(error)}], False
+        return [({"input": str(path), "error": str(error)}, None)], False
     except Exception:  # a fault on one input must not stop the others
         log.exception("analysis of input %d failed", position)
-        return [{"input": str(path), "error": "Unexpected error while analysing this input."}], False
+        return [({"input": str(path), "error": "Unexpected error while analysing this input."}, None)], False
     rows = []
     for number, result in enumerate(results, start=1):
         row = result.to_json_dict(str(path))
         if overlays is not None and result.overlay_png:
             row["overlay"] = str(overlays.write(path, number if len(results) > 1 else None, result.overlay_png))
-        rows.append(row)
+        rows.append((row, result))
     return rows, True
 
 
@@ -149,7 +176,7 @@ class _OverlayNames:
 
 
 class _JsonLines:
-    def print(self, row: dict[str, Any]) -> None:
+    def print(self, row: dict[str, Any], _: StudyResult | None) -> None:
         print(json.dumps(row), flush=True)
 
 
@@ -161,27 +188,29 @@ class _Table:
         self._widths = {"input": input_width, "overlay": 12, **_WIDTHS}
         self._heading_shown = False
 
-    def print(self, row: dict[str, Any]) -> None:
+    def print(self, row: dict[str, Any], result: StudyResult | None) -> None:
         if not self._heading_shown:
             self._line(dict(zip(self._columns, self._columns, strict=True)))
             self._heading_shown = True
-        self._line(_cells(row))
+        self._line(_cells(row, result))
 
     def _line(self, cells: dict[str, str]) -> None:
         print("  ".join(cells.get(column, "").ljust(self._widths.get(column, 0)) for column in self._columns).rstrip(),
               flush=True)
 
 
-def _cells(row: dict[str, Any]) -> dict[str, str]:
-    if "error" in row:
+def _cells(row: dict[str, Any], result: StudyResult | None) -> dict[str, str]:
+    """The table's cells; the probability as people see it elsewhere, from the result's unrounded figures."""
+    if result is None:
         return {"input": row["input"], "verdict": "error", "note": row["error"]}
     top = row["top_slice"]
     note = row["reason"] or "; ".join(row["warnings"])
+    shown = "-" if result.probability is None else f"{percent(result.probability)} (≥{percent(result.threshold)})"
     return {
         "input": row["input"],
         "series": row["series"],
         "verdict": VERDICT_WORDS[row["verdict"]] + (f" ({row['suspected_type']})" if row["suspected_type"] else ""),
-        "probability": "-" if row["probability"] is None else f"{row['probability']:.2f} (≥{row['threshold']:.2f})",
+        "probability": shown,
         "top slice": "-" if top is None else f"{top['index']} of {row['n_slices']}",
         "assessable": f"{row['n_assessable']}/{row['n_slices']}",
         "time": f"{row['elapsed_ms']:.0f} ms",

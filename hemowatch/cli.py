@@ -19,8 +19,17 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hemowatch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    classify = commands.add_parser("classify", help="analyse head CT scans (PNG/JPEG, DICOM, ZIP or folder)")
+    classify = commands.add_parser(
+        "classify", help="analyse head CT scans (PNG/JPEG, DICOM, ZIP or folder)",
+        description="Prints one verdict per study: a picture, a DICOM file, or each series of a ZIP or folder of "
+        "DICOM files. A folder of pictures gives one verdict per picture, or with --study one for them all.",
+    )
     classify.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="one study per path")
+    classify.add_argument(
+        "--study", action="store_true",
+        help="take a folder of pictures as the slices of one scan, ordered by file name (numbers in names compared "
+        "as numbers, lowest slice first), and judge it as one study, as a DICOM series is",
+    )
     classify.add_argument("--json", action="store_true", help="one JSON object per line per input")
     classify.add_argument("--overlay-dir", type=Path, help="write a heat-map overlay PNG per study here")
     classify.add_argument("--threshold", type=float, help="decision threshold (default: the model card's)")

@@ -20,7 +20,15 @@ from aiohttp import web
 from core.ports import PortTaken
 from core.settings import ScanSettings
 from hemowatch.demo.bedside import BedsideDevice
-from hemowatch.demo.cast import BOT_TOKEN, PATIENT_ID, PEOPLE, demo_settings, free_port, seed
+from hemowatch.demo.cast import (
+    BOT_TOKEN,
+    PATIENT_ID,
+    PEOPLE,
+    demo_settings,
+    examples_in_training_data,
+    free_port,
+    seed,
+)
 from hemowatch.demo.chat_page import ChatPage
 from hemowatch.signals import stop_on_signals
 from hemowatch.wiring import running
@@ -50,7 +58,8 @@ async def _demo(port: int, scan: ScanSettings) -> None:
             settings = demo_settings(scan, Path(folder), api.url, broker_port=free_port(), dicom_port=free_port())
             seed(settings.hemowatch_db, time.time())
             bedside = BedsideDevice(settings, PATIENT_ID)
-            page = ChatPage(api, bedside, settings.rule_hold_s, settings.escalate_after_s)
+            page = ChatPage(api, bedside, settings.rule_hold_s, settings.escalate_after_s,
+                            examples_in_training_data(settings.hemowatch_model))
             runner = web.AppRunner(page.app, shutdown_timeout=1)
             await runner.setup()
             try:
@@ -63,6 +72,8 @@ async def _demo(port: int, scan: ScanSettings) -> None:
                 ) from None
             try:
                 async with running(settings) as service:
+                    for person in PEOPLE:  # each opens the chat as on Telegram, and the bot greets them
+                        api.send_text(person.telegram_id, "/start")
                     await bedside.switch("stable")
                     print(f"HemoWatch demo: open http://127.0.0.1:{port} in a browser (Ctrl+C stops it). "
                           f"Its database is {settings.hemowatch_db}, removed on exit; its DICOM node is "

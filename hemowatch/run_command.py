@@ -10,6 +10,7 @@ from telegram.error import InvalidToken
 
 from core.ports import PortTaken
 from core.settings import Settings, env_files_looked_at
+from hemowatch.instance_lock import AlreadyRunning
 from hemowatch.signals import stop_on_signals
 from hemowatch.wiring import serve
 
@@ -43,7 +44,7 @@ def run_service(settings: Settings) -> int:
     except InvalidToken:
         print(INVALID_TOKEN, file=sys.stderr)
         return 2
-    except PortTaken as error:
+    except (PortTaken, AlreadyRunning) as error:
         print(error, file=sys.stderr)
         return 1
     return 0

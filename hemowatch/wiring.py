@@ -20,12 +20,16 @@ from telegram.error import InvalidToken
 from telegram.ext import Application
 
 from bot.application import build_application, register_menu
-from bot.notifier import TelegramNotifier
+from bot.notifier import notifier_of
+from bot.stats import BotStats
 from bot.telegram_calls import keep_trying, log_polling_error
 from core.settings import Settings
 from dicomnode.node import DicomNode
 from hemowatch.builders import scan_workers_from_settings, site_profile_lookup
+from hemowatch.health import Phase, Watched, serving
+from hemowatch.instance_lock import instance_lock
 from hemowatch.site_jobs import announce_changes, update_nightly
+from hemowatch.systemd import notify, watchdog
 from monitor.broker import EmbeddedBroker
 from monitor.vitals_monitor import VitalsMonitor
 from store.thread import StoreThread
@@ -53,10 +57,17 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
     cannot be reached; the bot keeps trying to connect and the outbox delivers once it can. Only the token
     check (getMe) is waited for, as a refused token ends the start; the command menu and receiving updates
     are set up in the background, retried while Telegram fails. The bot (its handlers and its notifier) has a
-    store thread of its own, like the monitor, so SQLite never runs on the loop.
+    store thread of its own, like the monitor, so SQLite never runs on the loop. Before anything starts, the
+    database is locked for this process (`hemowatch.instance_lock`): a second service on it raises AlreadyRunning.
+
+    Under systemd (`hemowatch.systemd`) the watchdog is pinged from the start, and READY=1 is sent once vitals are
+    stored and scans are taken: a Telegram that cannot be reached at boot must not have the unit killed for a
+    start that does not end. With METRICS_PORT, /healthz and /metrics (`hemowatch.health`) are served from then on.
     """
     bot_store = StoreThread("hemowatch-bot")
     async with AsyncExitStack() as stack:
+        stack.enter_context(instance_lock(settings.hemowatch_db))
+        await stack.enter_async_context(watchdog())
         stack.push_async_callback(bot_store.close)
         await bot_store.open(settings.hemowatch_db, settings.sqlite_synchronous)
         if not settings.mqtt_url:
@@ -65,9 +76,10 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         scan_workers = await asyncio.to_thread(scan_workers_from_settings, settings)
         stack.callback(scan_workers.close)
         site_profile = site_profile_lookup(scan_workers.model_info.sha256)
-        application = build_application(settings, scan_workers, bot_store, clock, site_profile)
+        bot_stats = BotStats()
+        application = build_application(settings, scan_workers, bot_store, clock, site_profile, bot_stats)
         stack.push_async_callback(application.shutdown)  # after the monitor has stopped delivering
-        monitor = VitalsMonitor(settings, TelegramNotifier(application.bot, bot_store, settings, clock), clock=clock)
+        monitor = VitalsMonitor(settings, notifier_of(application), clock=clock)
         await stack.enter_async_context(monitor)
         dicom = None
         if settings.dicom_port:
@@ -78,6 +90,10 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
             dicom = DicomNode(settings, dicom_workers, on_alert=monitor.outbox.wake, clock=clock,
                               site_profile=site_profile)
             await stack.enter_async_context(dicom)  # alerts wait in the outbox until the bot is connected
+        watched = Watched(monitor, bot_stats, dicom, clock)
+        if settings.metrics_port:
+            await stack.enter_async_context(serving(settings, watched))
+        notify("READY=1")
         if not await keep_trying("the token check (getMe)", application.initialize, meanwhile="vitals are still stored"):
             raise InvalidToken("Telegram refused the token check")
         await application.start()
@@ -92,8 +108,11 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
             background.append(asyncio.create_task(update_nightly(settings, application), name="site-profile-nightly"))
         stack.push_async_callback(_stop_receiving, application, background)
         log.info("HemoWatch is running as @%s", application.bot.username)
+        watched.phase = Phase.RUNNING
         yield RunningService(application, monitor, receiving, dicom)
         log.info("HemoWatch is stopping")
+        watched.phase = Phase.STOPPING
+        notify("STOPPING=1")
 
 
 async def serve(settings: Settings, stop: asyncio.Event, clock: Callable[[], float] = time.time) -> None:

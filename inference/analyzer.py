@@ -6,21 +6,21 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from inference.archive import is_zip, read_folder, read_zip
+from inference.archive import is_zip, read_files, read_folder, read_zip
 from inference.dicom import is_dicom, scan_series
 from inference.errors import InputError
 from inference.gate import Assessment, assess_slice
-from inference.images import picture_format, read_picture
+from inference.images import picture_format, read_picture, read_picture_series
 from inference.limits import Limits
 from inference.model import HaemorrhageModel
-from inference.overlay import OverlayCaption, render_overlay
+from inference.overlay import OverlayCaption, region_stands_out, render_overlay
 from inference.preprocess import PreparedSlice, batch_of, prepare_slice
 from inference.result import ModelInfo, SiteProfileInfo, StudyResult
 from inference.scan import Series, Slice, Window
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 BATCH_SIZE = 8  # slices per model call: as fast per slice as 32 here, at about a third of onnxruntime's memory
 SHOWN_TYPE_PROBABILITY = 0.5
+SLAB_MM = 5.0  # a thin-slice series is judged on slabs this thick: the slices the model learnt on (CT-ICH's)
 _LookedAt = dict[int, tuple[np.ndarray, tuple[int, int, int], np.ndarray]]
 
 
@@ -131,7 +132,7 @@ class Analyzer:
         """A picture, DICOM file, ZIP or folder of DICOM files on disk."""
         started = time.perf_counter()
         if path.is_dir():
-            series = scan_series(read_folder(path, self._limits), self._limits, strict=False, threads=self._threads)
+            series = self._dicom_series(read_folder(path, self._limits), strict=False)
             return self._analyze_all(series, started, progress or _silent, judging)
         if not path.is_file():
             raise InputError("No such file or folder.")
@@ -141,6 +142,16 @@ class Analyzer:
         if zipped:  # read member by member from disk, never the whole archive into memory
             return self._analyze_all(self._zip_series(path), started, progress or _silent, judging)
         return self.analyze_bytes(path.read_bytes(), path.name, progress, judging)
+
+    def analyze_pictures(
+        self, paths: Sequence[Path], progress: Progress | None = None, judging: Judging = SHIPPED
+    ) -> list[StudyResult]:
+        """Pictures of one scan's slices, the lowest first, judged as one series (as a DICOM series is: a study
+        verdict once two or more slices are assessable)."""
+        started = time.perf_counter()
+        named = zip((path.name for path in paths), read_files(paths, self._limits))
+        series = read_picture_series(named, len(paths), self._limits)
+        return self._analyze_all([series], started, progress or _silent, judging)
 
     def analyze_bytes(
         self, data: bytes | bytearray, filename: str, progress: Progress | None = None, judging: Judging = SHIPPED
@@ -160,7 +171,11 @@ class Analyzer:
             )
 
     def _zip_series(self, source: bytes | bytearray | Path) -> list[Series]:
-        return scan_series(read_zip(source, self._limits), self._limits, strict=False, threads=self._threads)
+        return self._dicom_series(read_zip(source, self._limits), strict=False)
+
+    def _dicom_series(self, files: Iterable[bytes], strict: bool) -> list[Series]:
+        """The DICOM series among the files, a thin-slice one in `SLAB_MM` slabs."""
+        return scan_series(files, self._limits, strict=strict, threads=self._threads, slab_mm=SLAB_MM)
 
     def _read(self, data: bytes | bytearray, filename: str) -> list[Series]:
         if is_zip(data):
@@ -168,7 +183,7 @@ class Analyzer:
         if picture_format(data):
             return [read_picture(data, self._limits)]
         if is_dicom(data) or filename.lower().endswith((".dcm", ".dicom")):
-            return scan_series([data], self._limits, strict=True, threads=self._threads)
+            return self._dicom_series([data], strict=True)
         raise InputError("HemoWatch reads PNG, JPEG, DICOM, or a ZIP of DICOM files; this file is none of these.")
 
     def _analyze_all(
@@ -192,10 +207,11 @@ class Analyzer:
         for index, probability in zip(assessable, judged):
             probabilities[index] = float(probability)
         outcome = study_verdict(probabilities, self._operating_point(profile))
-        overlay, suspected_type = None, None
+        overlay, suspected_type, shows_region = None, None, None
         if outcome.top_slice is not None:
             top = outcome.top_slice[0]
             cam, box, kinds = looked_at[top]
+            shows_region = region_stands_out(cam)
             suspected_type = self._suspected_type(outcome.verdict, kinds)
             caption = OverlayCaption(
                 flagged=outcome.verdict == "hemorrhage",
@@ -220,6 +236,7 @@ class Analyzer:
             elapsed_ms=read_ms + (time.perf_counter() - started) * 1000,
             warnings=list(series.warnings),
             overlay_png=overlay,
+            heatmap_shows_region=shows_region,
             suspected_type=suspected_type,
             site_profile=None if profile is None or profile.id is None else SiteProfileInfo(profile.id, profile.n_cases),
             slice_features=features.astype(np.float32) if with_features else None,

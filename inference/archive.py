@@ -6,7 +6,7 @@ import io
 import threading
 import zipfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -108,6 +108,11 @@ def read_folder(folder: Path, limits: Limits) -> Iterator[bytes]:
         for path in folder.rglob("*")
         if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
     )
+    return read_files(paths, limits)
+
+
+def read_files(paths: Sequence[Path], limits: Limits) -> Iterator[bytes]:
+    """The contents of the files, in the order given, within the caps of a folder (checked at once)."""
     if len(paths) > limits.max_files:
         raise InputError(f"The folder holds {len(paths)} files; at most {limits.max_files} are read.")
     if sum(path.stat().st_size for path in paths) > limits.max_uncompressed_bytes:

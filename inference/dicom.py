@@ -14,6 +14,10 @@ the GIL back, and the slices would be gated one numpy call per decoded frame. Wo
 were measured too: on two cores shared with the model's threads they were slower than threads, and they
 would re-import the caller's main module and escape a per-process memory limit. Each slice is kept as int16
 Hounsfield units, and a file's pixel bytes are dropped once its frames are decoded.
+
+Asked for slabs (`slab_mm`), a thin-slice series (its slices under half a slab apart) is handed over as slabs:
+the mean Hounsfield units of the consecutive slices within each `slab_mm` along the slice normal, as a
+scanner's thick reconstruction would show them. Each slab is decoded and averaged by one thread.
 """
 
 from __future__ import annotations
@@ -60,20 +64,24 @@ def is_dicom(data: bytes) -> bool:
     return data[128:132] == b"DICM"
 
 
-def read_series(files: Iterable[bytes], limits: Limits, *, strict: bool, threads: int = 1) -> list[Series]:
+def read_series(
+    files: Iterable[bytes], limits: Limits, *, strict: bool, threads: int = 1, slab_mm: float | None = None
+) -> list[Series]:
     """Every image series among the files, decoded, ordered from the lowest slice to the highest.
 
     With `strict`, a file that is not DICOM is an error (a single upload); otherwise it is skipped (a ZIP or
-    folder may hold a README or a DICOMDIR beside the images).
+    folder may hold a README or a DICOMDIR beside the images). With `slab_mm`, a thin-slice series comes as slabs.
     """
-    series = scan_series(files, limits, strict=strict, threads=threads)
+    series = scan_series(files, limits, strict=strict, threads=threads, slab_mm=slab_mm)
     for item in series:
         for _ in item.stream():
             pass
     return series
 
 
-def scan_series(files: Iterable[bytes], limits: Limits, *, strict: bool, threads: int = 1) -> list[Series]:
+def scan_series(
+    files: Iterable[bytes], limits: Limits, *, strict: bool, threads: int = 1, slab_mm: float | None = None
+) -> list[Series]:
     """Every image series among the files, as `read_series`, with headers read and checked but pixels not yet
     decoded: each series decodes its slices while `Series.stream()` is consumed.
 
@@ -95,7 +103,7 @@ def scan_series(files: Iterable[bytes], limits: Limits, *, strict: bool, threads
     for ds in datasets:
         groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
     ordered = sorted(groups.values(), key=lambda group: _series_number(group[0]) or 0)
-    return [_series(group, ordinal, max(1, threads)) for ordinal, group in enumerate(ordered, start=1)]
+    return [_series(group, ordinal, max(1, threads), slab_mm) for ordinal, group in enumerate(ordered, start=1)]
 
 
 def _parse(data: bytes, limits: Limits, *, strict: bool) -> Dataset | None:
@@ -247,10 +255,11 @@ class _Frame:
     instance: int | None
 
 
-def _series(datasets: Sequence[Dataset], ordinal: int, threads: int) -> Series:
+def _series(datasets: Sequence[Dataset], ordinal: int, threads: int, slab_mm: float | None) -> Series:
     first = datasets[0]
     modality = str(first.get("Modality", "")).upper() or "unknown modality"
     frames = _order([frame for ds in datasets for frame in _frames(ds)])
+    slabs = _slabs(frames, slab_mm) if slab_mm else [[frame] for frame in frames]
     number = _series_number(first) or ordinal
     warnings = []
     if modality != "CT":
@@ -258,13 +267,16 @@ def _series(datasets: Sequence[Dataset], ordinal: int, threads: int) -> Series:
     normal = _normal(first, 0 if _frame_count(first) > 1 else None)
     if normal is not None and abs(normal[2]) < _AXIAL_MIN_COSINE:
         warnings.append("The series is not axial; the model was trained on axial slices")
+    count = f"{len(frames)} slice{'s' if len(frames) != 1 else ''}"
+    if len(slabs) < len(frames):
+        count += f" as {len(slabs)} slabs of {slab_mm:g} mm"
     return Series(
-        label=f"series {number} ({modality}, {len(frames)} slice{'s' if len(frames) != 1 else ''})",
+        label=f"series {number} ({modality}, {count})",
         slices=[],
         is_ct=modality == "CT",
         warnings=warnings,
-        pending=_Decoding(frames, threads),
-        n_slices=len(frames),
+        pending=_Decoding(slabs, threads),
+        n_slices=len(slabs),
     )
 
 
@@ -284,53 +296,78 @@ def _order(frames: list[_Frame]) -> list[_Frame]:
     return frames
 
 
-class _Decoding:
-    """The series' frames to decode, once: a second call yields nothing (the slices are in `Series.slices`)."""
+def _slabs(frames: list[_Frame], slab_mm: float) -> list[list[_Frame]]:
+    """The frames in slabs of `slab_mm` along the slice normal, counted from the lowest frame, when they lie under
+    half a slab apart (the median gap) and alike (same size and pixel spacing); otherwise one frame each."""
+    alone = [[frame] for frame in frames]
+    positions = [frame.position for frame in frames if frame.position is not None]
+    if len(frames) < 2 or len(positions) < len(frames) or float(np.median(np.diff(positions))) >= slab_mm / 2:
+        return alone
+    if len({(_int(f.dataset.get("Rows")), _int(f.dataset.get("Columns")), _spacing(f.dataset, f.index))
+            for f in frames}) > 1:
+        return alone
+    slabs: dict[int, list[_Frame]] = {}
+    for frame, position in zip(frames, positions):
+        slabs.setdefault(int((position - positions[0]) // slab_mm), []).append(frame)
+    return list(slabs.values())
 
-    def __init__(self, frames: list[_Frame], threads: int) -> None:
-        self._frames: list[_Frame] | None = frames
+
+class _Decoding:
+    """The series' slabs of frames to decode, once: a second call yields nothing (the slices are in
+    `Series.slices`)."""
+
+    def __init__(self, slabs: list[list[_Frame]], threads: int) -> None:
+        self._slabs: list[list[_Frame]] | None = slabs
         self._threads = threads
 
     def __call__(self, work: SliceWork) -> Iterator[tuple[Slice, object]]:
-        frames, self._frames = self._frames, None
-        return _decoded(frames or [], self._threads, work)
+        slabs, self._slabs = self._slabs, None
+        return _decoded(slabs or [], self._threads, work)
 
 
-def _decoded(frames: list[_Frame], threads: int, work: SliceWork) -> Iterator[tuple[Slice, object]]:
-    """The frames' slices in order with `work(slice)`, decoded and worked on by `threads` threads at most
-    `_AHEAD` slices ahead of the reader.
+def _decoded(slabs: list[list[_Frame]], threads: int, work: SliceWork) -> Iterator[tuple[Slice, object]]:
+    """The slabs' slices in order with `work(slice)`, decoded and worked on by `threads` threads at most
+    `_AHEAD` frames ahead of the reader.
 
     Nothing starts until the first slice is asked for; closing the iterator early stops the threads.
     """
-    frames_left = Counter(id(frame.dataset) for frame in frames)
-    waiting: deque[tuple[_Frame, Future[tuple[Slice, object]]]] = deque()
-    upcoming = iter(frames)
+    frames_left = Counter(id(frame.dataset) for slab in slabs for frame in slab)
+    waiting: deque[tuple[list[_Frame], Future[tuple[Slice, object]]]] = deque()
+    upcoming = iter(slabs)
     executor = ThreadPoolExecutor(threads, thread_name_prefix="dicom-decode")
     try:
         while True:
-            while len(waiting) < _AHEAD and (frame := next(upcoming, None)) is not None:
-                modality = _lookup(frame.dataset, frame.index, "PixelValueTransformationSequence")
-                spacing = _spacing(frame.dataset, frame.index)
-                waiting.append(
-                    (frame, executor.submit(_decoded_slice, frame.dataset, frame.index, modality, spacing, work))
-                )
+            while sum(len(slab) for slab, _ in waiting) < _AHEAD and (slab := next(upcoming, None)) is not None:
+                waiting.append((slab, executor.submit(_decoded_slice, slab, work)))
             if not waiting:
                 return
-            frame, future = waiting.popleft()
+            slab, future = waiting.popleft()
             done = future.result()
-            frames_left[id(frame.dataset)] -= 1
-            if not frames_left[id(frame.dataset)]:
-                del frame.dataset.PixelData  # the pixels now live in the slices; drop the file's copy
+            for frame in slab:
+                frames_left[id(frame.dataset)] -= 1
+                if not frames_left[id(frame.dataset)]:
+                    del frame.dataset.PixelData  # the pixels now live in the slices; drop the file's copy
             yield done
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _decoded_slice(
-    ds: Dataset, index: int | None, modality: Dataset, spacing_mm: float | None, work: SliceWork
-) -> tuple[Slice, object]:
-    decoded = Slice(hu=decode_hu(ds, index, modality), spacing_mm=spacing_mm)
+def _decoded_slice(slab: list[_Frame], work: SliceWork) -> tuple[Slice, object]:
+    """One slab's slice (a lone frame's, or the mean of several, rounded) with `work` done on it."""
+    first = slab[0]
+    hu = _frame_hu(first)
+    if len(slab) > 1:
+        total = hu.astype(np.int32)
+        for frame in slab[1:]:
+            total += _frame_hu(frame)
+        hu = np.rint(total / len(slab)).astype(np.int16)
+    decoded = Slice(hu=hu, spacing_mm=_spacing(first.dataset, first.index))
     return decoded, work(decoded)
+
+
+def _frame_hu(frame: _Frame) -> np.ndarray:
+    modality = _lookup(frame.dataset, frame.index, "PixelValueTransformationSequence")
+    return decode_hu(frame.dataset, frame.index, modality)
 
 
 def decode_hu(ds: Dataset, index: int | None, modality: Dataset) -> np.ndarray:

@@ -3,7 +3,10 @@
 DICOM slices are judged in Hounsfield units: brain-density tissue (0-80 HU) enclosed by the skull (>300 HU),
 as a share of the head's cross-section. Skull-base slices (mostly bone, face and neck) and vertex slices
 (a cap of bone) fall below that share. Pictures carry no units, so they are judged by what any exported
-CT slice looks like: shades of grey, a dark background and a bright head in the middle.
+CT slice looks like: shades of grey, a dark background and a bright head in the middle. A head that fills less
+than a fifth of the picture is mostly a slice near the skull base or the top of the skull (where the head's
+cross-section is small) and is judged as a DICOM slice is, by the brain it shows inside the skull, the skull
+being the saturated white of a brain window.
 """
 
 from __future__ import annotations
@@ -33,7 +36,12 @@ _MAX_COLOUR_SHARE = 0.02
 _MIN_CONTRAST = 0.05  # standard deviation of grey levels below this is a blank picture
 _MAX_BACKGROUND = 0.45  # grey level of the picture's border: CT backgrounds are black or dark grey
 _HEAD_LEVEL = 0.15
-_MIN_HEAD_SHARE = 0.2
+_MIN_HEAD_SHARE = 0.2  # a head filling this share of the picture is a usual export of a slice: assessed as it is
+_MIN_SMALL_HEAD_SHARE = 0.05  # a smaller bright object is no head
+_PICTURE_BONE = 0.9  # grey level of bone on the small copy: saturated in a brain window, a little blurred
+_PICTURE_SCALP = 3  # pixels of the small copy (about 6 mm of a usual view): tissue this near the skin is scalp
+
+LITTLE_BRAIN = "Mostly bone or little brain in view (skull base, top of the skull, or no head)."
 
 
 @dataclass(frozen=True)
@@ -63,21 +71,26 @@ def brain_share(hu: np.ndarray, spacing_mm: float | None = None) -> float:
     mean = _blocks(hu, step, add) / step**2
     bone = _blocks(hu, step, np.maximum) > BONE_HU  # any bone in a block keeps the skull ring closed
     head = _largest(filled(mean > AIR_HU))
-    area = int(head.sum())
-    if area < _MIN_HEAD_BLOCKS:
+    if int(head.sum()) < _MIN_HEAD_BLOCKS:
         return 0.0
     scalp_depth = max(1, round(_SCALP_MM / (step * (spacing_mm or _DEFAULT_SPACING_MM))))
-    near_skin = head & ~eroded(head, scalp_depth)
     tissue = head & ~bone & (mean >= BRAIN_HU[0]) & (mean <= BRAIN_HU[1])
+    return _enclosed_share(head, tissue, scalp_depth)
+
+
+def _enclosed_share(head: np.ndarray, tissue: np.ndarray, scalp_depth: int) -> float:
+    """Share of `head` that is `tissue` in parts reaching no closer than `scalp_depth` to the skin: brain, which
+    the skull separates from the scalp."""
+    near_skin = head & ~eroded(head, scalp_depth)
     labels, _ = ndimage.label(tissue)
     outside_skull = np.unique(labels[near_skin & tissue])
     brain = tissue & ~np.isin(labels, outside_skull)
-    return float(brain.sum()) / area
+    return float(brain.sum()) / int(head.sum())
 
 
 def assess_hu(hu: np.ndarray, spacing_mm: float | None = None) -> Assessment:
     if brain_share(hu, spacing_mm) < MIN_BRAIN_SHARE:
-        return Assessment(False, "Mostly bone or no brain in view (skull base, top of the skull, or no head).")
+        return Assessment(False, LITTLE_BRAIN)
     return ASSESSABLE
 
 
@@ -91,8 +104,12 @@ def assess_picture(grey: np.ndarray, colour_share: float = 0.0) -> Assessment:
     if np.median(border) > _MAX_BACKGROUND:
         return Assessment(False, "The picture has a light background; a CT slice shows the head on black.")
     head = filled(_largest(small > _HEAD_LEVEL))
-    if head.mean() < _MIN_HEAD_SHARE:
+    if head.mean() >= _MIN_HEAD_SHARE:
+        return ASSESSABLE
+    if head.mean() < _MIN_SMALL_HEAD_SHARE:
         return Assessment(False, "No head can be seen in the picture.")
+    if _enclosed_share(head, head & (small < _PICTURE_BONE), _PICTURE_SCALP) < MIN_BRAIN_SHARE:
+        return Assessment(False, LITTLE_BRAIN)
     return ASSESSABLE
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -48,6 +49,29 @@ def read_picture(data: bytes, limits: Limits) -> Series:
         slices=[Slice(picture=grey, colour_share=_colour_share(image))],
         is_ct=True,
     )
+
+
+def read_picture_series(pictures: Iterable[tuple[str, bytes]], count: int, limits: Limits) -> Series:
+    """`count` pictures `(name, content)` of one scan's slices, the lowest first, as one series; a picture that
+    cannot be read is named in the error."""
+    if count > limits.max_slices:
+        raise InputError(f"The scan has {count} slices; at most {limits.max_slices} can be analysed at once.")
+    slices: list[Slice] = []
+    pixels = 0
+    for name, data in pictures:
+        try:
+            (item,) = read_picture(data, limits).slices
+        except InputError as error:
+            raise InputError(f"{name}: {error}") from error
+        assert item.picture is not None
+        pixels += item.picture.size
+        if pixels > limits.max_scan_pixels:
+            raise InputError(
+                f"The pictures have over {limits.max_scan_pixels / 1e6:.0f} million pixels together; at most that "
+                "many can be analysed at once."
+            )
+        slices.append(item)
+    return Series(label=f"pictures ({len(slices)} slices)", slices=slices, is_ct=True)
 
 
 def _colour_share(image: Image.Image) -> float:

@@ -4,6 +4,10 @@ with the verdict written under the picture, as a PNG small enough for a phone.
 Pure functions, data in and PNG bytes out. The class-activation map is coarse (a few cells across the head):
 it is upsampled smoothly, only its positive evidence is coloured, and the colour is confined to the
 intracranial region found on the slice itself, so it never lies over scalp, skull or the air around the head.
+
+A map is coloured only when a region of it stands out (`region_stands_out`); otherwise the picture stays grey and,
+on a flagged study, its caption says that no single region stands out, so a faint tint is never passed off as
+the place the model looked.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from inference.masks import dilated, eroded, filled
+from inference.percent import percent
 
 MAX_SIDE = 720  # pixels of the image part: a phone screen's width, and a PNG of roughly 100-400 kB
 _MIN_SIDE = 480  # smaller pictures are enlarged to this, so the caption stays readable beside them
@@ -27,6 +32,11 @@ _OPACITY = {True: 0.55, False: 0.3}  # flagged study: clear colour; not flagged:
 _SMOOTHING = 0.25  # Gaussian sigma after bicubic upsampling, as a share of one map cell
 _SMOOTHING_SIDE = 128  # pixels of the grid the map is smoothed on before it is resized to the box
 _COLOURS = np.array([[255, 235, 60], [255, 140, 0], [215, 0, 0]], dtype=np.float32)  # weak, middle, strong
+
+# A region stands out when the map's strongest evidence for haemorrhage is at least this share of its strongest
+# evidence of either sign, and at least this large (map units: the map's mean plus a bias is the slice's logit).
+STANDS_OUT_SHARE = 0.5
+STANDS_OUT_EVIDENCE = 1.0
 
 # The intracranial region, on grey levels in [0, 1] of a brain window.
 _BONE = 0.95  # at or above: bone (saturated white in a brain window)
@@ -57,12 +67,12 @@ class OverlayCaption:
     suspected_type: str | None = None  # e.g. "epidural", only where the model is good enough to name it
 
     def lines(self, focal: bool = True) -> list[str]:
-        """The caption's lines, the verdict first and the decision-support line last. `focal` is whether any
-        region of the slice is coloured: a flagged study whose slice has none says so, so an uncoloured picture
-        is not taken for a failed one."""
+        """The caption's lines, the verdict first and the decision-support line last. `focal` is whether a
+        region of the map stands out (and is coloured): a flagged study whose slice has none says so, so an
+        uncoloured picture is not taken for a failed one."""
         lines = [
             "Haemorrhage suspected" if self.flagged else "No haemorrhage suspected",
-            f"Probability {_percent(self.probability)} (threshold {self.threshold:.0%})",
+            f"Probability {percent(self.probability)} (threshold {percent(self.threshold)})",
         ]
         if self.slice_count > 1:
             lines.append(f"Heat-map on slice {self.slice_number} of {self.slice_count}")
@@ -74,9 +84,26 @@ class OverlayCaption:
         return lines
 
 
+def region_stands_out(cam: np.ndarray) -> bool:
+    """Whether the class-activation map points at a region: its strongest positive cell is at least
+    `STANDS_OUT_SHARE` of its strongest cell of either sign and at least `STANDS_OUT_EVIDENCE`.
+
+    On the CT-ICH slice pictures the model scores above 0.5 the share has two humps, with few slices between 0.3
+    and 0.9: on 110 of 196 bleeding slices the strongest cell is evidence for haemorrhage (share 1, all but one
+    over 1.4), while on 54 of 108 clean slices no cell reaches a tenth of the strongest evidence against (the score
+    rests on the slice as a whole; on the shared GE series' most suspicious slice, a third). By this rule 124 of
+    those bleeding slices show a region and 24 of the clean ones."""
+    evidence = np.nan_to_num(np.asarray(cam, dtype=np.float32))
+    if not evidence.size:
+        return False
+    strongest = float(evidence.max())
+    return strongest >= STANDS_OUT_EVIDENCE and strongest >= STANDS_OUT_SHARE * float(np.abs(evidence).max())
+
+
 def render_overlay(grey: np.ndarray, cam: np.ndarray, box: tuple[int, int, int], caption: OverlayCaption) -> bytes:
     """PNG of the grey slice with the class-activation map laid over the square `box = (top, left, side)` (source
-    pixels, as the model saw it), coloured inside the head only, above a band with the caption."""
+    pixels, as the model saw it), coloured inside the head only when a region stands out, above a band with the
+    caption."""
     height, width = np.shape(grey)
     scale = _display_scale(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -84,7 +111,8 @@ def render_overlay(grey: np.ndarray, cam: np.ndarray, box: tuple[int, int, int],
     shown = np.clip(np.nan_to_num(shown), 0.0, 1.0)
     top, left, side = box
     shown_box = (round(top * scale), round(left * scale), max(1, round(side * scale)))
-    alpha = heat_alpha(shown, cam, shown_box, caption.flagged)
+    focal = region_stands_out(cam)
+    alpha = heat_alpha(shown, cam, shown_box, caption.flagged) if focal else np.zeros(shown.shape, np.float32)
     grey_levels = np.round(shown * 255)
     picture = np.repeat(grey_levels.astype(np.uint8)[..., None], 3, axis=2)
     coloured = alpha > 0  # blended there only: most of the picture keeps its grey
@@ -93,7 +121,7 @@ def render_overlay(grey: np.ndarray, cam: np.ndarray, box: tuple[int, int, int],
     picture[coloured] = np.round(grey_levels[coloured][:, None] * (1 - strength) + colour * strength)
     image = Image.fromarray(picture, "RGB")
     buffer = io.BytesIO()
-    captioned = _with_caption(image, caption, focal=bool(coloured.any()))
+    captioned = _with_caption(image, caption, focal)
     captioned.save(buffer, format="PNG", compress_level=3)  # a little larger, several times faster
     return buffer.getvalue()
 
@@ -238,7 +266,3 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, room: f
         else:
             lines.append(word)
     return lines or [""]
-
-
-def _percent(probability: float) -> str:
-    return "under 1%" if probability < 0.005 else f"{probability:.0%}"

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from inference.percent import DECIMALS
 from inference.study import Verdict
 
 
@@ -42,6 +43,7 @@ class StudyResult:
     elapsed_ms: float
     warnings: list[str] = field(default_factory=list)
     overlay_png: bytes | None = field(default=None, repr=False)  # heat-map on the top slice
+    heatmap_shows_region: bool | None = None  # a region of the heat-map stands out (None: no heat-map)
     suspected_type: str | None = None  # e.g. "epidural", only on a flagged study, only types the model tells apart
     site_profile: SiteProfileInfo | None = None  # None: the shipped model's own calibration and thresholds
     # The assessable slices' pooled features and the shipped model's probabilities of them (lowest slice first),
@@ -55,13 +57,13 @@ class StudyResult:
             "input": input_name,
             "series": self.series_label,
             "verdict": self.verdict,
-            "probability": None if self.probability is None else round(self.probability, 4),
-            "threshold": self.threshold,
+            "probability": None if self.probability is None else round(self.probability, DECIMALS),
+            "threshold": round(self.threshold, DECIMALS),
             "n_slices": self.n_slices,
             "n_assessable": self.n_assessable,
             "top_slice": None
             if self.top_slice is None
-            else {"index": self.top_slice[0], "probability": round(self.top_slice[1], 4)},
+            else {"index": self.top_slice[0], "probability": round(self.top_slice[1], DECIMALS)},
             "suspected_type": self.suspected_type,
             "reason": self.reason,
             "warnings": self.warnings,

@@ -23,22 +23,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from core.notifications import Severity
-from core.vitals import VitalSample
-from monitor.news2 import PARAMETER_NAMES, News2, consciousness, news2_score
+from core.notifications import NEWS2_CONDITIONS, Severity
+from core.vitals import NEWS2_PARAMETERS, VITALS, VitalSample
+from monitor.news2 import News2, consciousness, news2_score
 from monitor.rules import IDLE, RAISED, Condition, ThresholdRule, beyond, debounce, threshold_title
 
 SBP_CEILING_MARGIN = 5.0  # mmHg back below the ceiling before `sbp_ceiling` clears
 GCS_DROP = 2  # points below baseline that make an emergency
 NEWS2_MARGIN = 1  # a raised NEWS2 alert stays while the score is within this many points under its level
+NEWS2, NEWS2_HIGH = NEWS2_CONDITIONS
 _NEWS2_INPUTS = ("rr", "spo2", "sbp", "hr", "temp")
 
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    hold_s: float = 30.0
-    sbp_ceiling: float = 160.0
-    stale_after_s: float = 300.0
+    """The engine's limits; those a site may set come from the settings, which hold their defaults (see
+    `monitor.vitals_monitor.engine_config`)."""
+
+    hold_s: float
+    sbp_ceiling: float
+    stale_after_s: float
     gcs_baseline_s: float = 3600.0
     news2_window_s: float = 900.0  # how old an observation may be and still complete a NEWS2 set
 
@@ -67,7 +71,7 @@ class AlertRaised:
     severity: Severity
     title: str
     values: dict[str, Any]
-    news2: News2 | None = None
+    news2: News2 | None = None  # the patient's NEWS2 with the sample that raised it, whatever the condition
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,7 @@ class _Step:
         self.conditions = dict(state.conditions)
         self.events: list[Event] = []
         self.ts = ts
+        self.news2: News2 | None = None  # the patient's NEWS2 with this sample, given with every alert it raises
 
     def raised(self, condition: str) -> bool:
         return self.conditions.get(condition, IDLE).raised
@@ -107,10 +112,8 @@ class _Step:
             self.events.append(AlertCleared(condition))
         return change is True
 
-    def alert(
-        self, condition: str, severity: Severity, title: str, values: dict[str, Any], news2: News2 | None = None
-    ) -> None:
-        self.events.append(AlertRaised(condition, severity, title, values, news2))
+    def alert(self, condition: str, severity: Severity, title: str, values: dict[str, Any]) -> None:
+        self.events.append(AlertRaised(condition, severity, title, values, self.news2))
 
 
 def assess(
@@ -127,6 +130,10 @@ def assess(
         return replace(state, last_seen=sample.received_at, conditions=step.conditions), step.events, None
 
     present = sample.values()
+    observations = dict(state.observations)
+    for name, value in present.items():
+        observations[name] = (at, value)
+    step.news2 = news2 = _news2(observations, at, config.news2_window_s)
     for rule in profile.rules.values():
         value = present.get(rule.vital)
         if value is None or (rule.within(value) and not (step.conditions and step.tracks(rule.conditions))):
@@ -141,15 +148,11 @@ def assess(
         if sample.sbp is not None:
             breached = beyond(sample.sbp, config.sbp_ceiling, "high", step.raised("sbp_ceiling"), SBP_CEILING_MARGIN)
             if step.judge("sbp_ceiling", breached, config.hold_s):
-                title = f"Systolic pressure above {config.sbp_ceiling:g} mmHg"
+                title = f"{VITALS['sbp'].label} above {VITALS['sbp'].reading(config.sbp_ceiling)}"
                 step.alert("sbp_ceiling", Severity.URGENT, title, present | {"measured_at": step.ts})
         if sample.gcs is not None:
             gcs_baseline = _judge_gcs(step, gcs_baseline, sample.gcs, present, config)
 
-    observations = dict(state.observations)
-    for name, value in present.items():
-        observations[name] = (at, value)
-    news2 = _news2(observations, at, config.news2_window_s)
     if news2 is not None:
         _judge_news2(step, news2, observations, config.hold_s)
     devices = {**state.devices, sample.device: sample.ts}
@@ -183,13 +186,13 @@ def _news2(observations: Mapping[str, tuple[float, Any]], now: float, window_s: 
 
 def _judge_news2(step: _Step, news2: News2, observations: Mapping[str, tuple[float, Any]], hold_s: float) -> None:
     total, risk = news2.total, news2.risk
-    high = total >= 7 - (NEWS2_MARGIN if step.raised("news2_high") else 0)
-    _judge_news2_level(step, "news2_high", high, Severity.EMERGENCY, news2, observations, hold_s)
-    if step.raised("news2"):  # stays while within the margin, also once the score has climbed to high risk
+    high = total >= 7 - (NEWS2_MARGIN if step.raised(NEWS2_HIGH) else 0)
+    _judge_news2_level(step, NEWS2_HIGH, high, Severity.EMERGENCY, news2, observations, hold_s)
+    if step.raised(NEWS2):  # stays while within the margin, also once the score has climbed to high risk
         urgent = total >= 5 - NEWS2_MARGIN or max(news2.components.values()) == 3
     else:  # counts from 5 (or a 3) up; a patient already alerted at high risk gets no second, urgent, alert
-        urgent = risk is not None and not step.raised("news2_high")
-    _judge_news2_level(step, "news2", urgent, Severity.URGENT, news2, observations, hold_s)
+        urgent = risk is not None and not step.raised(NEWS2_HIGH)
+    _judge_news2_level(step, NEWS2, urgent, Severity.URGENT, news2, observations, hold_s)
 
 
 def _judge_news2_level(
@@ -198,14 +201,14 @@ def _judge_news2_level(
 ) -> None:
     if step.judge(condition, breached, hold_s, clear_hold_s=hold_s):
         values = {name: value for name, (_, value) in observations.items()} | {"measured_at": step.ts}
-        step.alert(condition, severity, _news2_title(news2), values, news2)
+        step.alert(condition, severity, _news2_title(news2), values)
 
 
 def _news2_title(news2: News2) -> str:
     if news2.total >= 5:
         return f"NEWS2 {news2.total} ({'high' if news2.total >= 7 else 'medium'} risk)"
     worst = max(news2.components, key=news2.components.__getitem__)
-    return f"NEWS2 {news2.total} ({PARAMETER_NAMES[worst]} scores 3)"
+    return f"NEWS2 {news2.total} ({NEWS2_PARAMETERS[worst]} scores 3)"
 
 
 def check_stale(state: PatientState, now: float, config: EngineConfig) -> tuple[PatientState, list[Event]]:

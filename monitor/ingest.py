@@ -24,7 +24,7 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from monitor.mqtt import Backoff
+from core.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,9 @@ class VitalsSubscriber:
     async def _receive(self, backoff: Backoff) -> None:
         """One connection: subscribe, then receive until it drops (with MqttError)."""
         client = aiomqtt.Client(**self._options, queue_type=self._queue_type)
-        paho = client._client  # noqa: SLF001 - aiomqtt has no manual acknowledgement; its paho client does
+        # aiomqtt has no manual acknowledgement; its paho client does. Private, so aiomqtt is pinned to a minor
+        # version that tests/test_monitor_mqtt_contract.py holds for.
+        paho = client._client  # noqa: SLF001
         paho.manual_ack_set(True)
         self._connection += 1
         self._client = paho

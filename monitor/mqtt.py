@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import ssl
 from pathlib import Path
 from typing import Any
@@ -44,19 +43,3 @@ def broker_url(mqtt_url: str, embedded_host: str, embedded_port: int) -> str:
     """The configured broker, or the embedded one's address when none is configured."""
     return mqtt_url or f"mqtt://{embedded_host}:{embedded_port}"
 
-
-class Backoff:
-    """Exponential reconnect delays with jitter, so a fleet of clients does not return all at once."""
-
-    def __init__(self, first_s: float = 0.5, max_s: float = 30.0) -> None:
-        self._first_s = first_s
-        self._max_s = max_s
-        self._attempt = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self._max_s, self._first_s * 2**self._attempt)
-        self._attempt += 1
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-    def reset(self) -> None:
-        self._attempt = 0

@@ -16,10 +16,6 @@ _SPO2_SCALE_1 = ((91, 3), (93, 2), (95, 1), (None, 0))
 _SBP = ((90, 3), (100, 2), (110, 1), (219, 0), (None, 3))
 _PULSE = ((40, 3), (50, 1), (90, 0), (110, 1), (130, 2), (None, 3))
 _TEMP = ((35.0, 3), (36.0, 1), (38.0, 0), (39.0, 1), (None, 2))
-PARAMETER_NAMES = {
-    "rr": "respiration rate", "spo2": "SpO2", "o2": "supplemental oxygen", "sbp": "systolic pressure",
-    "hr": "pulse", "consciousness": "consciousness", "temp": "temperature",
-}
 _SUPPLEMENTAL_O2 = 2
 _NEW_CONFUSION_OR_WORSE = 3
 
@@ -27,7 +23,7 @@ _NEW_CONFUSION_OR_WORSE = 3
 @dataclass(frozen=True, slots=True)
 class News2:
     total: int
-    components: dict[str, int]  # rr, spo2, o2, sbp, hr, consciousness, temp
+    components: dict[str, int]  # by the names of `core.vitals.NEWS2_PARAMETERS`
 
     @property
     def risk(self) -> Severity | None:

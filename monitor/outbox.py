@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any, NoReturn
 
+from core.backoff import Backoff, doubling_s
 from core.notifications import AlertNotice, DeliveryDeferred, DeliveryHeld, DeliveryRefused, Notifier, Severity
-from monitor.mqtt import Backoff
 from store.alerts import notice_delivered
 from store.outbox import (
     PendingNotice,
@@ -119,5 +119,5 @@ class OutboxDispatcher:
             await self._store(notice_delivered, notice.outbox_id, self._clock())
 
     def _retry_s(self, notice: AlertNotice, attempts: int, retry_after: float | None = None) -> float:
-        delay_s = min(self._max_retry_s, self._first_retry_s * 2**attempts) if retry_after is None else retry_after
+        delay_s = doubling_s(self._first_retry_s, self._max_retry_s, attempts) if retry_after is None else retry_after
         return min(delay_s, EMERGENCY_RETRY_S) if notice.severity is Severity.EMERGENCY else delay_s

@@ -13,13 +13,14 @@ than the retention window, or absurdly far ahead, is rejected.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from core.vitals import VITAL_FIELDS, VitalSample
+from core.vitals import VITAL_FIELDS, VITALS, VitalSample
 
 MAX_AHEAD_S = 86400.0  # a stamp this far ahead is no drifting clock but a broken one: rejected
 DEVICE_ID = r"^[A-Za-z0-9._:-]{1,64}$"
@@ -42,19 +43,24 @@ class RejectedPayload(ValueError):
         self.reason = reason
 
 
+def _possible(vital: str) -> Any:
+    """An optional reading, refused outside the range a living patient can show (a device fault)."""
+    return Field(None, ge=VITALS[vital].lowest, le=VITALS[vital].highest)
+
+
 class VitalsPayload(BaseModel):
-    """The JSON schema; ranges outside which a reading is a device fault rather than a living patient."""
+    """The JSON schema; the ranges are those of `core.vitals.VITALS`."""
 
     model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False, frozen=True)
 
     ts: datetime | float | None = None  # ISO 8601 or epoch seconds; missing: arrival time
-    hr: Annotated[float, Field(ge=20, le=300)] | None = None
-    spo2: Annotated[float, Field(ge=40, le=100)] | None = None
-    sbp: Annotated[float, Field(ge=40, le=300)] | None = None
-    dbp: Annotated[float, Field(ge=15, le=200)] | None = None
-    rr: Annotated[float, Field(ge=0, le=80)] | None = None
-    temp: Annotated[float, Field(ge=25, le=45)] | None = None
-    gcs: Annotated[int, Field(ge=3, le=15)] | None = None
+    hr: float | None = _possible("hr")
+    spo2: float | None = _possible("spo2")
+    sbp: float | None = _possible("sbp")
+    dbp: float | None = _possible("dbp")
+    rr: float | None = _possible("rr")
+    temp: float | None = _possible("temp")
+    gcs: int | None = _possible("gcs")
     o2: bool | None = None
     acvpu: Literal["A", "C", "V", "P", "U"] | None = None
     device: Annotated[str, Field(pattern=DEVICE_ID)] | None = None  # which of the patient's devices
@@ -68,6 +74,15 @@ class VitalsPayload(BaseModel):
         return self
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> None:
+    """Refuse an object with a key twice (`{"hr": 80, "hr": 25}`): which value the device meant is unknown."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise RejectedPayload("duplicate key", f"{key}: appears more than once")
+        seen.add(key)
+
+
 def parse_vitals(patient_id: str, payload: bytes, received_at: float, admission: Admission) -> VitalSample:
     """Validate one message; raises RejectedPayload."""
     if len(payload) > admission.max_bytes:
@@ -79,6 +94,7 @@ def parse_vitals(patient_id: str, payload: bytes, received_at: float, admission:
         reason = "malformed" if first["type"] in ("json_invalid", "model_type") else "invalid"
         where = ".".join(str(part) for part in first["loc"])
         raise RejectedPayload(reason, f"{where + ': ' if where else ''}{first['msg']}") from None
+    json.loads(payload, object_pairs_hook=_unique_keys)  # valid JSON by now; the schema reader keeps a key's last value
     match vitals.ts:
         case None:
             ts = received_at

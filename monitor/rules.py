@@ -11,15 +11,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from core.notifications import Severity
-from core.vitals import VITAL_UNITS, Threshold
+from core.vitals import THRESHOLD_VITALS, VITALS, Threshold
 
 Side = Literal["low", "high"]
-VITAL_NAMES = {
-    "hr": "Heart rate", "spo2": "SpO2", "sbp": "Systolic pressure", "dbp": "Diastolic pressure",
-    "rr": "Respiratory rate", "temp": "Temperature",
-}
 
-_CONDITIONS = {vital: (f"{vital}_low", f"{vital}_high") for vital in VITAL_NAMES}
+_CONDITIONS = {vital: (f"{vital}_low", f"{vital}_high") for vital in THRESHOLD_VITALS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +37,18 @@ class ThresholdRule:
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
 
-# Sensible adult limits, roughly where NEWS2 scores a parameter 3; a patient's thresholds override them.
+_MARGIN_AND_SEVERITY: dict[str, tuple[float, Severity]] = {
+    "hr": (5, Severity.URGENT),
+    "spo2": (2, Severity.URGENT),
+    "sbp": (5, Severity.URGENT),
+    "dbp": (5, Severity.WARNING),
+    "rr": (2, Severity.URGENT),
+    "temp": (0.3, Severity.WARNING),
+}
+# The standard adult limits (`core.vitals.VITALS`); a patient's thresholds override them.
 ADULT_DEFAULTS: dict[str, ThresholdRule] = {
-    rule.vital: rule
-    for rule in (
-        ThresholdRule("hr", 40, 130, 5, Severity.URGENT),
-        ThresholdRule("spo2", 90, None, 2, Severity.URGENT),
-        ThresholdRule("sbp", 90, 200, 5, Severity.URGENT),
-        ThresholdRule("dbp", 40, 120, 5, Severity.WARNING),
-        ThresholdRule("rr", 8, 24, 2, Severity.URGENT),
-        ThresholdRule("temp", 35.0, 39.0, 0.3, Severity.WARNING),
-    )
+    vital: ThresholdRule(vital, *VITALS[vital].standard, margin, severity)
+    for vital, (margin, severity) in _MARGIN_AND_SEVERITY.items()
 }
 
 
@@ -116,5 +113,5 @@ def threshold_title(rule: ThresholdRule, side: Side) -> str:
     """E.g. "SpO2 low (below 90%)"."""
     limit = rule.low if side == "low" else rule.high
     direction = "below" if side == "low" else "above"
-    unit = VITAL_UNITS[rule.vital]
-    return f"{VITAL_NAMES[rule.vital]} {side} ({direction} {limit:g}{'' if unit in ('%', '/min') else ' '}{unit})"
+    vital = VITALS[rule.vital]
+    return f"{vital.label} {side} ({direction} {vital.reading(limit)})"

@@ -22,7 +22,8 @@ from collections.abc import Callable
 
 import aiomqtt
 
-from monitor.mqtt import Backoff, vitals_topic
+from core.backoff import Backoff
+from monitor.mqtt import vitals_topic
 
 log = logging.getLogger(__name__)
 

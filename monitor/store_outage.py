@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import NoReturn, TypeVar
 
+from core.backoff import Backoff
 from core.notifications import DeliveryHeld, Notifier, ServiceEvent, ServiceNotice
-from monitor.mqtt import Backoff
 from monitor.ward import IngestStats
 
 log = logging.getLogger(__name__)

@@ -47,6 +47,13 @@ REFRESH_S = 10.0  # how often patients and thresholds changed by the bot are pic
 RETENTION_EVERY_S = 3600.0
 
 
+def engine_config(settings: Settings) -> EngineConfig:
+    """The alert engine's limits as the settings give them."""
+    return EngineConfig(
+        hold_s=settings.rule_hold_s, sbp_ceiling=settings.sbp_ceiling, stale_after_s=settings.stale_after_s
+    )
+
+
 class VitalsMonitor:
     """Receives vitals, judges and stores them, and hands alerts to `notifier` through the outbox."""
 
@@ -68,7 +75,7 @@ class VitalsMonitor:
         url = broker_url(settings.mqtt_url, settings.embedded_broker_host, settings.embedded_broker_port)
         options = client_options(url, settings.mqtt_ca_file)
         options |= session_options(settings.mqtt_client_id, shared=bool(settings.mqtt_shared_group))
-        self.subscriber = VitalsSubscriber(options, topic_filter, self._queue.put_nowait, clock)
+        self.subscriber = VitalsSubscriber(options, topic_filter, self._take, clock)
         self._source = f"{topic_filter} at {options['hostname']}:{options['port']}"
 
     @property
@@ -80,15 +87,12 @@ class VitalsMonitor:
         settings = self._settings
         db = await self._store.open(settings.hemowatch_db, settings.sqlite_synchronous, STORE_BUSY_S)
         await self._outbox_store.open(settings.hemowatch_db, settings.sqlite_synchronous, STORE_BUSY_S)
-        config = EngineConfig(
-            hold_s=settings.rule_hold_s, sbp_ceiling=settings.sbp_ceiling, stale_after_s=settings.stale_after_s
-        )
         admission = Admission(
             settings.mqtt_max_payload_bytes, settings.device_clock_tolerance_s, settings.retention_days * 86400
         )
         self._ward = Ward(
-            db, config, settings.mqtt_topic_prefix, admission, shared=bool(settings.mqtt_shared_group),
-            reopen_within_s=settings.alert_reopen_s,
+            db, engine_config(settings), settings.mqtt_topic_prefix, admission,
+            shared=bool(settings.mqtt_shared_group), reopen_within_s=settings.alert_reopen_s,
         )
         self._outage = StoreOutage(self._ward.stats, self._notifier, self._clock, settings.store_outage_notice_s)
         await self.refresh()
@@ -188,10 +192,16 @@ class VitalsMonitor:
                 "unacknowledged, for the broker to send again at the next start"
             )
 
+    def _take(self, message: Message) -> None:
+        self.stats.received += 1
+        self._queue.put_nowait(message)
+
     async def _store_messages(self) -> None:
-        """Take whatever has queued up as one batch, so the batch size follows the load."""
+        """Take whatever has queued up as one batch, so the batch size follows the load. The batch being stored
+        holds the oldest message not yet stored: the queue behind it has only later ones."""
         while True:
             batch = [await self._queue.get()]
+            self.stats.oldest_unstored_at = batch[0].received_at
             await asyncio.sleep(BATCH_LINGER_S)
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
@@ -200,6 +210,7 @@ class VitalsMonitor:
                     self.outbox.wake()
                 self.subscriber.acknowledge(batch)  # stored, or rejected for good: the broker may forget them
             finally:
+                self.stats.oldest_unstored_at = None
                 for _ in batch:
                     self._queue.task_done()
 

@@ -19,6 +19,7 @@ from monitor.engine import AlertRaised, EngineConfig, Event, PatientState, Profi
 from monitor.ingest import Message
 from monitor.mqtt import patient_from_topic
 from monitor.payload import Admission, RejectedPayload, parse_vitals
+from monitor.rejection_log import RejectionLog
 from monitor.rules import patient_rules
 from store.alerts import find_open_alert, open_alerts, raise_alert, resolve_alert
 from store.patients import (
@@ -35,20 +36,12 @@ from store.vitals import ReadingKey, insert_vitals, reading_key, stored_samples
 log = logging.getLogger(__name__)
 
 
-LOGGED_CHARS = 80  # of a rejected message's topic, payload or reason: a 64 kB topic makes no 64 kB log line
-
-
-def clip(value: str | bytes, limit: int = LOGGED_CHARS) -> str:
-    """A short prefix of input for a log line, saying how long the whole was when it is cut."""
-    head = repr(value[:limit]) if isinstance(value, bytes) else value[:limit]
-    unit = "bytes" if isinstance(value, bytes) else "characters"
-    return head if len(value) <= limit else f"{head}… ({len(value)} {unit})"
-
-
 @dataclass
 class IngestStats:
     """Running counts since start; `rejected` is keyed by reason ("invalid", "unknown patient", ...)."""
 
+    received: int = 0  # messages taken from the broker, those it delivers again included
+    oldest_unstored_at: float | None = None  # when the oldest message received and not yet stored arrived
     stored: int = 0
     duplicates: int = 0  # readings delivered again and skipped
     rejected: Counter[str] = field(default_factory=Counter)
@@ -85,6 +78,7 @@ class Ward:
         self._profiles: dict[str, Profile] = {}
         self._states: dict[str, PatientState] = {}
         self.stats = IngestStats()
+        self._rejection_log = RejectionLog()
 
     def refresh(self, now: float) -> None:
         """Pick up patients and thresholds changed by others; a new patient starts with its open alerts.
@@ -120,15 +114,13 @@ class Ward:
         sample, each judges it, and the store still keeps one row.
         """
         fresh: dict[ReadingKey, VitalSample] = {}
-        rejected: Counter[str] = Counter()
+        rejected: list[tuple[Message, RejectedPayload]] = []
         valid = 0
         for message in messages:
             try:
                 sample = self._parse(message)
             except RejectedPayload as rejection:
-                log.warning("rejected message on %s: %s (%s); payload %s", clip(message.topic), clip(str(rejection)),
-                            rejection.reason, clip(message.payload))
-                rejected[rejection.reason] += 1
+                rejected.append((message, rejection))
                 continue
             valid += 1
             if sample.device_ts is not None:
@@ -155,11 +147,15 @@ class Ward:
             log.info("skipped %d samples already stored (delivered again)", duplicates)
         self.stats.stored += len(samples)
         self.stats.duplicates += duplicates
-        self.stats.rejected.update(rejected)
+        self.stats.rejected.update(rejection.reason for _, rejection in rejected)
+        for message, rejection in rejected:  # once the batch is stored: a batch retried is not counted twice
+            self._rejection_log.note(message, rejection)
         return bool(changes)
 
     def check_stale(self, now: float) -> bool:
-        """Raise "sensor offline" for monitored patients gone quiet; returns whether any was raised."""
+        """Raise "sensor offline" for monitored patients gone quiet; returns whether any was raised. Also writes
+        the counts of rejected messages due in the log, which a flood that stops leaves behind."""
+        self._rejection_log.write_due(now)
         changes: list[tuple[str, Event, float]] = []
         states: dict[str, PatientState] = {}
         for patient_id, state in self._states.items():

@@ -132,7 +132,7 @@ def raise_alert(
                 ["acknowledged" if acknowledged_at is not None else "raised", title, details, news2, now, alert_id],
             )
             _record(db, alert_id, now, "reopened")
-            queue_notice(db, get_alert(db, alert_id), NoticeKind.REOPENED, now)
+            queue_notice(db, alert_id, NoticeKind.REOPENED, now)
             return alert_id
         alert_id = db.execute(
             "insert into alerts (patient_id, condition, severity, state, title, details, news2, raised_at, "
@@ -140,7 +140,7 @@ def raise_alert(
             [patient_id, condition, severity.value, title, details, news2, now],
         ).lastrowid
         _record(db, alert_id, now, AlertState.RAISED)
-        queue_notice(db, get_alert(db, alert_id), NoticeKind.RAISED, now)
+        queue_notice(db, alert_id, NoticeKind.RAISED, now)
     return alert_id
 
 
@@ -152,7 +152,7 @@ def resolve_alert(db: sqlite_utils.Database, alert_id: int, now: float) -> bool:
         ).rowcount
         if changed:
             _record(db, alert_id, now, AlertState.RESOLVED)
-            queue_notice(db, get_alert(db, alert_id), NoticeKind.RESOLVED, now)
+            queue_notice(db, alert_id, NoticeKind.RESOLVED, now)
     return bool(changed)
 
 
@@ -202,9 +202,9 @@ def escalate_overdue(db: sqlite_utils.Database, now: float, after_s: float) -> l
                 "update alerts set escalation_level = escalation_level + 1, last_escalated_at = ? where id = ?",
                 [now, alert_id],
             )
-            alert = get_alert(db, alert_id)
-            _record(db, alert_id, now, "escalated", note=f"level {alert.escalation_level}")
-            queue_notice(db, alert, NoticeKind.ESCALATED, now)
+            level = db.execute("select escalation_level from alerts where id = ?", [alert_id]).fetchone()[0]
+            _record(db, alert_id, now, "escalated", note=f"level {level}")
+            queue_notice(db, alert_id, NoticeKind.ESCALATED, now)
     return [alert_id for (alert_id,) in rows]
 
 
@@ -220,6 +220,11 @@ def open_alerts(db: sqlite_utils.Database, patient_id: str | None = None) -> lis
     else:
         rows = db.query(f"select * from alerts where patient_id = ? and {_OPEN} order by id", [patient_id])
     return [_alert(row) for row in rows]
+
+
+def count_open_alerts(db: sqlite_utils.Database) -> int:
+    """Alerts not yet resolved, of every patient and study."""
+    return db.execute(f"select count(*) from alerts where {_OPEN}").fetchone()[0]
 
 
 def find_open_alert(db: sqlite_utils.Database, patient_id: str, condition: str) -> int | None:

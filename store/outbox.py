@@ -11,15 +11,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
-
 import sqlite_utils
 
 from core.notifications import AlertNotice, NoticeKind, Severity
 from store.schema import atomic
-
-if TYPE_CHECKING:
-    from store.alerts import Alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,17 +28,19 @@ class PendingNotice:
 HELD = "held: "  # how `last_error` marks a held notice
 _HELD_COLUMN = "coalesce(o.last_error, '') like 'held: %' as held"
 
-def queue_notice(db: sqlite_utils.Database, alert: Alert, kind: NoticeKind, now: float) -> None:
-    """Queue a notice about `alert` (the caller holds the transaction that changed it)."""
-    name = db.execute("select name from patients where id = ?", [alert.patient_id]).fetchone()[0]
-    payload = {
-        "patient_name": name, "condition": alert.condition, "title": alert.title, "severity": alert.severity.value,
-        "raised_at": alert.raised_at, "values": alert.values, "news2": alert.news2,
-        "news2_components": alert.news2_components, "escalation_level": alert.escalation_level,
-    }
+
+def queue_notice(db: sqlite_utils.Database, alert_id: int, kind: NoticeKind, now: float) -> None:
+    """Queue a notice about the alert as it stands now (the caller holds the transaction that changed it)."""
+    row = next(db.query(
+        "select a.condition, a.title, a.severity, a.raised_at, a.details, a.news2, a.escalation_level, "
+        "p.name as patient_name from alerts a join patients p on p.id = a.patient_id where a.id = ?",
+        [alert_id],
+    ))
+    details = json.loads(row.pop("details") or "{}")
+    payload = row | {"values": details.get("values", {}), "news2_components": details.get("news2_components", {})}
     db.execute(
         "insert into outbox (alert_id, kind, payload, created_at, attempts, next_attempt_at) values (?, ?, ?, ?, 0, ?)",
-        [alert.id, kind.value, json.dumps(payload), now, now],
+        [alert_id, kind.value, json.dumps(payload), now, now],
     )
 
 
@@ -88,6 +85,15 @@ def next_due_at(db: sqlite_utils.Database) -> float | None:
     return db.execute(
         "select min(next_attempt_at) from outbox where delivered_at is null and failed_at is null"
     ).fetchone()[0]
+
+
+def outbox_backlog(db: sqlite_utils.Database) -> tuple[int, float | None]:
+    """How many notices are pending (neither delivered nor failed for good, held ones included), and when the
+    oldest of them was queued (None when none is)."""
+    count, oldest = db.execute(
+        "select count(*), min(created_at) from outbox where delivered_at is null and failed_at is null"
+    ).fetchone()
+    return count, oldest
 
 
 def claim_notice(db: sqlite_utils.Database, outbox_id: int, now: float, until: float) -> bool:

@@ -1,6 +1,7 @@
 """Monitored patients and their per-vital alert thresholds.
 
-A threshold row overrides the monitor's adult default for one vital; a missing side (None) keeps the default.
+A threshold row overrides the standard limit of one vital (`core.vitals.VITALS`); a missing side (None) keeps
+the standard one.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from core.vitals import THRESHOLD_VITALS, Threshold
+from core.vitals import Threshold, check_limits
 from store.schema import atomic
 
 PATIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # safe inside an MQTT topic and a Telegram command
@@ -75,12 +76,9 @@ def patients_version(db: sqlite_utils.Database) -> tuple[object, ...]:
 def set_threshold(
     db: sqlite_utils.Database, patient_id: str, vital: str, low: float | None, high: float | None
 ) -> Threshold:
-    """Override a patient's limits for one vital (both None: back to the defaults). The monitor picks it up
-    within seconds."""
-    if vital not in THRESHOLD_VITALS:
-        raise ValueError(f"unknown vital {vital!r}; one of {', '.join(THRESHOLD_VITALS)}")
-    if low is not None and high is not None and low >= high:
-        raise ValueError(f"the low limit ({low:g}) must be below the high limit ({high:g})")
+    """Override a patient's limits for one vital (both None: back to the standard ones). The monitor picks it up
+    within seconds. LimitError (see `core.vitals.check_limits`) says what is wrong with limits it refuses."""
+    check_limits(vital, low, high)
     with atomic(db):
         if low is None and high is None:
             db.execute("delete from thresholds where patient_id = ? and vital = ?", [patient_id, vital])

@@ -81,10 +81,13 @@ def series_analysed_at(db: sqlite_utils.Database, series_hash: str) -> float | N
 
 
 def record_series(
-    db: sqlite_utils.Database, series: SeriesRecord, header: StudyHeader, overlay_png: bytes | None, now: float
+    db: sqlite_utils.Database, series: SeriesRecord, header: StudyHeader, overlay_png: bytes | None, now: float,
+    heatmap_shows_region: bool | None = None,
 ) -> int | None:
     """Store the series' result, re-judge its study from its best series (the assessed series with the most
-    assessable slices) and, the first time the study is flagged, raise its alert. Returns that alert's id."""
+    assessable slices) and, the first time the study is flagged, raise its alert. Returns that alert's id.
+    `heatmap_shows_region` (whether a region of the series' heat-map stands out) goes into that alert: a study is
+    first flagged by the series just recorded, whose heat-map the alert shows."""
     with atomic(db):
         db["dicom_series"].upsert(_columns(series), pk="series_hash")
         best = db.execute(
@@ -119,13 +122,16 @@ def record_series(
         }
         raised = None
         if verdict == "hemorrhage" and alert_id is None:
-            raised = study["alert_id"] = _raise_study_alert(db, study, (profile_id, profile_cases), now)
+            shown = heatmap_shows_region if best_hash == series.series_hash else None
+            raised = study["alert_id"] = _raise_study_alert(db, study, (profile_id, profile_cases), now, shown)
         db["dicom_studies"].upsert(study, pk="study_hash")
     return raised
 
 
-def _raise_study_alert(db: sqlite_utils.Database, study: dict, profile: tuple[int | None, int | None], now: float
-                       ) -> int:
+def _raise_study_alert(
+    db: sqlite_utils.Database, study: dict, profile: tuple[int | None, int | None], now: float,
+    shows_region: bool | None,
+) -> int:
     db.execute(
         "insert or ignore into patients (id, name, neuro, monitored, created_at) values (?, ?, 0, 0, ?)",
         [STUDY_PATIENT_ID, "Head CT studies", now],
@@ -135,6 +141,7 @@ def _raise_study_alert(db: sqlite_utils.Database, study: dict, profile: tuple[in
         "ae_title": study["ae_title"], "probability": study["probability"], "threshold": study["threshold"],
         "model_version": study["model_version"], "site_profile": profile[0], "site_profile_cases": profile[1],
         "since_last_slice_s": round(max(0.0, now - study["last_received_at"]), 1),
+        "heatmap_shows_region": shows_region,
     }
     return raise_alert(db, STUDY_PATIENT_ID, STUDY_CONDITION, Severity.URGENT, STUDY_ALERT_TITLE, now, values=values)
 
@@ -178,11 +185,6 @@ def recent_studies(db: sqlite_utils.Database, limit: int = 20) -> list[StudyAudi
         )
         for row in rows
     ]
-
-
-def series_of(db: sqlite_utils.Database, study_hash: str) -> list[SeriesRecord]:
-    rows = db.query("select * from dicom_series where study_hash = ? order by first_received_at", [study_hash])
-    return [SeriesRecord(**{name: row[name] for name in SeriesRecord.__slots__}) for row in rows]
 
 
 def set_on_call(db: sqlite_utils.Database, telegram_id: int, on: bool, now: float) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from botworld import ADMIN, DOCTOR, PATIENT, BotWorld, running_ward
 
-from bot.notifier import TelegramNotifier
+from bot.notifier import TelegramNotifier, notifier_of
 from core.notifications import (
     AlertNotice,
     DeliveryDeferred,
@@ -39,8 +39,7 @@ async def world(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld
 
 @pytest.fixture
 def notifier(world: BotWorld) -> TelegramNotifier:
-    shared = world.application.bot_data["shared"]
-    return TelegramNotifier(world.application.bot, shared.store, shared.settings, world.clock)
+    return notifier_of(world.application)
 
 
 def raise_notice(world: BotWorld, severity: Severity = Severity.URGENT) -> AlertNotice:
@@ -66,10 +65,27 @@ async def test_alert_reaches_the_patients_people_with_values_news2_and_a_button(
     for user in (DOCTOR, CAREGIVER, OTHER_CAREGIVER):
         message = await world.api.wait_for_message(user, lambda m: "SpO2 low" in m.get("text", ""))
         assert "Urgent" in message["text"]
-        assert "SpO2 86%" in message["text"] and "Heart rate 121 /min" in message["text"]
-        assert "NEWS2 7 (SpO2 3, pulse 2, breathing 2)" in message["text"]
+        assert "SpO2 86%" in message["text"] and "Heart rate 121/min" in message["text"]
+        assert "NEWS2 7 (SpO2 3, pulse 2, respiration rate 2)" in message["text"]
         assert message["reply_markup"]["inline_keyboard"][0][0]["text"] == "Acknowledge"
     assert alert_messages(world, ADMIN) == []
+
+
+async def test_a_news2_alert_gives_its_score_once_and_then_its_points(
+    world: BotWorld, notifier: TelegramNotifier
+) -> None:
+    alerts.raise_alert(
+        world.db, PATIENT, "news2_high", Severity.EMERGENCY, "NEWS2 7 (high risk)", world.clock(),
+        values={"spo2": 91.0, "hr": 121.0, "rr": 22.0}, news2=7, news2_components={"spo2": 3, "hr": 2, "rr": 2},
+    )
+    await notifier.deliver(newest_notice(world))
+    message = await world.api.wait_for_message(DOCTOR, lambda m: "high risk" in m.get("text", ""))
+    assert message["text"].splitlines()[1:4] == [
+        "NEWS2 7 (high risk)",
+        "Heart rate 121/min · SpO2 91% · Respiratory rate 22/min",
+        "Points from SpO2 3, pulse 2, respiration rate 2",
+    ]
+    assert message["text"].count("NEWS2") == 1
 
 
 def hhmm(at: float) -> str:
@@ -120,10 +136,9 @@ async def test_a_caregiver_s_press_is_seen_on_every_copy_and_only_a_doctor_s_ack
     world.clock.advance(escalate_after - 60)  # the caregiver's press did not stop the escalation clock
     assert alerts.escalate_overdue(world.db, world.clock(), escalate_after) == [notice.alert_id]
     await notifier.deliver(newest_notice(world))
-    escalation = await world.api.wait_for_message(DOCTOR, lambda m: "now goes to more people" in m.get("text", ""))
+    escalation = await world.api.wait_for_message(DOCTOR, lambda m: "⏫" in m.get("text", ""))
     assert escalation["text"].endswith(
-        f"⏫ No doctor has acknowledged this yet, so it now goes to more people.\n\n{seen}\n"
-        "⏳ No doctor has acknowledged it yet."
+        f"⏫ Reminder: no doctor has acknowledged this yet.\n\n{seen}\n⏳ No doctor has acknowledged it yet."
     )
     assert button(escalation) == {"text": "Acknowledge", "callback_data": data}
     copies.append(escalation)
@@ -143,6 +158,27 @@ async def test_a_caregiver_s_press_is_seen_on_every_copy_and_only_a_doctor_s_ack
     assert (await world.press(OTHER_CAREGIVER, other_caregiver_s, data))["text"] == "Already acknowledged."
     alerts.resolve_alert(world.db, notice.alert_id, world.clock())
     assert (await world.press(DOCTOR, doctor_s, data))["text"] == "This alert has already been resolved."
+
+
+async def test_once_resolved_every_copy_says_so_and_loses_its_button(
+    world: BotWorld, notifier: TelegramNotifier
+) -> None:
+    notice = raise_notice(world)
+    await notifier.deliver(notice)
+    copies = [
+        await world.api.wait_for_message(user, lambda m: "SpO2 low" in m.get("text", ""))
+        for user in (DOCTOR, CAREGIVER)
+    ]
+    await world.press(CAREGIVER, copies[1], button(copies[1])["callback_data"])
+    seen = f"👀 Seen by User 20 (caregiver) at {hhmm(world.clock())}"
+    world.clock.advance(120)
+    alerts.resolve_alert(world.db, notice.alert_id, world.clock())
+    await notifier.deliver(newest_notice(world))
+    for edited in await copies_ending(world, copies, f"\n\n{seen}\n✅ Resolved at {hhmm(world.clock())}"):
+        assert "reply_markup" not in edited
+    for user in (DOCTOR, CAREGIVER):
+        (resolved,) = [m for m in world.api.history(user) if m.get("text", "").startswith("✅ Resolved: SpO2 low")]
+        assert "reply_markup" not in resolved
 
 
 async def test_status_says_who_has_seen_an_alert_no_doctor_has_acknowledged(
@@ -211,19 +247,27 @@ async def test_mute_silences_warnings_but_never_emergencies(world: BotWorld, not
     assert len(alert_messages(world, CAREGIVER)) == 2
 
 
-async def test_escalation_goes_to_the_doctors_then_the_admins(world: BotWorld, notifier: TelegramNotifier) -> None:
+async def test_escalation_reminds_the_doctors_then_goes_to_the_admins_too(
+    world: BotWorld, notifier: TelegramNotifier
+) -> None:
     await notifier.deliver(raise_notice(world))
     escalate_after = world.application.bot_data["shared"].settings.escalate_after_s
-    for level, admin_told in ((1, False), (2, True)):
+    reminder = "⏫ Reminder: no doctor has acknowledged this yet."
+    widened = "⏫ No doctor has acknowledged this yet, so it now goes to more people."
+    expected: dict[int, list[str]] = {DOCTOR: [], ADMIN: [], CAREGIVER: []}
+    for level, line, told in ((1, reminder, [DOCTOR]), (2, widened, [DOCTOR, ADMIN]), (3, reminder, [DOCTOR, ADMIN])):
         world.clock.advance(escalate_after)
         alerts.escalate_overdue(world.db, world.clock(), escalate_after)
         notice = newest_notice(world)
         assert (notice.kind, notice.escalation_level) == (NoticeKind.ESCALATED, level)
         await notifier.deliver(notice)
-        escalations = [m for m in world.api.history(DOCTOR) if "now goes to more people" in m.get("text", "")]
-        assert len(escalations) == level
-        assert any("now goes to more people" in m.get("text", "") for m in world.api.history(ADMIN)) == admin_told
-    assert not any("now goes to more people" in m.get("text", "") for m in world.api.history(CAREGIVER))
+        for user in told:
+            expected[user].append(line)
+        assert {user: escalation_lines(world, user) for user in expected} == expected, level
+
+
+def escalation_lines(world: BotWorld, user: int) -> list[str]:
+    return [line for m in world.api.history(user) for line in m.get("text", "").splitlines() if line.startswith("⏫")]
 
 
 async def test_service_notices_reach_the_admins_only_and_need_no_store(world: BotWorld) -> None:

@@ -25,6 +25,7 @@ from core.roles import Role
 from core.settings import DEFAULT_MODEL
 from hemowatch.wiring import RunningService, running
 from inference.model import ModelCard
+from inference.percent import percent
 from localbotapi import JSON, BotApiServer
 from store import alerts, open_database, people, site_profiles, studies
 from testsupport.broker import Mosquitto, free_port
@@ -93,10 +94,11 @@ async def test_the_doctor_on_call_gets_the_heat_map_reads_it_and_everyone_sees_i
     assert statuses == [0] * 28
     alert_message = await bot_api.wait_for_message(DOCTOR, is_study_alert, timeout=60)
     caption = alert_message["caption"]
-    assert re.search(rf"Probability \d\.\d\d \(threshold 0\.30\), model {re.escape(MODEL.version)}\b", caption)
+    assert re.search(rf"Probability \d+% \(threshold 30%\), model {re.escape(MODEL.version)}\b", caption)
     assert "From CTSCANNER" in caption
     assert "last slice received" in caption and "Decision support, not a diagnosis" in caption
     assert texts.NOT_VALIDATED in caption
+    assert "No single region stands out on the heat-map." in caption  # the GE series' map points nowhere
     assert alert_message["photo"]
     (button,) = alert_message["reply_markup"]["inline_keyboard"][0]
     assert button["text"] == "I am reading it"
@@ -127,9 +129,11 @@ async def test_the_doctor_on_call_gets_the_heat_map_reads_it_and_everyone_sees_i
     assert alert.acknowledged_by == DOCTOR
 
     listing = (await say(bot_api, OTHER_DOCTOR, "/studies"))["text"]
-    assert "from CTSCANNER" in listing and re.search(r"haemorrhage suspected \d\.\d\d \(≥0\.30\)", listing)
-    assert "read by Dr Ada" in listing
+    assert "from CTSCANNER" in listing and "read by Dr Ada" in listing
     (audit,) = studies.recent_studies(db)
+    shown = percent(audit.probability)  # the alert and the listing give the study's probability alike
+    assert f"Probability {shown} (threshold 30%)" in caption
+    assert f"haemorrhage suspected {shown} (≥30%)" in listing
     assert audit.notified_at is not None and audit.acknowledged_at is not None
 
 
@@ -157,9 +161,10 @@ async def test_a_study_alert_names_the_site_profile_and_takes_a_doctors_read(
     (case,) = site_profiles.cases_of(db, site_profiles.study_ref(audit.study_hash))
     assert (case.source, case.label, case.read_by, case.profile_id) == ("dicom", 0, DOCTOR, profile_id)
     assert case.verdict == "hemorrhage" and case.features.shape[1] == 1280
-    (series,) = studies.series_of(db, audit.study_hash)
-    assert len(case.features) == len(case.shipped) == series.n_assessable > 0
-    assert series.site_profile_id == profile_id
+    (n_assessable, series_profile), = db.execute(
+        "select n_assessable, site_profile_id from dicom_series where study_hash = ?", [audit.study_hash])
+    assert len(case.features) == len(case.shipped) == n_assessable > 0
+    assert series_profile == profile_id
     listing = (await say(bot_api, OTHER_DOCTOR, "/studies"))["text"]
     assert listing.endswith("read: no bleed (Dr Ada)")
     assert not [m for m in bot_api.history(CAREGIVER) if m.get("reply_markup")]
@@ -202,7 +207,7 @@ async def test_a_haemorrhage_case_is_flagged_at_the_model_cards_threshold(
         await say(bot_api, DOCTOR, "/oncall on")
         assert await asyncio.to_thread(push, running_service.dicom.port, paths) == [0] * len(paths)
         message = await bot_api.wait_for_message(DOCTOR, is_study_alert, timeout=60)
-        shown = f"(threshold {MODEL.study.threshold:.2f}), model {MODEL.version}"
+        shown = f"(threshold {percent(MODEL.study.threshold)}), model {MODEL.version}"
         assert shown in message["caption"]
         (audit,) = studies.recent_studies(db)
         assert audit.verdict == "hemorrhage" and audit.threshold == pytest.approx(MODEL.study.threshold)

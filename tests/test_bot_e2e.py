@@ -76,7 +76,7 @@ async def deteriorate(mosquitto_url: str, clock: ManualClock, settings_hold_s: f
 
 
 def is_escalation(message: JSON) -> bool:
-    return "now goes to more people" in message.get("text", "") and "edit_date" not in message
+    return "⏫" in message.get("text", "") and "edit_date" not in message
 
 
 async def test_a_caregiver_s_press_leaves_the_alert_escalating_until_the_doctor_acknowledges(

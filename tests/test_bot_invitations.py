@@ -72,6 +72,12 @@ async def test_a_revoked_caregiver_is_a_stranger_again(world: BotWorld) -> None:
         assert "I don't know you yet" in (await world.say(NEWCOMER, command))["text"]
 
 
+@pytest.mark.parametrize("argument", ["²", "-20", "1e3", "1" * 17])
+async def test_revoke_takes_a_user_id_in_plain_digits(world: BotWorld, argument: str) -> None:
+    reply = await world.say(ADMIN, f"/revoke {argument}")
+    assert reply["text"] == "Use /revoke <user id>. You see user ids in /patients and when someone joins."
+
+
 async def test_unknown_users_get_one_explanation_and_nothing_else(world: BotWorld) -> None:
     sent = world.api.send_text(STRANGER, "/help")
     await world.api.wait_for_message(STRANGER, after=sent)

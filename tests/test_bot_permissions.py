@@ -140,7 +140,7 @@ async def test_acknowledge_button_permissions(world: BotWorld, role: str, own: b
 
 async def test_forged_button_data_is_refused(world: BotWorld) -> None:
     message = await world.say(DOCTOR, "hello")
-    for data in ("ack:", "ack:x", "ack:99999", "nonsense", "ack:1:2"):
+    for data in ("ack:", "ack:x", "ack:99999", "nonsense", "ack:1:2", "ack:²", "ack:+1", "ack: 1", "ack:1\n"):
         answer = await world.press(DOCTOR, message, data)
         assert "no longer available" in answer["text"]
 

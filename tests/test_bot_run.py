@@ -1,12 +1,15 @@
 """`hemowatch run` as a user starts it: only a token (and here the local Bot API server's address) set; and as
-it stops: SIGTERM, Ctrl+C in a terminal, kill -9, each leaving no process of it behind."""
+it stops: SIGTERM, Ctrl+C in a terminal, kill -9, each leaving no process of it behind. One database file takes
+one service; under systemd it says when it is ready and pings the watchdog."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import socket
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -129,6 +132,55 @@ async def test_after_kill_9_no_process_of_the_service_is_left(bot_api: BotApiSer
         service.kill()
         await service.wait()
         await eventually(lambda: not running_in_session(service.pid), 30, "the workers and the tracker to end")
+
+
+async def test_a_second_service_on_the_database_is_refused_in_one_line_until_the_first_is_killed(
+    bot_api: BotApiServer, tmp_path: Path
+) -> None:
+    database = (tmp_path / "hemowatch.db").resolve()
+    async with service_in_a_session(bot_api, tmp_path) as (first, _):
+        env = clean_env(tmp_path, TELEGRAM_BOT_TOKEN=bot_api.token, TELEGRAM_API_URL=bot_api.url)
+        second = await asyncio.create_subprocess_exec(*RUN, cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE)
+        _, stderr = await asyncio.wait_for(second.communicate(), 60)
+        assert second.returncode == 1
+        assert stderr.decode().splitlines() == [
+            f"Another HemoWatch (pid {first.pid}) is already running on the database {database}, so this one does "
+            "not start. Only one HemoWatch may use a SQLite database file; running several instances side by side "
+            "would need a shared PostgreSQL database, which this version does not offer yet."
+        ]
+        first.kill()  # no chance to let go of anything: the kernel drops the lock with the process
+        await first.wait()
+    async with service_in_a_session(bot_api, tmp_path) as (third, _):
+        assert (tmp_path / "hemowatch.db.lock").read_text() == f"{third.pid}\n"
+
+
+async def test_under_systemd_it_says_ready_pings_the_watchdog_and_says_when_it_stops(
+    bot_api: BotApiServer, tmp_path: Path
+) -> None:
+    """As a `Type=notify` unit with `WatchdogSec=0.4` would run it: systemd's socket in NOTIFY_SOCKET (a path
+    short enough for a unix socket, which pytest's folder is not) and the watchdog's timeout in WATCHDOG_USEC."""
+    with tempfile.TemporaryDirectory(prefix="hw-") as folder, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(f"{folder}/notify")
+        systemd.setblocking(False)
+        env = clean_env(tmp_path, TELEGRAM_BOT_TOKEN=bot_api.token, TELEGRAM_API_URL=bot_api.url,
+                        NOTIFY_SOCKET=f"{folder}/notify", WATCHDOG_USEC="400000")
+        process = await asyncio.create_subprocess_exec(*RUN, cwd=tmp_path, env=env, stderr=asyncio.subprocess.DEVNULL)
+        messages: list[str] = []
+
+        async def receive() -> None:
+            messages.append((await asyncio.wait_for(asyncio.get_running_loop().sock_recv(systemd, 64), 60)).decode())
+
+        try:
+            while "READY=1" not in messages or messages[messages.index("READY=1"):].count("WATCHDOG=1") < 3:
+                await receive()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 30)
+        while "STOPPING=1" not in messages:
+            await receive()
+    assert process.returncode == 0
+    assert messages[0] == "WATCHDOG=1"  # pinged from the start, before it is ready
+    assert [message for message in messages if message != "WATCHDOG=1"] == ["READY=1", "STOPPING=1"]
 
 
 async def read_lines(stream: asyncio.StreamReader, into: list[str]) -> None:

@@ -37,11 +37,12 @@ async def test_status_shows_latest_vitals_with_age_news2_alerts_and_a_trend(worl
 
     reply = await world.say(DOCTOR, f"/status {PATIENT}")
     assert "Latest vital signs (3 min ago)" in reply["text"]
-    assert "Heart rate 118 /min · SpO2 91%" in reply["text"]
-    assert "NEWS2 5 (breathing 2, SpO2 2, pulse 1)" in reply["text"]
-    assert "Open alerts (1):\n• urgent: NEWS2 5 (medium risk), raised 2 min ago" in reply["text"]
+    assert "Heart rate 118/min · SpO2 91%" in reply["text"]
+    assert "NEWS2 5 (respiration rate 2, SpO2 2, pulse 1)" in reply["text"]
+    assert "Open alerts (1):\n• urgent: NEWS2 5 (medium risk), raised 2 min ago, no doctor has acknowledged it yet" in (
+        reply["text"])
     trend = await world.api.wait_for_message(DOCTOR, lambda m: "photo" in m, after=reply)
-    assert trend["caption"].startswith("The last 6 hours")
+    assert trend["caption"].startswith("The last hour: heart rate, SpO2 and blood pressure.")  # what the readings cover
 
 
 async def test_status_without_vitals_sends_no_picture(world: BotWorld) -> None:
@@ -51,10 +52,31 @@ async def test_status_without_vitals_sends_no_picture(world: BotWorld) -> None:
     assert not any("photo" in m for m in world.api.history(DOCTOR))
 
 
-@pytest.mark.parametrize("arguments", ["spo2 95 90", "pulse 40 120", "hr low 120", "hr 40"])
-async def test_bad_threshold_changes_are_explained_and_not_stored(world: BotWorld, arguments: str) -> None:
+@pytest.mark.parametrize(
+    "arguments", ["pulse 40 120", "hr low 120", "hr 40", "hr - inf", "hr nan 120", "temp 36,5 38", "hr 1e2 -"]
+)
+async def test_threshold_changes_not_understood_are_explained_and_not_stored(world: BotWorld, arguments: str) -> None:
     reply = await world.say(DOCTOR, f"/thresholds {PATIENT} {arguments}")
-    assert "Vitals: hr, spo2, sbp, dbp, rr, temp" in reply["text"]
+    assert "Vitals and the limits they can have: hr 20 to 300/min, spo2 40 to 100%, sbp 40 to 300 mmHg, " \
+           "dbp 15 to 200 mmHg, rr 0 to 80/min, temp 25 to 45 °C." in reply["text"]
+    assert patients.get_thresholds(world.db, PATIENT) == {}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "answer"),
+    [
+        ("spo2 101 -", "SpO2 limits must be from 40 to 100%; 101 is not. The limits are unchanged."),
+        ("hr - 301", "Heart rate limits must be from 20 to 300/min; 301 is not. The limits are unchanged."),
+        ("spo2 95 90", "SpO2: the low limit (95) must be below the high one (90). The limits are unchanged."),
+        ("HR 150 -", "Heart rate: the low limit (150) must be below the high one (130, the standard one). "
+                     "The limits are unchanged."),
+    ],
+)
+async def test_threshold_changes_a_patient_cannot_have_say_what_is_allowed(
+    world: BotWorld, arguments: str, answer: str
+) -> None:
+    reply = await world.say(DOCTOR, f"/thresholds {PATIENT} {arguments}")
+    assert reply["text"] == answer
     assert patients.get_thresholds(world.db, PATIENT) == {}
 
 
@@ -62,9 +84,11 @@ async def test_one_sided_threshold(world: BotWorld) -> None:
     reply = await world.say(DOCTOR, f"/thresholds {PATIENT} sbp - 150")
     assert "Systolic pressure: standard to 150 mmHg" in reply["text"]
     assert patients.get_thresholds(world.db, PATIENT)["sbp"].high == 150
+    reply = await world.say(DOCTOR, f"/thresholds {PATIENT} temp 35.5 38.25")
+    assert "Temperature: 35.5 to 38.25 °C" in reply["text"]
 
 
 @pytest.mark.parametrize(("minutes", "answer"), [("721", "at most 720 minutes"), ("soon", "Use /mute"),
-                                                 ("0", "are on again")])
+                                                 ("²", "Use /mute"), ("0", "are on again")])
 async def test_mute_answers(world: BotWorld, minutes: str, answer: str) -> None:
     assert answer in (await world.say(DOCTOR, f"/mute {PATIENT} {minutes}"))["text"]

@@ -67,7 +67,7 @@ async def test_a_patient_with_a_4050_character_name_gets_its_spo2_alert_to_the_a
             await device.publish(vitals_topic("hemowatch", "bed-12"), json.dumps(sample), qos=1)
         alert = await bot_api.wait_for_message(ADMIN, is_spo2_alert, timeout=30)
         assert alert["text"].startswith(
-            f"🟠 Urgent – {SHOWN_NAME} (bed-12)\nSpO2 low (below 90%)\nHeart rate 104 /min · SpO2 85%\nRaised at "
+            f"🟠 Urgent – {SHOWN_NAME} (bed-12)\nSpO2 low (below 90%)\nHeart rate 104/min · SpO2 85%\nRaised at "
         )
         assert alert["reply_markup"]["inline_keyboard"][0][0]["text"] == "Acknowledge"
         await eventually(lambda: not outbox.pending_notices(db), 10, "the notice marked delivered")

@@ -13,6 +13,7 @@ from test_inference_dicom import dicom_bytes, head_phantom, unknown_modality_vr
 
 from core.settings import DEFAULT_MODEL, PROJECT_ROOT
 from hemowatch.cli import main
+from inference.model import ModelCard
 
 RESULT_KEYS = {
     "input", "series", "verdict", "probability", "threshold", "n_slices", "n_assessable", "top_slice",
@@ -78,6 +79,19 @@ def test_table_names_each_input_and_its_verdict(
     assert header.split()[:3] == ["input", "series", "verdict"]
     assert "001.png" in first and "suspected" in first
     assert "not assessable" in second and "The picture is blank." in second
+
+
+def test_the_table_shows_the_figure_people_see_elsewhere_and_json_keeps_the_number(
+    capsys: pytest.CaptureFixture[str], head_ct_dir: Path
+) -> None:
+    """102.png's probability, 0.19496, is 19% in the table as in the chat and on the heat-map (not 0.20); JSON keeps
+    four decimals of the probability and the threshold."""
+    picture = head_ct_dir / "images" / "102.png"
+    assert main(["classify", str(picture)]) == 0
+    _, row = capsys.readouterr().out.splitlines()
+    assert "  19% (≥15%)  " in row
+    _, (line,) = classify_json(capsys, str(picture))
+    assert (line["probability"], line["threshold"]) == (0.195, 0.1507)
 
 
 @pytest.mark.parametrize(
@@ -154,6 +168,35 @@ def test_a_folder_of_pictures_is_one_study_per_picture(
     assert code == 0
     assert [Path(line["input"]).name for line in lines] == ["001.png", "002.png"]
     assert all(line["series"] == "picture (PNG)" for line in lines)
+
+
+def test_with_study_a_folder_of_pictures_is_one_scan_ordered_by_the_numbers_in_its_names(
+    tmp_path: Path, ct_ich_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CT-ICH patient 071's 29 slices (haemorrhage on 19), saved as 1.jpg … 29.jpg: one study, judged with the
+    study threshold, its most suspicious slice counted as in the original 01.jpg … 29.jpg."""
+    original = ct_ich_dir / "brain" / "071"
+    renamed = tmp_path / "071"
+    renamed.mkdir()
+    for path in original.glob("*.jpg"):
+        (renamed / f"{int(path.stem)}.jpg").write_bytes(path.read_bytes())
+    code, lines = classify_json(capsys, "--study", str(original), str(renamed))
+    assert code == 0
+    first, second = lines
+    study_threshold = ModelCard.beside(DEFAULT_MODEL).operating_point.study.threshold
+    for line in lines:
+        assert (line["series"], line["n_slices"], line["verdict"]) == ("pictures (29 slices)", 29, "hemorrhage")
+        assert line["threshold"] == round(study_threshold, 4)
+    assert second["top_slice"] == first["top_slice"] and second["probability"] == first["probability"]
+    assert first["n_assessable"] == 28  # the cap of bone at the top is left out
+
+
+def test_with_study_a_damaged_picture_is_named(tmp_path: Path, head_ct_dir: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "1.png").write_bytes((head_ct_dir / "images" / "001.png").read_bytes())
+    (tmp_path / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    code, (line,) = classify_json(capsys, "--study", str(tmp_path))
+    assert code == 1 and line["error"] == "2.png: The PNG file is damaged or incomplete."
 
 
 def test_a_folder_without_scans_is_refused_in_cli_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -77,7 +77,8 @@ async def test_the_triage_comes_back_to_pacs_as_a_secondary_capture_in_the_study
     assert capture.SeriesInstanceUID != original.SeriesInstanceUID
     assert capture.SeriesDescription == SERIES_DESCRIPTION and capture.BurnedInAnnotation == "YES"
     version = re.escape(ModelCard.beside(DEFAULT_MODEL).version)
-    assert re.search(rf"haemorrhage suspected; probability \d\.\d\d \(threshold 0\.30\); model hemowatch-ich {version}\b",
+    assert re.search(rf"haemorrhage suspected; probability \d+% \(threshold 30%\); no single region stands out on the "
+                     rf"heat-map; model hemowatch-ich {version}\b",
                      capture.ImageComments)
     assert "Decision support, not a diagnosis." in capture.ImageComments
     assert capture.pixel_array.ndim == 3 and capture.pixel_array.shape[2] == 3

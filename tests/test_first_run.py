@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import DEFAULT_MODEL, PROJECT_ROOT
+from core.settings import DEFAULT_MODEL, PROJECT_ROOT, Settings, SettingsError, read_settings
 from testsupport.broker import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +39,13 @@ def test_a_wrong_setting_is_one_line_naming_it(tmp_path: Path, name: str, value:
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"hemowatch run: The setting {name} is wrong: ")
     assert str(tmp_path / ".env") in line and str(PROJECT_ROOT / ".env") in line
+
+
+@pytest.mark.parametrize("ids", ["12,³", "١٢", "12345678901234567"])
+def test_admin_user_ids_are_plain_digits(monkeypatch: pytest.MonkeyPatch, ids: str) -> None:
+    monkeypatch.setenv("ADMIN_USER_IDS", ids)
+    with pytest.raises(SettingsError, match=r"ADMIN_USER_IDS is wrong: should be Telegram user ids \(numbers\)"):
+        read_settings(Settings)
 
 
 def test_half_a_window_is_refused_in_one_line(tmp_path: Path, head_ct_dir: Path) -> None:

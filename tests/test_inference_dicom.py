@@ -251,7 +251,7 @@ def test_a_series_without_brain_is_not_assessable_with_a_reason(analyzer: Analyz
             archive.writestr(f"{n}.dcm", data)
     (result,) = analyzer.analyze_bytes(buffer.getvalue(), "empty-field.zip")
     assert (result.verdict, result.n_assessable, result.overlay_png) == ("not_assessable", 0, None)
-    assert result.reason.startswith("None of the 3 slices can be assessed: mostly bone or no brain")
+    assert result.reason.startswith("None of the 3 slices can be assessed: mostly bone or little brain")
 
 
 def test_an_mr_image_is_warned_about_and_not_assessed(analyzer: Analyzer) -> None:

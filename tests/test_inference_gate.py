@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from inference.dicom import read_series
-from inference.gate import Assessment, assess_hu, assess_slice
+from inference.gate import LITTLE_BRAIN, Assessment, assess_hu, assess_slice
 from inference.images import read_picture
 from inference.limits import Limits
 
@@ -45,6 +45,24 @@ def test_every_labelled_training_slice_passes(head_ct_dir: Path) -> None:
             refused[path.name] = assessment.reason
     assert len(list((head_ct_dir / "images").glob("*.png"))) == 160
     assert refused == {}
+
+
+def gate_file(path: Path) -> Assessment:
+    (scan_slice,) = read_picture(path.read_bytes(), Limits()).slices
+    return assess_slice(scan_slice)
+
+
+def test_a_small_head_is_judged_by_the_brain_it_shows(ct_ich_dir: Path) -> None:
+    """Near the top of the skull the head fills less than a fifth of the picture: a slice still showing brain
+    (with a subdural bleed) is assessed; the cap above it, mostly bone, is refused as such, not as "no head"."""
+    brain = ct_ich_dir / "brain" / "071"
+    assert gate_file(brain / "27.jpg") == Assessment(True)
+    assert gate_file(brain / "28.jpg") == Assessment(True)
+    assert gate_file(brain / "29.jpg") == Assessment(False, LITTLE_BRAIN)
+
+
+def test_a_neck_below_the_skull_is_refused_for_showing_no_brain(ct_ich_dir: Path) -> None:
+    assert gate_file(ct_ich_dir / "brain" / "125" / "01.jpg") == Assessment(False, LITTLE_BRAIN)
 
 
 def test_a_colour_photo_is_refused() -> None:
@@ -82,7 +100,13 @@ def test_a_blank_picture_is_refused(level: int) -> None:
 def test_a_small_blob_on_black_is_not_a_head() -> None:
     image = Image.new("L", (400, 400))
     ImageDraw.Draw(image).ellipse((180, 180, 220, 220), fill=200)
-    assert not gate_picture(image).assessable
+    assert gate_picture(image) == Assessment(False, "No head can be seen in the picture.")
+
+
+def test_a_small_grey_disc_without_a_skull_is_not_assessable() -> None:
+    image = Image.new("L", (400, 400))
+    ImageDraw.Draw(image).ellipse((130, 130, 270, 270), fill=120)  # head-sized, a tenth of the picture
+    assert gate_picture(image) == Assessment(False, LITTLE_BRAIN)
 
 
 def _head(size: int = 256) -> tuple[np.ndarray, np.ndarray]:

@@ -77,6 +77,9 @@ def test_every_value_of_12_and_16_bit_slices_survives(signed: bool, bits: int, t
     decoder = get_decoder(lossless.file_meta.TransferSyntaxUID)
     np.testing.assert_array_equal(decoder.as_array(lossless, decoding_plugin=PLUGIN)[0], stored)
     np.testing.assert_array_equal(decoder.as_array(lossless, decoding_plugin="pylibjpeg")[0], stored)
+    direct = decode_frame(lossless, None)
+    assert direct.dtype == stored.dtype
+    np.testing.assert_array_equal(direct, stored)
 
 
 def test_a_damaged_lossless_stream_is_a_plain_input_error(tmp_path: Path) -> None:

@@ -17,7 +17,14 @@ from inference.dicom import read_series
 from inference.images import read_picture
 from inference.limits import Limits
 from inference.model import ModelCard
-from inference.overlay import MAX_SIDE, OverlayCaption, heat_alpha, intracranial_mask, render_overlay
+from inference.overlay import (
+    MAX_SIDE,
+    OverlayCaption,
+    heat_alpha,
+    intracranial_mask,
+    region_stands_out,
+    render_overlay,
+)
 from inference.preprocess import prepare_slice
 from inference.scan import Window
 
@@ -118,6 +125,43 @@ def test_a_slice_without_positive_evidence_stays_grey_and_a_flagged_one_says_so(
     assert band.shape[0] > focal_band.shape[0], "one more caption line: no single region stands out"
     assert FLAGGED.lines(focal=False)[3] == "No single region stands out on this slice"
     assert NOT_FLAGGED.lines(focal=False) == NOT_FLAGGED.lines()
+
+
+def test_a_region_stands_out_when_its_evidence_is_half_the_strongest_either_way() -> None:
+    cam = np.zeros((5, 5), dtype=np.float32)
+    cam[2, 2] = 2.0
+    cam[0, 0] = -3.9
+    assert region_stands_out(cam)
+    cam[0, 0] = -4.1  # the evidence against elsewhere is more than twice as strong
+    assert not region_stands_out(cam)
+    faint = np.zeros((5, 5), dtype=np.float32)
+    faint[2, 2] = 0.9  # the strongest cell, but too little evidence to point at
+    assert not region_stands_out(faint)
+    assert region_stands_out(RIM_CAM) and not region_stands_out(-np.abs(RIM_CAM))
+
+
+def test_a_faint_tint_is_not_shown_as_a_region(ge_grey: np.ndarray) -> None:
+    cam = -np.abs(RIM_CAM)
+    cam[2, 2] = 3.0  # positive evidence a third of the strongest against: a tint of about a tenth, before
+    box = prepare_slice(ge_grey).box
+    assert heat_alpha(ge_grey, cam, box, flagged=True).max() > 0
+    part, band = picture_parts(render_overlay(ge_grey, cam, box, FLAGGED), ge_grey)
+    assert not coloured(part, ge_grey).any()
+    _, grey_band = picture_parts(render_overlay(ge_grey, -np.abs(RIM_CAM), box, FLAGGED), ge_grey)
+    assert band.shape == grey_band.shape, "the caption says no single region stands out, as on a grey slice"
+
+
+def test_the_ge_series_is_flagged_with_no_region_standing_out_and_its_picture_stays_grey(
+    ge_series_dir: Path,
+) -> None:
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"the model is not at {DEFAULT_MODEL} (python -m training builds it)")
+    (result,) = analyzer_from_settings(Settings(inference_threads=2)).analyze_path(ge_series_dir)
+    assert result.verdict == "hemorrhage" and result.heatmap_shows_region is False
+    (series,) = read_series([path.read_bytes() for path in ge_series_dir.glob("*.dcm")], Limits(), strict=False)
+    grey = series.slices[result.top_slice[0] - 1].grey(ModelCard.beside(DEFAULT_MODEL).window)
+    part, _ = picture_parts(result.overlay_png, grey)
+    assert not coloured(part, grey).any()
 
 
 def test_caption_band_says_whether_haemorrhage_is_suspected(bleed_grey: np.ndarray) -> None:

@@ -103,6 +103,28 @@ def test_a_thin_slice_series_reads_in_order_in_parallel() -> None:
         np.testing.assert_array_equal(b.hu, expected)
 
 
+def test_a_thin_slice_series_asked_for_slabs_comes_as_5_mm_slabs_of_mean_units(ge_files: list[bytes]) -> None:
+    files = rle_series(60)  # 0.625 mm apart: eight slices to a slab, four in the last
+    (slabs,) = read_series(files, Limits(), strict=False, threads=2, slab_mm=5.0)
+    assert slabs.label == "series 1 (CT, 60 slices as 8 slabs of 5 mm)"
+    assert [int(item.hu[32, 32]) for item in slabs.slices] == [4, 12, 20, 28, 36, 44, 52, 58]  # 3.5, 11.5, … rounded
+    thin = sequential_hu(files)
+    for number, item in enumerate(slabs.slices):
+        expected = np.rint(np.mean(thin[8 * number : 8 * number + 8], axis=0)).astype(np.int16)
+        np.testing.assert_array_equal(item.hu, expected)
+    (ge,) = read_series(ge_files, Limits(), strict=False, slab_mm=5.0)  # 4 and 7 mm apart: its own slices
+    assert hashlib.sha256(b"".join(item.hu.tobytes() for item in ge.slices)).hexdigest() == GE_HU_SHA256
+
+
+def test_the_analysis_judges_a_thin_slice_series_on_slabs(tmp_path: Path) -> None:
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"the model is not at {DEFAULT_MODEL}")
+    for number, data in enumerate(rle_series(60)):
+        (tmp_path / f"{number}.dcm").write_bytes(data)
+    (result,) = Analyzer(DEFAULT_MODEL, threads=2).analyze_path(tmp_path)
+    assert (result.series_label, result.n_slices) == ("series 1 (CT, 60 slices as 8 slabs of 5 mm)", 8)
+
+
 def test_a_damaged_slice_deep_in_a_series_is_a_plain_error() -> None:
     files = rle_series(40)
     ds = dcmread(io.BytesIO(files[25]))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from inference.study import AGGREGATIONS, OperatingPoint, StudyCalibration, aggregate, study_verdict
@@ -32,11 +30,14 @@ def test_no_assessable_slice_is_not_assessable() -> None:
 def test_a_series_is_judged_by_its_calibrated_study_score_and_names_its_top_slice() -> None:
     study = StudyCalibration(aggregation="top2_mean", slope=2.0, intercept=-1.0, threshold=0.6)
     point = OperatingPoint(slice_threshold=0.5, study=study)
+    # Log-odds ln 9 and 0 for the top two, 0.9 and 0.5: mean ln 9 / 2, times 2, minus 1: ln 9 - 1, so 9 / (9 + e).
     outcome = study_verdict([0.9, None, 0.5, 0.1], point)
-    expected_score = (math.log(9) + 0.0) / 2  # mean of the two highest log-odds
-    assert outcome.probability == pytest.approx(1 / (1 + math.exp(-(2.0 * expected_score - 1.0))))
-    assert outcome.threshold == 0.6 and outcome.top_slice == (0, 0.9)
-    assert outcome.verdict == ("hemorrhage" if outcome.probability >= 0.6 else "no_hemorrhage")
+    assert (outcome.verdict, outcome.threshold, outcome.top_slice) == ("hemorrhage", 0.6, (0, 0.9))
+    assert outcome.probability == pytest.approx(0.76803, abs=1e-5)
+    # Log-odds ln 9 and -ln 9: mean 0, calibrated -1, so 0.269: under 0.6, though 0.9 passes the slice threshold.
+    outcome = study_verdict([0.9, 0.1], point)
+    assert (outcome.verdict, outcome.top_slice) == ("no_hemorrhage", (0, 0.9))
+    assert outcome.probability == pytest.approx(0.26894, abs=1e-5)
 
 
 def test_a_steep_study_calibration_saturates_instead_of_overflowing() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-import sqlite_utils
 
 from core.settings import PROJECT_ROOT, Settings
+from monitor.ingest import DROPPED_TOPIC
 from monitor.mqtt import vitals_topic
 from monitor.vitals_monitor import VitalsMonitor
 from store.patients import add_patient
@@ -33,9 +33,9 @@ SHIPPED = tuple(
 )
 
 
-async def _published_while_away(broker: Mosquitto, tmp_path: Path) -> tuple[int, VitalsMonitor]:
-    """Register the session, stop the monitor, publish AWAY samples, restart it; returns what it stored once
-    the flow has stopped, and the running monitor."""
+async def _published_while_away(broker: Mosquitto, tmp_path: Path, dropped: int) -> tuple[int, VitalsMonitor]:
+    """Register the session, stop the monitor, publish AWAY samples, and restart it once the broker counts
+    `dropped` messages dropped; returns how many of the AWAY samples it stored, and the running monitor."""
     db = open_database(tmp_path / "hemowatch.db")
     add_patient(db, "p1", "Ann Smith", time.time() - 3600)
     settings = Settings(_env_file=None, mqtt_url=broker.url, hemowatch_db=tmp_path / "hemowatch.db")
@@ -45,16 +45,19 @@ async def _published_while_away(broker: Mosquitto, tmp_path: Path) -> tuple[int,
     async with aiomqtt.Client("127.0.0.1", broker.port, max_inflight_messages=100) as device:
         for i in range(AWAY):
             await device.publish(vitals_topic("hemowatch", "p1"), json.dumps({"ts": start + i, "hr": 70}), qos=1)
-    await asyncio.sleep(1.5)  # mosquitto refreshes $SYS every second here
+        await device.subscribe(DROPPED_TOPIC)  # mosquitto refreshes $SYS every second here
+        async with asyncio.timeout(10):
+            async for count in device.messages:
+                if int(count.payload) == dropped:
+                    break
     monitor = VitalsMonitor(settings, RecordingNotifier())
     await monitor.start()
     await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
-    stored = lambda: sqlite_utils.Database(tmp_path / "hemowatch.db").execute("select count(*) from vitals").fetchone()[0]  # noqa: E731
-    last = -1
-    while (now := stored()) != last:  # until nothing more arrives
-        last = now
-        await asyncio.sleep(1.0)
-    return last, monitor
+    async with aiomqtt.Client("127.0.0.1", broker.port) as device:  # a last sample, behind all the queued ones
+        await device.publish(vitals_topic("hemowatch", "p1"), json.dumps({"ts": time.time(), "hr": 71}), qos=1)
+    count = lambda hr: db.execute("select count(*) from vitals where hr = ?", [hr]).fetchone()[0]  # noqa: E731
+    await eventually(lambda: count(71) == 1, what="the last sample, delivered after every queued one")
+    return count(70), monitor
 
 
 async def test_mosquitto_with_its_default_queue_limit_drops_and_the_monitor_says_so(
@@ -64,7 +67,7 @@ async def test_mosquitto_with_its_default_queue_limit_drops_and_the_monitor_says
     broker.start()
     caplog.set_level(logging.WARNING, logger="monitor.ingest")
     try:
-        stored, monitor = await _published_while_away(broker, tmp_path)
+        stored, monitor = await _published_while_away(broker, tmp_path, dropped=AWAY - 1000)
         try:
             await eventually(lambda: monitor.subscriber.broker_drops.count is not None)
         finally:
@@ -86,7 +89,7 @@ async def test_the_shipped_broker_configuration_keeps_everything_for_the_monitor
     broker.start()
     caplog.set_level(logging.WARNING, logger="monitor.ingest")
     try:
-        stored, monitor = await _published_while_away(broker, tmp_path)
+        stored, monitor = await _published_while_away(broker, tmp_path, dropped=0)
         try:
             await eventually(lambda: monitor.subscriber.broker_drops.count == 0)
         finally:

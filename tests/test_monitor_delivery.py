@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -41,8 +42,10 @@ def db(tmp_path: Path) -> sqlite_utils.Database:
 @asynccontextmanager
 async def _monitor_process(database: Path, mqtt_url: str) -> AsyncIterator[asyncio.subprocess.Process]:
     """A monitor in a child process, once it is subscribed; killed (SIGKILL) on leaving at the latest."""
+    checkout = str(MONITOR_PROCESS.parents[1])  # for `testsupport`, which is not installed with the service
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(MONITOR_PROCESS), str(database), mqtt_url, stdout=asyncio.subprocess.PIPE
+        sys.executable, str(MONITOR_PROCESS), str(database), mqtt_url, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": checkout},
     )
     try:
         assert await asyncio.wait_for(process.stdout.readline(), 30) == b"subscribed\n"

@@ -69,6 +69,9 @@ def test_epoch_time_or_arrival_time() -> None:
         (b'{"hr": 70, "device": 7}', "invalid", "device"),
         (b'{"ts": 1799999990}', "invalid", "no vitals"),
         (b"{}", "invalid", "no vitals"),
+        (b'{"hr": 80, "hr": 25}', "duplicate key", "hr: appears more than once"),
+        (b'{"hr": 80, "spo2": 97, "device": "a", "device": "b"}', "duplicate key", "device"),
+        (b'{"hr": 80, "meta": {"fw": 1, "fw": 2}}', "duplicate key", "fw"),
     ],
 )
 def test_rejected_with_a_reason(payload: bytes, reason: str, detail: str) -> None:

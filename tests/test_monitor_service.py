@@ -69,10 +69,13 @@ async def test_vitals_are_stored_and_bad_messages_counted_without_stopping(
             ("p1", b'{"spo2": 140}'),
             ("p1", b'{"hr": 70, "pad": "' + b"x" * 5000 + b'"}'),
             ("intruder", {"ts": T0, "hr": 70}),
+            ("p1", b'{"hr": 80, "hr": 25}'),
             ("p1", {"ts": T0, **CALM, "gcs": 15, "o2": True}),
         ])
-        await eventually(lambda: monitor.stats.stored == 1 and sum(monitor.stats.rejected.values()) == 6)
-        assert monitor.stats.rejected == {"malformed": 1, "invalid": 3, "oversized": 1, "unknown patient": 1}
+        await eventually(lambda: monitor.stats.stored == 1 and sum(monitor.stats.rejected.values()) == 7)
+        assert monitor.stats.rejected == {
+            "malformed": 1, "invalid": 3, "oversized": 1, "unknown patient": 1, "duplicate key": 1
+        }
         stored = latest_vitals(db, "p1")
         assert (stored.ts, stored.received_at, stored.hr, stored.o2, stored.gcs) == (T0, T0, 72, True, 15)
         assert stored.news2 == 2 and stored.news2_components["o2"] == 2
@@ -243,7 +246,7 @@ async def test_rejected_messages_are_logged_by_a_short_prefix(
         await _publish(mosquitto.port, [
             ("x" * 60_000, {"hr": 80}),  # a 60 kB topic
             ("p1", b'{"ts": 1' + b"0" * 309 + b', "hr": 80}'),  # a 310-digit time stamp
-            ("p1", b'{"hr": 80, "note": "' + b"y" * 3000 + b'", "spo2": "low"}'),
+            ("p1", b'{"hr": 80, "note": "' + b"y" * 3000 + b'", "hr": 81}'),  # each reason has a line of its own
         ])
         await eventually(lambda: sum(monitor.stats.rejected.values()) == 3)
     lines = [r.getMessage() for r in caplog.records if "rejected message" in r.getMessage()]

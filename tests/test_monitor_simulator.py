@@ -18,11 +18,11 @@ import pytest
 from core.notifications import NoticeKind
 from core.settings import Settings
 from core.vitals import VitalSample
-from monitor.engine import AlertRaised, EngineConfig, PatientState, Profile, assess
+from monitor.engine import AlertRaised, PatientState, Profile, assess
 from monitor.mqtt import vitals_topic
 from monitor.rules import patient_rules
 from monitor.simulator import OFFLINE_AFTER_S, SimulatedPatient
-from monitor.vitals_monitor import VitalsMonitor
+from monitor.vitals_monitor import VitalsMonitor, engine_config
 from store.patients import add_patient, list_patients
 from store.schema import open_database
 from store.vitals import vitals_between
@@ -32,9 +32,12 @@ from testsupport.waiting import eventually
 
 
 def _alerts_within(scenario: str, seconds: int, seed: int) -> dict[str, float]:
-    """Run one simulated patient at 1 Hz through the engine (default 30 s hold); condition -> time raised."""
+    """Run one simulated patient at 1 Hz through the engine (the default settings: a 30 s hold); condition -> time
+    raised."""
     patient = SimulatedPatient("sim-1", scenario, random.Random(seed))
-    state, profile, config = PatientState(last_seen=T0), Profile(patient_rules({}), neuro=True), EngineConfig()
+    config = engine_config(Settings(_env_file=None))
+    assert config.hold_s == 30
+    state, profile = PatientState(last_seen=T0), Profile(patient_rules({}), neuro=True)
     raised: dict[str, float] = {}
     for second in range(seconds + 1):
         reading = patient.reading(second, T0 + second)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import sqlite_utils
 
 from core.notifications import NoticeKind, Severity
 from core.roles import Role
-from core.vitals import Threshold
+from core.vitals import LimitError, Threshold
 from store.alerts import (
     AlertState,
     acknowledge_alert,
@@ -70,10 +71,38 @@ def test_thresholds_are_set_replaced_and_cleared(db: sqlite_utils.Database) -> N
     assert get_thresholds(db, "p1") == {"spo2": Threshold("spo2", 85, None), "hr": Threshold("hr", 50, 110)}
     set_threshold(db, "p1", "spo2", None, None)
     assert set(get_thresholds(db, "p1")) == {"hr"}
-    with pytest.raises(ValueError, match="unknown vital"):
+    with pytest.raises(LimitError, match="no alert limits for 'mood'"):
         set_threshold(db, "p1", "mood", 1, 2)
-    with pytest.raises(ValueError, match="below the high"):
+    with pytest.raises(LimitError, match="below the high"):
         set_threshold(db, "p1", "hr", 120, 100)
+
+
+@pytest.mark.parametrize(
+    ("vital", "low", "high", "refusal"),
+    [
+        ("hr", None, math.inf, r"Heart rate limits must be from 20 to 300/min; inf is not\."),
+        ("spo2", 101, None, r"SpO2 limits must be from 40 to 100%; 101 is not\."),
+        ("temp", math.nan, 38, r"Temperature limits must be from 25 to 45 °C; nan is not\."),
+        ("rr", -1, None, "from 0 to 80/min"),
+        ("hr", 150, None, r"Heart rate: the low limit \(150\) must be below the high one \(130, the standard one\)\."),
+        ("sbp", None, 80, r"the low limit \(90, the standard one\) must be below the high one \(80\)"),
+        ("dbp", 60, 60, r"the low limit \(60\) must be below the high one \(60\)"),
+    ],
+)
+def test_thresholds_a_patient_cannot_have_are_refused(
+    db: sqlite_utils.Database, vital: str, low: float | None, high: float | None, refusal: str
+) -> None:
+    """A limit beyond what a patient can show never alerts; a low limit at or above the high one, its own or the
+    standard one, alerts on every reading."""
+    with pytest.raises(LimitError, match=refusal):
+        set_threshold(db, "p1", vital, low, high)
+    assert get_thresholds(db, "p1") == {}
+
+
+def test_the_edges_of_a_vitals_range_are_allowed_limits(db: sqlite_utils.Database) -> None:
+    set_threshold(db, "p1", "spo2", 40, 100)
+    set_threshold(db, "p1", "hr", 131, 300)  # above the standard high limit, with a high limit of its own
+    assert get_thresholds(db, "p1") == {"spo2": Threshold("spo2", 40, 100), "hr": Threshold("hr", 131, 300)}
 
 
 def test_vitals_round_trip_latest_trend_and_retention(db: sqlite_utils.Database) -> None:

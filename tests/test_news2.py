@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bot import vitals_text
 from core.notifications import Severity
+from core.vitals import NEWS2_PARAMETERS
 from monitor.news2 import consciousness, news2_score
 
 NORMAL = {"rr": 16, "spo2": 97, "on_oxygen": False, "sbp": 120, "hr": 70, "acvpu": "A", "temp": 37.0}
@@ -78,3 +80,10 @@ def test_consciousness_comes_from_acvpu_else_gcs() -> None:
     assert consciousness(None, 15) == "A"
     assert consciousness(None, 14) == "C"
     assert consciousness(None, None) is None
+
+
+def test_every_component_is_shown_by_its_chart_name() -> None:
+    """Messages name each component the score carries: a new confusion shows as consciousness, not by a code."""
+    result = news2_score(**(NORMAL | {"acvpu": "C", "on_oxygen": True}))
+    assert set(result.components) == set(NEWS2_PARAMETERS)
+    assert vitals_text.news2(result.total, result.components) == "NEWS2 5 (supplemental oxygen 2, consciousness 3)"

@@ -108,6 +108,17 @@ def test_gcs_drop_of_two_from_baseline_is_an_emergency_at_once() -> None:
     assert patient.observe(240, gcs=14) == [("gcs_drop", "cleared")]
 
 
+def test_every_alert_of_a_sample_that_completes_a_set_carries_its_news2() -> None:
+    patient = Patient(NEURO)
+    patient.observe(0, **FULL_SET, gcs=15)
+    vitals = FULL_SET | {"gcs": 13, "acvpu": "C", "sbp": 165, "hr": 38}
+    patient.state, events, news2 = assess(patient.state, VitalSample("p", 30, 30, **vitals), NEURO, CONFIG)
+    assert [event.condition for event in events] == ["gcs_drop"]
+    assert events[0].news2 == news2 and (news2.total, news2.components["consciousness"]) == (6, 3)
+    patient.state, events, _ = assess(patient.state, VitalSample("p", 60, 60, **vitals), NEURO, CONFIG)
+    assert {event.condition: event.news2 for event in events} == {"hr_low": news2, "sbp_ceiling": news2, "news2": news2}
+
+
 def test_gcs_baseline_is_recent_best_and_frozen_while_alerted() -> None:
     patient = Patient(NEURO)
     patient.observe(0, gcs=15)

@@ -50,6 +50,14 @@ def picture(side: int) -> bytes:
     return buffer.getvalue()
 
 
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> sqlite_utils.Database:
     database = open_database(tmp_path / "hemowatch.db")
@@ -88,7 +96,8 @@ async def test_a_scan_needing_more_memory_than_a_worker_may_use_costs_only_its_o
             await huge
         assert str(refused.value) == NEEDS_TOO_MUCH_MEMORY
         (result,) = await asyncio.to_thread(analyzer.analyze_bytes, picture(512), "next.png")
-        assert result.verdict in ("hemorrhage", "no_hemorrhage", "not_assessable")
+        assert result.verdict == "hemorrhage"  # the shipped model's verdict on this picture, as in one process
+        assert result.probability == pytest.approx(0.672, abs=1e-3)
         assert analyzer.worker_pids() == [worker]  # refused inside the worker, which lives on
     finally:
         analyzer.close()
@@ -117,8 +126,10 @@ async def test_a_worker_that_dies_mid_analysis_is_replaced_while_vitals_are_stor
         (result,) = await asyncio.to_thread(analyzer.analyze_bytes, picture(512), "next.png")
         assert result.n_slices == 1
         assert analyzer.worker_pids() not in ([], [worker])
-        os.kill(analyzer.worker_pids()[0], signal.SIGKILL)  # dies while idle: the next scan is not to blame
-        await asyncio.sleep(0.5)
+        (idle,) = analyzer.worker_pids()
+        os.kill(idle, signal.SIGKILL)  # dies while idle: the next scan is not to blame
+        # The pool marks itself broken before it reaps the dead worker: from then on a scan finds it broken.
+        await eventually(lambda: not _exists(idle), what="the pool to reap its killed worker")
         (result,) = await asyncio.to_thread(analyzer.analyze_bytes, picture(512), "after.png")
         assert result.n_slices == 1
     finally:

@@ -11,7 +11,6 @@ from pydicom import dcmread
 
 from inference.dicom import read_series
 from inference.limits import Limits
-from training.crossval import patient_folds
 from training.ct_ich import BONE_WINDOW, BRAIN_WINDOW, by_patient, read_hu, read_slices, rebuild_hu
 from training.data import TrainingSet
 from training.series_writer import write_series
@@ -62,6 +61,10 @@ def test_a_written_series_reads_back_as_the_same_units_in_slice_order(ct_ich_dir
 
 
 def test_folds_never_put_one_patients_slices_on_both_sides() -> None:
+    pytest.importorskip("torch", reason="needs torch (the train extra)")
+    pytest.importorskip("sklearn", reason="needs scikit-learn (the train extra)")
+    from training.crossval import patient_folds
+
     groups = np.array([f"ct-ich/{patient:03d}" for patient in range(20) for _ in range(30)]
                       + [f"head-ct/{index:03d}" for index in range(40)])
     rng = np.random.default_rng(0)

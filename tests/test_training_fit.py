@@ -6,11 +6,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
 from training.data import TrainingSet
-from training.fit import Recipe, train
-from training.network import checkpoint_path
+
+torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
+from training.fit import Recipe, train  # noqa: E402
+from training.network import checkpoint_path  # noqa: E402
 
 SIDE = 64
 ROWS = 24

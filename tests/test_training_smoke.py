@@ -8,19 +8,21 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime
 import pytest
-import torch
 from PIL import Image
 
 from inference.model import HaemorrhageModel, file_sha256
 from inference.preprocess import INPUT_SIZE, grey_from_image, prepare_batch
-from training import compare
-from training.__main__ import main
 from training.ct_ich import HAEMORRHAGE_TYPES
 from training.data import read_head_ct_labels
-from training.fit import Recipe
+
+torch = pytest.importorskip("torch", reason="needs torch (the train extra)")
+onnx = pytest.importorskip("onnx", reason="needs onnx (the train extra)")
+pytest.importorskip("sklearn", reason="needs scikit-learn (the train extra)")
+from training import compare  # noqa: E402
+from training.__main__ import main  # noqa: E402
+from training.fit import Recipe  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

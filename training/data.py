@@ -25,7 +25,7 @@ from training.ct_ich import AIR_HU, HAEMORRHAGE_TYPES, brain_picture_path, read_
 UNKNOWN = -1.0  # a label the source does not give (haemorrhage type of a `head-ct` slice)
 SERVING_WINDOW = Window(35.0, 80.0)
 """The window the service shows the model DICOM slices through (written to the model card). Chosen on the kept
-weights' cross-validation: centres 30-35 HU scored a little higher than 40 for every seed (README)."""
+weights' cross-validation: centres 30-35 HU scored a little higher than 40 for every seed (docs/model.md)."""
 CROP_WINDOW = Window(40.0, 80.0)
 """The window whose grey levels locate the head square of a training slice's units: the service's window when
 the weights were trained, kept so that retraining gives the same weights (the squares differ from the serving

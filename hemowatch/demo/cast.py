@@ -4,6 +4,7 @@ DICOM node on ports of their own."""
 
 from __future__ import annotations
 
+import json
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from core.settings import ScanSettings, Settings
 from store import open_database, patients, people
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+EXAMPLES_DOI = "10.13026/w8q8-ky94"  # the collection the example slices come from (examples/ATTRIBUTION.md)
 BOT_TOKEN = "424242:DEMO-local-bot-api"  # only the local Bot API server knows it
 PATIENT_ID = "demo-1"
 PATIENT_NAME = "Simulated patient"
@@ -38,12 +40,19 @@ DOCTOR = DemoPerson(1002, "Dr Morgan", Role.DOCTOR)
 CAREGIVER = DemoPerson(1003, "Sam", Role.CAREGIVER)
 PEOPLE = (DOCTOR, CAREGIVER, ADMIN)
 
-EXAMPLES = (  # the collection's labels; the last is a bleed the model misses (see examples/ATTRIBUTION.md)
+EXAMPLES = (  # with the collection's labels (see examples/ATTRIBUTION.md)
     Example("patient071-slice13.jpg", "Patient 71, slice 13: intraparenchymal and subdural haemorrhage"),
     Example("patient084-slice21.jpg", "Patient 84, slice 21: subarachnoid haemorrhage"),
     Example("patient054-slice15.jpg", "Patient 54, slice 15: no haemorrhage"),
     Example("patient050-slice20.jpg", "Patient 50, slice 20: intraparenchymal haemorrhage"),
 )
+
+
+def examples_in_training_data(model_path: Path) -> bool:
+    """Whether the model card beside `model_path` names the examples' collection among the model's training data:
+    then what the model says of them shows nothing of how well it does."""
+    card = json.loads(model_path.with_suffix(".json").read_text(encoding="utf-8"))
+    return any(EXAMPLES_DOI in source.get("citation", "") for source in card.get("training_data", []))
 
 
 def free_port() -> int:

@@ -3,6 +3,12 @@
 The page never calls the service: it posts updates as a user would (text, photo, document, a button press) and
 reads the chat back as the Bot API server holds it (messages as they are now after edits, photos, inline
 keyboards, answers to button presses).
+
+It acts as the demo's people, so only the page itself may use it: another web site open in the same browser
+could otherwise post `/invite doctor` as the admin. A request with an `Origin` other than the page's own, or a
+`Sec-Fetch-Site` other than `same-origin`, is refused, and so is one naming any host but this machine (a DNS
+name rebound to 127.0.0.1 makes another site look same-origin); the JSON routes take only `application/json`,
+which a cross-site form or simple request cannot send.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from hemowatch.demo.bedside import BedsideDevice
 from hemowatch.demo.cast import EXAMPLES, EXAMPLES_DIR, PATIENT_ID, PATIENT_NAME, PEOPLE
@@ -23,6 +30,7 @@ LONG_POLL_S = 15.0
 BUTTON_ANSWER_S = 10.0
 PICTURES = (".png", ".jpg", ".jpeg")
 MAX_REQUEST_BYTES = 200 * 1024 * 1024
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def chat_message(message: JSON) -> JSON:
@@ -31,8 +39,8 @@ def chat_message(message: JSON) -> JSON:
         "id": message["message_id"],
         "from_bot": bool(message["from"].get("is_bot")),
         "text": message.get("text") or message.get("caption") or "",
-        "edited": "edit_date" in message,
         "date": message["date"],
+        "edited": message.get("edit_date"),  # when it was last edited, if it was
     }
     if message.get("photo"):
         shown["photo"] = max(message["photo"], key=lambda size: size["width"] * size["height"])["file_id"]
@@ -46,17 +54,21 @@ def chat_message(message: JSON) -> JSON:
 class ChatPage:
     """The page's HTTP routes; `app` is served by the demo command."""
 
-    def __init__(self, api: BotApiServer, bedside: BedsideDevice, rule_hold_s: float, escalate_after_s: float) -> None:
+    def __init__(
+        self, api: BotApiServer, bedside: BedsideDevice, rule_hold_s: float, escalate_after_s: float,
+        examples_trained_on: bool,
+    ) -> None:
         self._api = api
         self._bedside = bedside
         self._setup = {
             "people": [{"id": p.telegram_id, "name": p.name, "role": p.role.value} for p in PEOPLE],
             "patient": {"id": PATIENT_ID, "name": PATIENT_NAME},
             "examples": [{"file": e.file, "title": e.title} for e in EXAMPLES],
+            "examples_trained_on": examples_trained_on,  # the model was trained on the examples' collection
             "rule_hold_s": rule_hold_s,
             "escalate_after_s": escalate_after_s,
         }
-        self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        self.app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_only_this_page])
         self.app.router.add_get("/", self._index)
         self.app.router.add_static("/page", PAGE_DIR)
         self.app.router.add_static("/examples", EXAMPLES_DIR)
@@ -168,6 +180,20 @@ class ChatPage:
         return user
 
 
+@web.middleware
+async def _only_this_page(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse requests another web site makes the browser send (see the module's docstring). Reading is left to
+    the browser's same-origin policy, and opening the page from a link or the address bar must work."""
+    if request.url.host not in LOOPBACK_HOSTS:
+        raise web.HTTPForbidden(text="this page answers only at 127.0.0.1 or localhost")
+    if request.method not in ("GET", "HEAD"):
+        origin = request.headers.get("Origin")
+        fetched_from = request.headers.get("Sec-Fetch-Site")
+        if origin not in (None, f"{request.scheme}://{request.host}") or fetched_from not in (None, "same-origin"):
+            raise web.HTTPForbidden(text="only the demo's own page may do this")
+    return await handler(request)
+
+
 def _int(value: Any) -> int:
     try:
         return int(value)
@@ -176,6 +202,8 @@ def _int(value: Any) -> int:
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(text="expected application/json")
     try:
         body = await request.json()
     except json.JSONDecodeError:

@@ -5,6 +5,7 @@ const COLOURS = { admin: "#8e24aa", doctor: "#1e88e5", caregiver: "#43a047" };
 const state = { setup: null, user: null, version: null, seen: {}, counts: {}, rendered: new Map() };
 const $ = (id) => document.getElementById(id);
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+const clock = (seconds) => `${new Date(seconds * 1000).toISOString().slice(11, 16)} UTC`;  // as the alerts say
 
 async function post(path, body) {
   const response = await fetch(path, body instanceof FormData ? { method: "POST", body }
@@ -47,6 +48,9 @@ function buildSidebar() {
     button.addEventListener("click", () => post("/api/example", { user: state.user, file: example.file }).catch((e) => toast(e.message)));
     $("examples").append(button);
   }
+  $("examples-hint").append(" ", setup.examples_trained_on
+    ? "They come from the data the model was trained on, so they show how HemoWatch looks, not how well it finds bleeds."
+    : "Four slices show how HemoWatch looks, not how well it finds bleeds.");
   $("patient-title").textContent = `Simulated patient ${setup.patient.id}`;
   $("scenario-hint").textContent = `The deterioration slowly lowers GCS and slows pulse and breathing while blood `
     + `pressure rises; alerts come once a vital has stayed out of range ${setup.rule_hold_s} s, and an urgent alert `
@@ -147,8 +151,7 @@ function messageElement(message) {
   }
   const meta = document.createElement("div");
   meta.className = "meta";
-  const time = new Date(message.date * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  meta.textContent = message.edited ? `edited ${time}` : time;
+  meta.textContent = message.edited ? `${clock(message.date)} · edited ${clock(message.edited)}` : clock(message.date);
   box.append(meta);
   return box;
 }
