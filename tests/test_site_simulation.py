@@ -18,7 +18,7 @@ from inference.preprocess import grey_from_image, prepare_batch
 from training.data import read_head_ct_labels
 from training.network import checkpoint_path, pretrained_network
 from training.site_simulation import (
-    FoldModel, _load_cases, _save_cases, bleeding_count, commission_draw, export_fold_model, summarise,
+    FoldModel, _load_cases, _save_cases, bleeding_count, card_section, commission_draw, export_fold_model, summarise,
     table,
 )
 
@@ -86,6 +86,12 @@ def test_the_summary_gives_each_site_and_size_one_row(cases, shipped: FoldModel)
     assert set(row["test"]) == {"shipped", "candidate", "in_use"}
     assert row["test"]["in_use"] == row["test"]["shipped"] and "when_adopted" not in row
     assert table([row]).splitlines()[2].startswith("| head-ct pictures | 5 | 0 / 0 / 3 | 11 |")
+    result = {"method": "", "command": "", "machine": "", "minutes": 0.1, "folds_trained": 0,
+              "sensitivity_target": 0.95, "summary": [row]}
+    (card_row,) = card_section(result)["simulation"]["summary"]
+    shipped_auc = row["test"]["shipped"]["auc"]
+    assert card_row["shipped"]["auc"] == f"{shipped_auc['median']:.3f} ({shipped_auc['p10']:.3f}-{shipped_auc['p90']:.3f})"
+    assert set(card_row) == {"site", "n", "draws", "outcomes", "test_patients", "shipped", "in_use"}
 
 
 def test_a_fold_model_runs_with_the_shipped_operating_point_and_its_own_head(

@@ -13,7 +13,8 @@ by the product's own reader (`commissioning.cases.read_cases`) from files on dis
 of `n` patients commission a profile through the product's judge; the fold's remaining patients of that site
 are then judged by the fold model as shipped, by the candidate profile and by whatever the judge left in use.
 
-Each fold's weights, exported graph and cases are kept in `--work`, so a second run trains and reads nothing.
+Each fold's weights, exported graph and cases are kept in `--work`, so a second run trains and reads nothing
+(delete the `cases-*.npz` files there when the way the product reads or gates a scan has changed).
 With `--write-card` the summary becomes the `site_commissioning` entry of the model's card (run it again after
 retraining: the fold models take the card's calibration and operating point).
 """
