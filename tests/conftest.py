@@ -1,6 +1,10 @@
 """Fixtures shared by every test: paths to the reference data, a real mosquitto broker, a real PostgreSQL server, a
-local Bot API server.
-The helpers behind them live in the `testsupport` package."""
+local Bot API server, and the store a test runs on.
+The helpers behind them live in the `testsupport` package.
+
+`--store=postgresql` puts the store of every test that takes the `database` fixture in PostgreSQL instead of a
+SQLite file; such tests, and those on both engines through `store_location`, are marked `store`, so
+`pytest --store=postgresql -m store` runs all of them on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -25,6 +29,22 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HEAD_CT = SHARED_DATA / "head-ct"
 GE_SERIES = SHARED_DATA / "dicom" / "ge-head-ct"
 CT_ICH = SHARED_DATA / "ct-ich"
+STORE_FIXTURES = {"database", "store_location"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                     help="the engine of the store of tests that take the `database` fixture (default: sqlite)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "store: the test runs on a store (`--store` chooses its engine)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if STORE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.store)
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +110,15 @@ def postgres_url(postgres: PostgresServer) -> str:
 def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
     """Where a test's store lives, once on each engine: a SQLite file, then a new PostgreSQL database."""
     if request.param == "sqlite":
+        return tmp_path / "hemowatch.db"
+    return request.getfixturevalue("postgres").fresh_database()
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where the test's store lives: a SQLite file in `tmp_path`, or with `--store=postgresql` a new PostgreSQL
+    database. `stores.store_settings` and `stores.store_environment` point a service at it."""
+    if request.config.getoption("store") == "sqlite":
         return tmp_path / "hemowatch.db"
     return request.getfixturevalue("postgres").fresh_database()
 
