@@ -1,6 +1,6 @@
-"""The real bot (`bot.application.build_application`) polling the local Bot API server, with a real SQLite file
-and a controllable clock; tests play admins, doctors and caregivers through it. `adopt_card_profile` puts a site
-profile in use as `hemowatch site commission` would."""
+"""The real bot (`bot.application.build_application`) polling the local Bot API server, with a real store (the
+`database` fixture) and a controllable clock; tests play admins, doctors and caregivers through it.
+`adopt_card_profile` puts a site profile in use as `hemowatch site commission` would."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from core.settings import DEFAULT_MODEL, Settings
 from inference.model import ModelCard
 from inference.site_profile import SiteProfile
 from localbotapi import JSON, BotApiServer
+from stores import store_settings
 from store import open_database, patients, people, site_profiles
 from store.thread import StoreThread
 from store.database import Database
@@ -29,12 +30,11 @@ DOCTOR = 10
 PATIENT = "ward-1"
 
 
-def settings_for(bot_api: BotApiServer, db_path: Path, **overrides: object) -> Settings:
-    """Settings for a service under test; the DICOM node is off unless `overrides` give it a port."""
-    values: dict[str, object] = {"admin_user_ids": frozenset({ADMIN}), "dicom_port": 0} | overrides
-    return Settings(
-        _env_file=None, telegram_bot_token=bot_api.token, telegram_api_url=bot_api.url, hemowatch_db=db_path, **values,
-    )
+def settings_for(bot_api: BotApiServer, database: Path | str, folder: Path, **overrides: object) -> Settings:
+    """Settings for a service under test on the store at `database` (files of its own go in `folder`); the DICOM
+    node is off unless `overrides` give it a port."""
+    values = {"admin_user_ids": frozenset({ADMIN}), "dicom_port": 0} | store_settings(database, folder) | overrides
+    return Settings(_env_file=None, telegram_bot_token=bot_api.token, telegram_api_url=bot_api.url, **values)
 
 
 # Figures as commissioning stores them (`Figures.to_dict`): the shipped model against the adopted profile.
@@ -92,12 +92,14 @@ class BotWorld:
 
 
 @asynccontextmanager
-async def running_bot(bot_api: BotApiServer, tmp_path: Path, **overrides: object) -> AsyncIterator[BotWorld]:
+async def running_bot(
+    bot_api: BotApiServer, database: Path | str, tmp_path: Path, **overrides: object
+) -> AsyncIterator[BotWorld]:
     clock = ManualClock(time.time())  # from the real time, so records made by `hemowatch admin` fit in
-    settings = settings_for(bot_api, tmp_path / "hemowatch.db", **overrides)
+    settings = settings_for(bot_api, database, tmp_path, **overrides)
     store = StoreThread("hemowatch-bot")
-    await store.open(settings.hemowatch_db)
-    db = open_database(settings.hemowatch_db)
+    await store.open(settings.database)
+    db = open_database(settings.database)
     application = build_application(settings, None, store, clock)
     async with application:
         await application.updater.start_polling(poll_interval=0, timeout=5)
@@ -112,9 +114,9 @@ async def running_bot(bot_api: BotApiServer, tmp_path: Path, **overrides: object
 
 
 @asynccontextmanager
-async def running_ward(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld]:
+async def running_ward(bot_api: BotApiServer, database: Path | str, tmp_path: Path) -> AsyncIterator[BotWorld]:
     """The running bot with one patient, PATIENT, whose doctor is DOCTOR."""
-    async with running_bot(bot_api, tmp_path) as world:
+    async with running_bot(bot_api, database, tmp_path) as world:
         world.add_person(DOCTOR, Role.DOCTOR)
         world.add_patient(PATIENT, doctor=DOCTOR)
         yield world

@@ -16,6 +16,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 from botworld import settings_for
+from stores import store_environment
 
 from core.roles import Role
 from hemowatch.wiring import running
@@ -31,22 +32,23 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(120)
 
 
-def admin(db_path: Path, *args: str) -> str:
-    """`hemowatch admin ARGS` as run on the server; its standard output."""
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO), "HEMOWATCH_DB": str(db_path)}
-    done = subprocess.run([sys.executable, "-m", "hemowatch.cli", "admin", *args], env=env, cwd=db_path.parent,
+def admin(database: Path | str, folder: Path, *args: str) -> str:
+    """`hemowatch admin ARGS` as run on the server, in `folder`; its standard output."""
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)} | store_environment(database, folder)
+    done = subprocess.run([sys.executable, "-m", "hemowatch.cli", "admin", *args], env=env, cwd=folder,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
 async def test_an_alert_nobody_can_receive_waits_for_the_first_doctor_who_joins(
-    bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    bot_api: BotApiServer, mosquitto: Mosquitto, database: Path | str, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    db_path = tmp_path / "hemowatch.db"
-    settings = settings_for(bot_api, db_path, mqtt_url=mosquitto.url, admin_user_ids=frozenset(), rule_hold_s=0)
-    db = open_database(db_path)
+    settings = settings_for(bot_api, database, tmp_path, mqtt_url=mosquitto.url, admin_user_ids=frozenset(),
+                            rule_hold_s=0)
+    db = open_database(database)
     patients.add_patient(db, PATIENT, "Ann Smith", time.time())
     async with running(settings) as service:
         await asyncio.wait_for(service.monitor.subscriber.subscribed.wait(), 10)
@@ -58,10 +60,10 @@ async def test_an_alert_nobody_can_receive_waits_for_the_first_doctor_who_joins(
         assert any("SpO2 low" in line and "bed-12 (Ann Smith)" in line and "spo2 85" in line for line in kept)
         assert not [entry for entry in outbox.pending_notices(db) if not entry.held and entry.attempts == 0]
 
-        listed = await asyncio.to_thread(admin, db_path, "alerts")
+        listed = await asyncio.to_thread(admin, database, tmp_path, "alerts")
         assert "SpO2 low" in listed and "kept pending" in listed and PATIENT in listed
         assert listed.splitlines()[0].startswith("id")
-        assert PATIENT in await asyncio.to_thread(admin, db_path, "patients")
+        assert PATIENT in await asyncio.to_thread(admin, database, tmp_path, "patients")
 
         # the operator invites a doctor from the server (`hemowatch admin invite doctor`); the doctor joins
         invitation = people.create_invitation(db, Role.DOCTOR, None, people.SERVER, time.time(), 3600)
@@ -70,5 +72,5 @@ async def test_an_alert_nobody_can_receive_waits_for_the_first_doctor_who_joins(
                                                timeout=10)
         assert "Ann Smith" in alert["text"] and alert["reply_markup"]
         await eventually(lambda: not outbox.held_alert_ids(db), 10, "no alert left waiting for a recipient")
-    assert "heard by" in (listed := admin(db_path, "alerts")) and str(DOCTOR) in listed
+    assert "heard by" in (listed := admin(database, tmp_path, "alerts")) and str(DOCTOR) in listed
     db.close()

@@ -28,8 +28,8 @@ CAREGIVER, OTHER_CAREGIVER = 20, 21
 
 
 @pytest.fixture
-async def world(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld]:
-    async with running_ward(bot_api, tmp_path) as world:
+async def world(bot_api: BotApiServer, database: Path | str, tmp_path: Path) -> AsyncIterator[BotWorld]:
+    async with running_ward(bot_api, database, tmp_path) as world:
         world.add_person(CAREGIVER, Role.CAREGIVER, PATIENT)
         world.add_person(OTHER_CAREGIVER, Role.CAREGIVER, PATIENT)
         for user in (ADMIN, DOCTOR, CAREGIVER, OTHER_CAREGIVER):  # Telegram bots cannot write first

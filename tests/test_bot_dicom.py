@@ -47,16 +47,16 @@ def is_study_alert(message: JSON) -> bool:
 
 
 @asynccontextmanager
-async def started(bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path, **overrides: object
-                  ) -> AsyncIterator[Served]:
+async def started(bot_api: BotApiServer, mosquitto: Mosquitto, database: Path | str, tmp_path: Path,
+                  **overrides: object) -> AsyncIterator[Served]:
     """The service with two doctors and a caregiver; the DICOM node on a free port taking CTSCANNER and DCMTKSCU."""
     clock = ManualClock(time.time())
     values: dict[str, object] = {
         "dicom_port": free_port(), "dicom_series_idle_s": 0.5, "dicom_threshold": 0.3,
         "dicom_allowed_aes": "CTSCANNER,DCMTKSCU", **overrides,
     }
-    settings = settings_for(bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url, **values)
-    db = open_database(settings.hemowatch_db)
+    settings = settings_for(bot_api, database, tmp_path, mqtt_url=mosquitto.url, **values)
+    db = open_database(database)
     for telegram_id, name in ((DOCTOR, "Dr Ada"), (OTHER_DOCTOR, "Dr Bo")):
         invitation = people.create_invitation(db, Role.DOCTOR, None, ADMIN, clock(), 3600)
         people.redeem_invitation(db, invitation.code, telegram_id, name, telegram_id, clock())
@@ -68,8 +68,10 @@ async def started(bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path, *
 
 
 @pytest.fixture
-async def service(bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Served]:
-    async with started(bot_api, mosquitto, tmp_path) as served:
+async def service(
+    bot_api: BotApiServer, mosquitto: Mosquitto, database: Path | str, tmp_path: Path
+) -> AsyncIterator[Served]:
+    async with started(bot_api, mosquitto, database, tmp_path) as served:
         yield served
 
 
@@ -196,14 +198,14 @@ async def test_a_series_from_storescu_reaches_every_doctor_when_nobody_is_on_cal
 
 
 async def test_a_haemorrhage_case_is_flagged_at_the_model_cards_threshold(
-    bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path, ct_ich_dir: Path
+    bot_api: BotApiServer, mosquitto: Mosquitto, database: Path | str, tmp_path: Path, ct_ich_dir: Path
 ) -> None:
     """CT-ICH patient 071 (haemorrhage on 19 of its slices) written as a DICOM CT series. The model was trained on
     this collection, so this checks the path end to end, not the model."""
     patient = by_patient(read_slices(ct_ich_dir))["071"]
     paths = write_series([read_hu(ct_ich_dir, item) for item in patient], tmp_path / "ich", spacing_mm=0.4,
                          thickness_mm=5.0)
-    async with started(bot_api, mosquitto, tmp_path, dicom_threshold=None) as (running_service, _, db):
+    async with started(bot_api, mosquitto, database, tmp_path, dicom_threshold=None) as (running_service, _, db):
         await say(bot_api, DOCTOR, "/oncall on")
         assert await asyncio.to_thread(push, running_service.dicom.port, paths) == [0] * len(paths)
         message = await bot_api.wait_for_message(DOCTOR, is_study_alert, timeout=60)

@@ -38,11 +38,11 @@ def is_alert(message: JSON) -> bool:
 
 @pytest.fixture
 async def service(
-    bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path
+    bot_api: BotApiServer, mosquitto: Mosquitto, database: Path | str, tmp_path: Path
 ) -> AsyncIterator[Served]:
     clock = ManualClock(time.time())
-    settings = settings_for(bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url)
-    db = open_database(settings.hemowatch_db)
+    settings = settings_for(bot_api, database, tmp_path, mqtt_url=mosquitto.url)
+    db = open_database(database)
     for patient_id in (PATIENT, OTHER_PATIENT):
         patients.add_patient(db, patient_id, f"Patient {patient_id}", clock())
     invitation = people.create_invitation(db, Role.DOCTOR, PATIENT, ADMIN, clock(), 3600)
@@ -175,10 +175,10 @@ def failed_sends(api: BotApiServer, status: int) -> bool:
 
 
 async def test_vitals_are_stored_while_telegram_cannot_be_reached_and_the_bot_comes_up_later(
-    bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path
+    bot_api: BotApiServer, mosquitto: Mosquitto, database: Path | str, tmp_path: Path
 ) -> None:
-    settings = settings_for(bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url)
-    db = open_database(settings.hemowatch_db)
+    settings = settings_for(bot_api, database, tmp_path, mqtt_url=mosquitto.url)
+    db = open_database(database)
     patients.add_patient(db, PATIENT, "Patient", time.time())
     bot_api.fail_next("getMe", 500, count=1000)  # Telegram is down when the service starts
     stop = asyncio.Event()
@@ -204,11 +204,11 @@ async def test_vitals_are_stored_while_telegram_cannot_be_reached_and_the_bot_co
 
 
 async def test_a_stop_while_telegram_cannot_be_reached_ends_the_service(
-    bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path
+    bot_api: BotApiServer, mosquitto: Mosquitto, database: Path | str, tmp_path: Path
 ) -> None:
     bot_api.fail_next("getMe", 500, count=1000)
     stop = asyncio.Event()
-    service = asyncio.create_task(serve(settings_for(bot_api, tmp_path / "h.db", mqtt_url=mosquitto.url), stop))
+    service = asyncio.create_task(serve(settings_for(bot_api, database, tmp_path, mqtt_url=mosquitto.url), stop))
     await eventually(lambda: len(bot_api.calls_to("getMe")) >= 2, 30, "a second attempt to reach Telegram")
     stop.set()
     await asyncio.wait_for(service, 30)

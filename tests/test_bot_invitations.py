@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from botworld import ADMIN, DOCTOR, PATIENT, BotWorld, running_ward
+from stores import store_environment, store_settings
 
 from bot.application import register_menu
 from core.roles import Role
@@ -25,8 +26,8 @@ LINK = re.compile(r"https://t\.me/hemowatch_test_bot\?start=([A-Za-z0-9_-]+)")
 
 
 @pytest.fixture
-async def world(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld]:
-    async with running_ward(bot_api, tmp_path) as world:
+async def world(bot_api: BotApiServer, database: Path | str, tmp_path: Path) -> AsyncIterator[BotWorld]:
+    async with running_ward(bot_api, database, tmp_path) as world:
         yield world
 
 
@@ -102,12 +103,12 @@ async def test_admin_command_invites_a_doctor(world: BotWorld, capsys: pytest.Ca
     assert people.get_person(world.db, NEWCOMER).role is Role.DOCTOR
 
 
-async def test_admin_command_logs_no_bot_token(bot_api: BotApiServer, tmp_path: Path) -> None:
+async def test_admin_command_logs_no_bot_token(bot_api: BotApiServer, database: Path | str, tmp_path: Path) -> None:
     """As a user runs it, logging set up by the command line: request lines would name the token."""
     env = {
         "PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
         "TELEGRAM_BOT_TOKEN": bot_api.token, "TELEGRAM_API_URL": bot_api.url,
-    }
+    } | store_environment(database, tmp_path)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hemowatch.cli", "admin", "invite", "doctor", cwd=tmp_path, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -117,10 +118,12 @@ async def test_admin_command_logs_no_bot_token(bot_api: BotApiServer, tmp_path: 
     assert bot_api.calls_to("getMe") and bot_api.token not in err.decode()
 
 
-def test_admin_command_adds_a_patient_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    settings = Settings(_env_file=None, hemowatch_db=tmp_path / "admin.db")
+def test_admin_command_adds_a_patient_once(
+    database: Path | str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(_env_file=None, **store_settings(database, tmp_path))
     args = argparse.Namespace(admin_command="add-patient", patient_id="bed-7", name="Ann Smith")
     assert run_admin(args, settings) == 0
     assert run_admin(args, settings) == 1
     assert "already exists" in capsys.readouterr().err
-    assert patients.get_patient(open_database(settings.hemowatch_db), "bed-7").name == "Ann Smith"
+    assert patients.get_patient(open_database(database), "bed-7").name == "Ann Smith"

@@ -32,11 +32,11 @@ def is_alert(message: JSON) -> bool:
 
 
 async def test_server_errors_at_start_up_and_while_polling_end_nothing(
-    bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    bot_api: BotApiServer, mosquitto: Mosquitto, database: Path | str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    settings = settings_for(bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url, rule_hold_s=0)
-    db = open_database(settings.hemowatch_db)
+    settings = settings_for(bot_api, database, tmp_path, mqtt_url=mosquitto.url, rule_hold_s=0)
+    db = open_database(database)
     patients.add_patient(db, PATIENT, "Patient", time.time())
     invitation = people.create_invitation(db, Role.DOCTOR, PATIENT, ADMIN, time.time(), 3600)
     people.redeem_invitation(db, invitation.code, DOCTOR, "Dr Ada", DOCTOR, time.time())
@@ -81,11 +81,11 @@ async def test_server_errors_at_start_up_and_while_polling_end_nothing(
 
 
 async def test_a_rate_limit_on_the_token_check_is_waited_out(
-    bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path
+    bot_api: BotApiServer, mosquitto: Mosquitto, database: Path | str, tmp_path: Path
 ) -> None:
     bot_api.fail_next("getMe", 429, retry_after=1)
     stop = asyncio.Event()
-    service = asyncio.create_task(serve(settings_for(bot_api, tmp_path / "h.db", mqtt_url=mosquitto.url), stop))
+    service = asyncio.create_task(serve(settings_for(bot_api, database, tmp_path, mqtt_url=mosquitto.url), stop))
     try:
         sent = bot_api.send_text(ADMIN, "/help")
         assert "/status" in (await bot_api.wait_for_message(ADMIN, after=sent, timeout=30))["text"]

@@ -82,8 +82,8 @@ def snapshot(world: BotWorld) -> dict[str, list[tuple]]:
 
 
 @pytest.fixture
-async def world(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld]:
-    async with running_bot(bot_api, tmp_path) as world:
+async def world(bot_api: BotApiServer, database: Path | str, tmp_path: Path) -> AsyncIterator[BotWorld]:
+    async with running_bot(bot_api, database, tmp_path) as world:
         for doctor in (DOCTOR, OTHER_DOCTOR):
             world.add_person(doctor, Role.DOCTOR)
         world.add_patient(OWN, doctor=DOCTOR)

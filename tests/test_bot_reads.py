@@ -45,8 +45,10 @@ def analyzer() -> Analyzer:
 
 
 @pytest.fixture
-async def world(bot_api: BotApiServer, tmp_path: Path, analyzer: Analyzer) -> AsyncIterator[BotWorld]:
-    async with running_bot(bot_api, tmp_path) as world:
+async def world(
+    bot_api: BotApiServer, database: Path | str, tmp_path: Path, analyzer: Analyzer
+) -> AsyncIterator[BotWorld]:
+    async with running_bot(bot_api, database, tmp_path) as world:
         shared = world.application.bot_data["shared"]
         shared.analyzer = analyzer
         shared.site_profile = site_profile_lookup(analyzer.model_info.sha256)

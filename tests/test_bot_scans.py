@@ -38,10 +38,10 @@ def analyzer() -> Analyzer:
 
 
 @pytest.fixture
-async def world(bot_api: BotApiServer, tmp_path: Path, analyzer: Analyzer, request: pytest.FixtureRequest
-                ) -> AsyncIterator[BotWorld]:
+async def world(bot_api: BotApiServer, database: Path | str, tmp_path: Path, analyzer: Analyzer,
+                request: pytest.FixtureRequest) -> AsyncIterator[BotWorld]:
     overrides = getattr(request, "param", {})
-    async with running_bot(bot_api, tmp_path, **overrides) as world:
+    async with running_bot(bot_api, database, tmp_path, **overrides) as world:
         world.application.bot_data["shared"].analyzer = analyzer
         world.add_patient(PATIENT)
         world.add_person(DOCTOR, Role.DOCTOR)

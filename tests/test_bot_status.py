@@ -17,8 +17,8 @@ from store.vitals import insert_vitals
 
 
 @pytest.fixture
-async def world(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld]:
-    async with running_ward(bot_api, tmp_path) as world:
+async def world(bot_api: BotApiServer, database: Path | str, tmp_path: Path) -> AsyncIterator[BotWorld]:
+    async with running_ward(bot_api, database, tmp_path) as world:
         yield world
 
 

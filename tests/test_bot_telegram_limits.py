@@ -52,12 +52,11 @@ def is_spo2_alert(message: JSON) -> bool:
 
 
 async def test_a_patient_with_a_4050_character_name_gets_its_spo2_alert_to_the_admin(
-    bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path
+    bot_api: BotApiServer, mosquitto: Mosquitto, database: Path | str, tmp_path: Path
 ) -> None:
     """The whole service: the name is stored whole (as by an earlier version) and cut short in the alert."""
-    db_path = tmp_path / "hemowatch.db"
-    settings = settings_for(bot_api, db_path, mqtt_url=mosquitto.url, rule_hold_s=0)
-    db = open_database(db_path)
+    settings = settings_for(bot_api, database, tmp_path, mqtt_url=mosquitto.url, rule_hold_s=0)
+    db = open_database(database)
     patients.add_patient(db, "bed-12", LONG_NAME, time.time())
     bot_api.introduce(ADMIN, "Admin")
     async with running(settings) as service:
@@ -81,11 +80,11 @@ def overlay_png() -> bytes:
 
 
 async def test_a_flagged_study_with_a_1100_character_accession_reaches_the_admin(
-    bot_api: BotApiServer, tmp_path: Path
+    bot_api: BotApiServer, database: Path | str, tmp_path: Path
 ) -> None:
     """No doctor: the head CT alert goes to the admin, its accession number cut short, and acknowledging it
     still fits the caption."""
-    async with running_bot(bot_api, tmp_path) as world:
+    async with running_bot(bot_api, database, tmp_path) as world:
         await world.say(ADMIN, "/start")
         now = world.clock()
         series = SeriesRecord(
@@ -119,9 +118,9 @@ async def test_a_flagged_study_with_a_1100_character_accession_reaches_the_admin
 
 
 @pytest.fixture
-async def ward(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[BotWorld]:
+async def ward(bot_api: BotApiServer, database: Path | str, tmp_path: Path) -> AsyncIterator[BotWorld]:
     """The ward-1 patient with its doctor; the admin and the doctor have opened the bot."""
-    async with running_ward(bot_api, tmp_path) as world:
+    async with running_ward(bot_api, database, tmp_path) as world:
         for user in (ADMIN, DOCTOR):
             await world.say(user, "/start")
         yield world

@@ -22,10 +22,12 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-async def service(bot_api: BotApiServer, mosquitto, tmp_path: Path) -> AsyncIterator[RunningService]:
+async def service(
+    bot_api: BotApiServer, mosquitto, database: Path | str, tmp_path: Path
+) -> AsyncIterator[RunningService]:
     port = free_port()
     settings = settings_for(
-        bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url,
+        bot_api, database, tmp_path, mqtt_url=mosquitto.url,
         webhook_url=f"http://127.0.0.1:{port}/telegram", webhook_listen="127.0.0.1", webhook_port=port,
     )
     async with running(settings) as service:

@@ -93,8 +93,8 @@ async def services() -> AsyncIterator[AsyncExitStack]:
 async def test_ready_after_the_start_and_the_figures_follow_vitals_alerts_telegram_and_a_store_outage(
     bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path, services: AsyncExitStack
 ) -> None:
-    settings = settings_for(bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url, metrics_port=free_port(),
-                            rule_hold_s=0)
+    settings = settings_for(bot_api, tmp_path / "hemowatch.db", tmp_path, mqtt_url=mosquitto.url,
+                            metrics_port=free_port(), rule_hold_s=0)  # SQLite: its write lock is the store outage
     db = open_database(settings.hemowatch_db)
     add_patient(db, "p1", "Ann Smith", time.time())  # nobody follows Ann: her alerts go to the admin
     bot_api.introduce(ADMIN, "Ada")
@@ -148,9 +148,9 @@ async def test_ready_after_the_start_and_the_figures_follow_vitals_alerts_telegr
 
 
 async def test_the_dicom_spool_and_the_analyses_of_pushed_series(
-    bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path, ge_series_dir: Path
+    bot_api: BotApiServer, mosquitto: Mosquitto, database: Path | str, tmp_path: Path, ge_series_dir: Path
 ) -> None:
-    settings = settings_for(bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url, metrics_port=free_port(),
+    settings = settings_for(bot_api, database, tmp_path, mqtt_url=mosquitto.url, metrics_port=free_port(),
                             dicom_port=free_port(), dicom_series_idle_s=0.5, dicom_threshold=0.3,
                             dicom_spool_max_gb=1)
     async with running(settings) as service:
@@ -173,13 +173,13 @@ async def test_the_dicom_spool_and_the_analyses_of_pushed_series(
 
 
 async def test_a_taken_metrics_port_is_one_message_naming_the_setting(
-    bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path
+    bot_api: BotApiServer, mosquitto: Mosquitto, database: Path | str, tmp_path: Path
 ) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        settings = settings_for(bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url, metrics_port=port)
+        settings = settings_for(bot_api, database, tmp_path, mqtt_url=mosquitto.url, metrics_port=port)
         with pytest.raises(PortTaken) as refusal:
             async with running(settings):
                 pass

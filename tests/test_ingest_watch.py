@@ -74,9 +74,9 @@ async def test_two_watching_instances_tell_the_admins_once_of_each_stop_and_of_i
 
 @pytest.mark.timeout(120)
 async def test_the_admin_reads_in_telegram_that_the_broker_is_gone_and_that_vitals_come_in_again(
-    bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path
+    bot_api: BotApiServer, mosquitto: Mosquitto, database: Path | str, tmp_path: Path
 ) -> None:
-    settings = settings_for(bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url, ingest_stopped_notice_s=2)
+    settings = settings_for(bot_api, database, tmp_path, mqtt_url=mosquitto.url, ingest_stopped_notice_s=2)
     bot_api.introduce(ADMIN, "Ada")
     async with AsyncExitStack() as services:
         service = await services.enter_async_context(running(settings))

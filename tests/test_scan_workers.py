@@ -17,6 +17,7 @@ import aiomqtt
 import numpy as np
 import pytest
 from botworld import ADMIN, DOCTOR, settings_for
+from stores import store_settings
 from PIL import Image
 
 from core.notifications import NoticeKind
@@ -59,15 +60,17 @@ def _exists(pid: int) -> bool:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = open_database(tmp_path / "hemowatch.db")
-    patients.add_patient(database, "p1", "Ann Smith", time.time() - 3600)
-    return database
+def db(database: Path | str, tmp_path: Path) -> Database:
+    opened = open_database(database)
+    patients.add_patient(opened, "p1", "Ann Smith", time.time() - 3600)
+    return opened
 
 
 @pytest.fixture
-async def monitor(tmp_path: Path, mosquitto: Mosquitto, db: Database) -> AsyncIterator[VitalsMonitor]:
-    settings = Settings(_env_file=None, mqtt_url=mosquitto.url, hemowatch_db=tmp_path / "hemowatch.db", rule_hold_s=0)
+async def monitor(
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
+) -> AsyncIterator[VitalsMonitor]:
+    settings = Settings(_env_file=None, mqtt_url=mosquitto.url, rule_hold_s=0, **store_settings(database, tmp_path))
     async with VitalsMonitor(settings, RecordingNotifier(), ManualClock(time.time())) as running_monitor:
         await asyncio.wait_for(running_monitor.subscriber.subscribed.wait(), 10)
         yield running_monitor
@@ -137,12 +140,14 @@ async def test_a_worker_that_dies_mid_analysis_is_replaced_while_vitals_are_stor
 
 
 @pytest.fixture
-async def service(bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[RunningService]:
+async def service(
+    bot_api: BotApiServer, mosquitto: Mosquitto, database: Path | str, tmp_path: Path
+) -> AsyncIterator[RunningService]:
     settings = settings_for(
-        bot_api, tmp_path / "hemowatch.db", mqtt_url=mosquitto.url, scan_memory_limit_mb=SMALL_LIMIT / 2**20,
+        bot_api, database, tmp_path, mqtt_url=mosquitto.url, scan_memory_limit_mb=SMALL_LIMIT / 2**20,
         scan_concurrency=1, rule_hold_s=0,
     )
-    db = open_database(settings.hemowatch_db)
+    db = open_database(database)
     patients.add_patient(db, "p1", "Ann Smith", time.time())
     invitation = people.create_invitation(db, Role.DOCTOR, "p1", ADMIN, time.time(), 3600)
     people.redeem_invitation(db, invitation.code, DOCTOR, "Dr Ada", DOCTOR, time.time())
