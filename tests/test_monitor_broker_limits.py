@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from stores import store_settings
 
 from core.settings import PROJECT_ROOT, Settings
 from monitor.ingest import DROPPED_TOPIC
@@ -33,12 +34,14 @@ SHIPPED = tuple(
 )
 
 
-async def _published_while_away(broker: Mosquitto, tmp_path: Path, dropped: int) -> tuple[int, VitalsMonitor]:
+async def _published_while_away(
+    broker: Mosquitto, database: Path | str, tmp_path: Path, dropped: int
+) -> tuple[int, VitalsMonitor]:
     """Register the session, stop the monitor, publish AWAY samples, and restart it once the broker counts
     `dropped` messages dropped; returns how many of the AWAY samples it stored, and the running monitor."""
-    db = open_database(tmp_path / "hemowatch.db")
+    db = open_database(database)
     add_patient(db, "p1", "Ann Smith", time.time() - 3600)
-    settings = Settings(_env_file=None, mqtt_url=broker.url, hemowatch_db=tmp_path / "hemowatch.db")
+    settings = Settings(_env_file=None, mqtt_url=broker.url, **store_settings(database, tmp_path))
     async with VitalsMonitor(settings, RecordingNotifier()) as monitor:
         await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
     start = time.time() - AWAY
@@ -61,13 +64,13 @@ async def _published_while_away(broker: Mosquitto, tmp_path: Path, dropped: int)
 
 
 async def test_mosquitto_with_its_default_queue_limit_drops_and_the_monitor_says_so(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    database: Path | str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     broker = Mosquitto(port=free_port(), workdir=tmp_path, settings=("persistence true", "sys_interval 1"))
     broker.start()
     caplog.set_level(logging.WARNING, logger="monitor.ingest")
     try:
-        stored, monitor = await _published_while_away(broker, tmp_path, dropped=AWAY - 1000)
+        stored, monitor = await _published_while_away(broker, database, tmp_path, dropped=AWAY - 1000)
         try:
             await eventually(lambda: monitor.subscriber.broker_drops.count is not None)
         finally:
@@ -82,14 +85,14 @@ async def test_mosquitto_with_its_default_queue_limit_drops_and_the_monitor_says
 
 
 async def test_the_shipped_broker_configuration_keeps_everything_for_the_monitor(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    database: Path | str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert {line.split(" ")[0] for line in SHIPPED} >= {"persistence", "max_queued_messages", "max_inflight_messages"}
     broker = Mosquitto(port=free_port(), workdir=tmp_path, settings=(*SHIPPED, "sys_interval 1"))
     broker.start()
     caplog.set_level(logging.WARNING, logger="monitor.ingest")
     try:
-        stored, monitor = await _published_while_away(broker, tmp_path, dropped=0)
+        stored, monitor = await _published_while_away(broker, database, tmp_path, dropped=0)
         try:
             await eventually(lambda: monitor.subscriber.broker_drops.count == 0)
         finally:
@@ -102,13 +105,13 @@ async def test_the_shipped_broker_configuration_keeps_everything_for_the_monitor
 
 @pytest.mark.parametrize("shared_group", ["", "monitors"])  # MQTT 3.1.1, and v5
 async def test_two_monitors_with_one_client_id_are_told_they_take_each_others_session(
-    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture, shared_group: str
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture, shared_group: str
 ) -> None:
-    open_database(tmp_path / "hemowatch.db")
+    open_database(database)
     caplog.set_level(logging.WARNING, logger="monitor.ingest")
     settings = Settings(
-        _env_file=None, mqtt_url=mosquitto.url, hemowatch_db=tmp_path / "hemowatch.db", mqtt_client_id="ward-7",
-        mqtt_shared_group=shared_group,
+        _env_file=None, mqtt_url=mosquitto.url, mqtt_client_id="ward-7", mqtt_shared_group=shared_group,
+        **store_settings(database, tmp_path),
     )
     async with VitalsMonitor(settings, RecordingNotifier()), VitalsMonitor(settings, RecordingNotifier()):
         await eventually(lambda: any("same client id 'ward-7'" in r.getMessage() for r in caplog.records), timeout=20)
@@ -117,11 +120,11 @@ async def test_two_monitors_with_one_client_id_are_told_they_take_each_others_se
 
 
 async def test_one_monitor_reconnecting_after_an_outage_is_not_taken_for_two(
-    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
-    open_database(tmp_path / "hemowatch.db")
+    open_database(database)
     caplog.set_level(logging.ERROR, logger="monitor.ingest")
-    settings = Settings(_env_file=None, mqtt_url=mosquitto.url, hemowatch_db=tmp_path / "hemowatch.db")
+    settings = Settings(_env_file=None, mqtt_url=mosquitto.url, **store_settings(database, tmp_path))
     async with VitalsMonitor(settings, RecordingNotifier()) as monitor:
         for _ in range(3):
             await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from stores import store_settings
 
 from core.notifications import NoticeKind
 from core.settings import Settings
@@ -29,16 +30,16 @@ CALM = {"hr": 72, "spo2": 97, "sbp": 125, "dbp": 80, "rr": 15, "temp": 36.8}
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = open_database(tmp_path / "hemowatch.db")
-    add_patient(database, "p1", "Ann Smith", T0 - 3600)
-    add_patient(database, "p2", "Ben Jones", T0 - 3600)
-    return database
+def db(database: Path | str) -> Database:
+    opened = open_database(database)
+    add_patient(opened, "p1", "Ann Smith", T0 - 3600)
+    add_patient(opened, "p2", "Ben Jones", T0 - 3600)
+    return opened
 
 
-def _monitor(tmp_path: Path, mosquitto: Mosquitto, clock: ManualClock, notifier: RecordingNotifier,
-             **overrides: Any) -> VitalsMonitor:
-    settings = Settings(_env_file=None, mqtt_url=mosquitto.url, hemowatch_db=tmp_path / "hemowatch.db", **overrides)
+def _monitor(database: Path | str, tmp_path: Path, mosquitto: Mosquitto, clock: ManualClock,
+             notifier: RecordingNotifier, **overrides: Any) -> VitalsMonitor:
+    settings = Settings(_env_file=None, mqtt_url=mosquitto.url, **store_settings(database, tmp_path), **overrides)
     return VitalsMonitor(settings, notifier, clock)
 
 
@@ -56,11 +57,11 @@ def _raised(notifier: RecordingNotifier, patient_id: str) -> set[str]:
 
 
 async def test_one_sample_stamped_in_the_future_does_not_silence_the_patient(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database, caplog: pytest.LogCaptureFixture
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
     caplog.set_level(logging.WARNING, logger="monitor.ward")
-    async with _monitor(tmp_path, mosquitto, clock, notifier) as monitor:
+    async with _monitor(database, tmp_path, mosquitto, clock, notifier) as monitor:
         await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as device:
             await _send(device, monitor, "p1", {"ts": T0 + 290, **CALM, "gcs": 15})  # a clock glitch
@@ -80,11 +81,11 @@ async def test_one_sample_stamped_in_the_future_does_not_silence_the_patient(
 
 
 async def test_a_second_device_with_a_fast_clock_does_not_suspend_the_first(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database, caplog: pytest.LogCaptureFixture
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
     caplog.set_level(logging.WARNING, logger="monitor.ward")
-    async with _monitor(tmp_path, mosquitto, clock, notifier, rule_hold_s=20) as monitor:
+    async with _monitor(database, tmp_path, mosquitto, clock, notifier, rule_hold_s=20) as monitor:
         await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as device:
             for second in range(26):  # SpO2 80 for 25 s from the oximeter; the monitor's clock runs 60 s fast
@@ -101,10 +102,10 @@ async def test_a_second_device_with_a_fast_clock_does_not_suspend_the_first(
 
 
 async def test_two_readings_of_one_second_are_both_stored_and_judged_and_only_true_resends_skipped(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
-    async with _monitor(tmp_path, mosquitto, clock, notifier, rule_hold_s=0) as monitor:
+    async with _monitor(database, tmp_path, mosquitto, clock, notifier, rule_hold_s=0) as monitor:
         await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as device:
             both = [{"ts": T0, "hr": 80}, {"ts": T0, "spo2": 84}]
@@ -118,10 +119,10 @@ async def test_two_readings_of_one_second_are_both_stored_and_judged_and_only_tr
 
 
 async def test_samples_older_than_the_retention_window_are_rejected(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
-    async with _monitor(tmp_path, mosquitto, clock, notifier, retention_days=2, rule_hold_s=0) as monitor:
+    async with _monitor(database, tmp_path, mosquitto, clock, notifier, retention_days=2, rule_hold_s=0) as monitor:
         await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as device:
             await _send(device, monitor, "p1", {"ts": T0 - 2 * 86400 - 1, "spo2": 80}, {"ts": T0 - 2 * 86400, "hr": 70})

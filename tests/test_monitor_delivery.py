@@ -1,4 +1,4 @@
-"""Delivery guarantees against a real mosquitto and a real SQLite file: a monitor killed with SIGKILL loses
+"""Delivery guarantees against a real mosquitto and a real store: a monitor killed with SIGKILL loses
 no sample the broker handed it, and a message delivered twice is stored and judged once."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from stores import store_settings
 
 from core.notifications import NoticeKind
 from core.settings import Settings
@@ -33,14 +34,14 @@ CALM = {"hr": 72, "spo2": 97, "sbp": 125, "dbp": 80, "rr": 15, "temp": 36.8, "ac
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = open_database(tmp_path / "hemowatch.db")
-    add_patient(database, "p1", "Ann Smith", T0 - 3600)
-    return database
+def db(database: Path | str) -> Database:
+    opened = open_database(database)
+    add_patient(opened, "p1", "Ann Smith", T0 - 3600)
+    return opened
 
 
 @asynccontextmanager
-async def _monitor_process(database: Path, mqtt_url: str) -> AsyncIterator[asyncio.subprocess.Process]:
+async def _monitor_process(database: Path | str, mqtt_url: str) -> AsyncIterator[asyncio.subprocess.Process]:
     """A monitor in a child process, once it is subscribed; killed (SIGKILL) on leaving at the latest."""
     checkout = str(MONITOR_PROCESS.parents[1])  # for `testsupport`, which is not installed with the service
     process = await asyncio.create_subprocess_exec(
@@ -68,12 +69,11 @@ def _stored(db: Database) -> Callable[[], int]:
 
 
 async def test_monitor_killed_mid_stream_stores_every_sample_exactly_once_after_restart(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database
+    database: Path | str, mosquitto: Mosquitto, db: Database
 ) -> None:
     total, start = 3000, time.time() - 3600  # the child runs on the real clock: samples from the last hour
     payloads = [{"ts": start + i, **CALM, "hr": 60 + i % 40} for i in range(total)]
     stored = _stored(db)
-    database = tmp_path / "hemowatch.db"
     async with _monitor_process(database, mosquitto.url) as first:
         device = asyncio.create_task(_device(mosquitto.port, payloads))
         await eventually(lambda: stored() >= total // 4, timeout=60)
@@ -87,12 +87,10 @@ async def test_monitor_killed_mid_stream_stores_every_sample_exactly_once_after_
 
 
 async def test_a_message_delivered_twice_is_stored_and_judged_once(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
-    settings = Settings(
-        _env_file=None, mqtt_url=mosquitto.url, hemowatch_db=tmp_path / "hemowatch.db", stale_after_s=120
-    )
+    settings = Settings(_env_file=None, mqtt_url=mosquitto.url, stale_after_s=120, **store_settings(database, tmp_path))
     first, second = {"ts": T0, **CALM}, {"ts": T0 + 120, **CALM}
     async with VitalsMonitor(settings, notifier, clock) as monitor:
         await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)

@@ -26,9 +26,9 @@ def _message(number: int, patient_id: str, payload: bytes, received_at: float) -
 
 
 def test_a_flood_of_messages_for_unknown_patients_writes_one_line_per_reason_per_minute(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    database: Path | str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    db = open_database(tmp_path / "hemowatch.db")
+    db = open_database(database)
     add_patient(db, "p1", "Ann Smith", T0 - 3600)
     ward = Ward(db, EngineConfig(hold_s=0, sbp_ceiling=160, stale_after_s=300), "hemowatch", Admission())
     ward.refresh(T0)

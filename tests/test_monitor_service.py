@@ -11,6 +11,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from stores import store_settings
 
 from core.notifications import AlertNotice, DeliveryDeferred, DeliveryHeld, DeliveryRefused, NoticeKind, Severity
 from core.settings import Settings
@@ -31,17 +32,15 @@ CALM = {"hr": 72, "spo2": 97, "sbp": 125, "dbp": 80, "rr": 15, "temp": 36.8, "ac
 HYPOXIC = CALM | {"spo2": 86}  # SpO2 below 90 and NEWS2 SpO2 component 3
 
 
-def _settings(tmp_path: Path, url: str, **overrides: Any) -> Settings:
-    return Settings(
-        _env_file=None, mqtt_url=url, hemowatch_db=tmp_path / "hemowatch.db", rule_hold_s=0, **overrides
-    )
+def _settings(database: Path | str, tmp_path: Path, url: str, **overrides: Any) -> Settings:
+    return Settings(_env_file=None, mqtt_url=url, rule_hold_s=0, **store_settings(database, tmp_path) | overrides)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = open_database(tmp_path / "hemowatch.db")
-    add_patient(database, "p1", "Ann Smith", T0 - 3600)
-    return database
+def db(database: Path | str) -> Database:
+    opened = open_database(database)
+    add_patient(opened, "p1", "Ann Smith", T0 - 3600)
+    return opened
 
 
 async def _publish(port: int, samples: list[tuple[str, dict | bytes]]) -> None:
@@ -56,9 +55,9 @@ async def _subscribed(monitor: VitalsMonitor) -> None:
 
 
 async def test_vitals_are_stored_and_bad_messages_counted_without_stopping(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
-    monitor = VitalsMonitor(_settings(tmp_path, mosquitto.url), RecordingNotifier(), ManualClock())
+    monitor = VitalsMonitor(_settings(database, tmp_path, mosquitto.url), RecordingNotifier(), ManualClock())
     await monitor.start()
     try:
         await _subscribed(monitor)
@@ -84,10 +83,10 @@ async def test_vitals_are_stored_and_bad_messages_counted_without_stopping(
 
 
 async def test_alert_delivered_once_per_transition_then_resolved(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     notifier = RecordingNotifier()
-    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
+    async with VitalsMonitor(_settings(database, tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
         await _subscribed(monitor)
         await _publish(mosquitto.port, [("p1", {"ts": T0 + i, **HYPOXIC}) for i in range(5)])
         await eventually(lambda: monitor.stats.stored == 5 and len(notifier.notices) == 2)
@@ -103,11 +102,11 @@ async def test_alert_delivered_once_per_transition_then_resolved(
 
 
 async def test_an_emergency_back_within_minutes_reopens_the_same_alert(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
     high = CALM | {"rr": 25, "spo2": 93, "hr": 111}  # NEWS2 7
-    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, clock) as monitor:
+    async with VitalsMonitor(_settings(database, tmp_path, mosquitto.url), notifier, clock) as monitor:
         await _subscribed(monitor)
         for stored, (offset, vitals) in enumerate(((0, high), (60, CALM), (240, high)), start=1):
             clock.now = T0 + offset
@@ -119,9 +118,11 @@ async def test_an_emergency_back_within_minutes_reopens_the_same_alert(
     assert [a.id for a in open_alerts(db) if a.condition == "news2_high"] == [first]
 
 
-async def test_threshold_changes_are_picked_up(tmp_path: Path, mosquitto: Mosquitto, db: Database) -> None:
+async def test_threshold_changes_are_picked_up(
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
+) -> None:
     notifier = RecordingNotifier()
-    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
+    async with VitalsMonitor(_settings(database, tmp_path, mosquitto.url), notifier, ManualClock()) as monitor:
         await _subscribed(monitor)
         set_threshold(db, "p1", "hr", None, 100)
         await monitor.refresh()
@@ -131,10 +132,10 @@ async def test_threshold_changes_are_picked_up(tmp_path: Path, mosquitto: Mosqui
 
 
 async def test_unacknowledged_urgent_alert_escalates_on_time(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
-    settings = _settings(tmp_path, mosquitto.url, escalate_after_s=300)
+    settings = _settings(database, tmp_path, mosquitto.url, escalate_after_s=300)
     async with VitalsMonitor(settings, notifier, clock) as monitor:
         await _subscribed(monitor)
         await _publish(mosquitto.port, [("p1", {"ts": T0, "spo2": 85})])
@@ -158,10 +159,11 @@ async def test_unacknowledged_urgent_alert_escalates_on_time(
 
 
 async def test_silent_sensor_raises_offline_and_returning_data_resolves_it(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, notifier = ManualClock(), RecordingNotifier()
-    async with VitalsMonitor(_settings(tmp_path, mosquitto.url, stale_after_s=120), notifier, clock) as monitor:
+    settings = _settings(database, tmp_path, mosquitto.url, stale_after_s=120)
+    async with VitalsMonitor(settings, notifier, clock) as monitor:
         await _subscribed(monitor)
         clock.advance(119)
         await monitor.check_stale()
@@ -176,7 +178,7 @@ async def test_silent_sensor_raises_offline_and_returning_data_resolves_it(
 
 
 async def test_deferred_notice_is_retried_on_its_own_schedule_in_order_within_its_alert_and_refused_one_dropped(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock = ManualClock()
 
@@ -187,7 +189,7 @@ async def test_deferred_notice_is_retried_on_its_own_schedule_in_order_within_it
             raise DeliveryDeferred("429: too many requests", retry_after=30)
 
     notifier = RecordingNotifier(flaky)
-    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, clock) as monitor:
+    async with VitalsMonitor(_settings(database, tmp_path, mosquitto.url), notifier, clock) as monitor:
         await _subscribed(monitor)
         await _publish(mosquitto.port, [("p1", {"ts": T0, **HYPOXIC}), ("p1", {"ts": T0 + 1, **CALM})])
         # The SpO2 alert's first notice waits 30 s; the other alert's notices do not wait behind it.
@@ -203,7 +205,7 @@ async def test_deferred_notice_is_retried_on_its_own_schedule_in_order_within_it
 
 
 async def test_an_emergency_after_a_long_outage_goes_first_and_is_retried_at_most_30_s_apart(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, outage = ManualClock(), [True]
 
@@ -213,7 +215,7 @@ async def test_an_emergency_after_a_long_outage_goes_first_and_is_retried_at_mos
 
     notifier = RecordingNotifier(telegram)
     tries = lambda condition: [n for n in notifier.attempts if n.condition == condition]  # noqa: E731
-    settings = _settings(tmp_path, mosquitto.url, escalate_after_s=86400, stale_after_s=86400)
+    settings = _settings(database, tmp_path, mosquitto.url, escalate_after_s=86400, stale_after_s=86400)
     async with VitalsMonitor(settings, notifier, clock) as monitor:
         await _subscribed(monitor)
         await _publish(mosquitto.port, [("p1", {"ts": T0, "spo2": 85, "gcs": 15})])
@@ -238,9 +240,9 @@ async def test_an_emergency_after_a_long_outage_goes_first_and_is_retried_at_mos
 
 
 async def test_rejected_messages_are_logged_by_a_short_prefix(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database, caplog: pytest.LogCaptureFixture
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monitor = VitalsMonitor(_settings(tmp_path, mosquitto.url), RecordingNotifier(), ManualClock())
+    monitor = VitalsMonitor(_settings(database, tmp_path, mosquitto.url), RecordingNotifier(), ManualClock())
     async with monitor:
         await _subscribed(monitor)
         await _publish(mosquitto.port, [
@@ -257,7 +259,7 @@ async def test_rejected_messages_are_logged_by_a_short_prefix(
 
 
 async def test_a_notice_nobody_can_receive_stays_pending_without_holding_back_others(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database, caplog: pytest.LogCaptureFixture
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     add_patient(db, "p2", "Bob Jones", T0 - 3600)
     clock = ManualClock()
@@ -268,7 +270,7 @@ async def test_a_notice_nobody_can_receive_stays_pending_without_holding_back_ot
             raise DeliveryHeld("nobody can receive it")
 
     notifier = RecordingNotifier(nobody_for_p1)
-    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, clock) as monitor:
+    async with VitalsMonitor(_settings(database, tmp_path, mosquitto.url), notifier, clock) as monitor:
         await _subscribed(monitor)
         await _publish(mosquitto.port, [("p1", {"ts": T0, **HYPOXIC}), ("p1", {"ts": T0 + 1, **CALM})])
         await eventually(lambda: {n.patient_id for n in notifier.attempts} == {"p1"})
@@ -291,12 +293,13 @@ async def test_a_notice_nobody_can_receive_stays_pending_without_holding_back_ot
 
 
 async def test_broker_restart_mid_stream_loses_no_sample(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     notifier = RecordingNotifier()
     total = 300
     samples = [{"ts": T0 + i, **(HYPOXIC if 50 <= i < 250 else CALM)} for i in range(total)]
-    async with VitalsMonitor(_settings(tmp_path, mosquitto.url), notifier, ManualClock(T0 + total)) as monitor:
+    settings = _settings(database, tmp_path, mosquitto.url)
+    async with VitalsMonitor(settings, notifier, ManualClock(T0 + total)) as monitor:
         await _subscribed(monitor)
         sent = 0
         while sent < total:  # a device: resend whatever the broker did not acknowledge
@@ -318,13 +321,13 @@ async def test_broker_restart_mid_stream_loses_no_sample(
 
 
 async def test_restart_delivers_the_pending_alert_and_what_was_published_meanwhile(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     async def hang(notice: AlertNotice) -> None:
         await asyncio.Event().wait()  # the process dies before the notifier returns
 
     first = RecordingNotifier(hang)
-    settings = _settings(tmp_path, mosquitto.url)
+    settings = _settings(database, tmp_path, mosquitto.url)
     async with VitalsMonitor(settings, first, ManualClock()) as monitor:
         await _subscribed(monitor)
         await _publish(mosquitto.port, [("p1", {"ts": T0, "spo2": 85})])
@@ -343,14 +346,12 @@ async def test_restart_delivers_the_pending_alert_and_what_was_published_meanwhi
 
 
 async def test_embedded_broker_serves_the_monitor_and_says_its_queue_is_memory_only(
-    tmp_path: Path, db: Database, caplog: pytest.LogCaptureFixture
+    database: Path | str, tmp_path: Path, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="monitor.broker")
     notifier = RecordingNotifier()
     port = free_port()
-    settings = Settings(
-        _env_file=None, mqtt_url="", embedded_broker_port=port, hemowatch_db=tmp_path / "hemowatch.db", rule_hold_s=0
-    )
+    settings = _settings(database, tmp_path, "", embedded_broker_port=port)
     async with EmbeddedBroker("127.0.0.1", port) as broker:
         assert broker.url == f"mqtt://127.0.0.1:{port}"
         async with VitalsMonitor(settings, notifier, ManualClock()) as monitor:
@@ -365,13 +366,13 @@ async def test_embedded_broker_serves_the_monitor_and_says_its_queue_is_memory_o
 
 
 async def test_shared_subscription_splits_the_load_between_monitors(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     add_patient(db, "p2", "Ben Jones", T0 - 3600)
     clock, notifiers = ManualClock(), [RecordingNotifier(), RecordingNotifier()]
     workers = [
-        VitalsMonitor(_settings(tmp_path, mosquitto.url, mqtt_shared_group="monitors", mqtt_client_id=f"monitor-{n}",
-                          stale_after_s=60), notifier, clock)
+        VitalsMonitor(_settings(database, tmp_path, mosquitto.url, mqtt_shared_group="monitors",
+                                mqtt_client_id=f"monitor-{n}", stale_after_s=60), notifier, clock)
         for n, notifier in enumerate(notifiers)
     ]
     async with workers[0], workers[1]:
@@ -391,10 +392,11 @@ async def test_shared_subscription_splits_the_load_between_monitors(
 
 
 async def test_retention_prunes_old_samples_and_keeps_alerts(
-    tmp_path: Path, mosquitto: Mosquitto, db: Database
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto, db: Database
 ) -> None:
     clock, notifier = ManualClock(T0 - 2 * 86400), RecordingNotifier()
-    async with VitalsMonitor(_settings(tmp_path, mosquitto.url, retention_days=1), notifier, clock) as monitor:
+    settings = _settings(database, tmp_path, mosquitto.url, retention_days=1)
+    async with VitalsMonitor(settings, notifier, clock) as monitor:
         await _subscribed(monitor)
         await _publish(mosquitto.port, [("p1", {"ts": T0 - 2 * 86400, "spo2": 85})])
         await eventually(lambda: monitor.stats.stored == 1 and len(notifier.notices) == 1)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from stores import store_environment, store_settings
 
 from core.notifications import NoticeKind
 from core.settings import Settings
@@ -74,17 +75,18 @@ def test_offline_sensor_stops_publishing() -> None:
     assert patient.reading(OFFLINE_AFTER_S, T0) is None
 
 
-async def test_simulate_command_feeds_the_monitor_until_sigterm(tmp_path: Path, mosquitto: Mosquitto) -> None:
-    db_path = tmp_path / "hemowatch.db"
-    settings = Settings(_env_file=None, mqtt_url=mosquitto.url, hemowatch_db=db_path)
-    env = os.environ | {"HEMOWATCH_DB": str(db_path), "MQTT_URL": mosquitto.url}
+async def test_simulate_command_feeds_the_monitor_until_sigterm(
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    settings = Settings(_env_file=None, mqtt_url=mosquitto.url, **store_settings(database, tmp_path))
+    env = os.environ | {"MQTT_URL": mosquitto.url} | store_environment(database, tmp_path)
     async with VitalsMonitor(settings, RecordingNotifier()) as monitor:
         await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
         simulator = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hemowatch.cli", "simulate", "--patients", "2", "--rate", "20",
             "--scenario", "hypoxia", env=env, stdout=asyncio.subprocess.PIPE, cwd=tmp_path,
         )
-        db = open_database(db_path)
+        db = open_database(database)
         stored = lambda: [len(vitals_between(db, f"sim-{n}", 0, 2e9)) for n in (1, 2)]  # noqa: E731
         await eventually(lambda: min(stored()) >= 5, timeout=30)
         simulator.send_signal(signal.SIGTERM)
@@ -95,9 +97,10 @@ async def test_simulate_command_feeds_the_monitor_until_sigterm(tmp_path: Path, 
     assert monitor.stats.rejected == {}
 
 
-def test_simulate_for_a_duration_stops_then_also_while_no_broker_answers(tmp_path: Path) -> None:
+def test_simulate_for_a_duration_stops_then_also_while_no_broker_answers(database: Path | str, tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env |= store_environment(database, tmp_path)
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "hemowatch.cli", "simulate", "--patients", "1", "--duration", "2",
                            "--broker", f"mqtt://127.0.0.1:{port}"], cwd=tmp_path, env=env, capture_output=True,
@@ -112,16 +115,16 @@ def test_simulate_for_a_duration_stops_then_also_while_no_broker_answers(tmp_pat
 
 
 async def test_hypoxia_scenario_gives_each_patient_at_most_one_alert_per_condition(
-    tmp_path: Path, mosquitto: Mosquitto
+    database: Path | str, tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     """Three patients, 75 s of the hypoxia scenario at 1 Hz on a hand-moved clock, through the broker: the
     breathing rate and the NEWS2 score waver around their limits, which must not make alerts flap."""
-    db = open_database(tmp_path / "hemowatch.db")
+    db = open_database(database)
     patients = [SimulatedPatient(f"sim-{n}", "hypoxia", random.Random(n)) for n in (1, 2, 3)]
     for patient in patients:
         add_patient(db, patient.patient_id, patient.patient_id, T0 - 60)
     clock, notifier = ManualClock(), RecordingNotifier()
-    settings = Settings(_env_file=None, mqtt_url=mosquitto.url, hemowatch_db=tmp_path / "hemowatch.db")
+    settings = Settings(_env_file=None, mqtt_url=mosquitto.url, **store_settings(database, tmp_path))
     async with VitalsMonitor(settings, notifier, clock) as monitor:
         await asyncio.wait_for(monitor.subscriber.subscribed.wait(), 10)
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as device:
