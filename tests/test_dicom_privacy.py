@@ -12,6 +12,7 @@ import subprocess
 import warnings
 from pathlib import Path
 
+import psycopg
 import pytest
 from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
 from pydicom import dcmread
@@ -20,6 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
+from stores import store_settings
 
 from core.settings import Settings
 from dicomnode.deidentify import KEPT, RETAINED_BY_OPTION, deidentify
@@ -27,7 +29,7 @@ from dicomnode.node import DicomNode
 from dicomnode.spool import uid_hash
 from hemowatch.builders import analyzer_from_settings
 from inference.analyzer import Analyzer
-from store import open_database
+from store import is_postgres_url, open_database
 from store.studies import recent_studies
 from testsupport.broker import free_port
 from testsupport.dicom import push
@@ -79,11 +81,12 @@ def identified_series(ge_series_dir: Path, folder: Path) -> list[Path]:
 
 @pytest.mark.parametrize("notify_fields", ["accession", "none"])
 async def test_nothing_identifying_is_stored_or_logged(
-    tmp_path: Path, analyzer: Analyzer, ge_series_dir: Path, caplog: pytest.LogCaptureFixture, notify_fields: str
+    database: Path | str, tmp_path: Path, analyzer: Analyzer, ge_series_dir: Path, caplog: pytest.LogCaptureFixture,
+    notify_fields: str,
 ) -> None:
     paths = identified_series(ge_series_dir, tmp_path / "series")
-    settings = Settings(_env_file=None, hemowatch_db=tmp_path / "hemowatch.db", dicom_port=free_port(),
-                        dicom_series_idle_s=0.3, dicom_notify_fields=notify_fields)
+    settings = Settings(_env_file=None, dicom_port=free_port(), dicom_series_idle_s=0.3,
+                        dicom_notify_fields=notify_fields, **store_settings(database, tmp_path))
     caplog.set_level(logging.DEBUG)
     async with DicomNode(settings, analyzer) as node:
         seen_in_spool: list[bytes] = []
@@ -94,12 +97,12 @@ async def test_nothing_identifying_is_stored_or_logged(
         assert await asyncio.to_thread(push, node.port, paths[:27]) == [0] * 27
         await asyncio.to_thread(spy)
         assert await asyncio.to_thread(push, node.port, paths[27:]) == [0]
-        await eventually(lambda: node.idle and recent_studies(open_database(settings.hemowatch_db)), 60, "the study")
-    (study,) = recent_studies(open_database(settings.hemowatch_db))
+        await eventually(lambda: node.idle and recent_studies(open_database(database)), 60, "the study")
+    (study,) = recent_studies(open_database(database))
     assert study.study_hash == uid_hash(dcmread(paths[0]).StudyInstanceUID)
     assert study.accession == (ACCESSION if notify_fields == "accession" else None)
     assert study.study_time == "2026-11-26 14:02"
-    stored = b"".join(path.read_bytes() for path in tmp_path.glob("hemowatch.db*"))
+    stored = everything_stored(database)
     logged = caplog.text
     assert seen_in_spool
     for value in [*IDENTITY.values(), *ELSEWHERE.values(), ORIGINAL_NAME, ORIGINAL_ID, PRIVATE_VALUE]:
@@ -107,6 +110,18 @@ async def test_nothing_identifying_is_stored_or_logged(
         assert value not in logged, f"{value} in the log"
         assert not [data for data in seen_in_spool if value.encode() in data], f"{value} in the spool"
     assert dcmread(paths[0]).StudyInstanceUID.encode() not in stored
+
+
+def everything_stored(database: Path | str) -> bytes:
+    """All the store holds: the bytes of the SQLite file and its journals, or every value in every table of the
+    PostgreSQL database (text as UTF-8, bytea as is)."""
+    if not is_postgres_url(database):
+        return b"".join(path.read_bytes() for path in Path(database).parent.glob(f"{Path(database).name}*"))
+    with psycopg.connect(str(database)) as connection:
+        tables = connection.execute("select tablename from pg_tables where schemaname = current_schema()").fetchall()
+        rows = [row for (table,) in tables for row in connection.execute(f'select * from "{table}"')]
+    values = [value for row in rows for value in row]
+    return b"".join(value if isinstance(value, bytes) else str(value).encode() for value in values)
 
 
 def annex_e_dataset(depth: int) -> Dataset:
@@ -170,7 +185,7 @@ def test_what_is_kept_is_outside_annex_e_but_for_its_named_options() -> None:
 
 @pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed (apt-get install dcmtk)")
 async def test_a_malformed_uid_reaches_neither_the_log_nor_the_warnings(
-    tmp_path: Path, analyzer: Analyzer, ge_series_dir: Path, caplog: pytest.LogCaptureFixture
+    database: Path | str, tmp_path: Path, analyzer: Analyzer, ge_series_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Sent by dcmtk's storescu, in a process of its own, so all that is logged and warned here is the node's."""
     dataset = dcmread(sorted(ge_series_dir.glob("*.dcm"))[0])
@@ -179,8 +194,8 @@ async def test_a_malformed_uid_reaches_neither_the_log_nor_the_warnings(
     dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.4712\x00.7"
     path = tmp_path / "malformed.dcm"
     dataset.save_as(path)
-    settings = Settings(_env_file=None, hemowatch_db=tmp_path / "hemowatch.db", dicom_port=free_port(),
-                        dicom_series_idle_s=60)
+    settings = Settings(_env_file=None, dicom_port=free_port(), dicom_series_idle_s=60,
+                        **store_settings(database, tmp_path))
     caplog.clear()
     caplog.set_level(logging.DEBUG)
     with warnings.catch_warnings(record=True) as warned:

@@ -13,6 +13,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import SecondaryCaptureImageStorage
+from stores import store_settings
 
 from core.settings import DEFAULT_MODEL, Settings
 from dicomnode.node import DicomNode
@@ -54,12 +55,11 @@ class Pacs:
 
 
 async def test_the_triage_comes_back_to_pacs_as_a_secondary_capture_in_the_study_after_a_retry(
-    tmp_path: Path, ge_series_dir: Path
+    database: Path | str, tmp_path: Path, ge_series_dir: Path
 ) -> None:
     pacs = Pacs(free_port())
-    settings = Settings(_env_file=None, hemowatch_db=tmp_path / "hemowatch.db", dicom_port=free_port(),
-                        dicom_series_idle_s=0.3, dicom_threshold=0.3,
-                        dicom_result_destination=f"PACS@127.0.0.1:{pacs.port}")
+    settings = Settings(_env_file=None, dicom_port=free_port(), dicom_series_idle_s=0.3, dicom_threshold=0.3,
+                        dicom_result_destination=f"PACS@127.0.0.1:{pacs.port}", **store_settings(database, tmp_path))
     analyzer = analyzer_from_settings(settings, threshold=0.3)
     paths = sorted(ge_series_dir.glob("*.dcm"))
     try:
