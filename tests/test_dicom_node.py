@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from stores import store_settings
 from pydicom import dcmread
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless, generate_uid
 from pynetdicom import AE, Association
@@ -41,10 +42,10 @@ pytestmark = pytest.mark.timeout(120)
 FLAG_THRESHOLD = 0.3  # the GE series is flagged at this threshold
 
 
-def node_settings(tmp_path: Path, **overrides: object) -> Settings:
+def node_settings(database: Path | str, tmp_path: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
-        "hemowatch_db": tmp_path / "hemowatch.db", "dicom_port": free_port(), "dicom_series_idle_s": 0.5,
-        "dicom_threshold": FLAG_THRESHOLD,
+        "dicom_port": free_port(), "dicom_series_idle_s": 0.5, "dicom_threshold": FLAG_THRESHOLD,
+        **store_settings(database, tmp_path),
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -57,8 +58,8 @@ def analyzer() -> Analyzer:
 
 
 @pytest.fixture
-async def node(tmp_path: Path, analyzer: Analyzer) -> AsyncIterator[DicomNode]:
-    async with DicomNode(node_settings(tmp_path), analyzer) as running:
+async def node(database: Path | str, tmp_path: Path, analyzer: Analyzer) -> AsyncIterator[DicomNode]:
+    async with DicomNode(node_settings(database, tmp_path), analyzer) as running:
         yield running
 
 
@@ -66,33 +67,33 @@ def ge_files(ge_series_dir: Path) -> list[Path]:
     return sorted(ge_series_dir.glob("*.dcm"))
 
 
-async def analysed(node: DicomNode, db_path: Path, count: int = 1) -> list:
+async def analysed(node: DicomNode, database: Path | str, count: int = 1) -> list:
     """The studies once `count` are recorded and the node is idle. Called after a push has returned: the node
     heard of each instance (a callback on its loop) before the push got its answers, so none is missed."""
-    await eventually(lambda: node.idle and len(recent_studies(open_database(db_path))) >= count, 60,
+    await eventually(lambda: node.idle and len(recent_studies(open_database(database))) >= count, 60,
                      "the study to be analysed")
-    return recent_studies(open_database(db_path))
+    return recent_studies(open_database(database))
 
 
 async def test_the_ge_series_pushed_with_pynetdicom_is_analysed_once_alerted_and_unspooled(
-    node: DicomNode, tmp_path: Path, ge_series_dir: Path
+    node: DicomNode, database: Path | str, tmp_path: Path, ge_series_dir: Path
 ) -> None:
     statuses = await asyncio.to_thread(push, node.port, ge_files(ge_series_dir))
     assert statuses == [0] * 28
-    (study,) = await analysed(node, tmp_path / "hemowatch.db")
+    (study,) = await analysed(node, database)
     assert study.verdict == "hemorrhage" and study.ae_title == SCANNER and study.threshold == FLAG_THRESHOLD
     assert study.model_version == ModelCard.beside(DEFAULT_MODEL).version and study.alert_id is not None
     assert study.last_received_at >= study.first_received_at and study.analysed_at >= study.last_received_at
-    db = open_database(tmp_path / "hemowatch.db")
+    db = open_database(database)
     (alert,) = alerts.open_alerts(db, STUDY_PATIENT_ID)
     assert alert.values["probability"] == pytest.approx(study.probability)
     assert alert.values["ae_title"] == SCANNER and alert.values["since_last_slice_s"] >= 0.5
     assert not list((tmp_path / "dicom-spool").rglob("*.dcm"))
 
 
-async def test_the_spool_holds_no_identifying_attribute(tmp_path: Path, analyzer: Analyzer,
+async def test_the_spool_holds_no_identifying_attribute(database: Path | str, tmp_path: Path, analyzer: Analyzer,
                                                         ge_series_dir: Path) -> None:
-    settings = node_settings(tmp_path, dicom_series_idle_s=60)
+    settings = node_settings(database, tmp_path, dicom_series_idle_s=60)
     async with DicomNode(settings, analyzer) as node:
         assert await asyncio.to_thread(push, node.port, ge_files(ge_series_dir)[:2]) == [0, 0]
         spooled = sorted((tmp_path / "dicom-spool").rglob("*.dcm"))
@@ -103,7 +104,7 @@ async def test_the_spool_holds_no_identifying_attribute(tmp_path: Path, analyzer
 
 
 @pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed (apt-get install dcmtk)")
-async def test_dcmtk_echoscu_and_storescu(node: DicomNode, tmp_path: Path, ge_series_dir: Path) -> None:
+async def test_dcmtk_echoscu_and_storescu(node: DicomNode, database: Path | str, ge_series_dir: Path) -> None:
     echoed = await asyncio.to_thread(
         subprocess.run, ["echoscu", "-aet", SCANNER, "-aec", "HEMOWATCH", "127.0.0.1", str(node.port)],
         capture_output=True, text=True,
@@ -116,7 +117,7 @@ async def test_dcmtk_echoscu_and_storescu(node: DicomNode, tmp_path: Path, ge_se
         capture_output=True, text=True,
     )
     assert stored.returncode == 0, stored.stderr
-    (study,) = await analysed(node, tmp_path / "hemowatch.db")
+    (study,) = await analysed(node, database)
     assert study.ae_title == "DCMTKSCU" and study.verdict == "hemorrhage"
 
 
@@ -127,8 +128,8 @@ async def test_echo_from_the_cli_helper(node: DicomNode) -> None:
         parse_address("127.0.0.1:104")
 
 
-async def test_an_unknown_calling_ae_title_is_refused(tmp_path: Path, analyzer: Analyzer) -> None:
-    settings = node_settings(tmp_path, dicom_allowed_aes="CTSCANNER, PACS")
+async def test_an_unknown_calling_ae_title_is_refused(database: Path | str, tmp_path: Path, analyzer: Analyzer) -> None:
+    settings = node_settings(database, tmp_path, dicom_allowed_aes="CTSCANNER, PACS")
     async with DicomNode(settings, analyzer) as node:
         assert await asyncio.to_thread(echo, SCANNER, NodeAddress("HEMOWATCH", "127.0.0.1", node.port)) is None
         refused = await asyncio.to_thread(echo, "STRANGER", NodeAddress("HEMOWATCH", "127.0.0.1", node.port))
@@ -164,9 +165,9 @@ async def test_a_corrupt_instance_gets_a_failure_status(node: DicomNode, tmp_pat
 
 
 async def test_over_the_spool_cap_the_node_answers_out_of_resources(
-    tmp_path: Path, analyzer: Analyzer, ge_series_dir: Path
+    database: Path | str, tmp_path: Path, analyzer: Analyzer, ge_series_dir: Path
 ) -> None:
-    settings = node_settings(tmp_path, dicom_spool_max_gb=1.2 / 1024, dicom_series_idle_s=60)  # 1.2 MB
+    settings = node_settings(database, tmp_path, dicom_spool_max_gb=1.2 / 1024, dicom_series_idle_s=60)  # 1.2 MB
     async with DicomNode(settings, analyzer) as node:
         statuses = await asyncio.to_thread(push, node.port, ge_files(ge_series_dir)[:4])
     assert statuses[:2] == [0, 0] and statuses[2:] == [OUT_OF_RESOURCES] * 2
@@ -174,24 +175,24 @@ async def test_over_the_spool_cap_the_node_answers_out_of_resources(
 
 
 async def test_a_series_accepted_before_a_restart_is_analysed_after_it_exactly_once(
-    tmp_path: Path, analyzer: Analyzer, ge_series_dir: Path
+    database: Path | str, tmp_path: Path, analyzer: Analyzer, ge_series_dir: Path
 ) -> None:
     spool = tmp_path / "dicom-spool"
-    async with DicomNode(node_settings(tmp_path, dicom_series_idle_s=60), analyzer) as node:
+    async with DicomNode(node_settings(database, tmp_path, dicom_series_idle_s=60), analyzer) as node:
         assert await asyncio.to_thread(push, node.port, ge_files(ge_series_dir)) == [0] * 28
     # stopped (as by a crash) before the series fell idle: it waits in the spool
     assert len(list(spool.rglob("*.dcm"))) == 28
     kept = tmp_path / "kept"
     shutil.copytree(spool, kept)
-    async with DicomNode(node_settings(tmp_path), analyzer) as node:
-        (study,) = await analysed(node, tmp_path / "hemowatch.db")
+    async with DicomNode(node_settings(database, tmp_path), analyzer) as node:
+        (study,) = await analysed(node, database)
     assert study.verdict == "hemorrhage" and not list(spool.rglob("*.dcm"))
     # killed after recording, before the spool was cleared: the next start clears it without a second alert
     shutil.rmtree(spool)
     shutil.copytree(kept, spool)
-    async with DicomNode(node_settings(tmp_path), analyzer) as node:
+    async with DicomNode(node_settings(database, tmp_path), analyzer) as node:
         await eventually(lambda: node.idle and not list(spool.rglob("*.dcm")), 30, "the spool to be cleared")
-    db = open_database(tmp_path / "hemowatch.db")
+    db = open_database(database)
     assert len(recent_studies(db)) == 1
     assert len(db.execute("select id from alerts").fetchall()) == 1
     assert db.execute("select count(*) from dicom_series").fetchone()[0] == 1
@@ -200,14 +201,14 @@ async def test_a_series_accepted_before_a_restart_is_analysed_after_it_exactly_o
     shutil.copytree(kept, spool, dirs_exist_ok=True)
     for path in spool.rglob("*.dcm"):
         os.utime(path, (recorded_at + 5, recorded_at + 5))
-    async with DicomNode(node_settings(tmp_path), analyzer) as node:
+    async with DicomNode(node_settings(database, tmp_path), analyzer) as node:
         await eventually(lambda: node.idle and not list(spool.rglob("*.dcm")), 30, "the spool to be cleared")
     assert db.execute("select analysed_at from dicom_series").fetchone()[0] > recorded_at
     assert len(db.execute("select id from alerts").fetchall()) == 1
 
 
 async def test_an_association_aborted_mid_series_keeps_what_was_accepted_and_the_resent_series_alerts_once(
-    node: DicomNode, tmp_path: Path, ge_series_dir: Path
+    node: DicomNode, database: Path | str, tmp_path: Path, ge_series_dir: Path
 ) -> None:
     def push_half_and_abort() -> list[int]:
         ae = AE(ae_title=SCANNER)
@@ -218,8 +219,8 @@ async def test_an_association_aborted_mid_series_keeps_what_was_accepted_and_the
         return statuses
 
     assert await asyncio.to_thread(push_half_and_abort) == [0] * 14
-    (study,) = await analysed(node, tmp_path / "hemowatch.db")
-    db = open_database(tmp_path / "hemowatch.db")
+    (study,) = await analysed(node, database)
+    db = open_database(database)
     assert db.execute("select n_instances from dicom_series").fetchone()[0] == 14
     # the scanner sends the whole series again: judged again on all of it, still one alert for the study
     assert await asyncio.to_thread(push, node.port, ge_files(ge_series_dir)) == [0] * 28
@@ -231,7 +232,7 @@ async def test_an_association_aborted_mid_series_keeps_what_was_accepted_and_the
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless], ids=["rle", "jpeg2000"])
 async def test_a_compressed_series_is_read_as_the_uncompressed_one(
-    node: DicomNode, analyzer: Analyzer, tmp_path: Path, ge_series_dir: Path, syntax: str
+    node: DicomNode, analyzer: Analyzer, database: Path | str, tmp_path: Path, ge_series_dir: Path, syntax: str
 ) -> None:
     folder = tmp_path / "compressed"
     folder.mkdir()
@@ -251,7 +252,7 @@ async def test_a_compressed_series_is_read_as_the_uncompressed_one(
             assoc.release()
 
     assert await asyncio.to_thread(push_compressed) == [0] * 28
-    (study,) = await analysed(node, tmp_path / "hemowatch.db")
+    (study,) = await analysed(node, database)
     (uncompressed,) = await asyncio.to_thread(analyzer.analyze_path, ge_series_dir)
     assert study.verdict == uncompressed.verdict == "hemorrhage"
     assert study.probability == pytest.approx(uncompressed.probability, abs=1e-3)
@@ -270,11 +271,11 @@ async def test_enhanced_ct_is_accepted_and_lossy_jpeg_is_not(node: DicomNode) ->
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
-async def test_with_tls_the_node_speaks_only_tls(tmp_path: Path, analyzer: Analyzer) -> None:
+async def test_with_tls_the_node_speaks_only_tls(database: Path | str, tmp_path: Path, analyzer: Analyzer) -> None:
     cert, key = tmp_path / "node.pem", tmp_path / "node.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
                     "/CN=localhost", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    settings = node_settings(tmp_path, dicom_tls_cert=cert, dicom_tls_key=key)
+    settings = node_settings(database, tmp_path, dicom_tls_cert=cert, dicom_tls_key=key)
     async with DicomNode(settings, analyzer) as node:
         client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
 
@@ -294,7 +295,7 @@ async def test_with_tls_the_node_speaks_only_tls(tmp_path: Path, analyzer: Analy
 
 
 async def test_a_series_that_is_not_head_ct_is_skipped_with_its_reason_and_the_study_judged_on_its_head_series(
-    node: DicomNode, tmp_path: Path, ge_series_dir: Path
+    node: DicomNode, database: Path | str, tmp_path: Path, ge_series_dir: Path
 ) -> None:
     chest = tmp_path / "chest"
     chest.mkdir()
@@ -305,10 +306,10 @@ async def test_a_series_that_is_not_head_ct_is_skipped_with_its_reason_and_the_s
         dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
         dataset.save_as(chest / path.name)
     assert await asyncio.to_thread(push, node.port, sorted(chest.glob("*.dcm"))) == [0] * 28
-    (study,) = await analysed(node, tmp_path / "hemowatch.db")
+    (study,) = await analysed(node, database)
     assert study.verdict == "skipped" and study.reason == "Body part is CHEST, not head" and study.alert_id is None
     assert await asyncio.to_thread(push, node.port, ge_files(ge_series_dir)) == [0] * 28
-    db = open_database(tmp_path / "hemowatch.db")
+    db = open_database(database)
     await eventually(lambda: node.idle and db.execute("select count(*) from dicom_series").fetchone()[0] == 2, 60,
                      "the head series")
     (study,) = recent_studies(db)
@@ -318,13 +319,13 @@ async def test_a_series_that_is_not_head_ct_is_skipped_with_its_reason_and_the_s
 
 
 async def test_listening_beyond_loopback_with_no_allow_list_is_warned_about(
-    tmp_path: Path, analyzer: Analyzer, caplog: pytest.LogCaptureFixture
+    database: Path | str, tmp_path: Path, analyzer: Analyzer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with DicomNode(node_settings(tmp_path, dicom_host="0.0.0.0"), analyzer):
+    async with DicomNode(node_settings(database, tmp_path, dicom_host="0.0.0.0"), analyzer):
         pass
     assert "accepts any calling AE title; set DICOM_ALLOWED_AES" in caplog.text
     caplog.clear()
-    async with DicomNode(node_settings(tmp_path, dicom_host="0.0.0.0", dicom_allowed_aes="CT1"), analyzer):
+    async with DicomNode(node_settings(database, tmp_path, dicom_host="0.0.0.0", dicom_allowed_aes="CT1"), analyzer):
         pass
     assert "DICOM_ALLOWED_AES" not in caplog.text
 
@@ -408,7 +409,7 @@ async def test_a_called_ae_title_not_the_nodes_is_refused_and_logged(
 
 
 async def test_an_instance_over_the_size_cap_aborts_its_association_and_is_not_spooled(
-    tmp_path: Path, analyzer: Analyzer, ge_series_dir: Path, caplog: pytest.LogCaptureFixture
+    database: Path | str, tmp_path: Path, analyzer: Analyzer, ge_series_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     source = ge_files(ge_series_dir)[0]
     dataset = dcmread(source)
@@ -427,7 +428,7 @@ async def test_an_instance_over_the_size_cap_aborts_its_association_and_is_not_s
         assoc.release()
         return first, answered, assoc.is_aborted
 
-    settings = node_settings(tmp_path, dicom_max_instance_mb=2, dicom_series_idle_s=60)
+    settings = node_settings(database, tmp_path, dicom_max_instance_mb=2, dicom_series_idle_s=60)
     async with DicomNode(settings, analyzer) as node:
         assert await asyncio.to_thread(push_both) == (0, False, True)
     assert "larger than DICOM_MAX_INSTANCE_MB (2 MB); association aborted" in caplog.text
@@ -447,7 +448,7 @@ async def test_a_failed_echo_from_the_cli_is_one_line(tmp_path: Path, address: s
 
 
 async def test_an_instance_too_large_for_an_analysis_is_skipped_with_that_reason(
-    tmp_path: Path, ge_series_dir: Path
+    database: Path | str, tmp_path: Path, ge_series_dir: Path
 ) -> None:
     """In the service the analysis runs in a worker process with capped memory; a 200 MB instance (400 frames,
     within every limit of the reader) does not fit there, and the series says so."""
@@ -458,9 +459,9 @@ async def test_an_instance_too_large_for_an_analysis_is_skipped_with_that_reason
     dataset.save_as(large)
     workers = await asyncio.to_thread(ProcessAnalyzer, DEFAULT_MODEL, workers=1, memory_limit_bytes=800 * 2**20)
     try:
-        async with DicomNode(node_settings(tmp_path), workers) as node:
+        async with DicomNode(node_settings(database, tmp_path), workers) as node:
             assert await asyncio.to_thread(push, node.port, [large]) == [0]
-            (study,) = await analysed(node, tmp_path / "hemowatch.db")
+            (study,) = await analysed(node, database)
     finally:
         workers.close()
     assert study.verdict == "skipped" and study.reason == NEEDS_TOO_MUCH_MEMORY
