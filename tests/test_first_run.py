@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from stores import store_environment
 
 from core.settings import DEFAULT_MODEL, PROJECT_ROOT, Settings, SettingsError, read_settings
 from testsupport.broker import free_port
@@ -197,14 +198,16 @@ def test_make_run_installs_only_when_pyproject_changed(tmp_path: Path) -> None:
     assert "pip install" in planned()
 
 
-def test_routine_scheduler_job_runs_stay_out_of_the_default_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_routine_scheduler_job_runs_stay_out_of_the_default_log(
+    database: Path | str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import logging
 
     from hemowatch.cli import main
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HEMOWATCH_DB", str(tmp_path / "h.db"))
+    for name, value in store_environment(database, tmp_path).items():
+        monkeypatch.setenv(name, value)
     assert main(["admin", "patients"]) == 0
     assert not logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.INFO)
     assert logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.WARNING)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from stores import store_environment
 
 from commissioning import adoption
 from commissioning.fitting import Case, Recipe
@@ -21,11 +22,12 @@ from inference.model import ModelCard
 from store import open_database, site_profiles
 
 
-@pytest.fixture(autouse=True)
-def _database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    db_path = tmp_path / "hemowatch.db"
-    monkeypatch.setenv("HEMOWATCH_DB", str(db_path))
-    return db_path
+@pytest.fixture
+def _database(database: Path | str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path | str:
+    """The test's store, where the commands `main` runs find it."""
+    for name, value in store_environment(database, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    return database
 
 
 def _write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
@@ -50,7 +52,7 @@ def _classify(capsys: pytest.CaptureFixture[str], path: str) -> dict:
 
 
 def test_commissioning_adopts_a_profile_that_classify_then_names_until_rolled_back(
-    tmp_path: Path, head_ct_rows: list[tuple[str, str]], capsys: pytest.CaptureFixture[str], _database: Path
+    tmp_path: Path, head_ct_rows: list[tuple[str, str]], capsys: pytest.CaptureFixture[str], _database: Path | str
 ) -> None:
     picture = head_ct_rows[0][0]
     before = _classify(capsys, picture)
@@ -92,7 +94,7 @@ def test_commissioning_adopts_a_profile_that_classify_then_names_until_rolled_ba
 
 
 def test_each_bad_row_is_named_and_nothing_is_adopted(
-    tmp_path: Path, head_ct_rows: list[tuple[str, str]], capsys: pytest.CaptureFixture[str], _database: Path
+    tmp_path: Path, head_ct_rows: list[tuple[str, str]], capsys: pytest.CaptureFixture[str], _database: Path | str
 ) -> None:
     not_a_picture = tmp_path / "notes.png"
     not_a_picture.write_text("not a scan")
