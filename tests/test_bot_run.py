@@ -1,6 +1,7 @@
 """`hemowatch run` as a user starts it: only a token (and here the local Bot API server's address) set; and as
 it stops: SIGTERM, Ctrl+C in a terminal, kill -9, each leaving no process of it behind. One database file takes
-one service; under systemd it says when it is ready and pings the watchdog."""
+one service; under systemd it says when it is ready and pings the watchdog. A user's first start and the one
+service a SQLite file takes are on SQLite; the rest on the store of the `database` fixture."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from stores import store_environment
 
 from localbotapi import BotApiServer
 from testsupport.service_process import RUN, clean_env, read_lines, running_in_session, until_logged
@@ -61,10 +63,13 @@ async def test_runs_with_only_a_token_and_stops_cleanly_on_sigterm(bot_api: BotA
 
 
 @asynccontextmanager
-async def service_in_a_session(bot_api: BotApiServer, tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[str]]]:
+async def service_in_a_session(
+    bot_api: BotApiServer, tmp_path: Path, **store: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[str]]]:
     """`hemowatch run` as the leader of a session (and process group) of its own, once it runs; its log lines.
-    Whatever of the session is left at the end is killed."""
-    env = clean_env(tmp_path, TELEGRAM_BOT_TOKEN=bot_api.token, TELEGRAM_API_URL=bot_api.url)
+    Whatever of the session is left at the end is killed. `store` (environment variables) says where its store
+    is; without it, hemowatch.db in `tmp_path`."""
+    env = clean_env(tmp_path, TELEGRAM_BOT_TOKEN=bot_api.token, TELEGRAM_API_URL=bot_api.url, **store)
     process = await asyncio.create_subprocess_exec(*RUN, cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE,
                                                    start_new_session=True)
     log: list[str] = []
@@ -92,8 +97,10 @@ def kinds(processes: list[psutil.Process]) -> list[str]:
 EXPECTED = ["resource tracker", "scan worker", "scan worker", "service"]  # SCAN_CONCURRENCY is 2 by default
 
 
-async def test_ctrl_c_in_a_terminal_stops_it_cleanly_without_a_traceback(bot_api: BotApiServer, tmp_path: Path) -> None:
-    async with service_in_a_session(bot_api, tmp_path) as (service, log):
+async def test_ctrl_c_in_a_terminal_stops_it_cleanly_without_a_traceback(
+    bot_api: BotApiServer, database: Path | str, tmp_path: Path
+) -> None:
+    async with service_in_a_session(bot_api, tmp_path, **store_environment(database, tmp_path)) as (service, log):
         assert kinds(running_in_session(service.pid)) == EXPECTED
         os.killpg(service.pid, signal.SIGINT)  # what a terminal sends on Ctrl+C: to every process of the group
         await asyncio.wait_for(service.wait(), 60)
@@ -103,8 +110,10 @@ async def test_ctrl_c_in_a_terminal_stops_it_cleanly_without_a_traceback(bot_api
     assert "Traceback" not in "".join(log) and "KeyboardInterrupt" not in "".join(log), "".join(log)
 
 
-async def test_after_kill_9_no_process_of_the_service_is_left(bot_api: BotApiServer, tmp_path: Path) -> None:
-    async with service_in_a_session(bot_api, tmp_path) as (service, _):
+async def test_after_kill_9_no_process_of_the_service_is_left(
+    bot_api: BotApiServer, database: Path | str, tmp_path: Path
+) -> None:
+    async with service_in_a_session(bot_api, tmp_path, **store_environment(database, tmp_path)) as (service, _):
         assert kinds(running_in_session(service.pid)) == EXPECTED
         service.kill()
         await service.wait()
@@ -132,7 +141,7 @@ async def test_a_second_service_on_the_database_is_refused_in_one_line_until_the
 
 
 async def test_under_systemd_it_says_ready_pings_the_watchdog_and_says_when_it_stops(
-    bot_api: BotApiServer, tmp_path: Path
+    bot_api: BotApiServer, database: Path | str, tmp_path: Path
 ) -> None:
     """As a `Type=notify` unit with `WatchdogSec=0.4` would run it: systemd's socket in NOTIFY_SOCKET (a path
     short enough for a unix socket, which pytest's folder is not) and the watchdog's timeout in WATCHDOG_USEC."""
@@ -140,7 +149,8 @@ async def test_under_systemd_it_says_ready_pings_the_watchdog_and_says_when_it_s
         systemd.bind(f"{folder}/notify")
         systemd.setblocking(False)
         env = clean_env(tmp_path, TELEGRAM_BOT_TOKEN=bot_api.token, TELEGRAM_API_URL=bot_api.url,
-                        NOTIFY_SOCKET=f"{folder}/notify", WATCHDOG_USEC="400000")
+                        NOTIFY_SOCKET=f"{folder}/notify", WATCHDOG_USEC="400000",
+                        **store_environment(database, tmp_path))
         process = await asyncio.create_subprocess_exec(*RUN, cwd=tmp_path, env=env, stderr=asyncio.subprocess.DEVNULL)
         messages: list[str] = []
 
