@@ -71,8 +71,8 @@ async def test_an_instance_cut_off_from_the_database_tells_the_admins_and_again_
 async def test_a_service_started_while_the_database_is_down_waits_for_it_and_tells_the_admin(
     server: PostgresServer, bot_api: BotApiServer, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    settings = settings_for(bot_api, tmp_path / "unused.db", database_url=server.fresh_database(),
-                            mqtt_url=mosquitto.url, ingest_stopped_notice_s=1)
+    settings = settings_for(bot_api, server.fresh_database(), tmp_path, mqtt_url=mosquitto.url,
+                            ingest_stopped_notice_s=1)
     bot_api.introduce(ADMIN, "Ada")
     await asyncio.to_thread(server.halt)
     async with AsyncExitStack() as services:
