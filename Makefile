@@ -41,3 +41,5 @@ test: $(INSTALLED_DEV)
 		echo "installing Debian's $(TEST_PACKAGES) (the tests start their own broker, sender, browser and database)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_PACKAGES) >/dev/null; }
 	$(BIN)/python -m pytest
+	# Again, every test that uses a store, with PostgreSQL as its store.
+	$(BIN)/python -m pytest --store=postgresql -m store

@@ -184,7 +184,8 @@ class VitalsMonitor:
             self._broker_down_since = None
         elif self._broker_down_since is None:
             self._broker_down_since = now
-        await self._store.call(ingest_watch.beat, Heartbeat(self._instance, now, self._broker_down_since))
+        # On the outbox's connection: a heartbeat waiting for a locked database must not hold up the vitals.
+        await self._outbox_store.call(ingest_watch.beat, Heartbeat(self._instance, now, self._broker_down_since))
 
     async def prune(self) -> None:
         """Drop raw samples older than the retention period (alerts stay)."""
