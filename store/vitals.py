@@ -13,12 +13,18 @@ _INSERT = (
     "insert into vitals (patient_id, ts, received_at, hr, spo2, sbp, dbp, rr, temp, gcs, o2, acvpu, "
     "news2, news2_components, device, device_ts) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing"
 )
-# The same reading: patient, device, the device's stamp and every value (null-safe), as the unique index has it.
+# The same reading: patient, device, the device's stamp and every value (null-safe), as the unique index has it. The
+# keys looked up come as a list of rows, each value cast to its column's type (which PostgreSQL needs to compare).
+_KEY_TYPES = ("text", "text", *["double precision"] * 7, "bigint", "bigint", "text")
+_KEY_ROW = "(" + ", ".join(f"cast(? as {kind})" for kind in _KEY_TYPES) + ")"
+_VALUES = ("hr", "spo2", "sbp", "dbp", "rr", "temp", "gcs", "o2", "acvpu")
 _STORED = (
-    "select 1 from vitals where patient_id = ? and device = ? and coalesce(device_ts, ts) = ? "
-    + " ".join(f"and {column} is not distinct from ?" for column in ("hr", "spo2", "sbp", "dbp", "rr", "temp", "gcs", "o2"))
-    + " and acvpu is not distinct from cast(? as text)"
+    "with k (patient_id, device, stamp, hr, spo2, sbp, dbp, rr, temp, gcs, o2, acvpu) as (values {rows}) "
+    "select k.* from k where exists (select 1 from vitals v where v.patient_id = k.patient_id "
+    "and v.device = k.device and coalesce(v.device_ts, v.ts) = k.stamp "
+    + " ".join(f"and v.{column} is not distinct from k.{column}" for column in _VALUES) + ")"
 )
+LOOKUP_BATCH = 500  # keys per query: well under either engine's limit of parameters
 
 ReadingKey = tuple[object, ...]
 
@@ -49,8 +55,15 @@ def insert_vitals(db: Database, samples: Iterable[VitalSample]) -> None:
 
 
 def stored_samples(db: Database, keys: Iterable[ReadingKey]) -> set[ReadingKey]:
-    """Which of these readings (see `reading_key`) are already stored (a look-up in the unique index each)."""
-    return {key for key in keys if db.execute(_STORED, key).fetchone()}
+    """Which of these readings (see `reading_key`) are already stored: look-ups in the unique index, a batch of
+    keys per query, so a database across the network is asked once per batch rather than once per reading."""
+    wanted, found = list(keys), set()
+    for start in range(0, len(wanted), LOOKUP_BATCH):
+        batch = wanted[start:start + LOOKUP_BATCH]
+        rows = db.execute(_STORED.format(rows=", ".join([_KEY_ROW] * len(batch))),
+                          [value for key in batch for value in key]).fetchall()
+        found.update(tuple(row) for row in rows)
+    return found & set(wanted)
 
 
 def _sample(row: dict) -> VitalSample:
