@@ -1,6 +1,6 @@
 """Failover benchmark: two `hemowatch run` on one PostgreSQL and one mosquitto, the leader killed with SIGKILL.
 
-    .venv/bin/python -m benchmarks.bench_failover [--rounds 3] [--rate 200] [--patients 50] [--settle-seconds 10]
+    .venv/bin/python -m benchmarks.bench_failover [--rounds 5] [--rate 200] [--patients 50] [--settle-seconds 10]
 
 It starts a PostgreSQL server (Debian's package, durable defaults), mosquitto as deploy/mosquitto.conf sets it
 (`max_queued_messages 0`) and the local Bot API server, then two instances. A gateway publishes vitals at QoS 1 at
@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import logging
+import random
 import shutil
 import signal
 import statistics
@@ -27,6 +28,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import aiomqtt
@@ -135,14 +137,21 @@ def latencies(probes: Probes) -> tuple[list[float], int, int]:
     return sorted(found), missing, extra
 
 
-async def first_stored_after(db: Database, killed_at: float, timeout: float = 60) -> float:
-    """Seconds from the kill until a sample received after it is stored."""
+async def first_stored_after(db: Database, killed_at: float, dead_at: float, timeout: float = 60) -> float:
+    """Seconds from the kill until a sample received after the killed leader was gone is stored (received by the
+    new leader: the old one may still store a batch in the moment between the signal and its end)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if db.execute("select 1 from vitals where received_at > ? limit 1", [killed_at]).fetchone():
+        if db.execute("select 1 from vitals where received_at > ? limit 1", [dead_at]).fetchone():
             return time.time() - killed_at
         await asyncio.sleep(0.02)
     raise TimeoutError("no sample stored after the kill")
+
+
+def logged_at(log: list[str], text: str) -> float:
+    """When the first log line containing `text` was written (the log's local time stamps, to the millisecond)."""
+    line = next(line for line in log if text in line)
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
 @asynccontextmanager
@@ -185,16 +194,18 @@ async def main(args: argparse.Namespace) -> None:
             publishing = asyncio.create_task(gateway(broker.port, patients, args.rate, probes, stop))
             takeovers = []
             for round_number in range(1, args.rounds + 1):
-                await asyncio.sleep(args.settle_seconds)
+                # The kill lands anywhere in the standby's half-second between tries of the lease.
+                await asyncio.sleep(args.settle_seconds + random.uniform(0, 0.5))
                 leader, standby = instances
                 leader.process.send_signal(signal.SIGKILL)
                 killed_at = time.time()
                 await end_instance(leader)
-                takeover_s = await first_stored_after(db, killed_at)
+                takeover_s = await first_stored_after(db, killed_at, time.time())
                 takeovers.append(takeover_s)
-                print(f"round {round_number}: takeover {takeover_s:.2f} s (kill to the first sample stored by the "
-                      "new leader)")
                 await until_logged(standby.log, "HemoWatch is running as @")
+                leased_s = logged_at(standby.log, "holds the leadership lease") - killed_at
+                print(f"round {round_number}: takeover {takeover_s:.2f} s (kill to the first sample stored by the "
+                      f"new leader; the lease was its {leased_s:.2f} s after the kill)")
                 restarted = await start_instance(workdir / f"r{round_number}", env)
                 stack.push_async_callback(lambda i=restarted: end_instance(i))
                 await until_logged(restarted.log, "standing by")
@@ -222,7 +233,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rate", type=int, default=200, help="messages per second")
     parser.add_argument("--patients", type=int, default=50)
     parser.add_argument("--settle-seconds", type=float, default=10.0, help="before each kill, and after the last")
