@@ -12,6 +12,7 @@ Prints the machine, then:
    separate publisher process sends 1,000 messages per second (rules without hold and alerts never re-opened,
    so every alarming probe sample raises a NEWS2 alert: the latency is the pipeline's, not a rule's hold);
 3. resident memory of this process with every patient's state in memory;
+4. retention: samples pruned per second by the hourly job's delete, on SQLite (FULL) and PostgreSQL;
 and for each store the bytes on disk per stored sample (the vitals table with its indexes).
 """
 
@@ -38,6 +39,7 @@ from core.settings import PROJECT_ROOT, Settings
 from monitor.mqtt import vitals_topic
 from monitor.vitals_monitor import VitalsMonitor
 from store import atomic, open_database
+from store.vitals import prune_vitals
 from testsupport.broker import Mosquitto, free_port
 from testsupport.machine import machine
 from testsupport.postgres import PostgresServer
@@ -223,6 +225,15 @@ async def main(args: argparse.Namespace) -> None:
         # 3. Memory with every patient known and judged at least once (the last drain's monitor).
         print(f"resident memory with {args.patients:,} patients: {rss / 2**20:.0f} MB "
               f"(process before the monitors started: {rss_before / 2**20:.0f} MB)")
+
+        # 4. Retention: every stored sample pruned at once, as the hourly job does with those past RETENTION_DAYS.
+        for name in ("SQLite, synchronous=FULL", "PostgreSQL"):
+            db = open_database(stores[name].database)
+            started = time.perf_counter()
+            pruned = prune_vitals(db, time.time() + 3600)
+            print(f"retention, {name}: {pruned / (time.perf_counter() - started):,.0f} samples pruned per second "
+                  f"({pruned:,} in one delete)")
+            db.close()
     finally:
         postgres.stop()
         broker.stop()
