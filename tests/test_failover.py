@@ -1,30 +1,37 @@
 """Two `hemowatch run` on one PostgreSQL database and one mosquitto (`max_queued_messages 0`): the first leads,
 the second stands by. The leader is killed with SIGKILL in the middle of a 6,000-sample QoS 1 stream for 50
 patients; the second takes over, every sample is stored exactly once, and a GCS drop published after the kill
-reaches the admin exactly once. A leader whose lease is cut stops in one line, and the standby leads."""
+reaches the admin exactly once. A leader whose lease is cut stops in one line, and the standby leads. A standby's
+DICOM node takes a study, and its alert goes out through the leader's outbox."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import signal
+import socket
 import time
 import urllib.request
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
 import psycopg
 import pytest
+from botworld import ADMIN as BOT_ADMIN
+from botworld import settings_for
 
+from core.settings import Settings
+from hemowatch.wiring import running
 from localbotapi import BotApiServer
 from monitor.mqtt import vitals_topic
 from store import open_database
 from store.leadership import LEADER_KEY
 from store.patients import add_patient
 from testsupport.broker import Mosquitto, free_port
+from testsupport.dicom import push
 from testsupport.service_process import RUN, clean_env, read_lines, running_in_session, until_logged
 from testsupport.waiting import eventually
 
@@ -148,3 +155,34 @@ async def test_a_leader_that_loses_its_lease_stops_in_one_line_and_the_standby_l
     assert first.log[-1].strip() == (
         "This instance lost its lease on the shared database, so it stopped; another instance leads.")
     assert not any("Traceback" in line for line in first.log), "".join(first.log[-40:])
+
+
+async def test_a_standbys_dicom_node_alerts_through_the_leaders_outbox(
+    bot_api: BotApiServer, mosquitto: Mosquitto, postgres_url: str, tmp_path: Path, ge_series_dir: Path
+) -> None:
+    def settings(name: str) -> Settings:
+        (tmp_path / name).mkdir()
+        return settings_for(bot_api, postgres_url, tmp_path / name, mqtt_url=mosquitto.url, dicom_port=free_port(),
+                            dicom_series_idle_s=0.5, dicom_threshold=0.3, dicom_allowed_aes="CTSCANNER")
+
+    leader_settings, standby_settings = settings("a"), settings("b")
+    bot_api.introduce(BOT_ADMIN, "Ada")
+    async with AsyncExitStack() as services:
+        await services.enter_async_context(running(leader_settings))
+        standing_by = asyncio.create_task(services.enter_async_context(running(standby_settings)))
+        try:
+            await eventually(lambda: port_open(standby_settings.dicom_port), 60, "the standby's DICOM node")
+            statuses = await asyncio.to_thread(push, standby_settings.dicom_port, sorted(ge_series_dir.glob("*.dcm")))
+            assert statuses == [0] * 28
+            alert = await bot_api.wait_for_message(
+                BOT_ADMIN, lambda m: "Haemorrhage suspected on a head CT" in (m.get("caption") or ""), timeout=60)
+            assert alert["photo"] and not standing_by.done()  # sent by the leader: the standby still waits
+        finally:
+            standing_by.cancel()
+            with suppress(asyncio.CancelledError):
+                await standing_by
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
