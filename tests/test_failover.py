@@ -186,3 +186,19 @@ async def test_a_standbys_dicom_node_alerts_through_the_leaders_outbox(
 def port_open(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_a_standby_stops_cleanly_on_sigterm(
+    bot_api: BotApiServer, mosquitto: Mosquitto, postgres_url: str, tmp_path: Path
+) -> None:
+    env = {"TELEGRAM_BOT_TOKEN": bot_api.token, "TELEGRAM_API_URL": bot_api.url, "DATABASE_URL": postgres_url,
+           "MQTT_URL": mosquitto.url}
+    async with AsyncExitStack() as instances:
+        first = await instances.enter_async_context(instance(tmp_path / "a", env))
+        await until_logged(first.log, "HemoWatch is running as @")
+        second = await instances.enter_async_context(instance(tmp_path / "b", env))
+        await until_logged(second.log, "standing by")
+        second.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(second.process.wait(), 30) == 0
+        assert first.process.returncode is None  # the leader goes on
+    assert not any("Traceback" in line for line in second.log), "".join(second.log[-40:])
