@@ -1,9 +1,9 @@
 """Delivers the outbox to the notifier: each notice on its own retry schedule, and across restarts.
 
 A notice is marked delivered only after the notifier returns, so a crash in between means it is offered
-again after restart (once its claim of CLAIM_S has run out); the notifier deduplicates by `outbox_id`, so
-people see it once. The claim also keeps several monitor processes on one database from offering the same
-notice twice. A deferred notice holds back only the later notices of its own alert, so nobody reads
+again after restart, or by the instance that takes over: the dispatcher releases the claims left standing when it
+starts (`release_claims`), and the notifier deduplicates by `outbox_id`, so people see it once. While a process
+delivers, its claim (up to CLAIM_S) keeps other monitor processes on one database from offering the same notice. A deferred notice holds back only the later notices of its own alert, so nobody reads
 "resolved" before "raised" while other alerts go ahead; emergencies are offered first and retried at most
 EMERGENCY_RETRY_S apart, whatever the backoff (or `retry_after`) of other notices. A notice nobody can receive
 yet (`DeliveryHeld`) is logged with its content once and kept, offered again like a deferred one, at once when
@@ -30,6 +30,7 @@ from store.outbox import (
     fail_notice,
     hold_notice,
     next_due_at,
+    release_claims,
     release_held,
 )
 
@@ -66,13 +67,16 @@ class OutboxDispatcher:
         self._wake.set()
 
     async def run(self) -> NoReturn:
-        released = False  # held notices are offered again at start: the settings may have changed (admins, say)
+        # At start, held notices are offered again (the settings may have changed: admins, say), and so are those
+        # whose delivery a process that died had claimed.
+        released = False
         backoff = Backoff(self._poll_s, EMERGENCY_RETRY_S)
         while True:
             self._wake.clear()
             try:
                 if not released:
                     await self._store(release_held, self._clock())
+                    await self._store(release_claims)
                     released = True
                 pause_s = await self.deliver_due()
             except Exception as error:  # the store fails: the notices wait in it

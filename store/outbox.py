@@ -70,19 +70,21 @@ def due_notices(db: Database, now: float, limit: int = 100) -> list[PendingNotic
     later notices of its own alert."""
     rows = db.query(
         f"select o.*, a.patient_id, {_HELD_COLUMN} from outbox o join alerts a on a.id = o.alert_id "
-        "where o.delivered_at is null and o.failed_at is null and o.next_attempt_at <= ? and not exists ("
+        "where o.delivered_at is null and o.failed_at is null and o.next_attempt_at <= ? "
+        "and (o.claimed_until is null or o.claimed_until <= ?) and not exists ("
         "  select 1 from outbox e where e.alert_id = o.alert_id and e.id < o.id "
         "  and e.delivered_at is null and e.failed_at is null"
         ") order by a.severity = 'emergency' desc, o.id limit ?",
-        [now, limit],
+        [now, now, limit],
     )
     return [PendingNotice(_notice(row), row["attempts"], row["next_attempt_at"], bool(row["held"])) for row in rows]
 
 
 def next_due_at(db: Database) -> float | None:
-    """When the next pending notice falls due (None when nothing is pending)."""
+    """When the next pending notice falls due, or its claim runs out (None when nothing is pending)."""
     return db.execute(
-        "select min(next_attempt_at) from outbox where delivered_at is null and failed_at is null"
+        "select min(case when claimed_until > next_attempt_at then claimed_until else next_attempt_at end) "
+        "from outbox where delivered_at is null and failed_at is null"
     ).fetchone()[0]
 
 
@@ -96,21 +98,33 @@ def outbox_backlog(db: Database) -> tuple[int, float | None]:
 
 
 def claim_notice(db: Database, outbox_id: int, now: float, until: float) -> bool:
-    """Take a due notice for delivery until `until`, so no other monitor process offers it meanwhile (and a
-    process that dies holding it only delays it); False when it is not due or not pending."""
+    """Take a due notice for delivery until `until`, so no other monitor process offers it meanwhile; False when it
+    is not due, claimed by another, or not pending. The claim ends when the notice is marked; one left by a process
+    that died runs out at `until`, or is released at the next start (`release_claims`)."""
     with atomic(db):
         return bool(db.execute(
-            "update outbox set next_attempt_at = ? where id = ? and next_attempt_at <= ? "
-            "and delivered_at is null and failed_at is null",
-            [until, outbox_id, now],
+            "update outbox set claimed_until = ? where id = ? and next_attempt_at <= ? "
+            "and (claimed_until is null or claimed_until <= ?) and delivered_at is null and failed_at is null",
+            [until, outbox_id, now, now],
         ).rowcount)
+
+
+def release_claims(db: Database) -> int:
+    """The only process delivering starts: claims still standing were left by a process that died while delivering,
+    and their notices are offered again at once (the notifier skips the chats they reached)."""
+    with atomic(db):
+        return db.execute(
+            "update outbox set claimed_until = null where claimed_until is not null "
+            "and delivered_at is null and failed_at is null"
+        ).rowcount
 
 
 def mark_delivered(db: Database, outbox_id: int, now: float) -> tuple[int, NoticeKind]:
     """Record that the notifier took the notice; returns its alert id and kind (see `alerts.notice_delivered`)."""
     with atomic(db):
         alert_id, kind = db.execute(
-            "update outbox set delivered_at = ? where id = ? returning alert_id, kind", [now, outbox_id]
+            "update outbox set delivered_at = ?, claimed_until = null where id = ? returning alert_id, kind",
+            [now, outbox_id],
         ).fetchone()
     return alert_id, NoticeKind(kind)
 
@@ -118,7 +132,8 @@ def mark_delivered(db: Database, outbox_id: int, now: float) -> tuple[int, Notic
 def defer_notice(db: Database, outbox_id: int, reason: str, retry_at: float) -> None:
     with atomic(db):
         db.execute(
-            "update outbox set attempts = attempts + 1, next_attempt_at = ?, last_error = ? where id = ?",
+            "update outbox set attempts = attempts + 1, next_attempt_at = ?, last_error = ?, claimed_until = null "
+            "where id = ?",
             [retry_at, reason, outbox_id],
         )
 
@@ -151,6 +166,7 @@ def fail_notice(db: Database, outbox_id: int, reason: str, now: float) -> None:
     """The notice can never be delivered: keep it, with the reason, out of the queue."""
     with atomic(db):
         db.execute(
-            "update outbox set attempts = attempts + 1, failed_at = ?, last_error = ? where id = ?",
+            "update outbox set attempts = attempts + 1, failed_at = ?, last_error = ?, claimed_until = null "
+            "where id = ?",
             [now, reason, outbox_id],
         )

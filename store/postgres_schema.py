@@ -132,7 +132,12 @@ def _v2_ingest_watch(conn: psycopg.Connection[Any]) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection[Any]], None]] = [_v1_tables, _v2_ingest_watch]
+def _v3_outbox_claims(conn: psycopg.Connection[Any]) -> None:
+    """SQLite's version 11: a notice's claim apart from its retry schedule."""
+    conn.execute("alter table outbox add column claimed_until double precision")
+
+
+MIGRATIONS: list[Callable[[psycopg.Connection[Any]], None]] = [_v1_tables, _v2_ingest_watch, _v3_outbox_claims]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -258,9 +258,16 @@ def _v10_ingest_watch(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v11_outbox_claims(db: sqlite_utils.Database) -> None:
+    """A notice being delivered is claimed in a column of its own, apart from its retry schedule, so the claims left
+    by a process that died can be released at the next start without touching the schedule."""
+    db["outbox"].add_column("claimed_until", float)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial, _v2_delivery_text, _v3_unique_samples, _v4_readings_per_device, _v5_outbox_by_alert,
     _v6_dicom_studies, _v7_event_actors, _v8_site_profiles, _v9_site_in_service, _v10_ingest_watch,
+    _v11_outbox_claims,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

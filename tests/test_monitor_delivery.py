@@ -1,5 +1,6 @@
 """Delivery guarantees against a real mosquitto and a real store: a monitor killed with SIGKILL loses
-no sample the broker handed it, and a message delivered twice is stored and judged once."""
+no sample the broker handed it, a message delivered twice is stored and judged once, and a notice whose delivery
+a process that died had claimed goes out at the next start, not when the claim runs out."""
 
 from __future__ import annotations
 
@@ -16,15 +17,18 @@ import aiomqtt
 import pytest
 from stores import store_settings
 
-from core.notifications import NoticeKind
+from core.notifications import NoticeKind, Severity
 from core.settings import Settings
 from monitor.mqtt import vitals_topic
+from monitor.outbox import CLAIM_S, OutboxDispatcher
 from monitor.vitals_monitor import VitalsMonitor
-from store.alerts import open_alerts
+from store.alerts import open_alerts, raise_alert
+from store.outbox import claim_notice, pending_notices
 from store.patients import add_patient
 from store import open_database
 from store.vitals import vitals_between
 from store.database import Database
+from store.thread import StoreThread
 from testsupport.broker import Mosquitto
 from testsupport.doubles import T0, ManualClock, RecordingNotifier
 from testsupport.waiting import eventually
@@ -108,3 +112,21 @@ async def test_a_message_delivered_twice_is_stored_and_judged_once(
         assert (monitor.stats.stored, monitor.stats.duplicates) == (2, 2)
     assert notifier.seen() == [("sensor_offline", NoticeKind.RAISED), ("sensor_offline", NoticeKind.RESOLVED)]
     assert [s.ts for s in vitals_between(db, "p1", T0, T0 + 200)] == [T0, T0 + 120]
+
+
+async def test_a_notice_claimed_by_a_process_that_died_is_delivered_at_the_next_start(
+    db: Database, database: Path | str
+) -> None:
+    alert_id = raise_alert(db, "p1", "spo2_low", Severity.URGENT, "SpO2 low", time.time())
+    (pending,) = pending_notices(db)
+    assert claim_notice(db, pending.notice.outbox_id, time.time(), time.time() + CLAIM_S)  # then it died
+    store, notifier = StoreThread("outbox"), RecordingNotifier()
+    await store.open(database)
+    dispatcher = OutboxDispatcher(store.call, notifier, time.time)
+    delivering = asyncio.create_task(dispatcher.run())
+    try:
+        await eventually(lambda: notifier.notices, 5, "the notice delivered well before its claim ran out")
+    finally:
+        delivering.cancel()
+        await store.close()
+    assert [(n.alert_id, n.kind) for n in notifier.notices] == [(alert_id, NoticeKind.RAISED)]

@@ -25,7 +25,15 @@ from store.alerts import (
     resolve_alert,
     responses,
 )
-from store.outbox import claim_notice, defer_notice, fail_notice, pending_notices
+from store.outbox import (
+    claim_notice,
+    defer_notice,
+    due_notices,
+    fail_notice,
+    next_due_at,
+    pending_notices,
+    release_claims,
+)
 from store.patients import add_patient, get_patient, get_thresholds, list_patients, set_threshold
 from store import open_database
 from store.sqlite_schema import MIGRATIONS
@@ -302,6 +310,11 @@ def test_outbox_keeps_order_and_records_retries_and_refusals(db: Database) -> No
     assert claim_notice(db, one.notice.outbox_id, T0 + 29, T0 + 59) is False  # not due yet
     assert claim_notice(db, one.notice.outbox_id, T0 + 30, T0 + 60) is True
     assert claim_notice(db, one.notice.outbox_id, T0 + 31, T0 + 61) is False  # held by the first claim
+    assert [n.notice.outbox_id for n in due_notices(db, T0 + 31)] == [two.notice.outbox_id]
+    assert next_due_at(db) == T0  # the second is due; the first's claim runs until T0 + 60
+    assert release_claims(db) == 1  # its claimer died: the next start offers it at once, on its own schedule
+    assert [n.notice.outbox_id for n in due_notices(db, T0 + 31)] == [one.notice.outbox_id, two.notice.outbox_id]
+    assert pending_notices(db)[0].due_at == T0 + 30
     fail_notice(db, two.notice.outbox_id, "everyone blocked the bot", T0 + 1)
     assert [p.notice.outbox_id for p in pending_notices(db)] == [one.notice.outbox_id]
     assert get_alert(db, second).state is AlertState.RAISED  # never notified
