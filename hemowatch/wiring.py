@@ -118,14 +118,7 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         background.append(asyncio.create_task(_watch_ingest(token_check, watch)))
         deposed = asyncio.Event()
         if settings.database_url is not None:
-            watched.phase = Phase.STANDING_BY
-            lease = Lease(settings.database_url.get_secret_value())
-            stack.push_async_callback(lease.release)
-            log.info("standing by: another instance may lead; taking over when it stops")
-            await lease.acquire()
-            watched.leading = True
-            background.append(asyncio.create_task(_depose_on(lease.lost, deposed), name="lease"))
-            log.info("this instance leads: it ingests vitals, polls Telegram and runs the jobs")
+            background.append(await _take_the_lead(stack, settings.database_url.get_secret_value(), watched, deposed))
         if not settings.mqtt_url:
             await stack.enter_async_context(EmbeddedBroker(settings.embedded_broker_host, settings.embedded_broker_port))
         await stack.enter_async_context(monitor)
@@ -148,6 +141,21 @@ async def running(settings: Settings, clock: Callable[[], float] = time.time) ->
         log.info("HemoWatch is stopping")
         watched.phase = Phase.STOPPING
         notify("STOPPING=1")
+
+
+async def _take_the_lead(
+    stack: AsyncExitStack, url: str, watched: Watched, deposed: asyncio.Event
+) -> asyncio.Task[None]:
+    """Stand by until this instance holds the lease on the database at `url` (let go of when `stack` closes); the
+    task returned sets `deposed` if the lease is lost."""
+    watched.phase = Phase.STANDING_BY
+    lease = Lease(url)
+    stack.push_async_callback(lease.release)
+    log.info("standing by: another instance may lead; taking over when it stops")
+    await lease.acquire()
+    watched.leading = True
+    log.info("this instance leads: it ingests vitals, polls Telegram and runs the jobs")
+    return asyncio.create_task(_depose_on(lease.lost, deposed), name="lease")
 
 
 async def _watch_ingest(token_check: asyncio.Task[bool], watch: IngestWatch) -> None:
