@@ -11,8 +11,9 @@ sees what it expects on either engine, also with several instances writing.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Literal, Protocol
 
 Params = Sequence[Any]
@@ -26,36 +27,37 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
-class Database:
+class Database(ABC):
     """A connection to the store; `store.open_database` gives the right one for a location."""
 
     engine: Literal["sqlite", "postgresql"]
 
+    @abstractmethod
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         """Run one statement; rows come back as tuples."""
-        raise NotImplementedError
 
+    @abstractmethod
     def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        raise NotImplementedError
+        """Run one statement for each of `rows`."""
 
+    @abstractmethod
     def query(self, sql: str, params: Params = ()) -> Iterator[dict[str, Any]]:
         """Run a query; rows come back as dicts by column name."""
-        raise NotImplementedError
 
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
+    @abstractmethod
+    def atomic(self) -> AbstractContextManager[None]:
         """One write transaction around the block; nested blocks join the outer one, so store functions compose."""
-        raise NotImplementedError
-        yield
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Close the connection."""
 
     def insert(self, table: str, row: dict[str, Any]) -> int:
         """Insert one row; returns its `id`."""
         columns = ", ".join(row)
         marks = ", ".join("?" * len(row))
-        return self.execute(f"insert into {table} ({columns}) values ({marks}) returning id", list(row.values())).fetchone()[0]
+        sql = f"insert into {table} ({columns}) values ({marks}) returning id"
+        return self.execute(sql, list(row.values())).fetchone()[0]
 
     def upsert(self, table: str, row: dict[str, Any], key: Sequence[str]) -> None:
         """Insert one row, or update the row with the same `key` columns to it."""
