@@ -1,10 +1,10 @@
 """Someone is told when vitals stop coming in: every instance watches the ingesting instance's heartbeat.
 
-The instance that ingests (the leader) writes a heartbeat every few seconds, saying whether it is subscribed at
-the broker. Every instance, the leader included, looks at it: when no instance has ingested for
-INGEST_STOPPED_NOTICE_S (none leads) or the leader has not reached the broker for that long, the admins are told in
-Telegram, and again when vitals come in once more. The notice is recorded in the store first, so with several instances watching it is
-sent once, by whichever can still speak.
+The instance that ingests (the leader) writes a heartbeat every few seconds, saying whether it is subscribed at the
+broker. Every instance, the leader included, looks at it: when no instance has ingested for INGEST_STOPPED_NOTICE_S
+(none leads) or the leader has not reached the broker for that long, the admins are told in Telegram, and again when
+vitals come in once more. The notice is recorded in the store first, so with several instances watching it is sent
+once, by whichever can still speak.
 """
 
 from __future__ import annotations

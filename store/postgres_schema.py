@@ -207,7 +207,8 @@ def connect(url: str) -> PostgresDatabase:
             row = conn.execute("select max(version) from schema_version").fetchone()
             version = row[0] or 0
         if version > SCHEMA_VERSION:
-            raise RuntimeError(f"the database has schema version {version}, newer than this HemoWatch ({SCHEMA_VERSION})")
+            raise RuntimeError(
+                f"the database has schema version {version}, newer than this HemoWatch ({SCHEMA_VERSION})")
         for number, migrate in enumerate(MIGRATIONS[version:], start=version + 1):
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])

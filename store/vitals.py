@@ -11,7 +11,8 @@ from store.database import Database, atomic
 
 _INSERT = (
     "insert into vitals (patient_id, ts, received_at, hr, spo2, sbp, dbp, rr, temp, gcs, o2, acvpu, "
-    "news2, news2_components, device, device_ts) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing"
+    "news2, news2_components, device, device_ts) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "on conflict do nothing"
 )
 # The same reading: patient, device, the device's stamp and every value (null-safe), as the unique index has it. The
 # keys looked up come as a list of rows, each value cast to its column's type (which PostgreSQL needs to compare).
