@@ -73,6 +73,22 @@ async def instance(tmp_path: Path, env: dict[str, str]) -> AsyncIterator[Instanc
         await reading
 
 
+def service_env(bot_api: BotApiServer, mosquitto: Mosquitto, postgres_url: str) -> dict[str, str]:
+    return {"TELEGRAM_BOT_TOKEN": bot_api.token, "TELEGRAM_API_URL": bot_api.url, "DATABASE_URL": postgres_url,
+            "MQTT_URL": mosquitto.url}
+
+
+@asynccontextmanager
+async def leader_and_standby(tmp_path: Path, env: dict[str, str]) -> AsyncIterator[tuple[Instance, Instance]]:
+    """Two instances: the first once it runs as the leader, then the second once it stands by."""
+    async with AsyncExitStack() as instances:
+        first = await instances.enter_async_context(instance(tmp_path / "a", env))
+        await until_logged(first.log, "HemoWatch is running as @")
+        second = await instances.enter_async_context(instance(tmp_path / "b", env))
+        await until_logged(second.log, "standing by")
+        yield first, second
+
+
 async def publish(port: int, messages: list[tuple[str, dict]], published: list[int]) -> None:
     """A gateway publishing each message at QoS 1, one after another (each acknowledged by the broker)."""
     async with aiomqtt.Client("127.0.0.1", port, identifier="ward-gateway") as gateway:
@@ -93,16 +109,9 @@ async def test_the_standby_takes_over_a_killed_leader_and_nothing_is_lost_or_dou
     stream = [(patient_id, {"ts": round(start + 5 * step, 3), **CALM, "hr": 60 + step % 30})
               for step in range(PER_PATIENT) for patient_id in PATIENTS]
     stored = lambda: db.execute("select count(*) from vitals").fetchone()[0]  # noqa: E731
-    env = {
-        "TELEGRAM_BOT_TOKEN": bot_api.token, "TELEGRAM_API_URL": bot_api.url, "DATABASE_URL": postgres_url,
-        "MQTT_URL": mosquitto.url, "ADMIN_USER_IDS": str(ADMIN),
-    }
-    async with AsyncExitStack() as instances:
-        first = await instances.enter_async_context(instance(tmp_path / "a", env))
-        await until_logged(first.log, "HemoWatch is running as @")
+    env = service_env(bot_api, mosquitto, postgres_url) | {"ADMIN_USER_IDS": str(ADMIN)}
+    async with leader_and_standby(tmp_path, env) as (first, second):
         await until_logged(first.log, "subscribed to hemowatch/patients/+/vitals")
-        second = await instances.enter_async_context(instance(tmp_path / "b", env))
-        await until_logged(second.log, "standing by")
         assert "hemowatch_leader 1.0" in await asyncio.to_thread(first.metrics)
         assert "hemowatch_leader 0.0" in await asyncio.to_thread(second.metrics)
 
@@ -137,13 +146,8 @@ async def test_the_standby_takes_over_a_killed_leader_and_nothing_is_lost_or_dou
 async def test_a_leader_that_loses_its_lease_stops_in_one_line_and_the_standby_leads(
     bot_api: BotApiServer, mosquitto: Mosquitto, postgres_url: str, tmp_path: Path
 ) -> None:
-    env = {"TELEGRAM_BOT_TOKEN": bot_api.token, "TELEGRAM_API_URL": bot_api.url, "DATABASE_URL": postgres_url,
-           "MQTT_URL": mosquitto.url}
-    async with AsyncExitStack() as instances:
-        first = await instances.enter_async_context(instance(tmp_path / "a", env))
-        await until_logged(first.log, "HemoWatch is running as @")
-        second = await instances.enter_async_context(instance(tmp_path / "b", env))
-        await until_logged(second.log, "standing by")
+    env = service_env(bot_api, mosquitto, postgres_url)
+    async with leader_and_standby(tmp_path, env) as (first, second):
         with psycopg.connect(postgres_url, autocommit=True) as admin:  # the lease's connection is cut, as by a
             (holder,) = admin.execute(                                  # network fault or a server restart
                 "select pid from pg_locks where locktype = 'advisory' and granted and classid = %s and objid = %s",
@@ -191,13 +195,8 @@ def port_open(port: int) -> bool:
 async def test_a_standby_stops_cleanly_on_sigterm(
     bot_api: BotApiServer, mosquitto: Mosquitto, postgres_url: str, tmp_path: Path
 ) -> None:
-    env = {"TELEGRAM_BOT_TOKEN": bot_api.token, "TELEGRAM_API_URL": bot_api.url, "DATABASE_URL": postgres_url,
-           "MQTT_URL": mosquitto.url}
-    async with AsyncExitStack() as instances:
-        first = await instances.enter_async_context(instance(tmp_path / "a", env))
-        await until_logged(first.log, "HemoWatch is running as @")
-        second = await instances.enter_async_context(instance(tmp_path / "b", env))
-        await until_logged(second.log, "standing by")
+    env = service_env(bot_api, mosquitto, postgres_url)
+    async with leader_and_standby(tmp_path, env) as (first, second):
         second.process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(second.process.wait(), 30) == 0
         assert first.process.returncode is None  # the leader goes on

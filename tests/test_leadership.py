@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import psycopg
@@ -129,25 +130,32 @@ async def test_a_holder_whose_server_stops_answering_loses_the_lease_after_the_c
     await eventually(lambda: not _holders(postgres, postgres_url), 5, "the closed session to let go of the lock")
 
 
-async def test_a_standby_takes_over_at_once_from_a_holder_killed_with_sigkill(
-    postgres: PostgresServer, postgres_url: str, lease: MakeLease
-) -> None:
+@asynccontextmanager
+async def holder_elsewhere(url: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A process of its own holding the lease on `url`, once it says so; killed on leaving at the latest."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", HOLDER, postgres_url, stdout=asyncio.subprocess.PIPE,
+        sys.executable, "-c", HOLDER, url, stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
     )
     try:
         assert await asyncio.wait_for(process.stdout.readline(), 30) == b"held\n"
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def test_a_standby_takes_over_at_once_from_a_holder_killed_with_sigkill(
+    postgres: PostgresServer, postgres_url: str, lease: MakeLease
+) -> None:
+    async with holder_elsewhere(postgres_url) as process:
         standby = lease()
         acquiring = asyncio.create_task(standby.acquire())
         assert await _refused_for(acquiring, 2 * RETRY_S)
         killed = asyncio.get_running_loop().time()
         process.kill()
         await asyncio.wait_for(acquiring, TAKEOVER_S)
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
     # The kernel closes a killed process's socket, so the server ends its session at once: one try later, ours.
     assert asyncio.get_running_loop().time() - killed < RETRY_S + 1.0
     assert standby.held
@@ -156,12 +164,7 @@ async def test_a_standby_takes_over_at_once_from_a_holder_killed_with_sigkill(
 async def test_a_standby_takes_over_from_a_holder_frozen_for_longer_than_frozen_s(
     postgres: PostgresServer, postgres_url: str, lease: MakeLease
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", HOLDER, postgres_url, stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(CHECKOUT)},
-    )
-    try:
-        assert await asyncio.wait_for(process.stdout.readline(), 30) == b"held\n"
+    async with holder_elsewhere(postgres_url) as process:
         standby = lease()
         acquiring = asyncio.create_task(standby.acquire())
         frozen = asyncio.get_running_loop().time()
@@ -169,10 +172,6 @@ async def test_a_standby_takes_over_from_a_holder_frozen_for_longer_than_frozen_
         await asyncio.wait_for(acquiring, FROZEN_S + TAKEOVER_S)
         taken_over_s = asyncio.get_running_loop().time() - frozen
         process.send_signal(signal.SIGCONT)
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
     assert FROZEN_S - 1 <= taken_over_s < FROZEN_S + RETRY_S + 1.0
     assert standby.held
 
